@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import pytest
+
+from hpsearch.config import make_config
+from hpsearch.model import ACTIVATIONS
+from hpsearch.optim import LOSSES
+from hpsearch.optim import OPTIMIZERS
+from hpsearch.optim import SCHEDULERS
+from hpsearch.trainer import EpochStats
+from hpsearch.trainer import train
+from hpsearch.trainer import TrainResult
+
+CHANCE = 0.1  # ten classes
+
+
+def test_default_config_learns_digits() -> None:
+    result = train(make_config({}))
+    assert result.outcome == "completed"
+    assert len(result.epochs) == 14
+    assert result.epochs[-1].val_accuracy >= 0.90
+    assert result.test_accuracy is not None and result.test_accuracy >= 0.90
+    assert result.epochs[-1].train_loss < result.epochs[0].train_loss
+    assert result.param_count == 64 * 128 + 128 + 128 * 10 + 10
+    assert result.device == "cpu"
+    assert result.config["hidden_layers"] == [128]
+
+
+def _learns(**values: object) -> float:
+    result = train(make_config({"epochs": 4, **values}))
+    assert result.outcome == "completed", values
+    accuracy = result.epochs[-1].val_accuracy
+    assert accuracy > 3 * CHANCE, (values, accuracy)
+    return accuracy
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_every_activation_learns(activation: str) -> None:
+    _learns(activation=activation, optimizer="adam", lr=0.01, scheduler="none")
+
+
+@pytest.mark.parametrize("loss", [*sorted(LOSSES), "nll"])
+def test_every_loss_learns(loss: str) -> None:
+    _learns(loss=loss, optimizer="adam", lr=0.01, scheduler="none")
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "extra"),
+    [
+        ("sgd", 0.1, {"momentum": 0.9, "nesterov": True}),
+        ("sgd", 0.2, {}),
+        ("adam", 0.01, {}),
+        ("adamw", 0.01, {"weight_decay": 0.01}),
+        ("adagrad", 0.05, {}),
+        ("adadelta", 1.0, {}),
+        ("rmsprop", 0.003, {"momentum": 0.5}),
+    ],
+)
+def test_every_optimizer_learns(optimizer: str, lr: float, extra: dict[str, object]) -> None:
+    _learns(optimizer=optimizer, lr=lr, **extra)
+
+
+def test_optimizer_table_is_covered() -> None:
+    assert set(OPTIMIZERS) == {"sgd", "adam", "adamw", "adagrad", "adadelta", "rmsprop"}
+
+
+@pytest.mark.parametrize("scheduler", sorted(SCHEDULERS))
+@pytest.mark.parametrize("optimizer", ["adadelta", "adam"])
+def test_every_scheduler_learns(scheduler: str, optimizer: str) -> None:
+    _learns(scheduler=scheduler, optimizer=optimizer, lr=1.0 if optimizer == "adadelta" else 0.01)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"weight_decay": 1e-3},
+        {"l1": 1e-4},
+        {"dropout": 0.3},
+        {"label_smoothing": 0.1},
+        {"batch_norm": True},
+        {"hidden_layers": [64, 32], "activation": ["tanh", "relu"], "dropout": [0.1, 0.2]},
+        {"hidden_layers": []},
+        {"preprocess": "scale"},
+        {"preprocess": "raw", "optimizer": "adam", "lr": 0.001},
+        {"batch_size": 17, "batch_norm": True},
+    ],
+)
+def test_regularizers_and_architectures_learn(values: dict[str, object]) -> None:
+    _learns(**values)
+
+
+def test_l1_penalty_shrinks_weights() -> None:
+    plain = train(make_config({"epochs": 3}))
+    sparse = train(make_config({"epochs": 3, "l1": 1e-2}))
+    # the penalty is part of the training loss, so it must show there
+    assert sparse.epochs[-1].train_loss > plain.epochs[-1].train_loss
+
+
+def _curve(result: TrainResult) -> list[tuple[float, float, float]]:
+    return [(e.train_loss, e.val_loss, e.val_accuracy) for e in result.epochs]
+
+
+def test_same_seed_same_result_and_other_seed_differs() -> None:
+    config = make_config({"epochs": 3, "dropout": 0.2})
+    a, b = train(config), train(config)
+    assert _curve(a) == _curve(b)
+    assert a.test_accuracy == b.test_accuracy
+    c = train(make_config({"epochs": 3, "dropout": 0.2, "seed": 2}))
+    assert _curve(c) != _curve(a)
+
+
+def test_diverging_learning_rate_stops_with_outcome() -> None:
+    result = train(make_config({"optimizer": "sgd", "lr": 1e4, "epochs": 10}))
+    assert result.outcome == "diverged"
+    assert len(result.epochs) < 10
+    last = result.epochs[-1]
+    assert last.train_loss != last.train_loss or last.train_loss == float("inf")  # NaN or inf
+    assert result.test_accuracy is None
+
+
+def test_callback_can_stop_the_run() -> None:
+    seen: list[int] = []
+
+    def stop_after_two(stats: EpochStats) -> bool:
+        seen.append(stats.epoch)
+        return stats.epoch == 2
+
+    result = train(make_config({"epochs": 5}), on_epoch=stop_after_two)
+    assert result.outcome == "stopped"
+    assert seen == [1, 2]
+    assert len(result.epochs) == 2
+
+
+def test_synthetic_dataset_learns() -> None:
+    assert _learns(dataset="synthetic", optimizer="adam", lr=0.01) > 0.9
