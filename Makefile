@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/hpsearch train
+	$(BIN)/hpsearch run studies/quickstart.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check hpsearch tests bench

@@ -7,8 +7,10 @@ status 2; ``--debug`` shows the traceback instead.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import sys
 from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,9 +18,18 @@ from hpsearch.config import load_config_file
 from hpsearch.config import make_config
 from hpsearch.config import parse_assignment
 from hpsearch.config import TrainConfig
+from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
+from hpsearch.storage import DEFAULT_STORAGE
+from hpsearch.storage import redact
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpsearch.studyfile import StudySpec
 
 USAGE_ERROR = 2
+INTERRUPTED = 130
 
 
 class _Group(click.Group):
@@ -99,3 +110,247 @@ def train(
     click.echo(f"params         {result.param_count}")
     click.echo(f"train_seconds  {result.train_seconds:.2f}")
     click.echo(f"device         {result.device}")
+
+
+# --- studies -----------------------------------------------------------------------------
+
+_trials_option = click.option("--trials", type=click.IntRange(min=1), help="Override the budget.")
+_storage_option = click.option("--storage", help="Override the storage URL.")
+
+
+def _load_spec(path: str, storage: str | None, trials: int | None = None) -> StudySpec:
+    from hpsearch.studyfile import load_study
+
+    return load_study(path, storage=storage, trials=trials)
+
+
+def _resolve(target: str, storage: str | None) -> tuple[str, str]:
+    """A study file, or a study name in ``--storage`` (default: the default SQLite file)."""
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        spec = _load_spec(target, storage)
+        return spec.name, spec.storage
+    return target, storage or DEFAULT_STORAGE
+
+
+def _open(target: str, storage: str | None) -> optuna.Study:
+    from hpsearch.results import open_study
+
+    return open_study(*_resolve(target, storage))
+
+
+def _best_line(study: optuna.Study) -> str:
+    from hpsearch.results import best_trials
+
+    best = best_trials(study)
+    if not best:
+        return "best: none yet"
+    if len(study.directions) > 1:
+        return f"pareto front: {len(best)} trials"
+    return f"best: {best[0].value:.4f} (trial {best[0].number})"
+
+
+@main.command()
+@click.argument("study_file", type=click.Path())
+@_trials_option
+@_storage_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def run(study_file: str, trials: int | None, storage: str | None, no_progress: bool) -> None:
+    """Run a study in this process until its budget is reached (resumes if it exists)."""
+    from tqdm import tqdm
+
+    from hpsearch.results import finished_count
+    from hpsearch.study import prepare
+    from hpsearch.study import run_worker
+    from hpsearch.study import worker_name
+
+    spec = _load_spec(study_file, storage, trials)
+    store, study, queued = prepare(spec)
+    budget = spec.budget()
+    done = finished_count(study)
+    click.echo(
+        f"study {spec.name} in {redact(spec.storage)}: sampler {spec.sampler}, "
+        f"budget {budget}, {queued} trials queued now",
+        err=True,
+    )
+    bar = tqdm(
+        total=budget,
+        initial=min(done, budget),
+        unit="trial",
+        disable=no_progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+
+    def progress(trial: Any) -> None:
+        bar.update(1)
+        bar.set_postfix_str(_best_line(study), refresh=True)
+
+    try:
+        stats = run_worker(spec, store, worker=worker_name(), on_trial=progress)
+    except KeyboardInterrupt:
+        stats = None
+    bar.close()
+    if stats is None or stats.interrupted:
+        click.echo("interrupted: run the same command again to resume", err=True)
+        sys.exit(INTERRUPTED)
+    click.echo(
+        f"done: {stats.completed} completed, {stats.pruned} pruned, {stats.failed} failed "
+        f"in this run; {_best_line(study)}"
+    )
+    _print_best(study)
+
+
+def _print_best(study: optuna.Study) -> None:
+    from hpsearch.results import best_trials
+
+    for t in best_trials(study)[:5]:
+        values = ", ".join(f"{v:.4f}" for v in t.values)
+        test = t.user_attrs.get("test_accuracy")
+        click.echo(
+            f"  trial {t.number}: values [{values}]"
+            + (f"  test_accuracy {test:.4f}" if test is not None else "")
+        )
+        for key, value in t.params.items():
+            click.echo(f"    {key}: {value}")
+
+
+@main.command()
+@_storage_option
+def studies(storage: str | None) -> None:
+    """List the studies in a storage."""
+    import optuna
+
+    from hpsearch.storage import open_storage
+
+    url = storage or DEFAULT_STORAGE
+    summaries = optuna.get_all_study_summaries(open_storage(url, for_workers=False))
+    if not summaries:
+        click.echo(f"no studies in {redact(url)}")
+    for s in summaries:
+        best = "" if s.best_trial is None else f"  best {s.best_trial.values}"
+        directions = ",".join(d.name.lower() for d in s.directions)
+        click.echo(f"{s.study_name}  trials {s.n_trials}  {directions}{best}")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def status(study: str, storage: str | None, as_json: bool) -> None:
+    """Counts by state, best trial, time spent and trial rate of STUDY (file or name)."""
+    from hpsearch.results import status as study_status
+
+    info = study_status(_open(study, storage))
+    if as_json:
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    states = "  ".join(f"{k.lower()} {v}" for k, v in info["states"].items())
+    click.echo(f"study       {info['study']} ({', '.join(info['directions'])})")
+    click.echo(f"trials      {info['trials']}: {states}")
+    rate = info["trials_per_minute"]
+    click.echo(
+        f"time        {info['wall_seconds']:.1f}s wall, {info['train_seconds']:.1f}s "
+        f"training" + (f", {rate:.1f} trials/min" if rate else "")
+    )
+    for best in info["best"]:
+        click.echo(
+            f"best        trial {best['number']}: {best['values']}  "
+            f"test_accuracy {best['test_accuracy']}"
+        )
+        click.echo(f"params      {json.dumps(best['params'])}")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option(
+    "--write-config",
+    type=click.Path(),
+    help="Write the best trainer config here (YAML that `hpsearch train --config` reads).",
+)
+def best(study: str, storage: str | None, write_config: str | None) -> None:
+    """Params and metrics of the best trial (the Pareto front when multi-objective)."""
+    import yaml
+
+    from hpsearch.results import best_trials
+
+    s = _open(study, storage)
+    trials = best_trials(s)
+    if not trials:
+        raise ConfigError([f"study {s.study_name!r} has no completed trial yet"])
+    _print_best(s)
+    if write_config:
+        t = trials[0]
+        doc = {
+            "study": s.study_name,
+            "trial": t.number,
+            "values": t.values,
+            "config": t.user_attrs["config"],
+        }
+        Path(write_config).write_text(yaml.safe_dump(doc, sort_keys=False))
+        click.echo(f"wrote {write_config}")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+def trials(study: str, storage: str | None, fmt: str) -> None:
+    """Every trial of STUDY with its state, values, params and metrics."""
+    from hpsearch.results import format_rows
+    from hpsearch.results import trial_rows
+
+    click.echo(format_rows(trial_rows(_open(study, storage)), fmt))
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(),
+    default="runs/best",
+    show_default=True,
+    help="Directory for model.pt, config.yaml and result.json.",
+)
+def retrain(study: str, storage: str | None, output: str) -> None:
+    """Train the best configuration on training + validation data and save the model."""
+    import torch
+    import yaml
+
+    from hpsearch.config import make_config
+    from hpsearch.results import best_trials
+    from hpsearch.trainer import fit
+
+    s = _open(study, storage)
+    trials = best_trials(s)
+    if not trials:
+        raise ConfigError([f"study {s.study_name!r} has no completed trial yet"])
+    config = make_config({"val_fraction": 0.0}, make_config(trials[0].user_attrs["config"]))
+    click.echo(f"retraining trial {trials[0].number} on training + validation data", err=True)
+    result, model = fit(config)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), out / "model.pt")
+    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    click.echo(f"test_accuracy  {result.test_accuracy:.4f}")
+    click.echo(f"test_loss      {result.test_loss:.4f}")
+    click.echo(f"saved          {out / 'model.pt'}, {out / 'config.yaml'}, {out / 'result.json'}")
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(study: str, storage: str | None, yes: bool) -> None:
+    """Delete STUDY and all its trials from the storage."""
+    import optuna
+
+    s = _open(study, storage)
+    name, url = _resolve(study, storage)
+    if not yes:
+        click.confirm(f"delete study {name!r} ({len(s.trials)} trials)?", abort=True)
+    optuna.delete_study(study_name=name, storage=s._storage)
+    click.echo(f"deleted {name} from {redact(url)}")

@@ -61,7 +61,7 @@ class TrainConfig:
     # data
     dataset: str = "digits"  # offline default; mnist / fashion-mnist are read from data_dir
     data_dir: str | None = None  # None: $HPSEARCH_DATA_DIR, else ./data
-    val_fraction: float = 0.1  # carved from the training set, fixed seed: what a search optimizes
+    val_fraction: float = 0.1  # carved from the training set (fixed seed): what a search optimizes
     train_subset: int | None = None  # first N training images only (quick checks on MNIST)
     preprocess: str = "standardize"  # raw | scale (to [0,1]) | standardize (train mean/std)
     # architecture
@@ -226,7 +226,7 @@ def check(c: TrainConfig) -> list[str]:
     if any(not 0.0 <= d < 1.0 for d in c.dropouts()):
         p.append("dropout: must be in [0, 1)")
     rules = [
-        ("val_fraction", 0.0 < c.val_fraction < 1.0, "must be in (0, 1)"),
+        ("val_fraction", 0.0 <= c.val_fraction < 1.0, "must be in [0, 1)"),
         ("train_subset", c.train_subset is None or c.train_subset > 1, "must be at least 2"),
         ("label_smoothing", 0.0 <= c.label_smoothing < 1.0, "must be in [0, 1)"),
         ("weight_decay", c.weight_decay >= 0.0, "must be >= 0"),

@@ -93,13 +93,24 @@ def resolve_device(name: str) -> torch.device:
 def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainResult:
     """Trains the MLP that ``config`` describes and evaluates it.
 
+    See :func:`fit`, which also returns the trained model.
+    """
+    return fit(config, on_epoch)[0]
+
+
+def fit(
+    config: TrainConfig, on_epoch: EpochCallback | None = None
+) -> tuple[TrainResult, nn.Module]:
+    """Trains the MLP that ``config`` describes, evaluates it, and returns it too.
+
     Args:
         config: A validated config (see :func:`hpsearch.config.make_config`).
         on_epoch: Called after every epoch with its metrics; returning ``True`` stops the run
             (outcome ``stopped``). This is how an Optuna objective reports and prunes.
 
     Returns:
-        The per-epoch curves, test metrics (when completed) and the resolved config.
+        The result (per-epoch curves, test metrics when completed, the resolved config) and
+        the trained model.
     """
     device = resolve_device(config.device)
     data = load_data(config, device)
@@ -147,7 +158,7 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
         history.append(
             EpochStats(epoch, train_loss, val_loss, val_acc, time.perf_counter() - epoch_start)
         )
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        if not math.isfinite(train_loss) or (len(data.val_y) and not math.isfinite(val_loss)):
             outcome = "diverged"
             break
         if on_epoch is not None and on_epoch(history[-1]):
@@ -157,7 +168,7 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
     test_loss = test_acc = None
     if outcome == "completed":
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y, loss_fn, config)
-    return TrainResult(
+    result = TrainResult(
         outcome=outcome,
         epochs=tuple(history),
         test_loss=test_loss,
@@ -167,6 +178,7 @@ def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainRe
         device=str(device),
         config=config.to_dict(),
     )
+    return result, model
 
 
 def _l1_norm(model: nn.Module) -> torch.Tensor:
@@ -188,8 +200,9 @@ def evaluate(
         logits = model(xb)
         loss_sum += loss_fn(logits, yb, config.label_smoothing) * len(yb)
         correct += (logits.argmax(dim=1) == yb).sum()
-    n = max(len(y), 1)
-    return (loss_sum / n).item(), correct.item() / n
+    if len(y) == 0:  # no validation split (retraining on train + validation)
+        return math.nan, math.nan
+    return (loss_sum / len(y)).item(), correct.item() / len(y)
 
 
 def load_data(config: TrainConfig, device: torch.device) -> DeviceData:
