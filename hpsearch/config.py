@@ -110,7 +110,10 @@ _HINTS = typing.get_type_hints(TrainConfig)
 
 
 def make_config(
-    values: Mapping[str, Any], base: TrainConfig | None = None, source: str | None = None
+    values: Mapping[str, Any],
+    base: TrainConfig | None = None,
+    source: str | None = None,
+    cross_field: bool = True,
 ) -> TrainConfig:
     """Builds a validated config from ``values`` laid over ``base`` (default: the defaults).
 
@@ -118,6 +121,8 @@ def make_config(
         values: Field names and values, as parsed from YAML or ``--set``.
         base: The config whose values are kept where ``values`` says nothing.
         source: Where the values came from, named in error messages.
+        cross_field: Also check rules that tie fields together (``nesterov`` needs
+            ``momentum``); a search space checks one parameter at a time without them.
 
     Raises:
         ConfigError: Listing every unknown key, wrong type and out-of-range value at once.
@@ -135,7 +140,7 @@ def make_config(
     if not problems:
         merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
         merged["loss"] = LOSS_ALIASES.get(merged["loss"], merged["loss"])
-        problems = check(TrainConfig(**merged))
+        problems = check(TrainConfig(**merged), cross_field)
     if problems:
         raise ConfigError(problems, source)
     return TrainConfig(**merged)
@@ -206,7 +211,7 @@ def _choice(problems: list[str], key: str, value: str, allowed: typing.Iterable[
         problems.append(f"{key}: unknown {value!r}; allowed: {', '.join(allowed)}")
 
 
-def check(c: TrainConfig) -> list[str]:
+def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
     """Returns one message per semantic problem of a well-typed config (empty when valid)."""
     p: list[str] = []
     _choice(p, "dataset", c.dataset, DATASETS)
@@ -214,16 +219,17 @@ def check(c: TrainConfig) -> list[str]:
     _choice(p, "loss", c.loss, [*LOSSES, *LOSS_ALIASES])
     _choice(p, "optimizer", c.optimizer, OPTIMIZERS)
     _choice(p, "scheduler", c.scheduler, SCHEDULERS)
-    for act in c.activations():
+    for act in c.activations() if isinstance(c.activation, tuple) else (c.activation,):
         _choice(p, "activation", act, ACTIVATIONS)
     n = len(c.hidden_layers)
     for key in ("activation", "dropout"):
         value = getattr(c, key)
-        if isinstance(value, tuple) and len(value) != n:
+        if cross_field and isinstance(value, tuple) and len(value) != n:
             p.append(f"{key}: {len(value)} values for {n} hidden layers; give one or {n}")
     if any(w <= 0 for w in c.hidden_layers):
         p.append(f"hidden_layers: widths must be positive integers, got {list(c.hidden_layers)}")
-    if any(not 0.0 <= d < 1.0 for d in c.dropouts()):
+    dropouts = c.dropout if isinstance(c.dropout, tuple) else (c.dropout,)
+    if any(not 0.0 <= d < 1.0 for d in dropouts):
         p.append("dropout: must be in [0, 1)")
     rules = [
         ("val_fraction", 0.0 <= c.val_fraction < 1.0, "must be in [0, 1)"),
@@ -233,7 +239,7 @@ def check(c: TrainConfig) -> list[str]:
         ("l1", c.l1 >= 0.0, "must be >= 0"),
         ("lr", c.lr > 0.0, "must be > 0"),
         ("momentum", 0.0 <= c.momentum < 1.0, "must be in [0, 1)"),
-        ("nesterov", not c.nesterov or c.momentum > 0.0, "needs momentum > 0"),
+        ("nesterov", not (cross_field and c.nesterov) or c.momentum > 0.0, "needs momentum > 0"),
         ("step_size", c.step_size >= 1, "must be >= 1"),
         ("gamma", 0.0 < c.gamma <= 1.0, "must be in (0, 1]"),
         ("epochs", c.epochs >= 1, "must be >= 1"),

@@ -54,8 +54,10 @@ class Param(Protocol):
 
 def _frange(low: float, high: float, step: float) -> list[float]:
     # The values Optuna's FloatDistribution(step=...) can draw: low + k * step, up to high.
+    # (k * step + low, the same float arithmetic as Optuna's samplers, so that a grid point
+    # and a drawn value compare equal).
     n = int(round((high - low) / step, 8) // 1)
-    return [float(round(low + k * step, 12)) for k in range(n + 1)]
+    return [float(k * step + low) for k in range(n + 1)]
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ from sqlalchemy.engine import URL
 
 from hpsearch.errors import StorageError
 
+# Heartbeats, their retry callback and PatientPruner are "experimental" since Optuna 2.8-3.0:
+# a warning on every start is noise to our users.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT_S = 120  # generous: 8+ workers queue for the one writer lock
@@ -114,8 +118,6 @@ def open_storage(
     else:
         engine_kwargs["pool_pre_ping"] = True  # survive server restarts between trials
     heartbeat: dict[str, Any] = {}
-    # Heartbeats and their retry callback are "experimental" since Optuna 2.8: not news.
-    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
     if heartbeat_interval:
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from dataclasses import field
 import difflib
 import inspect
+import re
 from typing import Any
 
 import optuna
@@ -339,7 +340,8 @@ def _parse_component(
     for key, value in options.items():
         expected = allowed.get(key)
         if expected is not None and not _same_kind(value, expected):
-            p.add(f"{path}.{key}", f"expected {type(expected).__name__}, got {value!r}")
+            kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
+            p.add(f"{path}.{key}", f"expected {kinds}, got {value!r}")
     if name in ("grid", "ofat"):  # their points come from the space, not the sampler
         options = {k: v for k, v in options.items() if k == "seed"}
     required = [
@@ -355,26 +357,34 @@ def _parse_component(
     return name, options
 
 
-def _scalar_options(cls: type) -> dict[str, Any]:
-    """Constructor options that a YAML scalar can set, with an example value of their type."""
-    result: dict[str, Any] = {}
-    for n, prm in inspect.signature(cls).parameters.items():
-        if prm.kind is not prm.POSITIONAL_OR_KEYWORD and prm.kind is not prm.KEYWORD_ONLY:
+_SCALARS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+
+
+def _scalar_options(cls: type) -> dict[str, tuple[type, ...]]:
+    """Constructor options that a YAML scalar can set, with the types their hints allow.
+
+    Options typed as callables, sequences or objects (``gamma``, ``search_space``) cannot
+    come from a file and are left out, so naming one is an unknown key.
+    """
+    result: dict[str, tuple[type, ...]] = {}
+    for name, prm in inspect.signature(cls).parameters.items():
+        hint = str(prm.annotation)
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or re.search(
+            r"Callable|Sequence|Mapping|dict|list|\[", hint
+        ):
             continue
-        default = prm.default
-        if default is inspect.Parameter.empty or default is None:
-            result[n] = None  # any scalar: Optuna validates the value itself
-        elif isinstance(default, bool | int | float | str):
-            result[n] = default
+        types = tuple(
+            t for word, ts in _SCALARS.items() if re.search(rf"\b{word}\b", hint) for t in ts
+        )
+        if types:
+            result[name] = types + ((type(None),) if "None" in hint else ())
     return result
 
 
-def _same_kind(value: Any, example: Any) -> bool:
-    if isinstance(example, bool):
-        return isinstance(value, bool)
-    if isinstance(example, int | float):
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, type(example))
+def _same_kind(value: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return bool in types
+    return isinstance(value, types)
 
 
 def _parse_budget(
@@ -541,7 +551,7 @@ def _check_values(param: Param, path: str, base: TrainConfig, p: _Problems) -> N
     """Every value the parameter can take must be a valid setting of its field."""
     for i, value in enumerate(param.extremes()):
         try:
-            make_config({param.target: value}, base)
+            make_config({param.target: value}, base, cross_field=False)
         except ConfigError as e:
             where = f"{path}.values[{i}]" if isinstance(param, CategoricalParam) else path
             p.add(where, e.problems[0])
@@ -551,5 +561,10 @@ def _check_values(param: Param, path: str, base: TrainConfig, p: _Problems) -> N
 def _one_factor_param(param: Param, base: TrainConfig) -> Param:
     """In a one-factor study each parameter is a choice among its values and the baseline's."""
     baseline = base.to_dict()[param.target]
-    values = [baseline] + [v for _, v in param.options() or [] if v != baseline]
+    values = [baseline]
+    for _, value in param.options() or []:
+        # compare resolved values: `nll` is the baseline's `cross_entropy`, not a variation
+        resolved = make_config({param.target: value}, base, cross_field=False)
+        if (v := resolved.to_dict()[param.target]) not in values:
+            values.append(v)
     return CategoricalParam(param.target, tuple(values))

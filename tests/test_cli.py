@@ -1,25 +1,11 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
-import subprocess
-import sys
 
 import pytest
 
-
-def hpsearch(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Runs the CLI in a subprocess, as a user would."""
-    env = {**os.environ, "HPSEARCH_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "hpsearch", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
+from tests.helpers import hpsearch
 
 
 def test_train_defaults_on_digits() -> None:

@@ -1,0 +1,56 @@
+"""Shared helpers: small study files on digits and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+
+def study_doc(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """A small, fast digits study stored in a temporary SQLite file."""
+    doc: dict[str, Any] = {
+        "name": "t",
+        "storage": f"sqlite:///{tmp_path / 'hp.db'}",
+        "dataset": "digits",
+        "objective": {"metric": "val_accuracy", "reduce": "final"},
+        "sampler": {"name": "random", "seed": 0},
+        "budget": {"trials": 4},
+        "fixed": {"epochs": 2, "scheduler": "none", "optimizer": "adam", "lr": 0.01},
+        "space": {
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+            "hidden_layers": {
+                "type": "layers",
+                "depth": {"low": 0, "high": 2},
+                "width": {"low": 8, "high": 64, "log": True},
+            },
+        },
+        "heartbeat": {"interval": 1, "grace_period": 3},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def write_study(tmp_path: Path, name: str = "study.yaml", **overrides: Any) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(study_doc(tmp_path, **overrides), sort_keys=False))
+    return path
+
+
+def hpsearch(
+    *args: str, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Runs the CLI in a subprocess, as a user would."""
+    env = {**os.environ, "HPSEARCH_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=timeout,
+    )

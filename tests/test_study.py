@@ -1,0 +1,263 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from hpsearch.results import open_study
+from hpsearch.study import prepare
+from hpsearch.study import run_worker
+from hpsearch.studyfile import parse_study
+from hpsearch.studyfile import StudySpec
+from tests.helpers import hpsearch
+from tests.helpers import study_doc
+from tests.helpers import write_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def _spec(tmp_path: Path, trials: int | None = None, **overrides: Any) -> StudySpec:
+    return parse_study(study_doc(tmp_path, **overrides), source="test.yaml", trials=trials)
+
+
+def _run(spec: StudySpec, stop_after: int | None = None) -> optuna.Study:
+    storage, study, _ = prepare(spec)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def count(trial: Any) -> None:
+        seen.append(trial.number)
+        if stop_after is not None and len(seen) >= stop_after:
+            stop.set()
+
+    run_worker(spec, storage, worker="test", stop=stop, on_trial=count)
+    return study
+
+
+@pytest.mark.parametrize(
+    ("sampler", "objectives"),
+    [
+        ({"name": "random", "seed": 0}, None),
+        ({"name": "tpe", "seed": 0, "n_startup_trials": 2}, None),
+        ({"name": "gp", "seed": 0, "n_startup_trials": 2}, None),
+        ({"name": "cmaes", "seed": 0, "n_startup_trials": 2}, None),
+        ({"name": "qmc", "seed": 0}, None),
+        (
+            {"name": "nsga2", "seed": 0, "population_size": 2},
+            [{"metric": "val_accuracy"}, {"metric": "param_count"}],
+        ),
+        (
+            {"name": "tpe", "seed": 0, "n_startup_trials": 2},
+            [{"metric": "val_accuracy"}, {"metric": "train_seconds"}],
+        ),
+    ],
+    ids=["random", "tpe", "gp", "cmaes", "qmc", "nsga2", "tpe-multi"],
+)
+def test_each_sampler_runs_its_budget(
+    sampler: dict[str, Any], objectives: list[dict[str, str]] | None, tmp_path: Path
+) -> None:
+    extra = {"objectives": objectives, "objective": None} if objectives else {}
+    doc = study_doc(tmp_path, sampler=sampler, budget={"trials": 5}, **extra)
+    if objectives:
+        del doc["objective"]
+    spec = parse_study(doc, source="test.yaml")
+    study = _run(spec)
+    trials = study.get_trials()
+    assert len(trials) == 5
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        assert 1e-3 <= t.params["lr"] <= 1e-1
+        assert 0 <= t.params["hidden_layers.depth"] <= 2
+        assert 0.0 <= t.values[0] <= 1.0
+        assert t.values[0] == t.user_attrs["curves"]["val_accuracy"][-1]
+        assert len(t.user_attrs["curves"]["val_loss"]) == 2
+        assert t.user_attrs["config"]["lr"] == t.params["lr"]
+        assert t.user_attrs["test_accuracy"] is not None
+        assert t.user_attrs["worker"] == "test"
+    if objectives:
+        assert all(len(t.values) == 2 for t in trials)
+    assert max(t.values[0] for t in trials) > 0.5  # something learned
+
+
+def test_grid_covers_every_point_exactly_once(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        sampler="grid",
+        budget=None,
+        space={
+            "lr": {"type": "float", "low": 0.01, "high": 0.03, "step": 0.01},
+            "activation": ["relu", "tanh"],
+            "hidden_layers": {"values": [[16], [8, 8]]},
+        },
+    )
+    study = _run(spec)
+    params = [json.dumps(t.params, sort_keys=True) for t in study.get_trials()]
+    assert len(params) == 12 == len(set(params))
+    assert all(t.state == TrialState.COMPLETE for t in study.get_trials())
+    _run(spec)  # running a finished grid again adds nothing
+    assert len(study.get_trials()) == 12
+
+
+def test_one_factor_study_runs_baseline_and_each_variation(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        sampler="ofat",
+        budget=None,
+        space={
+            "activation": ["relu", "tanh", "sigmoid"],
+            "batch_size": [16, 64],
+            "loss": ["nll", "mse"],
+        },
+        fixed={"epochs": 1, "batch_size": 64},
+    )
+    study = _run(spec)
+    trials = study.get_trials()
+    factors = sorted(
+        (t.user_attrs["ofat_factor"], str(t.user_attrs["ofat_value"])) for t in trials
+    )
+    assert factors == [
+        ("activation", "sigmoid"),
+        ("activation", "tanh"),
+        ("baseline", "None"),
+        ("batch_size", "16"),
+        ("loss", "mse"),
+    ]
+    baseline = next(t for t in trials if t.user_attrs["ofat_factor"] == "baseline")
+    assert baseline.user_attrs["config"]["activation"] == "relu"
+    assert baseline.user_attrs["config"]["loss"] == "cross_entropy"
+
+
+def test_resume_and_extend_budget(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, trials=5)
+    study = _run(spec, stop_after=2)
+    assert len([t for t in study.get_trials() if t.state in FINISHED]) == 2
+    study = _run(_spec(tmp_path, trials=5))
+    assert len(study.get_trials()) == 5
+    assert all(t.state in FINISHED for t in study.get_trials())
+    study = _run(_spec(tmp_path, trials=8))  # raising the budget adds exactly the difference
+    assert len(study.get_trials()) == 8
+    assert all(t.state in FINISHED for t in study.get_trials())
+
+
+def test_pruning_prunes_hopeless_trials(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        sampler="grid",
+        budget=None,
+        fixed={"epochs": 6, "optimizer": "sgd", "scheduler": "none"},
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 0},
+        space={"lr": [0.1, 1e-7], "seed": [1, 2]},
+    )
+    study = _run(spec)
+    by_lr: dict[float, list[Any]] = {}
+    for t in study.get_trials():
+        by_lr.setdefault(t.params["lr"], []).append(t)
+    assert all(t.state == TrialState.COMPLETE for t in by_lr[0.1])
+    assert all(t.state == TrialState.PRUNED for t in by_lr[1e-7])
+    assert all(len(t.user_attrs["curves"]["val_accuracy"]) < 6 for t in by_lr[1e-7])
+
+
+def test_diverging_and_raising_trials_do_not_stop_the_study(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        sampler="grid",
+        budget=None,
+        fixed={"epochs": 4, "optimizer": "sgd", "scheduler": "none"},
+        space={"lr": [1e4, 0.1], "nesterov": [False, True]},  # nesterov needs momentum > 0
+    )
+    study = _run(spec)
+    trials = study.get_trials()
+    assert len(trials) == 4
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 1 and complete[0].params == {"lr": 0.1, "nesterov": False}
+    reasons = sorted(t.user_attrs["fail_reason"] for t in failed)
+    assert reasons[0].startswith("ConfigError: trial") and "nesterov" in reasons[0]
+    assert any(r.startswith("diverged: non-finite loss") for r in reasons)
+
+
+def test_optuna_cli_reads_hpsearch_study(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, trials=3)
+    _run(spec)
+    optuna_cli = shutil.which("optuna", path=str(Path(sys.executable).parent))
+    assert optuna_cli is not None
+    proc = subprocess.run(
+        [optuna_cli, "trials", "--storage", spec.storage, "--study-name", "t", "-f", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 3 and all(r["state"] == "COMPLETE" for r in rows)
+
+
+def test_cli_run_and_inspect(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 3})
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 3 completed" in proc.stdout
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert "t  trials 3" in hpsearch("studies", "--storage", url).stdout
+    status = json.loads(hpsearch("status", str(path), "--json").stdout)
+    assert status["states"]["COMPLETE"] == 3 and status["best"][0]["test_accuracy"] > 0
+    rows = json.loads(hpsearch("trials", "t", "--storage", url, "--format", "json").stdout)
+    assert [r["number"] for r in rows] == [0, 1, 2]
+    csv = hpsearch("trials", str(path), "--format", "csv").stdout.splitlines()
+    assert csv[0].startswith("number,state,value,") and len(csv) == 4
+    best_file = tmp_path / "best.yaml"
+    assert hpsearch("best", str(path), "--write-config", str(best_file)).returncode == 0
+    trained = hpsearch("train", "--config", str(best_file), "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert json.loads(trained.stdout)["config"]["lr"] == status["best"][0]["params"]["lr"]
+    out = tmp_path / "model"
+    proc = hpsearch("retrain", str(path), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "model.pt").exists() and (out / "config.yaml").exists()
+    assert json.loads((out / "result.json").read_text())["config"]["val_fraction"] == 0.0
+    missing = hpsearch("status", "nope", "--storage", url)
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+    assert hpsearch("delete", str(path), "--yes").returncode == 0
+    assert "no studies" in hpsearch("studies", "--storage", url).stdout
+
+
+def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 6}, fixed={"epochs": 40, "scheduler": "none"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / "hp.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until a trial has finished
+        if db.exists():
+            with sqlite3.connect(db) as conn:
+                done = conn.execute(
+                    "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+                ).fetchone()[0]
+            if done >= 1:
+                break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err
+    study = open_study("t", f"sqlite:///{db}")
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    study = open_study("t", f"sqlite:///{db}")
+    finished = [t for t in study.get_trials() if t.state in FINISHED]
+    assert len(finished) == 6

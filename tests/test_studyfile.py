@@ -1,0 +1,203 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hpsearch.errors import ConfigError
+from hpsearch.studyfile import load_study
+from hpsearch.studyfile import parse_study
+from tests.helpers import hpsearch
+from tests.helpers import study_doc
+from tests.helpers import write_study
+
+STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
+def test_shipped_studies_are_valid(path: Path) -> None:
+    spec = load_study(str(path))
+    assert spec.budget() > 0
+    spec.make_sampler()
+    spec.make_pruner()
+
+
+def test_ofat_study_is_baseline_plus_each_variation() -> None:
+    spec = load_study(str(Path(__file__).parent.parent / "studies" / "mnist_ofat.yaml"))
+    factors = [f for f, _, _ in spec.points()]
+    assert factors[0] == "baseline"
+    # 4 layer shapes, 2 activations, 1 loss (nll *is* the baseline), 2 batch sizes,
+    # 2 epoch counts, 2 rates
+    assert len(factors) == 1 + 4 + 2 + 1 + 2 + 2 + 2
+    assert len({json.dumps(p, sort_keys=True) for _, _, p in spec.points()}) == len(factors)
+
+
+BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("unknown top key", {"samplr": "tpe"}, "samplr: unknown key (did you mean 'sampler'?)"),
+    ("unknown sampler", {"sampler": "bayes"}, "sampler.name: unknown 'bayes'"),
+    (
+        "unknown sampler option",
+        {"sampler": {"name": "tpe", "n_startup": 3}},
+        "sampler.n_startup: unknown key (did you mean 'n_startup_trials'?)",
+    ),
+    (
+        "wrong option type",
+        {"sampler": {"name": "tpe", "multivariate": "yes"}},
+        "sampler.multivariate: expected bool",
+    ),
+    ("unknown pruner", {"pruner": "early"}, "pruner.name: unknown 'early'"),
+    (
+        "percentile needs percentile",
+        {"pruner": {"name": "percentile"}},
+        "pruner.percentile: required",
+    ),
+    (
+        "unknown metric",
+        {"objective": {"metric": "accuracy"}},
+        "objective.metric: unknown 'accuracy' (did you mean 'val_accuracy'?)",
+    ),
+    (
+        "direction mismatch",
+        {"objective": {"metric": "val_loss", "direction": "maximize"}},
+        "objective.direction: maximize does not match val_loss",
+    ),
+    (
+        "bad direction",
+        {"objective": {"metric": "val_loss", "direction": "down"}},
+        "objective.direction: unknown 'down'",
+    ),
+    ("unknown dataset", {"dataset": "cifar"}, "dataset: unknown 'cifar'"),
+    (
+        "unknown fixed field",
+        {"fixed": {"epoch": 3}},
+        "fixed.epoch: unknown setting (did you mean 'epochs'?)",
+    ),
+    ("wrong fixed type", {"fixed": {"epochs": "3"}}, "fixed.epochs: expected an integer"),
+    (
+        "low above high",
+        {"space": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}},
+        "space.lr: low (1.0) is above high (0.1)",
+    ),
+    (
+        "log with low 0",
+        {"space": {"lr": {"type": "float", "low": 0, "high": 1, "log": True}}},
+        "space.lr.low: log scale needs low > 0",
+    ),
+    (
+        "empty choices",
+        {"space": {"activation": {"values": []}}},
+        "space.activation.values: expected a non-empty list",
+    ),
+    (
+        "bad choice",
+        {"space": {"activation": ["relu", "swish"]}},
+        "space.activation.values[1]: activation: unknown 'swish'",
+    ),
+    (
+        "unknown param",
+        {"space": {"learning_rate": [0.1]}},
+        "space.learning_rate: not a trainer setting",
+    ),
+    (
+        "unknown param type",
+        {"space": {"lr": {"type": "uniform", "low": 0, "high": 1}}},
+        "space.lr.type: unknown 'uniform'",
+    ),
+    (
+        "unknown param key",
+        {"space": {"lr": {"type": "float", "low": 0.1, "high": 1, "lg": 1}}},
+        "space.lr.lg: unknown key (did you mean 'log'?)",
+    ),
+    (
+        "grid without values",
+        {"sampler": "grid", "space": {"lr": {"type": "float", "low": 0.1, "high": 1.0}}},
+        "space.lr: a grid study needs finite values",
+    ),
+    (
+        "when before parent",
+        {
+            "space": {
+                "momentum": {"type": "float", "low": 0, "high": 0.9, "when": {"optimizer": "sgd"}}
+            }
+        },
+        "space.momentum.when.optimizer: must name a parameter listed earlier",
+    ),
+    (
+        "multi-objective with cmaes",
+        {"objectives": ["val_accuracy", "train_seconds"], "sampler": "cmaes"},
+        "sampler.name: cmaes supports one",
+    ),
+    (
+        "pruning multi-objective",
+        {"objectives": ["val_accuracy", "train_seconds"], "pruner": "median"},
+        "pruner: pruning needs a single",
+    ),
+    ("negative budget", {"budget": {"trials": 0}}, "budget.trials: must be >= 1"),
+    ("missing budget", {"budget": {}}, "budget.trials: required"),
+    ("no space", {"space": {}}, "space: required"),
+    ("no name", {"name": ""}, "name: required"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "overrides", "message"), BAD_CASES, ids=[c[0] for c in BAD_CASES]
+)
+def test_bad_study_files_name_the_key(
+    case: str, overrides: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_study(study_doc(tmp_path, **overrides), source="s.yaml")
+    assert f"s.yaml: {message}" in str(err.value)
+
+
+def test_every_violation_is_reported_at_once(tmp_path: Path) -> None:
+    doc = study_doc(tmp_path, sampler="bayes", pruner="early", budget={"trials": -1})
+    with pytest.raises(ConfigError) as err:
+        parse_study(doc, source="s.yaml")
+    assert len(err.value.problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("name: x\nspace: {lr: [0.1\n", "YAML syntax error at line 3"),
+        ("- just\n- a list\n", "expected a mapping at the top level"),
+    ],
+)
+def test_yaml_problems(content: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_study(str(path))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"sampler": "bayes"}, "sampler.name: unknown 'bayes'"),
+        ({"space": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "space.lr: low (1.0)"),
+    ],
+)
+def test_cli_rejects_bad_file_without_touching_storage(
+    overrides: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    path = write_study(tmp_path, **overrides)
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 2
+    assert f"{path}: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "hp.db").exists()
+
+
+def test_cli_storage_that_cannot_be_opened(tmp_path: Path) -> None:
+    path = write_study(tmp_path, storage="postgresql+psycopg://me:hunter2@127.0.0.1:9/db")
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 2
+    assert "storage postgresql+psycopg://me:***@127.0.0.1:9/db: cannot open" in proc.stderr
+    assert "hunter2" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    bad = write_study(tmp_path, name="b.yaml", storage=f"sqlite:///{tmp_path}/no/such/dir.db")
+    proc = hpsearch("run", str(bad), "--no-progress")
+    assert proc.returncode == 2 and "cannot open" in proc.stderr
