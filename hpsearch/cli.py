@@ -354,3 +354,125 @@ def delete(study: str, storage: str | None, yes: bool) -> None:
         click.confirm(f"delete study {name!r} ({len(s.trials)} trials)?", abort=True)
     optuna.delete_study(study_name=name, storage=s._storage)
     click.echo(f"deleted {name} from {redact(url)}")
+
+
+# --- worker pools ------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("study_file", type=click.Path())
+@_storage_option
+@click.option("--device", help="Device for this worker's trials, e.g. cuda:0 or cpu.")
+@click.option("--name", help="Worker name recorded with its trials [host:pid].")
+def worker(study_file: str, storage: str | None, device: str | None, name: str | None) -> None:
+    """Join an existing study and run its queued trials (how another host joins)."""
+    import dataclasses
+
+    from hpsearch.config import make_config
+    from hpsearch.study import load_study
+    from hpsearch.study import open_spec_storage
+    from hpsearch.study import run_worker
+    from hpsearch.study import worker_name
+    from hpsearch.workers import install_worker_signals
+
+    spec = _load_spec(study_file, storage)
+    if device:
+        spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
+    me = name or worker_name()
+    spec = spec.for_worker(me)
+    install_worker_signals()
+    store = open_spec_storage(spec)
+    load_study(spec, store)  # fail fast, before any work, if the study does not exist
+    click.echo(f"worker {me} joined {spec.name} in {redact(spec.storage)}")
+    try:
+        stats = run_worker(
+            spec,
+            store,
+            worker=me,
+            on_trial=lambda t: click.echo(f"trial {t.number}: {t.state.name} {t.values or ''}"),
+        )
+    except KeyboardInterrupt:
+        sys.exit(INTERRUPTED)
+    click.echo(
+        f"worker {me}: {stats.completed} completed, {stats.pruned} pruned, {stats.failed} failed"
+    )
+    if stats.interrupted:
+        sys.exit(INTERRUPTED)
+
+
+@main.command()
+@click.argument("study_file", type=click.Path())
+@_trials_option
+@_storage_option
+@click.option("--gpus", help="all (default when GPUs are visible), none, or e.g. 0,2,3.")
+@click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--workers",
+    "cpu_workers",
+    type=click.IntRange(min=1),
+    help="CPU workers when no GPU is used [one per core].",
+)
+@click.option(
+    "--max-restarts",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Replacements per worker slot after a crash.",
+)
+@click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def launch(
+    study_file: str,
+    trials: int | None,
+    storage: str | None,
+    gpus: str | None,
+    workers_per_gpu: int,
+    cpu_workers: int | None,
+    max_restarts: int,
+    log_dir: str | None,
+    no_progress: bool,
+) -> None:
+    """Start a pool of worker processes that share one study through its storage."""
+    import os
+
+    import torch
+    from tqdm import tqdm
+
+    from hpsearch.study import prepare
+    from hpsearch.workers import plan_slots
+    from hpsearch.workers import Pool
+
+    spec = _load_spec(study_file, storage, trials)
+    slots = plan_slots(
+        gpus, workers_per_gpu, cpu_workers, torch.cuda.device_count(), os.cpu_count() or 1
+    )
+    _, study, queued = prepare(spec)
+    logs = Path(log_dir or Path("hpsearch-logs") / spec.name)
+    click.echo(
+        f"study {spec.name} in {redact(spec.storage)}: budget {spec.budget()}, "
+        f"{queued} trials queued now; {len(slots)} workers "
+        f"({', '.join(s.name for s in slots)}); logs in {logs}",
+        err=True,
+    )
+    pool = Pool(spec, study, slots, logs, max_restarts)
+    bar = tqdm(
+        total=spec.budget(), unit="trial", disable=no_progress, file=sys.stderr, dynamic_ncols=True
+    )
+
+    def tick(p: Pool) -> None:
+        bar.n = min(p.finished(), bar.total)
+        states = " ".join(f"{k} {v}" for k, v in p.states().items())
+        bar.set_postfix_str(f"{_best_line(study)}; workers: {states}", refresh=True)
+
+    result = pool.run(on_tick=None if no_progress else tick)
+    tick(pool)
+    bar.close()
+    click.echo(f"{result.finished}/{result.budget} trials finished; {_best_line(study)}")
+    for line in result.failures:
+        click.echo(f"worker failure: {line}", err=True)
+    if result.interrupted:
+        click.echo("interrupted: every worker stopped; run the same command to resume", err=True)
+        sys.exit(INTERRUPTED)
+    if not result.ok:
+        click.echo("the budget was not reached: see the worker logs above", err=True)
+        sys.exit(1)

@@ -170,6 +170,9 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
         optuna.TrialPruned: The pruner stopped the trial.
         TrialFailed: Training diverged.
     """
+    # First, before any work: a launcher (or an operator) finds which process runs a trial.
+    trial.set_user_attr("worker", worker)
+    trial.set_user_attr("pid", os.getpid())
     values = spec.space.suggest(trial)
     config = make_config(values, spec.base, source=f"trial {trial.number}")
     first = spec.objectives[0]
@@ -183,7 +186,7 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
         return trial.should_prune()
 
     result = train(config, on_epoch=report)
-    _record(trial, result, worker)
+    _record(trial, result)
     if result.outcome == "diverged":
         raise TrialFailed(f"diverged: non-finite loss at epoch {len(result.epochs)}")
     if result.outcome == "stopped":
@@ -191,7 +194,7 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
     return [metric_value(result, o) for o in spec.objectives]
 
 
-def _record(trial: optuna.Trial, result: TrainResult, worker: str) -> None:
+def _record(trial: optuna.Trial, result: TrainResult) -> None:
     curves = {
         key: [getattr(e, key) for e in result.epochs]
         for key in ("train_loss", "val_loss", "val_accuracy", "seconds")
@@ -205,7 +208,6 @@ def _record(trial: optuna.Trial, result: TrainResult, worker: str) -> None:
         "param_count": result.param_count,
         "device": result.device,
         "host": socket.gethostname(),
-        "worker": worker,
         "version": hpsearch.__version__,
         "config": result.config,
     }
@@ -285,17 +287,18 @@ def run_worker(
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
-        trial_id = _claim(study)
-        if trial_id is None:
-            if not _others_may_fail(study, storage):
-                break
-            time.sleep(1.0)  # a running trial may still go stale and come back
-            continue
-        trial = optuna.Trial(study, trial_id)
+        trial_id = None
         try:
-            frozen = _run_one(study, storage, trial, spec, worker, stats)
+            trial_id = _claim(study)
+            if trial_id is None:
+                if not _others_may_fail(study, storage):
+                    break
+                time.sleep(1.0)  # a running trial may still go stale and come back
+                continue
+            frozen = _run_one(study, storage, optuna.Trial(study, trial_id), spec, worker, stats)
         except KeyboardInterrupt:
-            _interrupt(study, trial)
+            if trial_id is not None:
+                _interrupt(study, trial_id)
             stats.interrupted = True
             break
         if on_trial is not None:
@@ -337,11 +340,12 @@ def _run_one(
     return frozen
 
 
-def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
+def _interrupt(study: optuna.Study, trial_id: int) -> None:
     """Fails an interrupted trial and queues it again, so a resume runs it."""
-    with contextlib.suppress(Exception):
-        trial.set_user_attr("fail_reason", "interrupted")
-        frozen = study.tell(trial, state=TrialState.FAIL)
+    with contextlib.suppress(Exception):  # it may have finished meanwhile
+        study._storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted")
+        number = study._storage.get_trial(trial_id).number
+        frozen = study.tell(number, state=TrialState.FAIL)
         RetryHeartbeatStaleTrialCallback()(study, frozen)
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field
 import difflib
 import inspect
 import re
 from typing import Any
+import zlib
 
 import optuna
 
@@ -138,6 +140,16 @@ class StudySpec:
             n = len(self.points())
             return min(n, self.trials) if self.trials else n
         return self.trials or 0
+
+    def for_worker(self, worker: str) -> StudySpec:
+        """The spec as one of several workers sees it: a seeded sampler gets a seed of its
+        own (the file's seed plus a hash of the worker name), or every worker would draw the
+        same "random" points."""
+        seed = self.sampler_options.get("seed")
+        if seed is None:
+            return self
+        options = {**self.sampler_options, "seed": (seed + zlib.crc32(worker.encode())) % 2**31}
+        return dataclasses.replace(self, sampler_options=options)
 
     def make_sampler(self) -> optuna.samplers.BaseSampler:
         return SAMPLERS[self.sampler](**self.sampler_options)

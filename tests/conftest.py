@@ -1,7 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 import os
 from pathlib import Path
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
 
 import pytest
 
@@ -23,3 +29,85 @@ def mnist_dir() -> str:
             pytest.fail(f"MNIST files missing under {path} (set HPSEARCH_DATA_DIR)")
         pytest.skip(f"MNIST files missing under {path}")
     return str(path)
+
+
+def _postgres_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def _as_postgres(cmd: list[str]) -> list[str]:
+    # PostgreSQL refuses to run as root: drop to the postgres user where we are root.
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else cmd
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A throw-away PostgreSQL cluster on 127.0.0.1; yields its base URL (no database).
+
+    Fails (does not skip) under CI when the server cannot be started.
+    """
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if not (initdb and pg_ctl):
+        message = "PostgreSQL binaries (initdb, pg_ctl) not found"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    base = Path(tempfile.mkdtemp(prefix="hpsearch-pg-"))
+    base.chmod(0o777)  # the postgres user writes its cluster here
+    data, port = base / "data", _free_port()
+    try:
+        subprocess.run(
+            _as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        subprocess.run(
+            _as_postgres(
+                [pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]
+            ),
+            check=True,
+            capture_output=True,
+        )
+    except (subprocess.CalledProcessError, OSError) as e:
+        shutil.rmtree(base, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot start PostgreSQL: {e}")
+        pytest.skip(f"cannot start PostgreSQL: {e}")
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the throw-away server."""
+    import psycopg
+
+    name = f"t{uuid.uuid4().hex[:12]}"
+    dsn = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every storage the multi-process tests must pass on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hp.db'}"
+    return str(request.getfixturevalue("postgres_url"))

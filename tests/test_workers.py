@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from hpsearch.errors import ConfigError
+from hpsearch.results import open_study
+from hpsearch.workers import plan_slots
+from tests.helpers import hpsearch
+from tests.helpers import write_study
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SLOW = {"epochs": 60, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+
+
+def test_plan_slots_gpus_and_cpus() -> None:
+    slots = plan_slots(None, 2, None, visible_gpus=2, cores=16)
+    assert [s.name for s in slots] == ["gpu0-0", "gpu0-1", "gpu1-0", "gpu1-1"]
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "0", "1", "1"]
+    assert {s.device for s in slots} == {"cuda"}
+    assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan_slots("1", 1, None, 4, 16)] == ["1"]
+    cpu = plan_slots(None, 1, 4, visible_gpus=0, cores=16)
+    assert len(cpu) == 4 and cpu[0].env["HPSEARCH_TORCH_THREADS"] == "4"
+    assert len(plan_slots("none", 1, None, visible_gpus=2, cores=3)) == 3
+    with pytest.raises(ConfigError, match="no GPU 5"):
+        plan_slots("0,5", 1, None, visible_gpus=2, cores=4)
+    with pytest.raises(ConfigError, match="expected all, none or indices"):
+        plan_slots("first", 1, None, visible_gpus=2, cores=4)
+
+
+def _trials(path: Path, storage: str) -> list[optuna.trial.FrozenTrial]:
+    return open_study("t", storage).get_trials()
+
+
+def test_launch_three_workers_grid_exactly_once(storage_url: str, tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path,
+        storage=storage_url,
+        sampler="grid",
+        budget=None,
+        space={"lr": [0.003, 0.01, 0.03, 0.1], "activation": ["relu", "tanh", "gelu"]},
+    )
+    proc = hpsearch(
+        "launch", str(path), "--workers", "3", "--no-progress", "--log-dir", str(tmp_path / "logs")
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "12/12 trials finished" in proc.stdout
+    trials = _trials(path, storage_url)
+    assert len(trials) == 12
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 12
+    assert {t.user_attrs["worker"] for t in trials} <= {"cpu-0", "cpu-1", "cpu-2"}
+    assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == [
+        "cpu-0.log",
+        "cpu-1.log",
+        "cpu-2.log",
+    ]
+
+
+def test_launch_budget_is_global(tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path, sampler={"name": "tpe", "seed": 0, "n_startup_trials": 3}, budget={"trials": 7}
+    )
+    proc = hpsearch(
+        "launch", str(path), "--workers", "3", "--no-progress", "--log-dir", str(tmp_path / "logs")
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    assert len(trials) == 7 and all(t.state in FINISHED for t in trials)
+    # seeded samplers get a seed per worker: the startup trials are not copies
+    assert len({t.params["lr"] for t in trials}) == 7
+
+
+def _wait_for_running(storage: str, timeout: float = 120) -> optuna.trial.FrozenTrial:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = open_study("t", storage).get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the study may not exist yet
+            running = []
+        for trial in running:
+            if "pid" in trial.user_attrs:
+                return trial
+        time.sleep(0.2)
+    raise AssertionError("no trial started running")
+
+
+def _launch(path: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "launch",
+            str(path),
+            "--no-progress",
+            "--log-dir",
+            str(tmp_path / "logs"),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+    )
+
+
+def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> None:
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
+    launcher = _launch(path, tmp_path, "--workers", "2")
+    victim = _wait_for_running(storage_url)
+    os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    _, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    assert "exited 1x with [-9]" in err  # the launcher reports the dead worker
+    trials = _trials(path, storage_url)
+    killed = next(t for t in trials if t.number == victim.number)
+    assert killed.state == TrialState.FAIL
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == killed.params
+    assert sum(t.state in FINISHED for t in trials) == 5
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
+    launcher = _launch(path, tmp_path, "--workers", "2")
+    _wait_for_running(storage_url)
+    start = time.monotonic()
+    launcher.send_signal(signal.SIGINT)
+    _, err = launcher.communicate(timeout=60)
+    assert time.monotonic() - start < 15  # every worker stopped within seconds
+    assert launcher.returncode == 130, err
+    trials = _trials(path, storage_url)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert any(t.user_attrs.get("fail_reason") == "interrupted" for t in trials)
+    proc = hpsearch(
+        "launch", str(path), "--workers", "2", "--no-progress", "--log-dir", str(tmp_path / "logs")
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = _trials(path, storage_url)
+    assert sum(t.state in FINISHED for t in trials) == 5
+
+
+def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
+    tiny: dict[str, Any] = {
+        "epochs": 1,
+        "hidden_layers": [],
+        "optimizer": "adam",
+        "scheduler": "none",
+    }
+    path = write_study(
+        tmp_path,
+        dataset="synthetic",
+        budget={"trials": 400},
+        fixed=tiny,
+        space={"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
+    )
+    proc = hpsearch(
+        "launch",
+        str(path),
+        "--workers",
+        "8",
+        "--no-progress",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    assert len(trials) == 400
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert len({t.user_attrs["worker"] for t in trials}) > 1
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").iterdir())
+    assert "database is locked" not in logs and "Traceback" not in logs
+
+
+def test_worker_needs_an_existing_study(tmp_path: Path) -> None:
+    path = write_study(tmp_path)
+    proc = hpsearch("worker", str(path))
+    assert proc.returncode == 2
+    assert "no study 't'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_grid_under_contention_runs_each_point_once(tmp_path: Path) -> None:
+    # Plain Optuna GridSampler shared by 8 processes repeats points; queued claims must not.
+    tiny = {"epochs": 1, "hidden_layers": [], "optimizer": "adam", "scheduler": "none"}
+    path = write_study(
+        tmp_path,
+        dataset="synthetic",
+        sampler="grid",
+        budget=None,
+        fixed=tiny,
+        space={"lr": {"type": "float", "low": 0.001, "high": 0.04, "step": 0.001}},
+    )
+    proc = hpsearch(
+        "launch", str(path), "--workers", "8", "--no-progress", "--log-dir", str(tmp_path / "logs")
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    assert len(trials) == 40
+    assert len({round(t.params["lr"], 6) for t in trials}) == 40
