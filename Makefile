@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check hpsearch tests bench
 	$(BIN)/mypy
 
-test: lint
+system-deps:
+	./scripts/install-system-deps.sh
+
+test: lint system-deps
 	$(BIN)/python -m pytest
 
 clean:

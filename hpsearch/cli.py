@@ -115,7 +115,9 @@ def train(
 # --- studies -----------------------------------------------------------------------------
 
 _trials_option = click.option("--trials", type=click.IntRange(min=1), help="Override the budget.")
-_storage_option = click.option("--storage", help="Override the storage URL.")
+_storage_option = click.option(
+    "--storage", envvar="HPSEARCH_STORAGE", help="Override the storage URL [$HPSEARCH_STORAGE]."
+)
 
 
 def _load_spec(path: str, storage: str | None, trials: int | None = None) -> StudySpec:
@@ -212,6 +214,22 @@ def _print_best(study: optuna.Study) -> None:
         )
         for key, value in t.params.items():
             click.echo(f"    {key}: {value}")
+
+
+@main.command()
+@click.argument("study_file", type=click.Path())
+@_trials_option
+@_storage_option
+def create(study_file: str, trials: int | None, storage: str | None) -> None:
+    """Create the study and queue its budget, without running trials (workers join later)."""
+    from hpsearch.study import prepare
+
+    spec = _load_spec(study_file, storage, trials)
+    _, _, queued = prepare(spec)
+    click.echo(
+        f"study {spec.name} in {redact(spec.storage)}: budget {spec.budget()}, "
+        f"{queued} trials queued now"
+    )
 
 
 @main.command()
@@ -421,6 +439,13 @@ def worker(study_file: str, storage: str | None, device: str | None, name: str |
 )
 @click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--dashboard",
+    "with_dashboard",
+    is_flag=True,
+    help="Serve optuna-dashboard beside the pool (see `hpsearch dashboard`).",
+)
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8080, show_default=True)
 def launch(
     study_file: str,
     trials: int | None,
@@ -431,6 +456,8 @@ def launch(
     max_restarts: int,
     log_dir: str | None,
     no_progress: bool,
+    with_dashboard: bool,
+    dashboard_port: int,
 ) -> None:
     """Start a pool of worker processes that share one study through its storage."""
     import os
@@ -464,7 +491,13 @@ def launch(
         states = " ".join(f"{k} {v}" for k, v in p.states().items())
         bar.set_postfix_str(f"{_best_line(study)}; workers: {states}", refresh=True)
 
-    result = pool.run(on_tick=None if no_progress else tick)
+    dashboard = _start_dashboard(spec, dashboard_port) if with_dashboard else None
+    try:
+        result = pool.run(on_tick=None if no_progress else tick)
+    finally:
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait()
     tick(pool)
     bar.close()
     click.echo(f"{result.finished}/{result.budget} trials finished; {_best_line(study)}")
@@ -476,3 +509,71 @@ def launch(
     if not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(1)
+
+
+def _start_dashboard(spec: StudySpec, port: int) -> Any:
+    import subprocess
+
+    assert spec.path is not None
+    cmd = [
+        sys.executable,
+        "-m",
+        "hpsearch",
+        "dashboard",
+        spec.path,
+        "--storage",
+        spec.storage,
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(cmd)  # prints its own URL
+
+
+# --- results as pictures -----------------------------------------------------------------
+
+
+@main.command()
+@click.argument("study", required=False)
+@_storage_option
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind; 0.0.0.0 exposes the dashboard to the network.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8080,
+    show_default=True,
+    help="0 picks a free port.",
+)
+def dashboard(study: str | None, storage: str | None, host: str, port: int) -> None:
+    """Serve optuna-dashboard on the storage of STUDY (a study file) or --storage."""
+    from hpsearch.dashboard import make_dashboard
+    from hpsearch.dashboard import serve
+
+    url = _resolve(study, storage)[1] if study else storage or DEFAULT_STORAGE
+    try:
+        server = make_dashboard(url, host, port)
+    except OSError as e:
+        raise ConfigError([f"--host/--port: cannot listen on {host}:{port}: {e.strerror}"]) from e
+    serve(
+        server,
+        on_ready=lambda u: click.echo(
+            f"optuna-dashboard on {redact(url)} at {u} (Ctrl-C to stop)", err=True
+        ),
+    )
+    click.echo("dashboard stopped", err=True)
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+@click.option("--output", "-o", type=click.Path(), default="report.html", show_default=True)
+def report(study: str, storage: str | None, output: str) -> None:
+    """Write a self-contained HTML report of STUDY (file or name): plots that open offline."""
+    from hpsearch.report import build_report
+
+    Path(output).write_text(build_report(_open(study, storage)), encoding="utf-8")
+    click.echo(f"wrote {output}")

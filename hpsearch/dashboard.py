@@ -1,0 +1,61 @@
+"""Serving optuna-dashboard from our own storage object.
+
+The ``optuna-dashboard`` command opens SQLite with no lock timeout and takes no read-only
+mode; serving its WSGI app on a storage we open (reader transactions, busy timeout, WAL) lets
+it show studies while workers write to them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import make_server
+from wsgiref.simple_server import WSGIRequestHandler
+from wsgiref.simple_server import WSGIServer
+
+from hpsearch.storage import open_storage
+
+DEFAULT_HOST = "127.0.0.1"  # never exposed beyond this machine unless asked
+DEFAULT_PORT = 8080
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # the page fetches several API routes at once
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def make_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:
+    """Builds (but does not start) a dashboard server on the storage at ``url``.
+
+    Args:
+        url: The storage URL.
+        host: Interface to bind; 127.0.0.1 unless told otherwise.
+        port: TCP port; 0 picks a free one (see ``server.server_port``).
+
+    Raises:
+        StorageError: The storage cannot be opened.
+        OSError: The address is taken or cannot be bound.
+    """
+    from optuna_dashboard import wsgi
+
+    app = wsgi(open_storage(url, for_workers=False))
+    return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
+
+
+def serve(server: WSGIServer, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serves until Ctrl-C, then closes the socket."""
+    host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host
+    if on_ready is not None:
+        on_ready(f"http://{host}:{port}/dashboard")
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# System packages the test suite drives: headless Chromium (page tests) and the PostgreSQL
+# server binaries (multi-worker tests). Installs what is missing when run as root with apt;
+# otherwise says what is missing and leaves it to you (those tests then skip, or fail under CI).
+set -euo pipefail
+
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing ${missing[*]} with apt-get"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "note: ${missing[*]} not installed (needs root and apt-get); their tests will skip" >&2
+fi

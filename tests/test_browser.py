@@ -1,0 +1,127 @@
+"""Page tests in a real headless Chromium (Debian's `chromium`, driven by Playwright)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import os
+from pathlib import Path
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from tests.helpers import hpsearch
+from tests.helpers import write_study
+
+pytestmark = pytest.mark.browser
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium; fails (does not skip) under CI when it is missing."""
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        executable = None
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium or playwright missing: run scripts/install-system-deps.sh")
+        pytest.skip("chromium or playwright missing")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
+
+
+def _page(browser: Any) -> tuple[Any, list[str]]:
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    return page, errors
+
+
+def _start_dashboard(path: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "dashboard", str(path), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    match = re.search(r"at (http://127\.0\.0\.1:\d+/dashboard)", line)
+    assert match, line
+    return proc, match.group(1)
+
+
+def _wait_for_text(page: Any, pattern: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = page.inner_text("body")
+        if re.search(pattern, text):
+            return str(text)
+        page.wait_for_timeout(500)
+        page.reload()
+    raise AssertionError(f"{pattern!r} never appeared; page: {text[:500]}")
+
+
+def test_dashboard_shows_study_while_workers_write(browser: Any, tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path,
+        budget={"trials": 8},
+        fixed={"epochs": 30, "scheduler": "none", "optimizer": "adam"},
+    )
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    dashboard, url = _start_dashboard(path)
+    try:
+        page, errors = _page(browser)
+        page.goto(url)
+        _wait_for_text(page, r"\bt\b")  # the study's name in the list
+        page.goto(url + "/studies/1/trials")
+        _wait_for_text(page, r"\d+ Trials")  # while the run is still writing
+        assert runner.wait(timeout=300) == 0
+        text = _wait_for_text(page, r"\b8 Trials")
+        assert "Complete" in text
+        page.screenshot(path=str(tmp_path / "dashboard.png"))
+        assert not errors, errors
+    finally:
+        runner.kill()
+        dashboard.send_signal(signal.SIGINT)
+        _, err = dashboard.communicate(timeout=30)
+    assert dashboard.returncode == 0 and "dashboard stopped" in err
+    assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+
+
+def test_report_loads_without_errors_and_draws_plots(browser: Any, tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 6})
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    report = tmp_path / "report.html"
+    assert hpsearch("report", str(path), "-o", str(report)).returncode == 0
+    page, errors = _page(browser)
+    page.goto(report.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    assert page.locator(".js-plotly-plot").count() >= 8
+    assert page.locator(".js-plotly-plot .main-svg").count() >= 8  # drawn, not just placed
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert not errors, errors
+    assert (tmp_path / "report.png").stat().st_size > 10_000
