@@ -52,6 +52,20 @@ class Param(Protocol):
         """A few config values that span the parameter's range, for validation."""
 
 
+class _OwnField:
+    """A parameter named after the config field it sets; finite unless it says otherwise."""
+
+    name: str
+
+    @property
+    def target(self) -> str:
+        return self.name
+
+    @property
+    def finite(self) -> bool:
+        return True
+
+
 def _frange(low: float, high: float, step: float) -> list[float]:
     # The values Optuna's FloatDistribution(step=...) can draw: low + k * step, up to high.
     # (k * step + low, the same float arithmetic as Optuna's samplers, so that a grid point
@@ -61,17 +75,13 @@ def _frange(low: float, high: float, step: float) -> list[float]:
 
 
 @dataclass(frozen=True)
-class FloatParam:
+class FloatParam(_OwnField):
     name: str
     low: float
     high: float
     log: bool = False
     step: float | None = None
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        return self.name
 
     @property
     def finite(self) -> bool:
@@ -90,19 +100,13 @@ class FloatParam:
 
 
 @dataclass(frozen=True)
-class IntParam:
+class IntParam(_OwnField):
     name: str
     low: int
     high: int
     log: bool = False
     step: int = 1
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        return self.name
-
-    finite = True
 
     def extremes(self) -> list[Any]:
         return [self.low, self.high]
@@ -120,16 +124,10 @@ def encode_choice(value: Any) -> Any:
 
 
 @dataclass(frozen=True)
-class CategoricalParam:
+class CategoricalParam(_OwnField):
     name: str
     choices: tuple[Any, ...]
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    @property
-    def target(self) -> str:
-        return self.name
-
-    finite = True
 
     def extremes(self) -> list[Any]:
         return list(self.choices)
