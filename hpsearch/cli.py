@@ -512,21 +512,13 @@ def launch(
 
 
 def _start_dashboard(spec: StudySpec, port: int) -> Any:
+    import os
     import subprocess
 
     assert spec.path is not None
-    cmd = [
-        sys.executable,
-        "-m",
-        "hpsearch",
-        "dashboard",
-        spec.path,
-        "--storage",
-        spec.storage,
-        "--port",
-        str(port),
-    ]
-    return subprocess.Popen(cmd)  # prints its own URL
+    cmd = [sys.executable, "-m", "hpsearch", "dashboard", spec.path, "--port", str(port)]
+    env = {**os.environ, "HPSEARCH_STORAGE": spec.storage}  # not argv: it may hold a password
+    return subprocess.Popen(cmd, env=env)  # prints its own URL
 
 
 # --- results as pictures -----------------------------------------------------------------

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import datetime
 import html
 from typing import Any
+import warnings
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -62,7 +63,8 @@ def _history(study: optuna.Study) -> go.Figure:
 
 def _importances(study: optuna.Study) -> go.Figure:
     _need(study, 2, "parameter importance")
-    return vis.plot_param_importances(study, **_target(study))
+    target = _importance_target(study)
+    return vis.plot_param_importances(study, target_name=_objective_name(study), **target)
 
 
 def _parallel(study: optuna.Study) -> go.Figure:
@@ -87,7 +89,12 @@ def _contour(study: optuna.Study) -> go.Figure:
 
 
 def _importance_target(study: optuna.Study) -> dict[str, Any]:
-    return {} if len(study.directions) == 1 else {"target": lambda t: t.values[0]}
+    """Importance of the first objective. PED-ANOVA ranks what leads to *low* target values,
+    so a maximized objective given as a target is negated (a single objective needs none)."""
+    if len(study.directions) == 1:
+        return {}
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    return {"target": lambda t: sign * t.values[0]}
 
 
 def _curve_metric(study: optuna.Study) -> str:
@@ -316,7 +323,10 @@ def build_report(study: optuna.Study) -> str:
     figures: list[tuple[str, go.Figure | Exception]] = []
     for title, make in SECTIONS:
         try:
-            figures.append((title, make(study)))
+            with warnings.catch_warnings():
+                # _importance_target already orients the target as this warning asks
+                warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
+                figures.append((title, make(study)))
         except Exception as e:  # an empty or odd study: say so, keep the rest
             figures.append((title, e))
     try:

@@ -295,7 +295,10 @@ def run_worker(
                     break
                 time.sleep(1.0)  # a running trial may still go stale and come back
                 continue
-            frozen = _run_one(study, storage, optuna.Trial(study, trial_id), spec, worker, stats)
+            # Beat from right after the claim: a trial with no heartbeat is never found stale,
+            # and constructing the Trial already runs the sampler (seconds for GP).
+            with _heartbeat(storage, trial_id):
+                frozen = _run_one(study, optuna.Trial(study, trial_id), spec, worker, stats)
         except KeyboardInterrupt:
             if trial_id is not None:
                 _interrupt(study, trial_id)
@@ -313,25 +316,19 @@ def _others_may_fail(study: optuna.Study, storage: BaseStorage) -> bool:
 
 
 def _run_one(
-    study: optuna.Study,
-    storage: BaseStorage,
-    trial: optuna.Trial,
-    spec: StudySpec,
-    worker: str,
-    stats: WorkerStats,
+    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, worker: str, stats: WorkerStats
 ) -> FrozenTrial:
-    with _heartbeat(storage, trial._trial_id):
-        try:
-            values = objective(trial, spec, worker)
-        except optuna.TrialPruned:
-            stats.pruned += 1
-            return study.tell(trial, state=TrialState.PRUNED)
-        except Exception as e:  # divergence, a bad config, out of memory, a bug: not fatal
-            stats.failed += 1
-            _free_accelerator_memory()
-            reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)
-            trial.set_user_attr("fail_reason", reason[:2000])
-            return study.tell(trial, state=TrialState.FAIL)
+    try:
+        values = objective(trial, spec, worker)
+    except optuna.TrialPruned:
+        stats.pruned += 1
+        return study.tell(trial, state=TrialState.PRUNED)
+    except Exception as e:  # divergence, a bad config, out of memory, a bug: not fatal
+        stats.failed += 1
+        _free_accelerator_memory()
+        reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)
+        trial.set_user_attr("fail_reason", reason[:2000])
+        return study.tell(trial, state=TrialState.FAIL)
     frozen = study.tell(trial, values)
     if frozen.state == TrialState.COMPLETE:
         stats.completed += 1

@@ -142,8 +142,6 @@ def worker_command(spec: StudySpec, slot: WorkerSlot) -> list[str]:
         "hpsearch",
         "worker",
         spec.path,
-        "--storage",
-        spec.storage,
         "--device",
         slot.device,
         "--name",
@@ -172,7 +170,13 @@ class Pool:
         if worker.handle is not None:
             worker.handle.close()
         worker.handle = open(worker.log, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {**os.environ, **worker.slot.env, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **worker.slot.env,
+            "PYTHONUNBUFFERED": "1",
+            # the URL may hold a password: the environment, unlike argv, is not public
+            "HPSEARCH_STORAGE": self.spec.storage,
+        }
         worker.process = subprocess.Popen(
             worker_command(self.spec, worker.slot),
             stdout=worker.handle,

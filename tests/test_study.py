@@ -261,3 +261,24 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> N
     study = open_study("t", f"sqlite:///{db}")
     finished = [t for t in study.get_trials() if t.state in FINISHED]
     assert len(finished) == 6
+
+
+def test_journal_file_storage(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, trials=3, storage=f"journal:{tmp_path / 'hp.log'}")
+    study = _run(spec)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE] * 3
+    assert (tmp_path / "hp.log").stat().st_size > 0
+
+
+def test_time_budget_stops_starting_trials(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        trials=50,
+        budget={"trials": 50, "timeout": 1},
+        fixed={"epochs": 20, "scheduler": "none", "optimizer": "adam"},
+    )
+    study = _run(spec)
+    finished = [t for t in study.get_trials() if t.state in FINISHED]
+    assert 1 <= len(finished) < 50
+    # the rest of the budget stays queued: running the study again carries on
+    assert len(study.get_trials(states=(TrialState.WAITING,))) == 50 - len(finished)

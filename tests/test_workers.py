@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -211,3 +212,23 @@ def test_grid_under_contention_runs_each_point_once(tmp_path: Path) -> None:
     trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
     assert len(trials) == 40
     assert len({round(t.params["lr"], 6) for t in trials}) == 40
+
+
+def test_launch_with_dashboard_serves_beside_the_pool(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 2})
+    proc = hpsearch(
+        "launch",
+        str(path),
+        "--workers",
+        "1",
+        "--no-progress",
+        "--dashboard",
+        "--dashboard-port",
+        "0",
+        "--log-dir",
+        str(tmp_path / "logs"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(
+        r"optuna-dashboard on sqlite:///\S+ at http://127\.0\.0\.1:\d+/dashboard", proc.stderr
+    )
