@@ -33,17 +33,22 @@ INTERRUPTED = 130
 
 
 class _Group(click.Group):
-    """Turns project errors into a one-line message and exit status 2."""
+    """Turns user errors (bad input, a file that cannot be written) into short messages and
+    exit status 2, and Ctrl-C into exit status 130."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except HPSearchError as e:
+        except (HPSearchError, OSError) as e:
             if ctx.params.get("debug"):
                 raise
-            for line in str(e).splitlines():
+            message = str(e) if isinstance(e, HPSearchError) else f"{e.filename}: {e.strerror}"
+            for line in message.splitlines():
                 click.echo(f"error: {line}", err=True)
             sys.exit(USAGE_ERROR)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

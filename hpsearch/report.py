@@ -141,9 +141,9 @@ def _learning_curves(study: optuna.Study) -> go.Figure:
     return fig
 
 
-def _final(t: FrozenTrial, key: str) -> float | None:
-    values = [v for v in t.user_attrs.get("curves", {}).get(key, []) if v is not None]
-    return max(values) if values and key == "val_accuracy" else (values[-1] if values else None)
+def _best_val_accuracy(t: FrozenTrial) -> float | None:
+    values = [v for v in t.user_attrs.get("curves", {}).get("val_accuracy", []) if v is not None]
+    return max(values) if values else None
 
 
 def _val_vs_test(study: optuna.Study) -> go.Figure:
@@ -180,7 +180,7 @@ def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
     trials = [
         t
         for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("train_seconds") is not None and _final(t, "val_accuracy")
+        if t.user_attrs.get("train_seconds") is not None and _best_val_accuracy(t)
     ]
     if not trials:
         raise Missing("accuracy against training time needs a finished trial")
@@ -190,7 +190,7 @@ def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
         if group:
             fig.add_scatter(
                 x=[t.user_attrs["train_seconds"] for t in group],
-                y=[_final(t, "val_accuracy") for t in group],
+                y=[_best_val_accuracy(t) for t in group],
                 mode="markers",
                 name=state,
                 text=[f"#{t.number}" for t in group],

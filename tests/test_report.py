@@ -44,6 +44,9 @@ def test_report_of_a_finished_study_has_every_plot(tmp_path: Path) -> None:
     assert "single-objective study" in sections["Pareto front"]
     assert "sampler</th><td>random" in sections["Summary"]
     assert "test accuracy 0." in sections["Summary"]
+    bad = hpsearch("report", str(path), "-o", str(tmp_path / "no" / "such" / "r.html"))
+    assert bad.returncode == 2 and "No such file or directory" in bad.stderr
+    assert "Traceback" not in bad.stderr
 
 
 def test_report_of_an_empty_study_says_what_is_missing(tmp_path: Path) -> None:
