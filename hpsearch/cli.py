@@ -396,14 +396,14 @@ def worker(study_file: str, storage: str | None, device: str | None, name: str |
     from hpsearch.study import open_spec_storage
     from hpsearch.study import run_worker
     from hpsearch.study import worker_name
-    from hpsearch.workers import install_worker_signals
+    from hpsearch.workers import prepare_worker_process
 
     spec = _load_spec(study_file, storage)
     if device:
         spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
     me = name or worker_name()
     spec = spec.for_worker(me)
-    install_worker_signals()
+    prepare_worker_process()
     store = open_spec_storage(spec)
     load_study(spec, store)  # fail fast, before any work, if the study does not exist
     click.echo(f"worker {me} joined {spec.name} in {redact(spec.storage)}")
@@ -493,8 +493,7 @@ def launch(
 
     def tick(p: Pool) -> None:
         bar.n = min(p.finished(), bar.total)
-        states = " ".join(f"{k} {v}" for k, v in p.states().items())
-        bar.set_postfix_str(f"{_best_line(study)}; workers: {states}", refresh=True)
+        bar.set_postfix_str(f"{_best_line(study)}; {p.states()}", refresh=True)
 
     dashboard = _start_dashboard(spec, dashboard_port) if with_dashboard else None
     try:

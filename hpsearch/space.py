@@ -76,6 +76,8 @@ def _frange(low: float, high: float, step: float) -> list[float]:
 
 @dataclass(frozen=True)
 class FloatParam(_OwnField):
+    """A float in ``[low, high]``, optionally on a log scale or on a ``step`` grid."""
+
     name: str
     low: float
     high: float
@@ -101,6 +103,8 @@ class FloatParam(_OwnField):
 
 @dataclass(frozen=True)
 class IntParam(_OwnField):
+    """An integer in ``[low, high]`` in steps of ``step``, optionally on a log scale."""
+
     name: str
     low: int
     high: int
@@ -125,6 +129,8 @@ def encode_choice(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class CategoricalParam(_OwnField):
+    """One of ``choices``; a choice may be a list (e.g. layer widths)."""
+
     name: str
     choices: tuple[Any, ...]
     when: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)

@@ -267,11 +267,17 @@ class Pool:
                 )
         return lines
 
-    def states(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for w in self.workers:
-            counts[w.state] = counts.get(w.state, 0) + 1
-        return counts
+    def states(self) -> str:
+        """Each worker's state (counts alone beyond 8 workers), for the progress line."""
+        if len(self.workers) > 8:
+            counts: dict[str, int] = {}
+            for w in self.workers:
+                counts[w.state] = counts.get(w.state, 0) + 1
+            return " ".join(f"{k} {v}" for k, v in counts.items())
+        return " ".join(
+            f"{w.slot.name}:{w.state}" + (f"(restarted {w.restarts}x)" if w.restarts else "")
+            for w in self.workers
+        )
 
 
 def requeue_running(study: optuna.Study, workers: set[str]) -> int:
@@ -288,9 +294,10 @@ def requeue_running(study: optuna.Study, workers: set[str]) -> int:
     return count
 
 
-def install_worker_signals() -> None:
-    """In a worker, SIGTERM raises KeyboardInterrupt like Ctrl-C, so the running trial is
-    failed and re-queued before the process exits."""
+def prepare_worker_process() -> None:
+    """Sets up a worker process: SIGTERM raises KeyboardInterrupt like Ctrl-C (so the running
+    trial is failed and re-queued before the process exits), and torch uses the thread count
+    the launcher gave this worker's share of the cores."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

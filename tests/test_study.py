@@ -282,3 +282,25 @@ def test_time_budget_stops_starting_trials(tmp_path: Path) -> None:
     assert 1 <= len(finished) < 50
     # the rest of the budget stays queued: running the study again carries on
     assert len(study.get_trials(states=(TrialState.WAITING,))) == 50 - len(finished)
+
+
+@pytest.mark.mnist
+def test_tpe_study_on_an_mnist_subset(mnist_dir: str, tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        trials=4,
+        dataset="mnist",
+        data_dir=mnist_dir,
+        sampler={"name": "tpe", "seed": 0, "n_startup_trials": 2},
+        fixed={"epochs": 2, "train_subset": 4000, "optimizer": "adam", "scheduler": "none"},
+        space={
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-2, "log": True},
+            "hidden_layers": {"values": [[64], [128, 64]]},
+        },
+    )
+    study = _run(spec)
+    trials = study.get_trials()
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert study.best_value > 0.9
+    assert all(t.user_attrs["config"]["dataset"] == "mnist" for t in trials)
+    assert all(t.user_attrs["test_accuracy"] > 0.85 for t in trials)
