@@ -186,7 +186,7 @@ class Pool:
         )
         worker.state = "running"
 
-    def run(self, on_tick: Any = None, poll_s: float = 0.5) -> PoolResult:
+    def run(self, on_tick: Any = None, poll_s: float = 1.0) -> PoolResult:
         """Runs the pool until every worker has exited, or until Ctrl-C / SIGTERM."""
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         interrupted = False
