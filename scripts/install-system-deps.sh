@@ -16,7 +16,7 @@ if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
   # A failed install is reported, not fatal: the rest of the suite still runs and the tests
   # that need the package say what is missing.
   { apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
       "${missing[@]}" >/dev/null; } || echo "warning: could not install ${missing[*]}" >&2
 else
   echo "note: ${missing[*]} not installed (needs root and apt-get); their tests will skip" >&2
