@@ -30,6 +30,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError
+from hpsearch.study import counted_trials
 from hpsearch.studyfile import StudySpec
 
 THREADS_ENV = "HPSEARCH_TORCH_THREADS"
@@ -251,8 +252,6 @@ class Pool:
         requeue_running(self.study, names)
 
     def finished(self) -> int:
-        from hpsearch.study import counted_trials
-
         final = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         return sum(t.state in final for t in counted_trials(self.study))
 
