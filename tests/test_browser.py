@@ -96,7 +96,7 @@ def test_dashboard_shows_study_while_workers_write(browser: Any, tmp_path: Path)
     try:
         page, errors = _page(browser)
         page.goto(url)
-        _wait_for_text(page, r"\bt\b")  # the study's name in the list
+        _wait_for_text(page, r"1\. t\b")  # "1. t": the study (id 1, name t) is listed
         page.goto(url + "/studies/1/trials")
         _wait_for_text(page, r"\d+ Trials")  # while the run is still writing
         assert runner.wait(timeout=300) == 0

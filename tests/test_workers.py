@@ -21,7 +21,7 @@ from tests.helpers import hpsearch
 from tests.helpers import write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SLOW = {"epochs": 60, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+SLOW = {"epochs": 120, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
 
 
 def test_plan_slots_gpus_and_cpus() -> None:
@@ -129,7 +129,9 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
     assert killed.state == TrialState.FAIL
     retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
-    assert retry[0].params == killed.params
+    # the retry keeps every param the killed trial had drawn (a kill can land mid-suggestion,
+    # leaving the rest to be drawn by the retry)
+    assert retry[0].params.items() >= killed.params.items()
     assert sum(t.state in FINISHED for t in trials) == 5
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
