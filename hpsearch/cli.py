@@ -169,6 +169,7 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
     from hpsearch.study import prepare
     from hpsearch.study import run_worker
     from hpsearch.study import worker_name
+    from hpsearch.workers import install_stop_signals
 
     spec = _load_spec(study_file, storage, trials)
     store, study, queued = prepare(spec)
@@ -192,6 +193,7 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
         bar.update(1)
         bar.set_postfix_str(_best_line(study), refresh=True)
 
+    install_stop_signals()  # Ctrl-C: finish the epoch, re-queue the trial; twice: at once
     try:
         stats = run_worker(spec, store, worker=worker_name(), on_trial=progress)
     except KeyboardInterrupt:

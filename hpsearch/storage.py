@@ -9,6 +9,7 @@ use WAL so that readers (dashboard, status) never block writers.
 
 from __future__ import annotations
 
+import copy
 import re
 import sqlite3
 from typing import Any
@@ -21,6 +22,7 @@ from optuna.storages import RDBStorage
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal import JournalStorage
+from optuna.trial import FrozenTrial
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.dialects import plugins
@@ -39,6 +41,20 @@ DEFAULT_STORAGE = "sqlite:///hpsearch.db"
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT_S = 120  # generous: 8+ workers queue for the one writer lock
 MAX_RETRIES = 3  # a trial whose worker died is re-queued at most this often
+
+
+# User attributes that describe the trial's point, not one attempt at running it: a retry keeps
+# them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
+POINT_ATTRS = ("ofat_factor", "ofat_value")
+
+
+class RetryCleanly(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry (a WAITING copy with the same params), minus the attempt's attributes."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in POINT_ATTRS}
+        super().__call__(study, trial)
 
 
 def redact(url: str) -> str:
@@ -122,7 +138,7 @@ def open_storage(
         heartbeat = {
             "heartbeat_interval": heartbeat_interval,
             "grace_period": grace_period or 4 * heartbeat_interval,
-            "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(MAX_RETRIES),
+            "heartbeat_stale_trial_callback": RetryCleanly(MAX_RETRIES),
         }
     try:
         storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)

@@ -27,7 +27,6 @@ from typing import Any
 import optuna
 from optuna.storages import BaseStorage
 from optuna.storages import fail_stale_trials
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
@@ -36,6 +35,7 @@ from hpsearch.config import make_config
 from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
+from hpsearch.storage import RetryCleanly
 from hpsearch.studyfile import Objective
 from hpsearch.studyfile import StudySpec
 from hpsearch.trainer import EpochStats
@@ -45,6 +45,21 @@ from hpsearch.trainer import TrainResult
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 SPEC_ATTR = "hpsearch"  # study user attribute holding the study file's summary
+
+# Set by a signal handler (see request_stop): the running trial stops at its next epoch end,
+# a safe point, instead of being interrupted in the middle of a database call.
+_STOP = threading.Event()
+
+
+def request_stop() -> None:
+    """Asks the worker loop in this process to stop after the running trial's current epoch;
+    the trial is failed and queued again. Safe to call from a signal handler."""
+    _STOP.set()
+
+
+def stop_requested() -> bool:
+    """Whether :func:`request_stop` was called."""
+    return _STOP.is_set()
 
 
 def open_spec_storage(spec: StudySpec, for_workers: bool = True) -> BaseStorage:
@@ -163,6 +178,10 @@ class TrialFailed(Exception):
     """A trial that ran but produced no usable result (diverged); recorded as FAIL."""
 
 
+class TrialInterrupted(Exception):
+    """A trial stopped by :func:`request_stop`; failed and re-queued, not counted."""
+
+
 def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
     """Trains one configuration, reporting the first objective after every epoch.
 
@@ -179,13 +198,16 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
     prunable = len(spec.objectives) == 1 and first.per_epoch
 
     def report(stats: EpochStats) -> bool:
+        if _STOP.is_set():
+            return True
         if not prunable:
             return False
-        value = float(getattr(stats, first.metric))
-        trial.report(value, stats.epoch)
+        trial.report(float(getattr(stats, first.metric)), stats.epoch)
         return trial.should_prune()
 
     result = train(config, on_epoch=report)
+    if result.outcome == "stopped" and _STOP.is_set():
+        raise TrialInterrupted
     _record(trial, result)
     if result.outcome == "diverged":
         raise TrialFailed(f"diverged: non-finite loss at epoch {len(result.epochs)}")
@@ -286,6 +308,9 @@ def run_worker(
     stats = WorkerStats()
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+        if _STOP.is_set():
+            stats.interrupted = True
+            break
         fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
         trial_id = None
         try:
@@ -299,9 +324,9 @@ def run_worker(
             # and constructing the Trial already runs the sampler (seconds for GP).
             with _heartbeat(storage, trial_id):
                 frozen = _run_one(study, optuna.Trial(study, trial_id), spec, worker, stats)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, TrialInterrupted):
             if trial_id is not None:
-                _interrupt(study, trial_id)
+                _interrupt(study, storage, trial_id)
             stats.interrupted = True
             break
         if on_trial is not None:
@@ -320,6 +345,8 @@ def _run_one(
 ) -> FrozenTrial:
     try:
         values = objective(trial, spec, worker)
+    except TrialInterrupted:
+        raise
     except optuna.TrialPruned:
         stats.pruned += 1
         return study.tell(trial, state=TrialState.PRUNED)
@@ -337,13 +364,30 @@ def _run_one(
     return frozen
 
 
-def _interrupt(study: optuna.Study, trial_id: int) -> None:
+def _interrupt(study: optuna.Study, storage: BaseStorage, trial_id: int) -> None:
     """Fails an interrupted trial and queues it again, so a resume runs it."""
-    with contextlib.suppress(Exception):  # it may have finished meanwhile
-        study._storage.set_trial_user_attr(trial_id, "fail_reason", "interrupted")
-        number = study._storage.get_trial(trial_id).number
-        frozen = study.tell(number, state=TrialState.FAIL)
-        RetryHeartbeatStaleTrialCallback()(study, frozen)
+    for attempt in range(2):
+        try:
+            requeue(study, trial_id, "interrupted")
+            return
+        except Exception:
+            # A Ctrl-C inside a database call can leave this thread's session unusable:
+            # drop it and try once more on a fresh one. Whatever still fails is left to the
+            # heartbeat check (or the launcher), which re-queues stale trials.
+            session = getattr(storage, "scoped_session", None)
+            if attempt == 0 and session is not None:
+                session.remove()
+
+
+def requeue(study: optuna.Study, trial_id: int, reason: str) -> None:
+    """Fails a RUNNING trial with ``reason`` and queues a copy of its params.
+
+    Raises:
+        optuna.exceptions.UpdateFinishedTrialError: It finished meanwhile.
+    """
+    study._storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+    number = study._storage.get_trial(trial_id).number
+    RetryCleanly()(study, study.tell(number, state=TrialState.FAIL))
 
 
 def _free_accelerator_memory() -> None:

@@ -26,11 +26,13 @@ from typing import IO
 
 import optuna
 from optuna.storages import fail_stale_trials
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError
 from hpsearch.study import counted_trials
+from hpsearch.study import request_stop
+from hpsearch.study import requeue
+from hpsearch.study import stop_requested
 from hpsearch.studyfile import StudySpec
 
 THREADS_ENV = "HPSEARCH_TORCH_THREADS"
@@ -286,22 +288,30 @@ def requeue_running(study: optuna.Study, workers: set[str]) -> int:
         if trial.user_attrs.get("worker") not in workers:
             continue
         with contextlib.suppress(Exception):  # another process may have finished it
-            study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "worker stopped")
-            frozen = study.tell(trial.number, state=TrialState.FAIL)
-            RetryHeartbeatStaleTrialCallback()(study, frozen)
+            requeue(study, trial._trial_id, "worker stopped")
             count += 1
     return count
 
 
+def install_stop_signals() -> None:
+    """SIGTERM, and a first Ctrl-C, stop the running trial at its next epoch end (a safe point
+    for the database), fail it and queue it again; a second Ctrl-C interrupts at once."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and stop_requested():
+            raise KeyboardInterrupt
+        request_stop()
+        if signum == signal.SIGINT:
+            print("stopping after this epoch (Ctrl-C again to stop now)", file=sys.stderr)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
 def prepare_worker_process() -> None:
-    """Sets up a worker process: SIGTERM raises KeyboardInterrupt like Ctrl-C (so the running
-    trial is failed and re-queued before the process exits), and torch uses the thread count
-    the launcher gave this worker's share of the cores."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
+    """Sets up a worker process: graceful stop signals (:func:`install_stop_signals`), and
+    torch limited to the thread count the launcher gave this worker's share of the cores."""
+    install_stop_signals()
     threads = os.environ.get(THREADS_ENV)
     if threads:
         import torch

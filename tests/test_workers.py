@@ -154,6 +154,8 @@ def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) 
     assert proc.returncode == 0, proc.stderr
     trials = _trials(path, storage_url)
     assert sum(t.state in FINISHED for t in trials) == 5
+    # a retry carries the point, not the failed attempt's attributes
+    assert not [t for t in trials if t.state in FINISHED and "fail_reason" in t.user_attrs]
 
 
 def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
