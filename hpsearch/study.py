@@ -294,8 +294,9 @@ def run_worker(
     """Claims and runs queued trials of an existing study until none is left.
 
     A trial that raises or diverges is recorded as FAIL with its reason and the loop goes
-    on. Ctrl-C (or SIGTERM turned into KeyboardInterrupt) fails the running trial, re-queues
-    its params and returns with ``interrupted`` set.
+    on. After :func:`request_stop` (a signal handler calls it) the running trial stops at its
+    next epoch end; it, or a trial hit by KeyboardInterrupt, is failed and its params queued
+    again, and the loop returns with ``interrupted`` set.
 
     Args:
         spec: The study file.
