@@ -145,6 +145,16 @@ def _open(target: str, storage: str | None) -> optuna.Study:
     return open_study(*_resolve(target, storage))
 
 
+def _require_best(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The best trial (or Pareto front); an error when nothing has completed yet."""
+    from hpsearch.results import best_trials
+
+    trials = best_trials(study)
+    if not trials:
+        raise ConfigError([f"study {study.study_name!r} has no completed trial yet"])
+    return trials
+
+
 def _best_line(study: optuna.Study) -> str:
     from hpsearch.results import best_trials
 
@@ -165,7 +175,8 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
     """Run a study in this process until its budget is reached (resumes if it exists)."""
     from tqdm import tqdm
 
-    from hpsearch.results import finished_count
+    from hpsearch.results import best_trials
+    from hpsearch.study import finished_count
     from hpsearch.study import prepare
     from hpsearch.study import run_worker
     from hpsearch.study import worker_name
@@ -206,13 +217,11 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
         f"done: {stats.completed} completed, {stats.pruned} pruned, {stats.failed} failed "
         f"in this run; {_best_line(study)}"
     )
-    _print_best(study)
+    _print_best(best_trials(study))
 
 
-def _print_best(study: optuna.Study) -> None:
-    from hpsearch.results import best_trials
-
-    for t in best_trials(study)[:5]:
+def _print_best(trials: list[optuna.trial.FrozenTrial]) -> None:
+    for t in trials[:5]:
         values = ", ".join(f"{v:.4f}" for v in t.values)
         test = t.user_attrs.get("test_accuracy")
         click.echo(
@@ -297,13 +306,9 @@ def best(study: str, storage: str | None, write_config: str | None) -> None:
     """Params and metrics of the best trial (the Pareto front when multi-objective)."""
     import yaml
 
-    from hpsearch.results import best_trials
-
     s = _open(study, storage)
-    trials = best_trials(s)
-    if not trials:
-        raise ConfigError([f"study {s.study_name!r} has no completed trial yet"])
-    _print_best(s)
+    trials = _require_best(s)
+    _print_best(trials)
     if write_config:
         t = trials[0]
         doc = {
@@ -345,13 +350,9 @@ def retrain(study: str, storage: str | None, output: str) -> None:
     import yaml
 
     from hpsearch.config import make_config
-    from hpsearch.results import best_trials
     from hpsearch.trainer import fit
 
-    s = _open(study, storage)
-    trials = best_trials(s)
-    if not trials:
-        raise ConfigError([f"study {s.study_name!r} has no completed trial yet"])
+    trials = _require_best(_open(study, storage))
     config = make_config({"val_fraction": 0.0}, make_config(trials[0].user_attrs["config"]))
     click.echo(f"retraining trial {trials[0].number} on training + validation data", err=True)
     result, model = fit(config)
@@ -373,8 +374,10 @@ def delete(study: str, storage: str | None, yes: bool) -> None:
     """Delete STUDY and all its trials from the storage."""
     import optuna
 
-    s = _open(study, storage)
-    name, url = _resolve(study, storage)
+    from hpsearch.results import open_study
+
+    name, url = _resolve(study, storage)  # parses a study file once
+    s = open_study(name, url)
     if not yes:
         click.confirm(f"delete study {name!r} ({len(s.trials)} trials)?", abort=True)
     optuna.delete_study(study_name=name, storage=s._storage)

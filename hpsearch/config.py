@@ -105,6 +105,11 @@ def _per_layer(value: Any, n: int) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,) * n
 
 
+def _given(value: Any) -> tuple[Any, ...]:
+    """The values a per-layer setting was given: one for all layers, or one per layer."""
+    return tuple(value) if isinstance(value, tuple) else (value,)
+
+
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 _HINTS = typing.get_type_hints(TrainConfig)
 
@@ -219,7 +224,7 @@ def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
     _choice(p, "loss", c.loss, [*LOSSES, *LOSS_ALIASES])
     _choice(p, "optimizer", c.optimizer, OPTIMIZERS)
     _choice(p, "scheduler", c.scheduler, SCHEDULERS)
-    for act in c.activations() if isinstance(c.activation, tuple) else (c.activation,):
+    for act in _given(c.activation):  # checked even when there is no hidden layer
         _choice(p, "activation", act, ACTIVATIONS)
     n = len(c.hidden_layers)
     for key in ("activation", "dropout"):
@@ -228,8 +233,7 @@ def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
             p.append(f"{key}: {len(value)} values for {n} hidden layers; give one or {n}")
     if any(w <= 0 for w in c.hidden_layers):
         p.append(f"hidden_layers: widths must be positive integers, got {list(c.hidden_layers)}")
-    dropouts = c.dropout if isinstance(c.dropout, tuple) else (c.dropout,)
-    if any(not 0.0 <= d < 1.0 for d in dropouts):
+    if any(not 0.0 <= d < 1.0 for d in _given(c.dropout)):
         p.append("dropout: must be in [0, 1)")
     rules = [
         ("val_fraction", 0.0 <= c.val_fraction < 1.0, "must be in [0, 1)"),

@@ -115,7 +115,12 @@ DATASETS: dict[str, Callable[[Path], RawData]] = {
     "synthetic": _load_synthetic,  # tiny generated blobs for fast tests
 }
 
-PREPROCESSING = ("raw", "scale", "standardize")
+# name -> f(features, largest raw value, training mean, training std) of the [0, 1] scale
+PREPROCESSING: dict[str, Callable[[torch.Tensor, float, float, float], torch.Tensor]] = {
+    "raw": lambda t, top, mean, std: t,
+    "scale": lambda t, top, mean, std: t / top,
+    "standardize": lambda t, top, mean, std: (t / top - mean) / std,
+}
 
 
 @functools.lru_cache(maxsize=4)
@@ -163,12 +168,7 @@ def device_data(
     mean, std = scaled.mean().item(), scaled.std().item()
 
     def prep(t: torch.Tensor) -> torch.Tensor:
-        t = t.float()
-        if preprocess == "scale":
-            t = t / raw.max_value
-        elif preprocess == "standardize":
-            t = (t / raw.max_value - mean) / std
-        return t.to(device)
+        return PREPROCESSING[preprocess](t.float(), raw.max_value, mean, std).to(device)
 
     return DeviceData(
         train_x=prep(x[train_idx]),

@@ -120,9 +120,3 @@ def status(study: optuna.Study) -> dict[str, Any]:
         "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
         "train_seconds": sum(t.user_attrs.get("train_seconds") or 0.0 for t in trials),
     }
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Trials in a final state."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=states))

@@ -138,6 +138,12 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
 
 
+def finished_count(study: optuna.Study) -> int:
+    """Budget trials that have finished (complete, pruned, or failed and not retried)."""
+    final = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return sum(t.state in final for t in counted_trials(study))
+
+
 def _point_key(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True)
 

@@ -13,9 +13,11 @@ import dataclasses
 from dataclasses import dataclass
 from dataclasses import field
 import difflib
+import functools
 import inspect
 import re
 from typing import Any
+from typing import NamedTuple
 import zlib
 
 import optuna
@@ -32,6 +34,8 @@ from hpsearch.space import LayersParam
 from hpsearch.space import Param
 from hpsearch.space import SearchSpace
 from hpsearch.storage import DEFAULT_STORAGE
+
+Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value, Optuna params)
 
 # metric -> (natural direction, whether it is measured per epoch)
 METRICS: dict[str, tuple[str, bool]] = {
@@ -82,7 +86,6 @@ TOP_KEYS = (
     "space",
     "heartbeat",
 )
-PARAM_TYPES = ("float", "int", "categorical", "layers")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,8 @@ class StudySpec:
     grace_period: int = 20
     path: str | None = None
     description: str = ""
-    one_factor: tuple[tuple[str, Any, dict[str, Any]], ...] = field(default=())
+    # Grid or one-factor points as (factor, value, optuna params), expanded once at parse time.
+    finite_points: tuple[Point, ...] = field(default=())
 
     @property
     def directions(self) -> list[str]:
@@ -128,16 +132,14 @@ class StudySpec:
     def is_finite(self) -> bool:
         return self.sampler in FINITE_SAMPLERS
 
-    def points(self) -> list[tuple[str | None, Any, dict[str, Any]]]:
+    def points(self) -> list[Point]:
         """The points of a grid or one-factor study, as ``(factor, value, params)``."""
-        if self.sampler == "ofat":
-            return list(self.one_factor)
-        return [(None, None, p) for p in self.space.grid_points()]
+        return list(self.finite_points)
 
     def budget(self) -> int:
         """Trials to run: the file's (or override's), capped by a finite study's points."""
         if self.is_finite:
-            n = len(self.points())
+            n = len(self.finite_points)
             return min(n, self.trials) if self.trials else n
         return self.trials or 0
 
@@ -263,9 +265,6 @@ def parse_study(
             p.add("pruner", "pruning needs a single objective (Optuna prunes on one value)")
     if objectives and pruner != "none" and not objectives[0].per_epoch:
         p.add("pruner", f"{objectives[0].metric} is not measured per epoch: nothing to prune on")
-    one_factor: tuple[tuple[str, Any, dict[str, Any]], ...] = ()
-    if sampler == "ofat" and base is not None and space is not None:
-        one_factor = tuple(space.one_factor_points(base.to_dict()))
     if p.lines or base is None or space is None:
         raise ConfigError(p.lines, source)
     return StudySpec(
@@ -285,8 +284,16 @@ def parse_study(
         grace_period=grace,
         path=source,
         description=str(doc.get("description") or ""),
-        one_factor=one_factor,
+        finite_points=_finite_points(sampler, space, base),
     )
+
+
+def _finite_points(sampler: str, space: SearchSpace, base: TrainConfig) -> tuple[Point, ...]:
+    if sampler == "ofat":
+        return tuple(space.one_factor_points(base.to_dict()))
+    if sampler == "grid":
+        return tuple((None, None, params) for params in space.grid_points())
+    return ()
 
 
 def _parse_fixed(doc: Mapping[str, Any], p: _Problems) -> TrainConfig | None:
@@ -446,14 +453,6 @@ def _parse_space(
     return SearchSpace(tuple(params))
 
 
-_PARAM_KEYS: dict[str, tuple[str, ...]] = {
-    "float": ("type", "low", "high", "log", "step", "when"),
-    "int": ("type", "low", "high", "log", "step", "when"),
-    "categorical": ("type", "choices", "values", "when"),
-    "layers": ("type", "depth", "width", "same_width", "when"),
-}
-
-
 def _parse_param(name: str, spec: Any, path: str, p: _Problems, seen: set[str]) -> Param | None:
     if isinstance(spec, list):
         spec = {"values": spec}
@@ -465,20 +464,14 @@ def _parse_param(name: str, spec: Any, path: str, p: _Problems, seen: set[str]) 
     if not p.choice(kind, f"{path}.type", PARAM_TYPES):
         return None
     before = len(p.lines)
-    p.keys(spec, path, _PARAM_KEYS[kind])
+    p.keys(spec, path, PARAM_KINDS[kind].keys)
     target = "hidden_layers" if kind == "layers" else name
     if target not in FIELDS:
         close = difflib.get_close_matches(name, list(FIELDS), n=1)
         hint = f"did you mean {close[0]!r}?" if close else "see hpsearch.config.TrainConfig"
         p.add(path, f"not a trainer setting ({hint})")
     when = _parse_when(spec.get("when"), f"{path}.when", p, seen)
-    builders: dict[str, Callable[[], Param | None]] = {
-        "float": lambda: _parse_range(name, spec, path, p, when, integer=False),
-        "int": lambda: _parse_range(name, spec, path, p, when, integer=True),
-        "categorical": lambda: _parse_categorical(name, spec, path, p, when),
-        "layers": lambda: _parse_layers(name, spec, path, p, when),
-    }
-    param = builders[kind]()
+    param = PARAM_KINDS[kind].parse(name, spec, path, p, when)
     return param if len(p.lines) == before else None
 
 
@@ -557,6 +550,33 @@ def _parse_layers(
         return None
     same = spec.get("same_width", False)
     return LayersParam(name, d.low, d.high, w.low, w.high, w.log, w.step, bool(same), when)
+
+
+ParamParser = Callable[
+    [str, Mapping[str, Any], str, _Problems, dict[str, tuple[Any, ...]]], Param | None
+]
+
+
+class ParamKind(NamedTuple):
+    """A ``type:`` of search-space parameter: the keys it takes and its parser."""
+
+    keys: tuple[str, ...]
+    parse: ParamParser
+
+
+PARAM_KINDS: dict[str, ParamKind] = {
+    "float": ParamKind(
+        ("type", "low", "high", "log", "step", "when"),
+        functools.partial(_parse_range, integer=False),
+    ),
+    "int": ParamKind(
+        ("type", "low", "high", "log", "step", "when"),
+        functools.partial(_parse_range, integer=True),
+    ),
+    "categorical": ParamKind(("type", "choices", "values", "when"), _parse_categorical),
+    "layers": ParamKind(("type", "depth", "width", "same_width", "when"), _parse_layers),
+}
+PARAM_TYPES = tuple(PARAM_KINDS)
 
 
 def _check_values(param: Param, path: str, base: TrainConfig, p: _Problems) -> None:

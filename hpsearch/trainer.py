@@ -125,10 +125,12 @@ def fit(
     ).to(device)
     loss_fn = LOSSES[config.loss]
     optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
-    steps_per_epoch = math.ceil(len(data.train_y) / config.batch_size)
-    spec = SCHEDULERS[config.scheduler]
-    scheduler = spec.make(optimizer, config, steps_per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
+    n_train = len(data.train_y)
+    # A last batch of one sample is dropped: batch norm cannot normalise a single row.
+    n_used = n_train - 1 if n_train % config.batch_size == 1 else n_train
+    spec = SCHEDULERS[config.scheduler]
+    scheduler = spec.make(optimizer, config, math.ceil(n_used / config.batch_size))
 
     history: list[EpochStats] = []
     outcome: Outcome = "completed"
@@ -136,10 +138,8 @@ def fit(
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        perm = torch.randperm(len(data.train_y), generator=shuffle).to(device, non_blocking=True)
+        perm = torch.randperm(n_train, generator=shuffle).to(device, non_blocking=True)
         loss_sum = torch.zeros((), device=device)  # read once per epoch: no per-batch sync
-        # A last batch of one sample is dropped: batch norm cannot normalise a single row.
-        n_used = len(perm) - 1 if len(perm) % config.batch_size == 1 else len(perm)
         for i in range(0, n_used, config.batch_size):
             idx = perm[i : min(i + config.batch_size, n_used)]
             loss = loss_fn(model(data.train_x[idx]), data.train_y[idx], config.label_smoothing)
@@ -153,7 +153,7 @@ def fit(
             loss_sum += loss.detach() * len(idx)
         if scheduler is not None and not spec.per_batch:
             scheduler.step()
-        train_loss = (loss_sum / n_used).item()  # note: the one sync point of the epoch
+        train_loss = (loss_sum / n_used).item()  # note: a CPU-GPU sync, once per epoch
         val_loss, val_acc = evaluate(model, data.val_x, data.val_y, loss_fn, config)
         history.append(
             EpochStats(epoch, train_loss, val_loss, val_acc, time.perf_counter() - epoch_start)
@@ -202,7 +202,8 @@ def evaluate(
         correct += (logits.argmax(dim=1) == yb).sum()
     if len(y) == 0:  # no validation split (retraining on train + validation)
         return math.nan, math.nan
-    return (loss_sum / len(y)).item(), correct.item() / len(y)
+    loss, right = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+    return loss / len(y), right / len(y)
 
 
 def load_data(config: TrainConfig, device: torch.device) -> DeviceData:

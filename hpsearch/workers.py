@@ -29,7 +29,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 from hpsearch.errors import ConfigError
-from hpsearch.study import counted_trials
+from hpsearch.study import finished_count
 from hpsearch.study import request_stop
 from hpsearch.study import requeue
 from hpsearch.study import stop_requested
@@ -254,8 +254,7 @@ class Pool:
         requeue_running(self.study, names)
 
     def finished(self) -> int:
-        final = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-        return sum(t.state in final for t in counted_trials(self.study))
+        return finished_count(self.study)
 
     def failures(self) -> list[str]:
         lines = []
