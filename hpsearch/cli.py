@@ -6,7 +6,11 @@ status 2; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import json
+import logging
+import math
+import os
 from pathlib import Path
 import sys
 from typing import Any
@@ -18,8 +22,11 @@ from hpsearch.config import load_config_file
 from hpsearch.config import make_config
 from hpsearch.config import parse_assignment
 from hpsearch.config import TrainConfig
+from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
+from hpsearch.errors import INTERRUPTED_EXIT
+from hpsearch.errors import USAGE_EXIT
 from hpsearch.storage import DEFAULT_STORAGE
 from hpsearch.storage import redact
 
@@ -28,8 +35,9 @@ if TYPE_CHECKING:
 
     from hpsearch.studyfile import StudySpec
 
-USAGE_ERROR = 2
-INTERRUPTED = 130
+USAGE_ERROR = USAGE_EXIT
+INTERRUPTED = INTERRUPTED_EXIT
+ALL_FAILED = 1  # trials ran, and every one of them failed
 
 
 class _Group(click.Group):
@@ -39,6 +47,11 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`hpsearch trials ... | head`): a normal end, not an error.
+            # Point stdout at /dev/null so that flushing it at exit raises nothing more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
         except (HPSearchError, OSError) as e:
             if ctx.params.get("debug"):
                 raise
@@ -53,9 +66,22 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of short messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every trial's start and end.")
 @click.version_option(package_name="hpsearch")
-def main(debug: bool) -> None:
+def main(debug: bool, verbose: bool) -> None:
     """hpsearch: hyperparameter search for PyTorch MLPs on Optuna."""
+    _configure_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+
+
+def _configure_logging(level: int) -> None:
+    """Log records of the ``hpsearch`` logger go to stderr, with the time and level."""
+    logger = logging.getLogger("hpsearch")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%X"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)
 
 
 def _build_config(
@@ -166,23 +192,51 @@ def _best_line(study: optuna.Study) -> str:
     return f"best: {best[0].value:.4f} (trial {best[0].number})"
 
 
+_max_same_failures_option = click.option(
+    "--max-same-failures",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Stop a worker after this many trials in a row fail with the same error (0: never).",
+)
+
+
+def _threads_option(default_help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--threads", type=click.IntRange(min=1), help=f"Torch CPU threads [{default_help}]."
+    )
+
+
 @main.command()
 @click.argument("study_file", type=click.Path())
 @_trials_option
 @_storage_option
+@_threads_option("torch's default: all cores")
+@_max_same_failures_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def run(study_file: str, trials: int | None, storage: str | None, no_progress: bool) -> None:
+def run(
+    study_file: str,
+    trials: int | None,
+    storage: str | None,
+    threads: int | None,
+    max_same_failures: int,
+    no_progress: bool,
+) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
     from tqdm import tqdm
 
     from hpsearch.results import best_trials
     from hpsearch.study import finished_count
+    from hpsearch.study import preflight
     from hpsearch.study import prepare
     from hpsearch.study import run_worker
     from hpsearch.study import worker_name
     from hpsearch.workers import install_stop_signals
+    from hpsearch.workers import set_threads
 
     spec = _load_spec(study_file, storage, trials)
+    set_threads(threads)
+    preflight(spec)  # before anything is written: a broken environment burns no budget
     store, study, queued = prepare(spec)
     budget = spec.budget()
     done = finished_count(study)
@@ -206,7 +260,13 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
 
     install_stop_signals()  # Ctrl-C: finish the epoch, re-queue the trial; twice: at once
     try:
-        stats = run_worker(spec, store, worker=worker_name(), on_trial=progress)
+        stats = run_worker(
+            spec,
+            store,
+            worker=worker_name(),
+            on_trial=progress,
+            max_same_failures=max_same_failures,
+        )
     except KeyboardInterrupt:
         stats = None
     bar.close()
@@ -218,6 +278,29 @@ def run(study_file: str, trials: int | None, storage: str | None, no_progress: b
         f"in this run; {_best_line(study)}"
     )
     _print_best(best_trials(study))
+    _exit_if_failing(stats, study_file)
+
+
+def _exit_if_failing(stats: Any, study_file: str) -> None:
+    """Exit statuses for a worker that stopped on repeated errors, or whose trials all failed."""
+    if stats.broken:
+        click.echo(
+            f"error: stopped after {stats.failed} failed trials, the last ones all with: "
+            f"{stats.broken.splitlines()[0][:300]}",
+            err=True,
+        )
+        click.echo(
+            f"error: fix the cause, then `hpsearch retry {study_file}` queues the failed "
+            "trials again",
+            err=True,
+        )
+        sys.exit(BROKEN_EXIT)
+    if stats.all_failed:
+        click.echo(
+            f"error: every trial of this run failed; see `hpsearch trials {study_file}`",
+            err=True,
+        )
+        sys.exit(ALL_FAILED)
 
 
 def _print_best(trials: list[optuna.trial.FrozenTrial]) -> None:
@@ -257,7 +340,7 @@ def studies(storage: str | None) -> None:
     from hpsearch.storage import open_storage
 
     url = storage or DEFAULT_STORAGE
-    summaries = optuna.get_all_study_summaries(open_storage(url, for_workers=False))
+    summaries = optuna.get_all_study_summaries(open_storage(url, read_only=True))
     if not summaries:
         click.echo(f"no studies in {redact(url)}")
     for s in summaries:
@@ -360,10 +443,45 @@ def retrain(study: str, storage: str | None, output: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), out / "model.pt")
     (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (out / "result.json").write_text(json.dumps(result.to_dict(), indent=2))
+    (out / "result.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2))
     click.echo(f"test_accuracy  {result.test_accuracy:.4f}")
     click.echo(f"test_loss      {result.test_loss:.4f}")
     click.echo(f"saved          {out / 'model.pt'}, {out / 'config.yaml'}, {out / 'result.json'}")
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``null``: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+@main.command()
+@click.argument("study")
+@_storage_option
+def retry(study: str, storage: str | None) -> None:
+    """Queue the params of STUDY's failed trials again, so that they count once more.
+
+    For failures whose cause is now fixed (missing data, a full disk, a driver). Each failed
+    trial is queued once; run the study (or start workers) to run them.
+    """
+    from hpsearch.results import open_study
+    from hpsearch.study import retry_failed
+
+    name, url = _resolve(study, storage)
+    queued = retry_failed(open_study(name, url, read_only=False))
+    if not queued:
+        click.echo(f"study {name}: no failed trial to retry")
+        return
+    click.echo(
+        f"study {name}: queued {len(queued)} failed trials again "
+        f"({', '.join(map(str, queued[:20]))}{', ...' if len(queued) > 20 else ''}); "
+        "run the study to run them"
+    )
 
 
 @main.command()
@@ -374,13 +492,14 @@ def delete(study: str, storage: str | None, yes: bool) -> None:
     """Delete STUDY and all its trials from the storage."""
     import optuna
 
+    from hpsearch import internals
     from hpsearch.results import open_study
 
     name, url = _resolve(study, storage)  # parses a study file once
     s = open_study(name, url)
     if not yes:
         click.confirm(f"delete study {name!r} ({len(s.trials)} trials)?", abort=True)
-    optuna.delete_study(study_name=name, storage=s._storage)
+    optuna.delete_study(study_name=name, storage=internals.storage_of(s))
     click.echo(f"deleted {name} from {redact(url)}")
 
 
@@ -392,23 +511,37 @@ def delete(study: str, storage: str | None, yes: bool) -> None:
 @_storage_option
 @click.option("--device", help="Device for this worker's trials, e.g. cuda:0 or cpu.")
 @click.option("--name", help="Worker name recorded with its trials [host:pid].")
-def worker(study_file: str, storage: str | None, device: str | None, name: str | None) -> None:
+@_threads_option("the launcher's share of the cores, else 1")
+@_max_same_failures_option
+def worker(
+    study_file: str,
+    storage: str | None,
+    device: str | None,
+    name: str | None,
+    threads: int | None,
+    max_same_failures: int,
+) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
     import dataclasses
 
     from hpsearch.config import make_config
     from hpsearch.study import load_study
     from hpsearch.study import open_spec_storage
+    from hpsearch.study import preflight
     from hpsearch.study import run_worker
     from hpsearch.study import worker_name
-    from hpsearch.workers import prepare_worker_process
+    from hpsearch.workers import install_stop_signals
+    from hpsearch.workers import set_threads
+    from hpsearch.workers import worker_threads
 
     spec = _load_spec(study_file, storage)
     if device:
         spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
     me = name or worker_name()
     spec = spec.for_worker(me)
-    prepare_worker_process()
+    install_stop_signals()
+    set_threads(worker_threads(threads))
+    preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     store = open_spec_storage(spec)
     load_study(spec, store)  # fail fast, before any work, if the study does not exist
     click.echo(f"worker {me} joined {spec.name} in {redact(spec.storage)}")
@@ -418,6 +551,7 @@ def worker(study_file: str, storage: str | None, device: str | None, name: str |
             store,
             worker=me,
             on_trial=lambda t: click.echo(f"trial {t.number}: {t.state.name} {t.values or ''}"),
+            max_same_failures=max_same_failures,
         )
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)
@@ -426,6 +560,7 @@ def worker(study_file: str, storage: str | None, device: str | None, name: str |
     )
     if stats.interrupted:
         sys.exit(INTERRUPTED)
+    _exit_if_failing(stats, study_file)
 
 
 @main.command()
@@ -447,6 +582,7 @@ def worker(study_file: str, storage: str | None, device: str | None, name: str |
     show_default=True,
     help="Replacements per worker slot after a crash.",
 )
+@_max_same_failures_option
 @click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(
@@ -464,17 +600,20 @@ def launch(
     workers_per_gpu: int,
     cpu_workers: int | None,
     max_restarts: int,
+    max_same_failures: int,
     log_dir: str | None,
     no_progress: bool,
     with_dashboard: bool,
     dashboard_port: int,
 ) -> None:
     """Start a pool of worker processes that share one study through its storage."""
-    import os
+    import dataclasses
 
     import torch
     from tqdm import tqdm
 
+    from hpsearch.config import make_config
+    from hpsearch.study import preflight
     from hpsearch.study import prepare
     from hpsearch.workers import plan_slots
     from hpsearch.workers import Pool
@@ -483,6 +622,9 @@ def launch(
     slots = plan_slots(
         gpus, workers_per_gpu, cpu_workers, torch.cuda.device_count(), os.cpu_count() or 1
     )
+    # Before anything is written: the data set loads and a batch trains on the workers' kind
+    # of device (each worker checks its own device again before it claims a trial).
+    preflight(dataclasses.replace(spec, base=make_config({"device": slots[0].device}, spec.base)))
     _, study, queued = prepare(spec)
     logs = Path(log_dir or Path("hpsearch-logs") / spec.name)
     click.echo(
@@ -491,7 +633,7 @@ def launch(
         f"({', '.join(s.name for s in slots)}); logs in {logs}",
         err=True,
     )
-    pool = Pool(spec, study, slots, logs, max_restarts)
+    pool = Pool(spec, study, slots, logs, max_restarts, max_same_failures)
     bar = tqdm(
         total=spec.budget(), unit="trial", disable=no_progress, file=sys.stderr, dynamic_ncols=True
     )
@@ -515,6 +657,13 @@ def launch(
     if result.interrupted:
         click.echo("interrupted: every worker stopped; run the same command to resume", err=True)
         sys.exit(INTERRUPTED)
+    if result.all_failed:
+        click.echo(
+            f"error: every trial of this launch failed; see `hpsearch trials {study_file}` "
+            "and the worker logs",
+            err=True,
+        )
+        sys.exit(ALL_FAILED)
     if not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(1)

@@ -43,7 +43,7 @@ def make_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT)
     """
     from optuna_dashboard import wsgi
 
-    app = wsgi(open_storage(url, for_workers=False))
+    app = wsgi(open_storage(url, read_only=True))
     return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 

@@ -7,6 +7,11 @@ exits with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+# Exit statuses of every command and worker process.
+USAGE_EXIT = 2  # bad input or an environment that cannot run the study: nothing was written
+BROKEN_EXIT = 3  # a worker stopped because trials kept failing with the same error
+INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM; running trials were queued again
+
 
 class HPSearchError(Exception):
     """Root of all errors caused by user input."""
@@ -33,3 +38,11 @@ class DataError(HPSearchError):
 
 class StorageError(HPSearchError):
     """A storage URL that cannot be opened, or a study that is not in it."""
+
+
+class DeviceError(HPSearchError):
+    """A training device that this machine does not have (``cuda`` without a GPU)."""
+
+
+class PreflightError(HPSearchError):
+    """The environment cannot run a study's trials (checked before anything is queued)."""

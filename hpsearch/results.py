@@ -19,13 +19,14 @@ from hpsearch.storage import redact
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
 
-def open_study(name: str, url: str) -> optuna.Study:
-    """Opens an existing study for reading (SQLite readers never take the write lock).
+def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
+    """Opens an existing study, by default for reading (see :func:`open_storage`).
 
     Raises:
-        StorageError: The storage cannot be opened or holds no such study.
+        StorageError: The storage cannot be opened (a SQLite file that does not exist) or
+            holds no such study.
     """
-    storage = open_storage(url, for_workers=False)
+    storage = open_storage(url, read_only=read_only)
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError as e:

@@ -10,6 +10,7 @@ use WAL so that readers (dashboard, status) never block writers.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 import re
 import sqlite3
 from typing import Any
@@ -58,13 +59,29 @@ class RetryCleanly(RetryHeartbeatStaleTrialCallback):
 
 
 def redact(url: str) -> str:
-    """The URL with any password replaced by ``***``, safe to print or log."""
+    """The URL as messages show it: any password replaced by ``***``, and a relative SQLite
+    path made absolute, so that a user sees which file a relative URL opened."""
     if url.startswith(JOURNAL_PREFIX):
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
     except Exception:  # an unparsable URL may still hold a user:password@ part
         return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+    path = sqlite_path(url)
+    if path is not None:
+        parsed = parsed.set(database=str(path))
+    return parsed.render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The absolute path of a SQLite URL's file; ``None`` for other URLs and in-memory ones."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database).absolute()
 
 
 class _SQLiteTuning(CreateEnginePlugin):
@@ -98,7 +115,8 @@ def open_storage(
     *,
     heartbeat_interval: int | None = None,
     grace_period: int | None = None,
-    for_workers: bool = True,
+    read_only: bool = False,
+    create: bool = False,
 ) -> BaseStorage:
     """Opens the storage at ``url`` (any SQLAlchemy URL, or ``journal:PATH``).
 
@@ -107,8 +125,11 @@ def open_storage(
         heartbeat_interval: Seconds between heartbeats of a running trial (RDB only); with
             ``grace_period``, a trial whose worker died is failed and re-queued.
         grace_period: Seconds without a heartbeat after which a trial counts as stale.
-        for_workers: SQLite only: claim-safe ``BEGIN IMMEDIATE`` transactions. Readers such
-            as the dashboard pass ``False`` so that they never take the write lock.
+        read_only: For commands that only read (status, trials, report, the dashboard):
+            SQLite transactions never take the write lock. Writers (workers, ``run``) get
+            claim-safe ``BEGIN IMMEDIATE`` transactions.
+        create: Whether a missing SQLite file may be created (only when creating a study);
+            otherwise it is an error, not a new empty database.
 
     Raises:
         StorageError: The URL is malformed or the database cannot be opened.
@@ -127,6 +148,9 @@ def open_storage(
             "postgresql+psycopg://user@host/db or journal:FILE"
         ) from e
     is_sqlite = parsed.get_backend_name() == "sqlite"
+    file = sqlite_path(url)
+    if not create and file is not None and not file.is_file():
+        raise StorageError(f"storage {redact(url)}: {file} does not exist")
     engine_kwargs: dict[str, Any] = {}
     if is_sqlite:
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
@@ -149,6 +173,6 @@ def open_storage(
         if parsed.password:
             reason = reason.replace(parsed.password, "***")
         raise StorageError(f"storage {redact(url)}: cannot open: {reason}") from e
-    if is_sqlite and for_workers:
+    if is_sqlite and not read_only:
         _IMMEDIATE.add(storage.engine)
     return storage

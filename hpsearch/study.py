@@ -17,34 +17,44 @@ from collections.abc import Iterator
 import contextlib
 from dataclasses import dataclass
 import json
+import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
 from typing import Any
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
-from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 import hpsearch
+from hpsearch import internals
 from hpsearch.config import make_config
+from hpsearch.config import TrainConfig
+from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 from hpsearch.storage import RetryCleanly
+from hpsearch.studyfile import definition_changes
 from hpsearch.studyfile import Objective
 from hpsearch.studyfile import StudySpec
 from hpsearch.trainer import EpochStats
+from hpsearch.trainer import preflight as preflight_config
 from hpsearch.trainer import train
 from hpsearch.trainer import TrainResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+_log = logging.getLogger(__name__)
 
 SPEC_ATTR = "hpsearch"  # study user attribute holding the study file's summary
+DEFINITION_ATTR = "hpsearch:definition"  # study system attribute: what gives values meaning
+MAX_SAME_FAILURES = 3  # a worker stops after this many trials in a row fail with one error
 
 # Set by a signal handler (see request_stop): the running trial stops at its next epoch end,
 # a safe point, instead of being interrupted in the middle of a database call.
@@ -62,13 +72,18 @@ def stop_requested() -> bool:
     return _STOP.is_set()
 
 
-def open_spec_storage(spec: StudySpec, for_workers: bool = True) -> BaseStorage:
-    """Opens the storage a study file names, with its heartbeat settings."""
+def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
+    """Opens the storage a study file names, with its heartbeat settings, for writing.
+
+    Args:
+        spec: The study file.
+        create: Whether a missing SQLite file may be created (when creating the study).
+    """
     return open_storage(
         spec.storage,
         heartbeat_interval=spec.heartbeat_interval,
         grace_period=spec.grace_period,
-        for_workers=for_workers,
+        create=create,
     )
 
 
@@ -92,9 +107,46 @@ def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
             f"study {spec.name!r} already exists in {redact(spec.storage)} with directions "
             f"{existing}, not {spec.directions}: pick another name or delete it"
         )
+    check_definition(study, spec)
     if SPEC_ATTR not in study.user_attrs:
         study.set_user_attr(SPEC_ATTR, describe(spec))
     return study
+
+
+def check_definition(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuses to resume a study whose file now defines its values differently.
+
+    A changed space, objective, data set or fixed trainer setting would make new trials
+    incomparable with the stored ones (or fail outright: Optuna refuses a categorical
+    parameter with other choices). The first run stores the definition; later runs compare.
+
+    Raises:
+        ConfigError: Each changed key, ``old -> new``.
+    """
+    stored = internals.study_system_attrs(study).get(DEFINITION_ATTR)
+    current = spec.definition()
+    if stored is None:  # a new study, or one created before definitions were stored
+        internals.set_study_system_attr(study, DEFINITION_ATTR, current)
+        return
+    # A trainer setting added to hpsearch after the study was created changes nothing
+    # while it keeps its default.
+    defaults = TrainConfig().to_dict()
+    old_fixed = stored.get("fixed", {})
+    current["fixed"] = {
+        k: v for k, v in current["fixed"].items() if k in old_fixed or v != defaults.get(k)
+    }
+    changes = definition_changes(stored, current)
+    if changes:
+        raise ConfigError(
+            [
+                f"study {spec.name!r} in {redact(spec.storage)} was created with another "
+                "definition; new trials would not be comparable with its trials:",
+                *(f"  {change}" for change in changes),
+                "give the changed study a new `name:` (or delete the old one with "
+                "`hpsearch delete`)",
+            ],
+            spec.path,
+        )
 
 
 def load_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
@@ -104,7 +156,7 @@ def load_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
         StorageError: There is no such study in the storage.
     """
     try:
-        return optuna.load_study(
+        study = optuna.load_study(
             study_name=spec.name,
             storage=storage,
             sampler=spec.make_sampler(),
@@ -115,6 +167,8 @@ def load_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
             f"no study {spec.name!r} in {redact(spec.storage)}: create it with "
             f"`hpsearch run` or `hpsearch launch`"
         ) from e
+    check_definition(study, spec)
+    return study
 
 
 def describe(spec: StudySpec) -> dict[str, Any]:
@@ -129,6 +183,16 @@ def describe(spec: StudySpec) -> dict[str, Any]:
         "params": [p.name for p in spec.space.params],
         "version": hpsearch.__version__,
     }
+
+
+def preflight(spec: StudySpec) -> None:
+    """Checks, before anything is queued or claimed, that this process can run the study's
+    trials: its device exists, its data set loads, and one batch of its fixed settings trains.
+
+    Raises:
+        HPSearchError: Naming what is missing (device, data files) or what failed.
+    """
+    preflight_config(spec.base)
 
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -235,12 +299,19 @@ def _record(trial: optuna.Trial, result: TrainResult) -> None:
         "train_seconds": result.train_seconds,
         "param_count": result.param_count,
         "device": result.device,
+        "threads": _torch_threads(),
         "host": socket.gethostname(),
         "version": hpsearch.__version__,
         "config": result.config,
     }
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _finite(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
@@ -250,12 +321,50 @@ def _finite(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
 
 @dataclass
 class WorkerStats:
-    """What one worker did."""
+    """What one worker did.
+
+    Attributes:
+        discarded: Trials this worker finished after another process had declared them
+            stale and queued them again; their results were dropped.
+        broken: Why the worker stopped claiming trials (the same error several times in a
+            row), or ``None``.
+    """
 
     completed: int = 0
     pruned: int = 0
     failed: int = 0
+    discarded: int = 0
     interrupted: bool = False
+    broken: str | None = None
+
+    @property
+    def all_failed(self) -> bool:
+        """Whether trials ran and every one of them failed."""
+        return self.failed > 0 and self.completed + self.pruned == 0
+
+
+class TrialTakenOver(Exception):
+    """Another process finished this trial while this worker was running it: its heartbeat
+    went stale (the worker was paused, swapped out or cut off), so it was failed and queued
+    again. This worker's result for it is discarded."""
+
+
+class _SameErrorBreaker:
+    """Trips when ``limit`` trials in a row failed with the same error (not divergence, which
+    belongs to the point): the environment, not the hyperparameters, is then at fault."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.errors: list[str] = []
+
+    def record(self, error: str | None) -> str | None:
+        """Records one trial's error (``None`` if it did not raise); returns why to stop."""
+        self.errors = [*self.errors, error][-self.limit :] if error else []
+        # Numbers vary between trials of one cause ("trial 7: ...", "tried to allocate 2 MiB").
+        kinds = {re.sub(r"\d+(\.\d+)?", "N", e) for e in self.errors}
+        if self.limit and len(self.errors) == self.limit and len(kinds) == 1:
+            return error
+        return None
 
 
 @contextlib.contextmanager
@@ -270,8 +379,10 @@ def _heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            with contextlib.suppress(Exception):  # a missed beat is retried next interval
+            try:
                 storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            except Exception as e:  # a missed beat is retried next interval
+                _log.debug("heartbeat of trial id %d failed: %s", trial_id, e)
             if stop.wait(interval):
                 return
 
@@ -284,10 +395,41 @@ def _heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
         thread.join()
 
 
-def _claim(study: optuna.Study) -> int | None:
-    # Optuna's own pop of the WAITING queue: an atomic WAITING -> RUNNING update per trial.
-    # Study.ask() would create a fresh trial when the queue is empty; we must not.
-    return study._pop_waiting_trial_id()
+def fail_stale_trials(study: optuna.Study) -> int:
+    """Fails each trial whose heartbeat went stale, recording why, and queues it again.
+
+    Optuna's own ``fail_stale_trials`` leaves ``fail_reason`` empty; here the reason and the
+    FAIL state are written in one transaction, so a worker that comes back late cannot turn
+    the trial COMPLETE in between (it discards its result instead, see :class:`TrialTakenOver`).
+
+    Returns:
+        How many trials this call failed.
+    """
+    grace = internals.grace_period(study)
+    if grace is None:
+        return 0
+    retry = internals.stale_trial_callback(study)
+    failed = 0
+    for trial_id in internals.stale_trial_ids(study):
+        if not internals.fail_running_trial(study, trial_id, f"stale: no heartbeat for {grace} s"):
+            continue  # finished meanwhile, or another process failed it first
+        failed += 1
+        trial = internals.get_trial(study, trial_id)
+        _log.warning(
+            "trial %d of %s: no heartbeat for %d s (worker %s); failed and queued again",
+            trial.number,
+            study.study_name,
+            grace,
+            trial.user_attrs.get("worker", "?"),
+        )
+        if retry is not None:
+            retry(study, trial)
+    return failed
+
+
+def _started(study: optuna.Study) -> int:
+    started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+    return len(study.get_trials(deepcopy=False, states=started))
 
 
 def run_worker(
@@ -296,13 +438,17 @@ def run_worker(
     worker: str = "main",
     stop: threading.Event | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
+    max_same_failures: int = MAX_SAME_FAILURES,
 ) -> WorkerStats:
     """Claims and runs queued trials of an existing study until none is left.
 
     A trial that raises or diverges is recorded as FAIL with its reason and the loop goes
-    on. After :func:`request_stop` (a signal handler calls it) the running trial stops at its
-    next epoch end; it, or a trial hit by KeyboardInterrupt, is failed and its params queued
-    again, and the loop returns with ``interrupted`` set.
+    on, unless ``max_same_failures`` trials in a row raised the same error: then the worker
+    stops claiming (``broken`` says why) rather than burn the budget on a broken environment.
+    A trial this worker finishes after another process declared it stale is discarded with a
+    log line. After :func:`request_stop` (a signal handler calls it) the running trial stops
+    at its next epoch end; it, or a trial hit by KeyboardInterrupt, is failed and its params
+    queued again, and the loop returns with ``interrupted`` set.
 
     Args:
         spec: The study file.
@@ -310,9 +456,15 @@ def run_worker(
         worker: A name recorded with every trial this worker runs.
         stop: Set it to stop before the next trial.
         on_trial: Called with every trial this worker finishes.
+        max_same_failures: Trials in a row failing with one error that stop the worker;
+            0 never stops.
     """
     study = load_study(spec, storage)
+    # A seeded sampler moves its seed past the trials the study already started, so a
+    # resumed study never redraws its first points (see StudySpec.make_sampler).
+    study.sampler = spec.make_sampler(started=_started(study))
     stats = WorkerStats()
+    breaker = _SameErrorBreaker(max_same_failures)
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         if _STOP.is_set():
@@ -321,7 +473,7 @@ def run_worker(
         fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
         trial_id = None
         try:
-            trial_id = _claim(study)
+            trial_id = internals.claim_waiting_trial(study)
             if trial_id is None:
                 if not _others_may_fail(study, storage):
                     break
@@ -330,15 +482,38 @@ def run_worker(
             # Beat from right after the claim: a trial with no heartbeat is never found stale,
             # and constructing the Trial already runs the sampler (seconds for GP).
             with _heartbeat(storage, trial_id):
-                frozen = _run_one(study, optuna.Trial(study, trial_id), spec, worker, stats)
+                frozen, error = _run_one(study, internals.trial_for(study, trial_id), spec, worker)
         except (KeyboardInterrupt, TrialInterrupted):
             if trial_id is not None:
                 _interrupt(study, storage, trial_id)
             stats.interrupted = True
             break
+        except TrialTakenOver:
+            assert trial_id is not None
+            stats.discarded += 1
+            _log.warning(
+                "trial %d of %s was declared stale while this worker ran it and was queued "
+                "again; discarding this worker's result",
+                internals.get_trial(study, trial_id).number,
+                spec.name,
+            )
+            continue
+        _count(stats, frozen)
         if on_trial is not None:
             on_trial(frozen)
+        stats.broken = breaker.record(error)
+        if stats.broken:
+            break
     return stats
+
+
+def _count(stats: WorkerStats, trial: FrozenTrial) -> None:
+    if trial.state == TrialState.COMPLETE:
+        stats.completed += 1
+    elif trial.state == TrialState.PRUNED:
+        stats.pruned += 1
+    else:
+        stats.failed += 1
 
 
 def _others_may_fail(study: optuna.Study, storage: BaseStorage) -> bool:
@@ -348,27 +523,53 @@ def _others_may_fail(study: optuna.Study, storage: BaseStorage) -> bool:
 
 
 def _run_one(
-    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, worker: str, stats: WorkerStats
-) -> FrozenTrial:
+    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, worker: str
+) -> tuple[FrozenTrial, str | None]:
+    """Runs one claimed trial and records its outcome.
+
+    Returns:
+        The finished trial, and the error it raised (``None`` unless it raised).
+
+    Raises:
+        TrialTakenOver: Another process finished the trial first.
+        TrialInterrupted: A stop was requested.
+    """
     try:
         values = objective(trial, spec, worker)
-    except TrialInterrupted:
+    except (TrialInterrupted, KeyboardInterrupt):
         raise
+    except UpdateFinishedTrialError as e:  # a report or attribute write found it finished
+        raise TrialTakenOver from e
     except optuna.TrialPruned:
-        stats.pruned += 1
-        return study.tell(trial, state=TrialState.PRUNED)
+        return _tell(study, trial, state=TrialState.PRUNED), None
     except Exception as e:  # divergence, a bad config, out of memory, a bug: not fatal
-        stats.failed += 1
         _free_accelerator_memory()
-        reason = f"{type(e).__name__}: {e}" if not isinstance(e, TrialFailed) else str(e)
-        trial.set_user_attr("fail_reason", reason[:2000])
-        return study.tell(trial, state=TrialState.FAIL)
-    frozen = study.tell(trial, values)
-    if frozen.state == TrialState.COMPLETE:
-        stats.completed += 1
-    else:
-        stats.failed += 1
-    return frozen
+        diverged = isinstance(e, TrialFailed)
+        reason = str(e) if diverged else f"{type(e).__name__}: {e}"
+        _log.warning("trial %d of %s failed: %s", trial.number, spec.name, reason.splitlines()[0])
+        if not diverged:
+            _log.debug("trial %d traceback", trial.number, exc_info=True)
+        if not internals.fail_running_trial(study, internals.trial_id(trial), reason[:2000]):
+            raise TrialTakenOver from e
+        return internals.get_trial(study, internals.trial_id(trial)), None if diverged else reason
+    return _tell(study, trial, values), None
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    values: list[float] | None = None,
+    state: TrialState | None = None,
+) -> FrozenTrial:
+    """``study.tell``; :class:`TrialTakenOver` if another process finished the trial first."""
+    try:
+        return study.tell(trial, values, state=state)
+    except (UpdateFinishedTrialError, ValueError) as e:
+        # Optuna says "Cannot tell a FAIL trial" (ValueError) when it finds the trial finished,
+        # or raises UpdateFinishedTrialError when that happens during the write.
+        if internals.get_trial(study, internals.trial_id(trial)).state.is_finished():
+            raise TrialTakenOver from e
+        raise
 
 
 def _interrupt(study: optuna.Study, storage: BaseStorage, trial_id: int) -> None:
@@ -377,24 +578,38 @@ def _interrupt(study: optuna.Study, storage: BaseStorage, trial_id: int) -> None
         try:
             requeue(study, trial_id, "interrupted")
             return
-        except Exception:
+        except Exception as e:
             # A Ctrl-C inside a database call can leave this thread's session unusable:
             # drop it and try once more on a fresh one. Whatever still fails is left to the
             # heartbeat check (or the launcher), which re-queues stale trials.
-            session = getattr(storage, "scoped_session", None)
-            if attempt == 0 and session is not None:
-                session.remove()
+            _log.debug("re-queueing interrupted trial id %d failed: %s", trial_id, e)
+            if attempt == 0:
+                internals.drop_session(storage)
 
 
-def requeue(study: optuna.Study, trial_id: int, reason: str) -> None:
+def requeue(study: optuna.Study, trial_id: int, reason: str) -> bool:
     """Fails a RUNNING trial with ``reason`` and queues a copy of its params.
 
-    Raises:
-        optuna.exceptions.UpdateFinishedTrialError: It finished meanwhile.
+    Returns:
+        ``False`` (and changes nothing) if the trial was no longer RUNNING.
     """
-    study._storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-    number = study._storage.get_trial(trial_id).number
-    RetryCleanly()(study, study.tell(number, state=TrialState.FAIL))
+    if not internals.fail_running_trial(study, trial_id, reason):
+        return False
+    RetryCleanly()(study, internals.get_trial(study, trial_id))
+    return True
+
+
+def retry_failed(study: optuna.Study) -> list[int]:
+    """Queues again the params of every FAILed trial that was not retried yet, so that they
+    count against the budget again (after the cause of the failures was fixed).
+
+    Returns:
+        The numbers of the failed trials that were queued again.
+    """
+    failed = [t for t in counted_trials(study) if t.state == TrialState.FAIL]
+    for trial in failed:
+        RetryCleanly()(study, trial)
+    return [t.number for t in failed]
 
 
 def _free_accelerator_memory() -> None:
@@ -406,7 +621,7 @@ def _free_accelerator_memory() -> None:
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
     """Opens the storage, creates or loads the study and tops up its budget."""
-    storage = open_spec_storage(spec)
+    storage = open_spec_storage(spec, create=True)
     study = create_study(spec, storage)
     return storage, study, top_up(study, spec)
 

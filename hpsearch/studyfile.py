@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Mapping
 import dataclasses
+from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
 import difflib
 import functools
 import inspect
+import json
 import re
 from typing import Any
 from typing import NamedTuple
@@ -123,6 +125,7 @@ class StudySpec:
     description: str = ""
     # Grid or one-factor points as (factor, value, optuna params), expanded once at parse time.
     finite_points: tuple[Point, ...] = field(default=())
+    seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
 
     @property
     def directions(self) -> list[str]:
@@ -144,23 +147,110 @@ class StudySpec:
         return self.trials or 0
 
     def for_worker(self, worker: str) -> StudySpec:
-        """The spec as one of several workers sees it: a seeded sampler gets a seed of its
-        own (the file's seed plus a hash of the worker name), or every worker would draw the
-        same "random" points."""
-        seed = self.sampler_options.get("seed")
-        if seed is None:
-            return self
-        options = {**self.sampler_options, "seed": (seed + zlib.crc32(worker.encode())) % 2**31}
-        return dataclasses.replace(self, sampler_options=options)
+        """The spec as one of several workers sees it: a seeded sampler draws a stream of its
+        own (see :meth:`make_sampler`), or every worker would draw the same "random" points."""
+        return dataclasses.replace(self, seed_stream=worker)
 
-    def make_sampler(self) -> optuna.samplers.BaseSampler:
-        return SAMPLERS[self.sampler](**self.sampler_options)
+    def make_sampler(self, started: int = 0) -> optuna.samplers.BaseSampler:
+        """The file's sampler, its seed moved on past what the study already drew.
+
+        A sampler rebuilt with the file's seed in a new process would draw the same sequence
+        again, so a resumed (or extended) study would repeat its first points. The seed is
+        therefore derived from the file's seed, this worker's stream and ``started``, the
+        number of trials the study had already started: a study run from scratch in one
+        process uses the file's seed unchanged (reproducible), and every resume draws anew.
+        A QMC sequence keeps the file's seed and continues where it stopped (Optuna keeps its
+        position in the study); only its independent sampler moves on.
+
+        Args:
+            started: Trials of the study that are not WAITING when this sampler is built.
+        """
+        options = dict(self.sampler_options)
+        seed = options.get("seed")
+        if seed is not None and (self.seed_stream or started):
+            moved = derive_seed(seed, self.seed_stream, started)
+            if self.sampler == "qmc":
+                options["independent_sampler"] = optuna.samplers.RandomSampler(seed=moved)
+            else:
+                options["seed"] = moved
+        return SAMPLERS[self.sampler](**options)
+
+    def definition(self) -> dict[str, Any]:
+        """What gives a trial's values their meaning: the data set, the objectives, the search
+        space and the trainer settings the space does not set.
+
+        Stored with the study; a resume with a different definition is refused (see
+        :func:`definition_changes`). Settings that change how, not what, a study computes
+        (budget, timeout, heartbeat, sampler, pruner, device, data_dir, eval_batch_size) are
+        left out, so they may change between runs.
+        """
+        searched = {p.target for p in self.space.params}
+        fixed = {
+            k: v
+            for k, v in self.base.to_dict().items()
+            if k not in searched and k not in _HOW_NOT_WHAT and k != "dataset"
+        }
+        space = {
+            p.name: {"type": type(p).__name__.removesuffix("Param").lower(), **asdict(p)}  # type: ignore[call-overload]
+            for p in self.space.params
+        }
+        for entry in space.values():
+            entry.pop("name")
+        doc = {
+            "dataset": self.base.dataset,
+            "objectives": [vars(o) for o in self.objectives],
+            "space": space,
+            "fixed": fixed,
+        }
+        plain: dict[str, Any] = json.loads(json.dumps(doc))  # tuples become lists
+        return plain
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         pruner = PRUNERS[self.pruner](**self.pruner_options)
         if self.patience:
             return optuna.pruners.PatientPruner(pruner, **self.patience)
         return pruner
+
+
+# Trainer settings that change how a trial runs, not what its values mean.
+_HOW_NOT_WHAT = ("device", "data_dir", "eval_batch_size")
+
+
+def derive_seed(seed: int, stream: str, started: int) -> int:
+    """A seed of its own for each (file seed, worker stream, trials already started)."""
+    return zlib.crc32(f"{seed}/{stream}/{started}".encode()) % 2**31
+
+
+def definition_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], path: str = ""
+) -> list[str]:
+    """Each key path whose value differs, as ``key: old -> new`` (``(absent)`` if missing);
+    a parameter added or removed is one line."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        where = _join(path, str(key))
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changes += definition_changes(a, b, where)
+        elif (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and key == "objectives"
+            and (len(a) == len(b))
+        ):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                changes += definition_changes(x, y, f"{where}[{i}]")
+        elif a != b:
+            changes.append(f"{where}: {_short(a)} -> {_short(b)}")
+    return changes
+
+
+_ABSENT = "(absent)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)  # (absent) stays bare
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class _Problems:

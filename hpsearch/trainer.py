@@ -21,6 +21,8 @@ from torch import nn
 from hpsearch.config import TrainConfig
 from hpsearch.data import device_data
 from hpsearch.data import DeviceData
+from hpsearch.errors import DeviceError
+from hpsearch.errors import PreflightError
 from hpsearch.model import build_mlp
 from hpsearch.optim import LOSSES
 from hpsearch.optim import LossFn
@@ -80,14 +82,27 @@ EpochCallback = Callable[[EpochStats], bool | None]
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; anything else is taken as given."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """``auto`` picks cuda, then mps, then cpu; anything else must exist on this machine.
+
+    Raises:
+        DeviceError: A CUDA or MPS device was named that this process cannot see.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device {name}: no CUDA GPU is visible to this process")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {name}: only {count} CUDA GPU(s) visible (0..{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {name}: Apple MPS is not available on this machine")
+    return device
 
 
 def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainResult:
@@ -114,23 +129,10 @@ def fit(
     """
     device = resolve_device(config.device)
     data = load_data(config, device)
-    torch.manual_seed(config.seed)  # on the CPU: the same initial weights on every device
-    model = build_mlp(
-        data.num_features,
-        data.num_classes,
-        config.hidden_layers,
-        config.activations(),
-        config.dropouts(),
-        config.batch_norm,
-    ).to(device)
-    loss_fn = LOSSES[config.loss]
-    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+    model, loss_fn, optimizer, scheduler, spec = _set_up(config, data, device)
     shuffle = torch.Generator().manual_seed(config.seed)  # CPU: same order on every device
     n_train = len(data.train_y)
-    # A last batch of one sample is dropped: batch norm cannot normalise a single row.
-    n_used = n_train - 1 if n_train % config.batch_size == 1 else n_train
-    spec = SCHEDULERS[config.scheduler]
-    scheduler = spec.make(optimizer, config, math.ceil(n_used / config.batch_size))
+    n_used = _batches_used(n_train, config.batch_size)
 
     history: list[EpochStats] = []
     outcome: Outcome = "completed"
@@ -179,6 +181,58 @@ def fit(
         config=config.to_dict(),
     )
     return result, model
+
+
+def _batches_used(n_train: int, batch_size: int) -> int:
+    # A last batch of one sample is dropped: batch norm cannot normalise a single row.
+    return n_train - 1 if n_train % batch_size == 1 else n_train
+
+
+def _set_up(
+    config: TrainConfig, data: DeviceData, device: torch.device
+) -> tuple[nn.Module, LossFn, torch.optim.Optimizer, Any, Any]:
+    """The model, loss, optimizer and scheduler (with its table entry) of a run."""
+    torch.manual_seed(config.seed)  # on the CPU: the same initial weights on every device
+    model = build_mlp(
+        data.num_features,
+        data.num_classes,
+        config.hidden_layers,
+        config.activations(),
+        config.dropouts(),
+        config.batch_norm,
+    ).to(device)
+    optimizer = OPTIMIZERS[config.optimizer](model.parameters(), config)
+    spec = SCHEDULERS[config.scheduler]
+    steps = math.ceil(_batches_used(len(data.train_y), config.batch_size) / config.batch_size)
+    return model, LOSSES[config.loss], optimizer, spec.make(optimizer, config, steps), spec
+
+
+def preflight(config: TrainConfig) -> None:
+    """Checks that runs of ``config`` can start here: the device exists, the data set loads,
+    and one batch trains to a finite loss. Cheap (the data set stays cached for the trials).
+
+    Raises:
+        DeviceError: The device does not exist on this machine.
+        DataError: The data set cannot be loaded.
+        PreflightError: Training one batch raised, or gave a non-finite loss.
+    """
+    device = resolve_device(config.device)
+    data = load_data(config, device)
+    try:
+        model, loss_fn, optimizer, _, _ = _set_up(config, data, device)
+        model.train()
+        batch = slice(0, min(config.batch_size, len(data.train_y)))
+        loss = loss_fn(model(data.train_x[batch]), data.train_y[batch], config.label_smoothing)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        value = loss.item()
+    except Exception as e:
+        raise PreflightError(
+            f"pre-flight: one training batch on {device} failed: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    if not math.isfinite(value):
+        raise PreflightError(f"pre-flight: one training batch on {device} gave loss {value}")
 
 
 def _l1_norm(model: nn.Module) -> torch.Tensor:

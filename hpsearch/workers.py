@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import contextlib
 from dataclasses import dataclass
 from dataclasses import field
+import logging
 import os
 from pathlib import Path
 import signal
@@ -25,15 +26,21 @@ from typing import Any
 from typing import IO
 
 import optuna
-from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
+from hpsearch import internals
+from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
+from hpsearch.errors import USAGE_EXIT
+from hpsearch.study import counted_trials
+from hpsearch.study import fail_stale_trials
 from hpsearch.study import finished_count
 from hpsearch.study import request_stop
 from hpsearch.study import requeue
 from hpsearch.study import stop_requested
 from hpsearch.studyfile import StudySpec
+
+_log = logging.getLogger(__name__)
 
 THREADS_ENV = "HPSEARCH_TORCH_THREADS"
 STOP_GRACE_S = 10.0  # after SIGTERM, a worker gets this long before SIGKILL
@@ -122,6 +129,7 @@ class PoolResult:
     finished: int
     interrupted: bool
     failures: list[str]
+    all_failed: bool = False  # trials finished in this launch, and every one of them failed
 
     @property
     def ok(self) -> bool:
@@ -136,7 +144,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def worker_command(spec: StudySpec, slot: WorkerSlot) -> list[str]:
+def worker_command(spec: StudySpec, slot: WorkerSlot, max_same_failures: int = 3) -> list[str]:
     """The command line of one worker process."""
     assert spec.path is not None
     return [
@@ -149,6 +157,8 @@ def worker_command(spec: StudySpec, slot: WorkerSlot) -> list[str]:
         slot.device,
         "--name",
         slot.name,
+        "--max-same-failures",
+        str(max_same_failures),
     ]
 
 
@@ -162,12 +172,22 @@ class Pool:
         slots: Sequence[WorkerSlot],
         log_dir: Path,
         max_restarts: int = 3,
+        max_same_failures: int = 3,
     ) -> None:
         self.spec = spec
         self.study = study
         self.max_restarts = max_restarts
+        self.max_same_failures = max_same_failures
         log_dir.mkdir(parents=True, exist_ok=True)
         self.workers = [_Worker(slot, log_dir / f"{slot.name}.log") for slot in slots]
+        self._finished_before = self._finished_ids()
+
+    def _finished_ids(self) -> dict[int, TrialState]:
+        return {
+            internals.trial_id(t): t.state
+            for t in counted_trials(self.study)
+            if t.state.is_finished()
+        }
 
     def _start(self, worker: _Worker) -> None:
         if worker.handle is not None:
@@ -181,7 +201,7 @@ class Pool:
             "HPSEARCH_STORAGE": self.spec.storage,
         }
         worker.process = subprocess.Popen(
-            worker_command(self.spec, worker.slot),
+            worker_command(self.spec, worker.slot, self.max_same_failures),
             stdout=worker.handle,
             stderr=subprocess.STDOUT,
             env=env,
@@ -212,7 +232,13 @@ class Pool:
             for worker in self.workers:
                 if worker.handle is not None:
                     worker.handle.close()
-        return PoolResult(self.spec.budget(), self.finished(), interrupted, self.failures())
+        return PoolResult(
+            self.spec.budget(), self.finished(), interrupted, self.failures(), self._all_failed()
+        )
+
+    def _all_failed(self) -> bool:
+        new = [s for i, s in self._finished_ids().items() if i not in self._finished_before]
+        return bool(new) and all(s == TrialState.FAIL for s in new)
 
     def _check_workers(self) -> None:
         for worker in self.workers:
@@ -224,6 +250,8 @@ class Pool:
             worker.exit_codes.append(code)
             if code == 0:
                 worker.state = "done"
+            elif code in (USAGE_EXIT, BROKEN_EXIT):
+                worker.state = "broken"  # its environment fails every trial: not restarted
             elif worker.restarts < self.max_restarts and self._work_left():
                 worker.restarts += 1
                 self._start(worker)
@@ -286,9 +314,10 @@ def requeue_running(study: optuna.Study, workers: set[str]) -> int:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if trial.user_attrs.get("worker") not in workers:
             continue
-        with contextlib.suppress(Exception):  # another process may have finished it
-            requeue(study, trial._trial_id, "worker stopped")
-            count += 1
+        try:
+            count += requeue(study, internals.trial_id(trial), "worker stopped")
+        except Exception as e:  # a busy database: the heartbeat check re-queues it later
+            _log.warning("could not re-queue trial %d: %s", trial.number, e)
     return count
 
 
@@ -307,12 +336,19 @@ def install_stop_signals() -> None:
     signal.signal(signal.SIGINT, stop)
 
 
-def prepare_worker_process() -> None:
-    """Sets up a worker process: graceful stop signals (:func:`install_stop_signals`), and
-    torch limited to the thread count the launcher gave this worker's share of the cores."""
-    install_stop_signals()
-    threads = os.environ.get(THREADS_ENV)
+def worker_threads(requested: int | None) -> int:
+    """Torch threads for a ``worker`` process: as requested, else the share of the cores a
+    launcher gave it, else 1, so that several workers started by hand on one host do not
+    oversubscribe its cores (PyTorch's threads spin: 2 processes with all cores each on 2
+    cores run several times slower than with 1 thread each)."""
+    if requested:
+        return requested
+    return int(os.environ.get(THREADS_ENV) or 1)
+
+
+def set_threads(threads: int | None) -> None:
+    """Limits torch's intra-op threads in this process (``None`` keeps torch's default)."""
     if threads:
         import torch
 
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)

@@ -6,6 +6,7 @@ from pathlib import Path
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 
@@ -111,3 +112,16 @@ def storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'hp.db'}"
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def cpu_hog() -> Iterator[None]:
+    """Four busy processes on this machine's cores while the test runs: timing-sensitive
+    behaviour (heartbeats, lock waits) must hold on a loaded machine, not only a quiet one."""
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(4)]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()

@@ -10,6 +10,13 @@ from typing import Any
 
 import yaml
 
+# Every trial fails the same way (two activations for one hidden layer), while the fixed
+# settings alone train fine: the pre-flight check passes, every trial raises.
+BROKEN_SPACE: dict[str, Any] = {
+    "fixed": {"epochs": 1, "hidden_layers": [16], "scheduler": "none"},
+    "space": {"activation": {"values": [["relu", "tanh"]]}},
+}
+
 
 def study_doc(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """A small, fast digits study stored in a temporary SQLite file."""

@@ -2,10 +2,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import subprocess
+import sys
+from typing import Any
 
+from optuna.trial import TrialState
 import pytest
+import torch
 
+from hpsearch.results import open_study
+from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
+from tests.helpers import write_study
 
 
 def test_train_defaults_on_digits() -> None:
@@ -58,3 +66,167 @@ def test_train_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
 def test_console_script_and_version() -> None:
     proc = hpsearch("--version")
     assert proc.returncode == 0 and "version" in proc.stdout
+
+
+def _study(tmp_path: Path, **overrides: Any) -> tuple[Path, str]:
+    path = write_study(tmp_path, **overrides)
+    return path, f"sqlite:///{tmp_path / 'hp.db'}"
+
+
+def _states(url: str) -> list[TrialState]:
+    return [t.state for t in open_study("t", url).get_trials()]
+
+
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+
+
+@no_gpu
+def test_train_on_a_device_this_machine_lacks() -> None:
+    proc = hpsearch("train", "--set", "device=cuda", "--set", "epochs=1")
+    assert proc.returncode == 2
+    assert proc.stderr == "error: device cuda: no CUDA GPU is visible to this process\n"
+
+
+def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
+    path, _ = _study(tmp_path, budget={"trials": 2})
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    for command in ("status", "trials"):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hpsearch", command, str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # as `| head -0` does, before anything was written
+        err = proc.stderr.read()
+        assert proc.wait(timeout=120) == 0, err
+        assert err == ""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "t"],
+        ["trials", "t"],
+        ["best", "t"],
+        ["report", "t", "-o", "{tmp}/r.html"],
+        ["studies"],
+        ["dashboard", "--port", "0"],
+        ["retry", "t"],
+        ["delete", "t", "--yes"],
+    ],
+    ids=lambda a: a[0],
+)
+def test_reading_a_missing_sqlite_file_is_an_error(args: list[str], tmp_path: Path) -> None:
+    db = tmp_path / "missing.db"
+    argv = [a.format(tmp=tmp_path) for a in args]
+    proc = hpsearch(*argv, "--storage", f"sqlite:///{db}", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: storage sqlite:///{db}: {db} does not exist\n"
+    assert not db.exists()
+
+
+def test_messages_name_the_absolute_path_of_a_relative_sqlite_url(tmp_path: Path) -> None:
+    path, _ = _study(tmp_path, budget={"trials": 1}, storage="sqlite:///rel.db")
+    proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"study t in sqlite:///{tmp_path / 'rel.db'}:" in proc.stderr
+    missing = hpsearch("studies", "--storage", "sqlite:///other.db", cwd=tmp_path)
+    assert f"{tmp_path / 'other.db'} does not exist" in missing.stderr
+
+
+def test_retrain_writes_valid_json(tmp_path: Path) -> None:
+    path, _ = _study(tmp_path, budget={"trials": 2})
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    out = tmp_path / "model"
+    proc = hpsearch("retrain", str(path), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    result = json.loads((out / "result.json").read_text(), parse_constant=refuse)
+    # no validation split when retraining: the per-epoch validation metrics are null
+    assert result["epochs"][0]["val_loss"] is None and result["test_accuracy"] > 0.5
+
+
+def test_run_checks_its_environment_before_writing_anything(tmp_path: Path) -> None:
+    empty = tmp_path / "nodata"
+    empty.mkdir()
+    path, _ = _study(tmp_path, dataset="mnist", data_dir=str(empty))
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and "MNIST files missing" in proc.stderr
+    assert not (tmp_path / "hp.db").exists()  # nothing queued, nothing failed
+
+
+@no_gpu
+def test_a_worker_without_its_gpu_claims_nothing(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 3})
+    assert hpsearch("create", str(path)).returncode == 0
+    proc = hpsearch("worker", str(path), "--device", "cuda:0")
+    assert proc.returncode == 2
+    assert "device cuda:0: no CUDA GPU is visible" in proc.stderr
+    assert _states(url) == [TrialState.WAITING] * 3
+
+
+def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 6}, **BROKEN_SPACE)
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 3
+    assert "the last ones all with: ConfigError: trial 2: activation: 2 values" in proc.stderr
+    assert f"`hpsearch retry {path}`" in proc.stderr
+    assert _states(url) == [TrialState.FAIL] * 3 + [TrialState.WAITING] * 3
+    retried = hpsearch("retry", str(path))
+    assert retried.returncode == 0
+    assert "queued 3 failed trials again (0, 1, 2)" in retried.stdout
+    status = json.loads(hpsearch("status", str(path), "--json").stdout)
+    assert status["states"]["WAITING"] == 6
+    assert "no failed trial to retry" in hpsearch("retry", str(path)).stdout
+
+
+def test_run_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 4}, **BROKEN_SPACE)
+    proc = hpsearch("run", str(path), "--no-progress", "--max-same-failures", "0")
+    assert proc.returncode == 1
+    assert "every trial of this run failed" in proc.stderr
+    assert _states(url) == [TrialState.FAIL] * 4
+
+
+def test_a_changed_study_file_is_refused(tmp_path: Path) -> None:
+    path, url = _study(
+        tmp_path,
+        budget={"trials": 2},
+        objective={"metric": "val_accuracy", "reduce": "best"},
+        space={"activation": ["relu", "gelu", "tanh"]},
+    )
+    assert hpsearch("run", str(path)).returncode == 0
+    _study(
+        tmp_path,
+        budget={"trials": 12},
+        objective={"metric": "val_accuracy", "reduce": "final"},
+        space={"activation": ["relu", "silu"]},
+    )
+    proc = hpsearch("run", str(path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert f"error: {path}:   objectives[0].reduce: best -> final" in lines
+    assert (
+        f'error: {path}:   space.activation.choices: ["relu", "gelu", "tanh"] -> ["relu", "silu"]'
+        in lines
+    )
+    assert "new `name:`" in lines[-1]
+    assert len(_states(url)) == 2
+
+
+def test_threads_are_set_and_recorded(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 2})
+    assert hpsearch("run", str(path), "--no-progress", "--threads", "2").returncode == 0
+    assert hpsearch("run", str(path), "--trials", "3", "--threads", "1").returncode == 0
+    proc = hpsearch("run", str(path), "--threads", "0")
+    assert proc.returncode == 2 and "--threads" in proc.stderr
+    assert hpsearch("create", str(path), "--trials", "4").returncode == 0
+    assert hpsearch("worker", str(path)).returncode == 0  # by hand: 1 thread by default
+    trials = open_study("t", url).get_trials()
+    assert [t.user_attrs["threads"] for t in trials] == [2, 2, 1, 1]

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+import re
 import shutil
 import signal
 import sqlite3
@@ -15,8 +16,13 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
+from hpsearch.errors import ConfigError
 from hpsearch.results import open_study
+from hpsearch.study import fail_stale_trials
+from hpsearch.study import finished_count
+from hpsearch.study import open_spec_storage
 from hpsearch.study import prepare
+from hpsearch.study import retry_failed
 from hpsearch.study import run_worker
 from hpsearch.studyfile import parse_study
 from hpsearch.studyfile import StudySpec
@@ -304,3 +310,146 @@ def test_tpe_study_on_an_mnist_subset(mnist_dir: str, tmp_path: Path) -> None:
     assert study.best_value > 0.9
     assert all(t.user_attrs["config"]["dataset"] == "mnist" for t in trials)
     assert all(t.user_attrs["test_accuracy"] > 0.85 for t in trials)
+
+
+SEEDED_SAMPLERS = [
+    {"name": "random", "seed": 0},
+    {"name": "tpe", "seed": 0},
+    {"name": "gp", "seed": 0},
+    {"name": "cmaes", "seed": 0},
+    {"name": "qmc", "seed": 0},
+    {"name": "nsga2", "seed": 0},
+]
+
+
+def _points(study: optuna.Study) -> list[str]:
+    return [json.dumps(t.params, sort_keys=True) for t in study.get_trials()]
+
+
+@pytest.mark.parametrize("sampler", SEEDED_SAMPLERS, ids=[s["name"] for s in SEEDED_SAMPLERS])
+def test_resume_and_extend_never_redraw_a_point(sampler: dict[str, Any], tmp_path: Path) -> None:
+    _run(_spec(tmp_path, trials=4, sampler=sampler))
+    study = _run(_spec(tmp_path, trials=8, sampler=sampler))  # a new sampler, same file seed
+    points = _points(study)
+    assert len(points) == 8
+    assert len(set(points)) == 8, points
+
+
+@pytest.mark.parametrize("sampler", SEEDED_SAMPLERS, ids=[s["name"] for s in SEEDED_SAMPLERS])
+def test_same_seed_from_scratch_gives_the_same_trials(
+    sampler: dict[str, Any], tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _run(_spec(tmp_path / "a", trials=3, sampler=sampler))
+    second = _run(_spec(tmp_path / "b", trials=3, sampler=sampler))
+    assert _points(first) == _points(second)
+
+
+def test_interrupted_run_resumes_with_new_points(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, trials=6)
+    _run(spec, stop_after=2)  # stopped after 2 trials, as Ctrl-C would
+    study = _run(_spec(tmp_path, trials=6))
+    assert len(set(_points(study))) == 6
+
+
+def test_a_changed_study_file_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    _run(_spec(tmp_path, trials=2))
+    changed = _spec(
+        tmp_path,
+        trials=4,
+        objective={"metric": "val_accuracy", "reduce": "best"},
+        space={
+            "lr": {"type": "float", "low": 1e-3, "high": 0.5, "log": True},
+            "activation": ["relu", "silu"],
+        },
+    )
+    with pytest.raises(ConfigError) as caught:
+        prepare(changed)
+    message = str(caught.value)
+    assert "test.yaml: study 't'" in message and "new `name:`" in message
+    assert "objectives[0].reduce: final -> best" in message
+    assert "space.lr.high: 0.1 -> 0.5" in message
+    assert 'space.activation: (absent) -> {"type": "categorical"' in message
+    assert re.search(r'space\.hidden_layers: \{"type": "layers".*\.\.\. -> \(absent\)', message)
+    assert "fixed.activation: relu -> (absent)" in message  # now searched, no longer fixed
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    assert len(open_study("t", storage).get_trials()) == 2  # nothing queued
+    # the budget, timeout, sampler, pruner and heartbeat may change freely
+    free = _spec(
+        tmp_path,
+        trials=3,
+        sampler={"name": "tpe", "seed": 5},
+        pruner={"name": "median"},
+        heartbeat={"interval": 2, "grace_period": 9},
+    )
+    assert len(_run(free).get_trials()) == 3
+
+
+def test_repeated_same_error_stops_the_worker_and_retry_requeues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpsearch.study as study_module
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    spec = _spec(tmp_path, trials=6)
+    storage, study, _ = prepare(spec)
+    monkeypatch.setattr(study_module, "train", broken)
+    stats = run_worker(spec, storage, worker="test")
+    assert stats.broken is not None and "illegal memory access" in stats.broken
+    states = [t.state for t in study.get_trials()]
+    assert states.count(TrialState.FAIL) == 3 and states.count(TrialState.WAITING) == 3
+    monkeypatch.undo()  # the environment is fixed
+    assert retry_failed(study) == [0, 1, 2]
+    assert retry_failed(study) == []  # each failed trial is queued once
+    stats = run_worker(spec, storage, worker="test")
+    assert stats.broken is None and stats.completed == 6
+    trials = study.get_trials()
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 6
+    assert finished_count(study) == 6  # the retried failures no longer count
+
+
+def test_divergence_does_not_trip_the_breaker(tmp_path: Path) -> None:
+    spec = _spec(
+        tmp_path,
+        trials=4,
+        fixed={"epochs": 2, "optimizer": "sgd", "scheduler": "none"},
+        space={"lr": {"type": "float", "low": 1e5, "high": 1e6, "log": True}},
+    )
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert stats.broken is None and stats.failed == 4 and stats.all_failed
+    assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in study.get_trials())
+
+
+def test_heartbeat_keeps_beating_under_a_cpu_hog(tmp_path: Path, cpu_hog: None) -> None:
+    # One long trial on a loaded machine; another process checks for stale trials all along.
+    path = write_study(
+        tmp_path,
+        budget={"trials": 1},
+        fixed={"epochs": 60, "batch_size": 16, "scheduler": "none", "optimizer": "adam"},
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress", "--threads", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    storage = f"sqlite:///{tmp_path / 'hp.db'}"
+    checks = 0
+    while proc.poll() is None:
+        try:
+            study = optuna.load_study(study_name="t", storage=open_spec_storage(_spec(tmp_path)))
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        assert fail_stale_trials(study) == 0
+        checks += 1
+        time.sleep(0.5)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert checks >= 5  # the trial ran for several grace periods (3 s)
+    trials = open_study("t", storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE]

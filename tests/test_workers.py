@@ -17,6 +17,7 @@ import pytest
 from hpsearch.errors import ConfigError
 from hpsearch.results import open_study
 from hpsearch.workers import plan_slots
+from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
 from tests.helpers import write_study
 
@@ -158,7 +159,8 @@ def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) 
     assert not [t for t in trials if t.state in FINISHED and "fail_reason" in t.user_attrs]
 
 
-def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
+def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path, cpu_hog: None) -> None:
+    # Beside a CPU hog: 8 workers and 4 busy processes share 2 cores, as on a loaded machine.
     tiny: dict[str, Any] = {
         "epochs": 1,
         "hidden_layers": [],
@@ -171,6 +173,7 @@ def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
         budget={"trials": 400},
         fixed=tiny,
         space={"lr": {"type": "float", "low": 1e-3, "high": 0.1, "log": True}},
+        heartbeat={"interval": 2, "grace_period": 30},  # the defaults' order of magnitude
     )
     proc = hpsearch(
         "launch",
@@ -180,7 +183,7 @@ def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
         "--no-progress",
         "--log-dir",
         str(tmp_path / "logs"),
-        timeout=600,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr
     trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
@@ -191,8 +194,78 @@ def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path) -> None:
     assert "database is locked" not in logs and "Traceback" not in logs
 
 
+def test_a_late_worker_discards_its_stale_trial_and_goes_on(
+    storage_url: str, tmp_path: Path
+) -> None:
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 3}, fixed=SLOW)
+    launcher = _launch(path, tmp_path, "--workers", "2")
+    victim = _wait_for_running(storage_url)
+    pid = victim.user_attrs["pid"]
+    stale = None
+    for _ in range(5):  # a pause that lands inside a database write blocks the others: retry
+        os.kill(pid, signal.SIGSTOP)  # past the 3 s grace period: the launcher fails it
+        deadline = time.monotonic() + 15
+        while stale is None and time.monotonic() < deadline:
+            trial = next(t for t in _trials(path, storage_url) if t.number == victim.number)
+            stale = trial if trial.state == TrialState.FAIL else None
+            time.sleep(0.3)
+        os.kill(pid, signal.SIGCONT)
+        if stale is not None:
+            break
+        time.sleep(0.5)
+    assert stale is not None, "the paused worker's trial was never failed as stale"
+    _, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    assert stale.user_attrs["fail_reason"] == "stale: no heartbeat for 3 s"
+    trials = _trials(path, storage_url)
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert sum(t.state in FINISHED for t in trials) == 3  # the budget is exact
+    assert next(t for t in trials if t.number == victim.number).state == TrialState.FAIL
+    log = (tmp_path / "logs" / f"{victim.user_attrs['worker']}.log").read_text()
+    assert log.count("discarding this worker's result") == 1, log
+    assert "Traceback" not in log
+    assert "exited" not in err  # the late worker did not crash
+
+
+def test_launch_of_a_study_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 4}, **BROKEN_SPACE)
+    proc = hpsearch(
+        "launch",
+        str(path),
+        "--workers",
+        "2",
+        "--no-progress",
+        "--max-same-failures",
+        "0",
+        "--log-dir",
+        str(tmp_path / "logs"),
+    )
+    assert proc.returncode == 1
+    assert "every trial of this launch failed" in proc.stderr
+    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4
+
+
+def test_launch_does_not_restart_a_worker_stopped_by_repeated_errors(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 12}, **BROKEN_SPACE)
+    proc = hpsearch(
+        "launch", str(path), "--workers", "2", "--no-progress", "--log-dir", str(tmp_path / "logs")
+    )
+    assert proc.returncode == 1
+    assert "exited 1x with [3]" in proc.stderr and "now broken" in proc.stderr
+    states = [t.state for t in _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")]
+    assert states.count(TrialState.FAIL) == 6  # 3 per worker, then each stopped
+    assert states.count(TrialState.WAITING) == 6
+
+
 def test_worker_needs_an_existing_study(tmp_path: Path) -> None:
     path = write_study(tmp_path)
+    proc = hpsearch("worker", str(path))
+    assert proc.returncode == 2
+    assert f"{tmp_path / 'hp.db'} does not exist" in proc.stderr
+    other = write_study(tmp_path, "other.yaml", name="other")
+    assert hpsearch("create", str(other)).returncode == 0
     proc = hpsearch("worker", str(path))
     assert proc.returncode == 2
     assert "no study 't'" in proc.stderr and "Traceback" not in proc.stderr
