@@ -2,6 +2,9 @@
 
 Prints trials per minute for each pool size and their ratio, and the storage overhead per
 trial (a trial's wall time minus its training time: claiming, sampling, attributes, tell).
+Then the same with `hpsearch worker` processes started by hand (as on a host that joins a
+study): 1 and 2 workers with their default of 1 torch thread each, and 2 workers with 2
+threads each (what every process got before workers set their threads: oversubscribed).
 With --grid-contention it also runs a 40-point grid with 8 processes twice: plain Optuna
 (GridSampler shared through the storage) and hpsearch (queued points claimed once).
 
@@ -81,6 +84,30 @@ def pool_size(trials: int, workers: int, workdir: Path) -> tuple[float, float]:
     return 60.0 * trials / wall, statistics.median(overhead)
 
 
+def by_hand(trials: int, workers: int, threads: int | None, workdir: Path) -> float:
+    """Trials per minute of `workers` processes of `hpsearch worker` started by hand."""
+    tag = f"hand-{workers}-{threads or 'default'}"
+    doc = {
+        **STUDY,
+        "name": tag,
+        "budget": {"trials": trials},
+        "storage": f"sqlite:///{workdir / f'{tag}.db'}",
+    }
+    path = workdir / f"{tag}.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    hpsearch = [sys.executable, "-m", "hpsearch"]
+    subprocess.run([*hpsearch, "create", str(path)], check=True, capture_output=True)
+    extra = ["--threads", str(threads)] if threads else []
+    start = time.perf_counter()
+    procs = [
+        subprocess.Popen([*hpsearch, "worker", str(path), *extra], stdout=subprocess.DEVNULL)
+        for _ in range(workers)
+    ]
+    if any(p.wait() != 0 for p in procs):
+        raise SystemExit(f"a worker of {tag} failed")
+    return 60.0 * trials / (time.perf_counter() - start)
+
+
 def _plain_optuna_worker(url: str) -> None:
     grid = {"x": list(range(40))}
     study = optuna.load_study(
@@ -136,6 +163,19 @@ def main() -> None:
                 f"{1000 * overhead:5.0f} ms/trial (median)"
             )
         print(f"ratio 2/1 workers: {results[2][0] / results[1][0]:.2f}x")
+        hand = {
+            (n, t): by_hand(args.trials, n, t, workdir) for n, t in ((1, None), (2, None), (2, 2))
+        }
+        for (n, t), rate in hand.items():
+            print(
+                f"by hand, {n} worker(s), {t or 1} thread(s) each"
+                f"{' (default)' if t is None else ''}: {rate:6.1f} trials/min"
+            )
+        print(f"ratio 2/1 workers by hand: {hand[(2, None)] / hand[(1, None)]:.2f}x")
+        print(
+            f"ratio 1 / 2 threads per worker, 2 workers by hand: "
+            f"{hand[(2, None)] / hand[(2, 2)]:.2f}x"
+        )
         if args.grid_contention:
             grid_contention(workdir)
     print(

@@ -92,6 +92,9 @@ def test_dashboard_shows_study_while_workers_write(browser: Any, tmp_path: Path)
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "hp.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)  # the dashboard reads an existing database; the run creates it
     dashboard, url = _start_dashboard(path)
     try:
         page, errors = _page(browser)

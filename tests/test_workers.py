@@ -264,7 +264,8 @@ def test_worker_needs_an_existing_study(tmp_path: Path) -> None:
     proc = hpsearch("worker", str(path))
     assert proc.returncode == 2
     assert f"{tmp_path / 'hp.db'} does not exist" in proc.stderr
-    other = write_study(tmp_path, "other.yaml", name="other")
+    other = tmp_path / "other.yaml"
+    other.write_text(path.read_text().replace("name: t\n", "name: other\n"))
     assert hpsearch("create", str(other)).returncode == 0
     proc = hpsearch("worker", str(path))
     assert proc.returncode == 2

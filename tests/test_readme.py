@@ -1,0 +1,109 @@
+"""The README cannot drift: its study file validates, every `hpsearch` command it shows
+parses, and its console sessions run as shown (same exit status, same kinds of lines)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+import os
+from pathlib import Path
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+
+import click
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.studyfile import parse_study
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w+)\n(.*?)```", README, flags=re.S)
+NOT_RUN = ("hpsearch dashboard",)  # serves until Ctrl-C
+
+
+def _commands(text: str) -> Iterator[str]:
+    """Every `hpsearch ...` command line of a block, prompts and comments removed."""
+    for line in text.splitlines():
+        line = line.removeprefix("$ ").split(" # ")[0].split(" > ")[0].strip()
+        if line.startswith("hpsearch "):
+            yield line
+
+
+def test_readme_study_files_validate() -> None:
+    yamls = [text for lang, text in BLOCKS if lang == "yaml"]
+    assert yamls, "the README shows no study file"
+    from hpsearch.config import load_yaml
+
+    for text in yamls:
+        spec = parse_study(load_yaml(text), source="README.md")
+        assert spec.space.params
+
+
+def test_readme_commands_parse() -> None:
+    lines = [c for lang, text in BLOCKS if lang in ("bash", "console") for c in _commands(text)]
+    assert len(lines) >= 15
+    for line in lines:
+        args = shlex.split(line)[1:]
+        ctx = click.Context(main, info_name="hpsearch")
+        command = main.get_command(ctx, args[0])
+        assert command is not None, f"README: `{line}`: no command {args[0]!r}"
+        try:
+            command.make_context(args[0], args[1:], parent=ctx)
+        except click.ClickException as e:
+            pytest.fail(f"README: `{line}`: {e.format_message()}")
+
+
+def _sessions() -> Iterator[tuple[str, list[str]]]:
+    """(command, expected output lines) of each `$ hpsearch` line of the console blocks."""
+    for lang, text in BLOCKS:
+        if lang != "console":
+            continue
+        command: str | None = None
+        expected: list[str] = []
+        for line in text.splitlines():
+            if line.startswith("$ "):
+                if command:
+                    yield command, expected
+                command, expected = line[2:].split(" # ")[0].strip(), []
+            else:
+                expected.append(line)
+        if command:
+            yield command, expected
+
+
+def _labels(lines: list[str]) -> list[str]:
+    # The first word of each top-level line: values, timings and drawn params vary by machine.
+    return [
+        line.split()[0] for line in lines if line and not line[0].isspace() and "|" not in line
+    ]
+
+
+def test_readme_console_sessions_run_as_shown(tmp_path: Path) -> None:
+    shutil.copytree(REPO / "studies", tmp_path / "studies")
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HPSEARCH_OFFLINE": "1",
+    }
+    env.pop("HPSEARCH_STORAGE", None)
+    ran = 0
+    for command, expected in _sessions():
+        if command.startswith(NOT_RUN):
+            continue
+        proc = subprocess.run(
+            command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
+        ran += 1
+        shown_error = any(line.startswith("error:") for line in expected)
+        assert proc.returncode == (2 if shown_error else 0), f"`{command}`: {proc.stderr}"
+        actual = re.split(r"[\r\n]", proc.stdout + proc.stderr)
+        if shown_error:
+            assert [e for e in expected if e.startswith("error:")] == [
+                a for a in actual if a.startswith("error:")
+            ]
+        missing = set(_labels(expected)) - set(_labels(actual))
+        assert not missing, f"`{command}` printed no line starting with {sorted(missing)}"
+    assert ran >= 10
