@@ -84,6 +84,12 @@ def _configure_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+def _plain(text: str) -> str:
+    """Text from a database, quoted if it holds control characters (a name with a newline
+    must not forge a line of output)."""
+    return text if text.isprintable() else repr(text)
+
+
 def _build_config(
     config_file: str | None, assignments: tuple[str, ...], **overrides: Any
 ) -> TrainConfig:
@@ -346,7 +352,7 @@ def studies(storage: str | None) -> None:
     for s in summaries:
         best = "" if s.best_trial is None else f"  best {s.best_trial.values}"
         directions = ",".join(d.name.lower() for d in s.directions)
-        click.echo(f"{s.study_name}  trials {s.n_trials}  {directions}{best}")
+        click.echo(f"{_plain(s.study_name)}  trials {s.n_trials}  {directions}{best}")
 
 
 @main.command()
@@ -362,7 +368,7 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
         click.echo(json.dumps(info, indent=2, default=str))
         return
     states = "  ".join(f"{k.lower()} {v}" for k, v in info["states"].items())
-    click.echo(f"study       {info['study']} ({', '.join(info['directions'])})")
+    click.echo(f"study       {_plain(info['study'])} ({', '.join(info['directions'])})")
     click.echo(f"trials      {info['trials']}: {states}")
     rate = info["trials_per_minute"]
     click.echo(
@@ -698,16 +704,32 @@ def _start_dashboard(spec: StudySpec, port: int) -> Any:
     show_default=True,
     help="0 picks a free port.",
 )
-def dashboard(study: str | None, storage: str | None, host: str, port: int) -> None:
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Let the dashboard change studies when bound beyond 127.0.0.1 (it has no login).",
+)
+def dashboard(
+    study: str | None, storage: str | None, host: str, port: int, allow_writes: bool
+) -> None:
     """Serve optuna-dashboard on the storage of STUDY (a study file) or --storage."""
+    from hpsearch.dashboard import is_loopback
     from hpsearch.dashboard import make_dashboard
     from hpsearch.dashboard import serve
 
     url = _resolve(study, storage)[1] if study else storage or DEFAULT_STORAGE
+    exposed = not is_loopback(host)
     try:
-        server = make_dashboard(url, host, port)
+        server = make_dashboard(url, host, port, allow_writes=True if allow_writes else None)
     except OSError as e:
         raise ConfigError([f"--host/--port: cannot listen on {host}:{port}: {e.strerror}"]) from e
+    if exposed:
+        mode = "it can change studies (--allow-writes)" if allow_writes else "it is read-only"
+        click.echo(
+            f"warning: the dashboard listens on {host or 'every interface'}, beyond this "
+            f"machine, and has no login: anyone who reaches it can read every study; {mode}",
+            err=True,
+        )
     serve(
         server,
         on_ready=lambda u: click.echo(

@@ -20,6 +20,8 @@ import yaml
 from hpsearch.data import DATASETS
 from hpsearch.data import PREPROCESSING
 from hpsearch.errors import ConfigError
+from hpsearch.errors import MAX_QUOTE
+from hpsearch.errors import shorten
 from hpsearch.model import ACTIVATIONS
 from hpsearch.optim import LOSS_ALIASES
 from hpsearch.optim import LOSSES
@@ -49,9 +51,54 @@ YamlLoader.add_implicit_resolver(
 )
 
 
+MAX_YAML_CHARS = 1_000_000  # a study file is a few KB: more is a mistake, or an attack
+MAX_YAML_VALUES = 100_000  # values after expanding aliases (the "billion laughs" file)
+MAX_YAML_DEPTH = 50  # nesting levels; a study file needs about 5
+
+
+class YamlLimitError(yaml.YAMLError):
+    """A YAML document beyond the size, alias-expansion or nesting bounds."""
+
+
 def load_yaml(text: str) -> Any:
-    """Parses YAML text safely: plain data only, nothing constructed or evaluated."""
-    return yaml.load(text, Loader=YamlLoader)  # a SafeLoader subclass: safe
+    """Parses YAML text safely: plain data only, nothing constructed or evaluated, and within
+    bounds of size, nesting and alias expansion, checked before anything is built.
+
+    Raises:
+        yaml.YAMLError: Invalid YAML, or a :class:`YamlLimitError`.
+    """
+    if len(text) > MAX_YAML_CHARS:
+        raise YamlLimitError(f"larger than {MAX_YAML_CHARS:,} characters")
+    loader = YamlLoader(text)  # a SafeLoader subclass: safe
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
+        if node is None:
+            return None
+        _check_bounds(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_bounds(root: yaml.Node) -> None:
+    # Walks the composed graph, where an alias is a second reference to its anchor's node, so
+    # the count is what construction would build. Iterative: no recursion to exhaust.
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_VALUES:
+            raise YamlLimitError(f"more than {MAX_YAML_VALUES:,} values once aliases are expanded")
+        if depth > MAX_YAML_DEPTH:
+            raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
 
 
 @dataclass(frozen=True)
@@ -136,12 +183,13 @@ def make_config(
     merged = (base or TrainConfig()).to_dict()
     for key, value in values.items():
         if key not in FIELDS:
-            problems.append(f"{key}: unknown setting{_did_you_mean(key, FIELDS)}")
+            name = str(key) if len(str(key)) <= MAX_QUOTE else shorten(key)
+            problems.append(f"{name}: unknown setting{_did_you_mean(name, FIELDS)}")
             continue
         try:
             merged[key] = _coerce(value, _HINTS[key])
         except TypeError as e:
-            problems.append(f"{key}: expected {e}, got {value!r}")
+            problems.append(f"{key}: expected {e}, got {shorten(value)}")
     if not problems:
         merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
         merged["loss"] = LOSS_ALIASES.get(merged["loss"], merged["loss"])
@@ -159,11 +207,11 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     """
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ConfigError([f"--set {text!r}: expected KEY=VALUE, e.g. --set lr=0.01"])
+        raise ConfigError([f"--set {shorten(text)}: expected KEY=VALUE, e.g. --set lr=0.01"])
     try:
         return key.strip(), load_yaml(raw)
     except yaml.YAMLError as e:
-        raise ConfigError([f"{key.strip()}: value {raw!r} is not valid YAML ({e})"]) from e
+        raise ConfigError([f"{key.strip()}: value {shorten(raw)} is not valid YAML ({e})"]) from e
 
 
 def _did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
@@ -213,7 +261,7 @@ def _describe(hint: Any) -> str:
 
 def _choice(problems: list[str], key: str, value: str, allowed: typing.Iterable[str]) -> None:
     if value not in allowed:
-        problems.append(f"{key}: unknown {value!r}; allowed: {', '.join(allowed)}")
+        problems.append(f"{key}: unknown {shorten(value)}; allowed: {', '.join(allowed)}")
 
 
 def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
@@ -251,7 +299,7 @@ def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
         ("eval_batch_size", c.eval_batch_size >= 1, "must be >= 1"),
         ("device", _valid_device(c.device), "allowed: auto, cpu, cuda, cuda:N, mps"),
     ]
-    p += [f"{key}: {msg}, got {getattr(c, key)!r}" for key, ok, msg in rules if not ok]
+    p += [f"{key}: {msg}, got {shorten(getattr(c, key))}" for key, ok, msg in rules if not ok]
     return p
 
 
@@ -268,13 +316,17 @@ def read_yaml(path: str) -> Any:
     """
     try:
         with open(path, encoding="utf-8") as f:
-            return load_yaml(f.read())
+            return load_yaml(f.read(MAX_YAML_CHARS + 1))
     except OSError as e:
         raise ConfigError([f"cannot read file: {e.strerror}"], path) from e
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"not UTF-8 text (byte {e.start})"], path) from e
+    except YamlLimitError as e:
+        raise ConfigError([f"YAML document {e}"], path) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ConfigError([f"YAML syntax error at {where}{problem}"], path) from e
 
 

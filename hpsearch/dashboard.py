@@ -8,6 +8,9 @@ it show studies while workers write to them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
+import ipaddress
+import socket
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import make_server
@@ -29,13 +32,59 @@ class _QuietHandler(WSGIRequestHandler):
         pass
 
 
-def make_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> WSGIServer:
+# optuna-dashboard's API has no login and can write (delete a study, tell a trial): beyond
+# this machine it is served read-only unless the user asks otherwise.
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server on this machine (``""`` and ``0`` bind every
+    interface)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:
+        return all(
+            ipaddress.ip_address(info[4][0]).is_loopback
+            for info in socket.getaddrinfo(host or None, None)
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def read_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """WSGI middleware that refuses every writing request with 403 Forbidden."""
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() in SAFE_METHODS:
+            return app(environ, start_response)
+        body = b"read-only dashboard: start it with --allow-writes to change studies\n"
+        start_response(
+            "403 Forbidden",
+            [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return guarded
+
+
+def make_dashboard(
+    url: str,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    allow_writes: bool | None = None,
+) -> WSGIServer:
     """Builds (but does not start) a dashboard server on the storage at ``url``.
 
     Args:
         url: The storage URL.
         host: Interface to bind; 127.0.0.1 unless told otherwise.
         port: TCP port; 0 picks a free one (see ``server.server_port``).
+        allow_writes: Whether the dashboard may change studies (delete, tell, notes); by
+            default only when bound to a loopback address.
 
     Raises:
         StorageError: The storage cannot be opened.
@@ -44,6 +93,8 @@ def make_dashboard(url: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT)
     from optuna_dashboard import wsgi
 
     app = wsgi(open_storage(url, read_only=True))
+    if not (is_loopback(host) if allow_writes is None else allow_writes):
+        app = read_only(app)
     return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)
 
 

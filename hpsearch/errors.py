@@ -13,6 +13,16 @@ BROKEN_EXIT = 3  # a worker stopped because trials kept failing with the same er
 INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM; running trials were queued again
 
 
+MAX_QUOTE = 80  # characters of a user's value quoted in a message
+MAX_PROBLEMS = 50  # problems listed by one error; the rest are counted
+
+
+def shorten(value: object, limit: int = MAX_QUOTE) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting user input in a message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 class HPSearchError(Exception):
     """Root of all errors caused by user input."""
 
@@ -29,7 +39,10 @@ class ConfigError(HPSearchError):
         self.problems = list(problems)
         self.source = source
         prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + p for p in self.problems))
+        shown = self.problems[:MAX_PROBLEMS]
+        if len(self.problems) > MAX_PROBLEMS:
+            shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more problems")
+        super().__init__("\n".join(prefix + p for p in shown))
 
 
 class DataError(HPSearchError):

@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from hpsearch.errors import shorten
 from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
@@ -30,9 +31,9 @@ def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError as e:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        names = [repr(s.study_name) for s in optuna.get_all_study_summaries(storage)]
         known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
-        raise StorageError(f"no study {name!r} in {redact(url)}{known}") from e
+        raise StorageError(f"no study {shorten(name)} in {redact(url)}{known}") from e
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:

@@ -9,11 +9,13 @@ use WAL so that readers (dashboard, status) never block writers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 import re
 import sqlite3
 from typing import Any
+from urllib.parse import unquote
 import warnings
 import weakref
 
@@ -58,19 +60,58 @@ class RetryCleanly(RetryHeartbeatStaleTrialCallback):
         super().__call__(study, trial)
 
 
+# Query parameters that carry a secret in the URL forms SQLAlchemy and libpq accept.
+_SECRET_PARAMS = re.compile(
+    r"(?i)([?&](?:password|passwd|pwd|sslpassword|secret|token|api_?key|access_?key)=)([^&#]*)"
+)
+
+
+def _userinfo_password(url: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host`` lies; it may itself hold ``@``
+    or ``:`` (unquoted), so the host starts after the last ``@`` before the query."""
+    start = url.find("://")
+    if start < 0:
+        return None
+    start += 3
+    query = url.find("?", start)
+    at = url.rfind("@", start, query if query >= 0 else len(url))
+    colon = url.find(":", start, at)
+    if at < 0 or colon < 0 or colon + 1 == at:
+        return None
+    return colon + 1, at
+
+
+def secrets_in(url: str) -> list[str]:
+    """The secret parts of a storage URL: its password and password-like query values."""
+    found = []
+    span = _userinfo_password(url)
+    if span is not None:
+        found.append(url[span[0] : span[1]])
+    found += [m.group(2) for m in _SECRET_PARAMS.finditer(url) if m.group(2)]
+    return found
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error message, say) with every secret of ``url`` replaced by ``***``."""
+    for secret in sorted(secrets_in(url), key=len, reverse=True):
+        for form in {secret, unquote(secret)}:
+            text = text.replace(form, "***")
+    return text
+
+
 def redact(url: str) -> str:
-    """The URL as messages show it: any password replaced by ``***``, and a relative SQLite
+    """The URL as messages show it: every password replaced by ``***``, and a relative SQLite
     path made absolute, so that a user sees which file a relative URL opened."""
     if url.startswith(JOURNAL_PREFIX):
         return url
-    try:
-        parsed = make_url(url)
-    except Exception:  # an unparsable URL may still hold a user:password@ part
-        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
     path = sqlite_path(url)
     if path is not None:
-        parsed = parsed.set(database=str(path))
-    return parsed.render_as_string(hide_password=True)
+        _, sep, query = url.partition("?")
+        url = f"sqlite:///{path}{sep}{query}"
+    span = _userinfo_password(url)
+    if span is not None:
+        url = f"{url[: span[0]]}***{url[span[1] :]}"
+    return _SECRET_PARAMS.sub(r"\1***", url)
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -87,15 +128,22 @@ def sqlite_path(url: str) -> Path | None:
 class _SQLiteTuning(CreateEnginePlugin):
     """SQLAlchemy engine plugin: busy timeout, WAL, and explicit transaction starts."""
 
+    def __init__(self, url: URL, kwargs: dict[str, Any]) -> None:
+        super().__init__(url, kwargs)
+        self.read_only = bool(kwargs.pop("hpsearch_read_only", False))
+
     def update_url(self, url: URL) -> URL:
         return url
 
     def engine_created(self, engine: Engine) -> None:
+        read_only = self.read_only
+
         @event.listens_for(engine, "connect")
         def _connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
             dbapi_conn.isolation_level = None  # no implicit BEGIN: we emit ours, below
             dbapi_conn.execute(f"PRAGMA busy_timeout = {SQLITE_TIMEOUT_S * 1000}")
-            dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            if not read_only:  # switching a file to WAL writes its header: readers never do
+                dbapi_conn.execute("PRAGMA journal_mode = WAL")
             dbapi_conn.execute("PRAGMA synchronous = NORMAL")
 
         @event.listens_for(engine, "begin")
@@ -148,13 +196,13 @@ def open_storage(
             "postgresql+psycopg://user@host/db or journal:FILE"
         ) from e
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    file = sqlite_path(url)
-    if not create and file is not None and not file.is_file():
-        raise StorageError(f"storage {redact(url)}: {file} does not exist")
+    if not create:  # never turn a missing file, or another tool's database, into Optuna's
+        _require_optuna_database(url, parsed)
     engine_kwargs: dict[str, Any] = {}
     if is_sqlite:
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
         engine_kwargs["plugins"] = ["hpsearch_sqlite"]
+        engine_kwargs["hpsearch_read_only"] = read_only
     else:
         engine_kwargs["pool_pre_ping"] = True  # survive server restarts between trials
     heartbeat: dict[str, Any] = {}
@@ -169,10 +217,53 @@ def open_storage(
     except StorageError:
         raise
     except Exception as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if parsed.password:
-            reason = reason.replace(parsed.password, "***")
-        raise StorageError(f"storage {redact(url)}: cannot open: {reason}") from e
+        raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
     if is_sqlite and not read_only:
         _IMMEDIATE.add(storage.engine)
     return storage
+
+
+def _reason(error: BaseException, url: str) -> str:
+    """The first line of an error, with the URL's secrets scrubbed."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    return scrub(text, url)
+
+
+# Tables every Optuna RDB storage has; a database without them is not one.
+_OPTUNA_TABLES = {"studies", "trials", "version_info"}
+
+
+def _require_optuna_database(url: str, parsed: URL) -> None:
+    """Checks, without writing anything, that ``url`` names an existing Optuna database.
+
+    Raises:
+        StorageError: A missing SQLite file, a file that is not SQLite, or a database that
+            holds no Optuna tables.
+    """
+    file = sqlite_path(url)
+    if file is not None:
+        if not file.is_file():
+            raise StorageError(f"storage {redact(url)}: {file} does not exist")
+        try:
+            with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)) as c:
+                rows = c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                tables = {name for (name,) in rows}
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
+    elif parsed.get_backend_name() != "sqlite":
+        try:
+            engine = sqlalchemy.create_engine(parsed)
+            try:
+                tables = set(sqlalchemy.inspect(engine).get_table_names())
+            finally:
+                engine.dispose()
+        except Exception as e:
+            raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
+    else:
+        return  # in-memory
+    if not tables >= _OPTUNA_TABLES:
+        where = file or "the database"
+        raise StorageError(
+            f"storage {redact(url)}: {where} is not an Optuna database (no study tables); "
+            "nothing was changed"
+        )

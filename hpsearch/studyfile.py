@@ -29,6 +29,8 @@ from hpsearch.config import make_config
 from hpsearch.config import read_yaml
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
+from hpsearch.errors import MAX_QUOTE
+from hpsearch.errors import shorten
 from hpsearch.space import CategoricalParam
 from hpsearch.space import FloatParam
 from hpsearch.space import IntParam
@@ -212,6 +214,13 @@ class StudySpec:
         return pruner
 
 
+# A study's name becomes a directory name (worker logs) and a database key: nothing that can
+# leave a directory, hide in a listing, forge a line of output or overflow a column.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+STUDY_NAME_RULE = (
+    "a study name is 1 to 100 letters, digits, '-', '_' and '.', not starting with '.' or '-'"
+)
+
 # Trainer settings that change how a trial runs, not what its values mean.
 _HOW_NOT_WHAT = ("device", "data_dir", "eval_batch_size")
 
@@ -260,12 +269,14 @@ class _Problems:
         self.lines: list[str] = []
 
     def add(self, path: str, message: str) -> None:
+        if len(path) > MAX_QUOTE:  # a key is user input too
+            path = f"{path[: MAX_QUOTE - 3]}..."
         self.lines.append(f"{path}: {message}")
 
     def keys(self, value: Mapping[str, Any], path: str, allowed: tuple[str, ...]) -> None:
         for key in value:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), allowed, n=1)
+                close = difflib.get_close_matches(str(key)[:MAX_QUOTE], allowed, n=1)
                 hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
                 self.add(_join(path, str(key)), f"unknown key ({hint})")
 
@@ -280,7 +291,9 @@ class _Problems:
     def number(self, value: Any, path: str, integer: bool = False) -> Any:
         ok = isinstance(value, int) if integer else isinstance(value, int | float)
         if not ok or isinstance(value, bool):
-            self.add(path, f"expected {'an integer' if integer else 'a number'}, got {value!r}")
+            self.add(
+                path, f"expected {'an integer' if integer else 'a number'}, got {shorten(value)}"
+            )
             return None
         return value
 
@@ -288,7 +301,7 @@ class _Problems:
         if value not in allowed:
             close = difflib.get_close_matches(str(value), list(allowed), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.add(path, f"unknown {value!r}{hint}; allowed: {', '.join(allowed)}")
+            self.add(path, f"unknown {shorten(value)}{hint}; allowed: {', '.join(allowed)}")
             return False
         return True
 
@@ -321,11 +334,13 @@ def parse_study(
         raise ConfigError(["expected a mapping at the top level (name:, space:, ...)"], source)
     p.keys(doc, "", TOP_KEYS)
     name = doc.get("name")
-    if not isinstance(name, str) or not name.strip():
-        p.add("name", "required: a non-empty string naming the study")
+    if not name:
+        p.add("name", f"required: {STUDY_NAME_RULE}")
+    elif not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+        p.add("name", f"{shorten(name)} is not allowed: {STUDY_NAME_RULE}")
     url = storage or doc.get("storage") or DEFAULT_STORAGE
     if not isinstance(url, str):
-        p.add("storage", f"expected a URL string, got {url!r}")
+        p.add("storage", f"expected a URL string, got {shorten(url)}")
 
     base = _parse_fixed(doc, p)
     objectives = _parse_objectives(doc, p)
@@ -358,7 +373,7 @@ def parse_study(
     if p.lines or base is None or space is None:
         raise ConfigError(p.lines, source)
     return StudySpec(
-        name=str(name).strip(),
+        name=str(name),
         storage=url,
         objectives=tuple(objectives),
         sampler=sampler,
@@ -450,7 +465,7 @@ def _parse_component(
         expected = allowed.get(key)
         if expected is not None and not _same_kind(value, expected):
             kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
-            p.add(f"{path}.{key}", f"expected {kinds}, got {value!r}")
+            p.add(f"{path}.{key}", f"expected {kinds}, got {shorten(value)}")
     if name in ("grid", "ofat"):  # their points come from the space, not the sampler
         options = {k: v for k, v in options.items() if k == "seed"}
     required = [
@@ -588,7 +603,7 @@ def _parse_range(
     log = spec.get("log", False)
     step = spec.get("step")
     if not isinstance(log, bool):
-        p.add(f"{path}.log", f"expected true/false, got {log!r}")
+        p.add(f"{path}.log", f"expected true/false, got {shorten(log)}")
     if step is not None and p.number(step, f"{path}.step", integer) is not None and step <= 0:
         p.add(f"{path}.step", f"must be > 0, got {step}")
     if low is None or high is None:

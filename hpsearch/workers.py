@@ -31,6 +31,7 @@ from optuna.trial import TrialState
 from hpsearch import internals
 from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
 from hpsearch.errors import USAGE_EXIT
 from hpsearch.study import counted_trials
 from hpsearch.study import fail_stale_trials
@@ -96,7 +97,7 @@ def _select_gpus(gpus: str | None, visible: int) -> list[int]:
         selected = [int(g) for g in gpus.split(",") if g.strip()]
     except ValueError as e:
         raise ConfigError(
-            [f"--gpus: expected all, none or indices like 0,2,3; got {gpus!r}"]
+            [f"--gpus: expected all, none or indices like 0,2,3; got {shorten(gpus)}"]
         ) from e
     bad = [g for g in selected if not 0 <= g < visible]
     if bad:

@@ -201,3 +201,71 @@ def test_cli_storage_that_cannot_be_opened(tmp_path: Path) -> None:
     bad = write_study(tmp_path, name="b.yaml", storage=f"sqlite:///{tmp_path}/no/such/dir.db")
     proc = hpsearch("run", str(bad), "--no-progress")
     assert proc.returncode == 2 and "cannot open" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["/tmp/x", "../../../../tmp/x", "x" * 5000, "a\nerror: forged", "ñame", ".hidden", "-x"],
+    ids=["absolute", "dotdot", "long", "newline", "unicode", "dot", "dash"],
+)
+def test_study_names_that_could_leave_their_box_are_refused(name: str, tmp_path: Path) -> None:
+    path = write_study(tmp_path, name="s.yaml")
+    path.write_text(path.read_text().replace("name: t\n", f"name: {json.dumps(name)}\n"))
+    proc = hpsearch("launch", str(path), "--no-progress", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: name: ")
+    assert "letters, digits" in lines[0] and len(lines[0]) < 400
+    assert not (tmp_path / "hp.db").exists() and not (tmp_path / "hpsearch-logs").exists()
+
+
+def test_valid_names_keep_logs_in_their_directory(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 1})
+    path.write_text(path.read_text().replace("name: t\n", "name: my_study-1.v2\n"))
+    proc = hpsearch("launch", str(path), "--no-progress", "--workers", "1", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [p.name for p in (tmp_path / "hpsearch-logs").iterdir()] == ["my_study-1.v2"]
+
+
+def _laughs(levels: int) -> str:
+    lines = ['a0: &a0 "lol"']
+    for i in range(1, levels + 1):
+        refs = ", ".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    return "\n".join(lines) + "\n"
+
+
+EXPLODING = {
+    "billion laughs": (_laughs(9), "more than 100,000 values once aliases are expanded"),
+    "one level more": (_laughs(10), "more than 100,000 values once aliases are expanded"),
+    "self reference": ("a: &a [*a]\n", "nested deeper than 50 levels"),
+    "deep list": ("[" * 10_000 + "]" * 10_000 + "\n", "nested deeper than 50 levels"),
+    "10 MB list": ("[" + "1, " * 3_500_000 + "1]\n", "larger than 1,000,000 characters"),
+    "not utf-8": ("name: \xff\xfe\n", "not UTF-8 text"),
+    "binary": ("\x00\x01\x02\x03", "YAML syntax error"),
+    "empty": ("", "expected a mapping at the top level"),
+    "scalar": ("just words\n", "expected a mapping at the top level"),
+}
+
+
+@pytest.mark.parametrize("case", list(EXPLODING), ids=list(EXPLODING))
+def test_files_that_explode_are_one_line_errors(case: str, tmp_path: Path) -> None:
+    content, message = EXPLODING[case]
+    path = tmp_path / "s.yaml"
+    path.write_bytes(content.encode("latin-1" if case == "not utf-8" else "utf-8"))
+    with pytest.raises(ConfigError) as err:  # in this process: bounded before it is built
+        load_study(str(path))
+    assert message in str(err.value) and len(str(err.value)) < 300
+    proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr
+
+
+def test_quoted_values_are_shortened(tmp_path: Path) -> None:
+    doc = study_doc(tmp_path, sampler={"name": "z" * 10_000}, budget={"trials": "9" * 10_000})
+    doc["k" * 10_000] = 1
+    with pytest.raises(ConfigError) as err:
+        parse_study(doc, source="s.yaml")
+    lines = str(err.value).splitlines()
+    assert len(lines) == 3 and all(len(line) < 300 for line in lines)
+    assert any("'zzzzz" in line and "...; allowed" in line for line in lines)

@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+import sqlite3
+import subprocess
+import sys
+
+import optuna
+import pytest
+
+from hpsearch.storage import redact
+from hpsearch.storage import scrub
+from tests.helpers import hpsearch
+from tests.helpers import write_study
+
+URL_FORMS = [
+    ("postgresql+psycopg://me:S3cr3t@db/hp", "postgresql+psycopg://me:***@db/hp"),
+    ("postgresql+psycopg://me:a@Zx9@db/hp", "postgresql+psycopg://me:***@db/hp"),
+    ("postgresql+psycopg://me:p%40S3cr3t@db:5432/hp", "postgresql+psycopg://me:***@db:5432/hp"),
+    (
+        "postgresql+psycopg://me@db/hp?password=S3cr3t",
+        "postgresql+psycopg://me@db/hp?password=***",
+    ),
+    (
+        "postgresql://me@db/hp?sslmode=require&PASSWORD=S3cr3t&x=1",
+        "postgresql://me@db/hp?sslmode=require&PASSWORD=***&x=1",
+    ),
+    ("postgresql://:S3cr3t@db/hp", "postgresql://:***@db/hp"),
+    ("mysql+pymysql://me:pa:S3cr3t@db/hp", "mysql+pymysql://me:***@db/hp"),
+    ("postgresql://me@db:5432/hp", "postgresql://me@db:5432/hp"),
+    ("journal:runs/hp.log", "journal:runs/hp.log"),
+]
+
+
+@pytest.mark.parametrize(("url", "shown"), URL_FORMS)
+def test_every_password_form_is_redacted(url: str, shown: str) -> None:
+    assert redact(url) == shown
+    assert "S3cr3t" not in scrub(f"cannot connect to {url}: bad login", url)
+
+
+def test_relative_sqlite_urls_are_shown_absolute(tmp_path: Path) -> None:
+    os.chdir(tmp_path)
+    assert redact("sqlite:///hp.db") == f"sqlite:///{tmp_path / 'hp.db'}"
+    assert redact("sqlite:////abs/hp.db") == "sqlite:////abs/hp.db"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+READERS = [
+    ["status", "s"],
+    ["trials", "s"],
+    ["best", "s"],
+    ["report", "s", "-o", "r.html"],
+    ["studies"],
+    ["dashboard", "--port", "0"],
+    ["retry", "s"],
+    ["delete", "s", "--yes"],
+]
+
+
+@pytest.mark.parametrize("args", READERS, ids=[a[0] for a in READERS])
+def test_reading_never_writes_another_tools_database(args: list[str], tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('mine')")
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    before = {p: _digest(p) for p in (other, junk)}
+    for path, message in (
+        (other, "is not an Optuna database (no study tables)"),
+        (junk, "is not a SQLite database"),
+    ):
+        proc = hpsearch(*args, "--storage", f"sqlite:///{path}", cwd=tmp_path, timeout=60)
+        assert proc.returncode == 2
+        assert proc.stderr == f"error: storage sqlite:///{path}: {path} {message}" + (
+            "; nothing was changed\n" if path == other else "\n"
+        )
+    assert {p: _digest(p) for p in (other, junk)} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "other.db"]
+
+
+def test_reading_a_plain_optuna_database_leaves_it_byte_for_byte(tmp_path: Path) -> None:
+    db = tmp_path / "plain.db"
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+    before = _digest(db)
+    for args in (["status", "s"], ["trials", "s"], ["best", "s"], ["studies"]):
+        proc = hpsearch(*args, "--storage", f"sqlite:///{db}")
+        assert proc.returncode == 0, proc.stderr
+    assert _digest(db) == before
+
+
+@pytest.mark.postgres
+def test_reading_an_empty_postgres_database_creates_no_table(postgres_url: str) -> None:
+    import psycopg
+
+    proc = hpsearch("status", "s", "--storage", postgres_url)
+    assert proc.returncode == 2 and "is not an Optuna database" in proc.stderr
+    dsn = postgres_url.replace("postgresql+psycopg", "postgresql")
+    with psycopg.connect(dsn) as conn:
+        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        assert tables.fetchall() == []
+
+
+@pytest.mark.postgres
+def test_a_password_never_reaches_output_logs_or_files(postgres_url: str, tmp_path: Path) -> None:
+    # The throw-away server trusts every login, so any password connects: a real secret's path.
+    secret = "S3cr3tQ9"
+    url = f"{postgres_url}?password={secret}"
+    path = write_study(tmp_path, storage="sqlite:///unused.db", budget={"trials": 2})
+    env = {**os.environ, "HPSEARCH_STORAGE": url, "HPSEARCH_OFFLINE": "1"}
+    outputs = []
+    for args in (
+        ["run", str(path), "--no-progress"],
+        ["launch", str(path), "--trials", "4", "--workers", "2", "--no-progress"],
+        ["status", str(path)],
+        ["trials", str(path)],
+        ["studies"],
+    ):
+        proc = subprocess.run(
+            [sys.executable, "-m", "hpsearch", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout + proc.stderr)
+    unreachable = f"postgresql+psycopg://me:{secret}@127.0.0.1:1/hp"
+    for bad in (unreachable, f"{unreachable}?password={secret}", f"nodriver://me:{secret}@x"):
+        proc = hpsearch("status", str(path), "--storage", bad)
+        assert proc.returncode == 2 and "cannot open" in proc.stderr
+        outputs.append(proc.stdout + proc.stderr)
+    assert "password=***" in outputs[0]
+    assert not [o for o in outputs if secret in o]
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".log" for p in written)  # the workers' logs are searched too
+    assert not [p for p in written if secret.encode() in p.read_bytes()]
