@@ -26,8 +26,11 @@ from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
 from hpsearch.errors import INTERRUPTED_EXIT
+from hpsearch.errors import OUTAGE_EXIT
+from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
 from hpsearch.storage import DEFAULT_STORAGE
+from hpsearch.storage import OUTAGE_WAIT_ENV
 from hpsearch.storage import redact
 
 if TYPE_CHECKING:
@@ -58,7 +61,7 @@ class _Group(click.Group):
             message = str(e) if isinstance(e, HPSearchError) else f"{e.filename}: {e.strerror}"
             for line in message.splitlines():
                 click.echo(f"error: {line}", err=True)
-            sys.exit(USAGE_ERROR)
+            sys.exit(OUTAGE_EXIT if isinstance(e, StorageOutage) else USAGE_ERROR)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(INTERRUPTED)
@@ -198,6 +201,19 @@ def _best_line(study: optuna.Study) -> str:
     return f"best: {best[0].value:.4f} (trial {best[0].number})"
 
 
+def _set_storage_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:  # through the environment, so that launched workers wait as long
+        os.environ[OUTAGE_WAIT_ENV] = str(value)
+
+
+_storage_wait_option = click.option(
+    "--storage-wait",
+    type=click.FloatRange(min=0),
+    expose_value=False,
+    callback=_set_storage_wait,
+    help="Seconds to wait out a storage outage before giving up [$HPSEARCH_STORAGE_WAIT, 300].",
+)
+
 _max_same_failures_option = click.option(
     "--max-same-failures",
     type=click.IntRange(min=0),
@@ -219,6 +235,7 @@ def _threads_option(default_help: str) -> Callable[[Callable[..., Any]], Callabl
 @_storage_option
 @_threads_option("torch's default: all cores")
 @_max_same_failures_option
+@_storage_wait_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def run(
     study_file: str,
@@ -519,6 +536,7 @@ def delete(study: str, storage: str | None, yes: bool) -> None:
 @click.option("--name", help="Worker name recorded with its trials [host:pid].")
 @_threads_option("the launcher's share of the cores, else 1")
 @_max_same_failures_option
+@_storage_wait_option
 def worker(
     study_file: str,
     storage: str | None,
@@ -538,6 +556,7 @@ def worker(
     from hpsearch.study import worker_name
     from hpsearch.workers import install_stop_signals
     from hpsearch.workers import set_threads
+    from hpsearch.workers import watch_launcher
     from hpsearch.workers import worker_threads
 
     spec = _load_spec(study_file, storage)
@@ -546,6 +565,7 @@ def worker(
     me = name or worker_name()
     spec = spec.for_worker(me)
     install_stop_signals()
+    watch_launcher()
     set_threads(worker_threads(threads))
     preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     store = open_spec_storage(spec)
@@ -589,6 +609,7 @@ def worker(
     help="Replacements per worker slot after a crash.",
 )
 @_max_same_failures_option
+@_storage_wait_option
 @click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.option(

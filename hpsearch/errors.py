@@ -10,6 +10,7 @@ from __future__ import annotations
 # Exit statuses of every command and worker process.
 USAGE_EXIT = 2  # bad input or an environment that cannot run the study: nothing was written
 BROKEN_EXIT = 3  # a worker stopped because trials kept failing with the same error
+OUTAGE_EXIT = 4  # the storage stayed unreachable longer than the configured wait
 INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM; running trials were queued again
 
 
@@ -59,3 +60,7 @@ class DeviceError(HPSearchError):
 
 class PreflightError(HPSearchError):
     """The environment cannot run a study's trials (checked before anything is queued)."""
+
+
+class StorageOutage(StorageError):
+    """The storage stayed unreachable (or its disk full) past the configured wait."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+import json
 from typing import Any
 
 import optuna
@@ -79,6 +80,12 @@ def grace_period(study: optuna.Study) -> int | None:
     return rdb.grace_period or 2 * rdb.heartbeat_interval
 
 
+def heartbeat_interval(study: optuna.Study) -> int:
+    """Seconds between heartbeats (0: no heartbeats)."""
+    rdb = _rdb(storage_of(study))
+    return int(rdb.heartbeat_interval or 0) if rdb is not None else 0
+
+
 def fail_running_trial(study: optuna.Study, trial_id: int, reason: str) -> bool:
     """Fails a RUNNING trial and records ``reason`` as its ``fail_reason``, atomically.
 
@@ -86,9 +93,20 @@ def fail_running_trial(study: optuna.Study, trial_id: int, reason: str) -> bool:
     another process, finished it first): so a COMPLETE trial never carries a fail reason, and
     exactly one of several processes that race to fail a trial wins.
     """
-    rdb = _rdb(storage_of(study))
+    storage = storage_of(study)
+    rdb = _rdb(storage)
     if rdb is None:
-        return _fail_without_transaction(storage_of(study), trial_id, reason)
+        return _fail_without_transaction(storage, trial_id, reason)
+    resilient = getattr(rdb, "fail_running_trial", None)  # hpsearch's storage retries it
+    return (
+        bool(resilient(trial_id, reason))
+        if resilient
+        else rdb_fail_running_trial(rdb, trial_id, reason)
+    )
+
+
+def rdb_fail_running_trial(rdb: RDBStorage, trial_id: int, reason: str) -> bool:
+    """:func:`fail_running_trial` on an RDB storage: one transaction, the row locked."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -102,6 +120,21 @@ def fail_running_trial(study: optuna.Study, trial_id: int, reason: str) -> bool:
         trial.state = TrialState.FAIL
         trial.datetime_complete = datetime.now()
     return True
+
+
+def rdb_trial_with_system_attr(rdb: RDBStorage, key: str, value: Any) -> int | None:
+    """The id of a trial whose system attribute ``key`` is ``value`` (one indexed query)."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    with _create_scoped_session(rdb.scoped_session) as session:
+        row = (
+            session.query(models.TrialSystemAttributeModel.trial_id)
+            .filter(models.TrialSystemAttributeModel.key == key)
+            .filter(models.TrialSystemAttributeModel.value_json == json.dumps(value))
+            .first()
+        )
+        return None if row is None else int(row[0])
 
 
 def _fail_without_transaction(storage: BaseStorage, trial_id: int, reason: str) -> bool:

@@ -9,23 +9,35 @@ use WAL so that readers (dashboard, status) never block writers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from collections.abc import Sequence
 import contextlib
 import copy
+import errno
+import logging
+import math
+import os
 from pathlib import Path
 import re
 import sqlite3
+import threading
+import time
 from typing import Any
+from typing import cast
 from urllib.parse import unquote
+import uuid
 import warnings
 import weakref
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal import JournalStorage
 from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.dialects import plugins
@@ -34,13 +46,19 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine import URL
 
+from hpsearch import internals
 from hpsearch.errors import StorageError
+from hpsearch.errors import StorageOutage
 
 # Heartbeats, their retry callback and PatientPruner are "experimental" since Optuna 2.8-3.0:
 # a warning on every start is noise to our users.
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_STORAGE = "sqlite:///hpsearch.db"
+OUTAGE_WAIT_ENV = "HPSEARCH_STORAGE_WAIT"
+DEFAULT_OUTAGE_WAIT_S = 300  # how long workers wait out a database restart or network cut
 JOURNAL_PREFIX = "journal:"
 SQLITE_TIMEOUT_S = 120  # generous: 8+ workers queue for the one writer lock
 MAX_RETRIES = 3  # a trial whose worker died is re-queued at most this often
@@ -204,7 +222,7 @@ def open_storage(
         engine_kwargs["plugins"] = ["hpsearch_sqlite"]
         engine_kwargs["hpsearch_read_only"] = read_only
     else:
-        engine_kwargs["pool_pre_ping"] = True  # survive server restarts between trials
+        engine_kwargs["pool_pre_ping"] = True  # a connection that died in a restart is replaced
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -213,7 +231,7 @@ def open_storage(
             "heartbeat_stale_trial_callback": RetryCleanly(MAX_RETRIES),
         }
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
+        storage = ResilientRDBStorage(url, engine_kwargs=engine_kwargs, **heartbeat)
     except StorageError:
         raise
     except Exception as e:
@@ -224,8 +242,10 @@ def open_storage(
 
 
 def _reason(error: BaseException, url: str) -> str:
-    """The first line of an error, with the URL's secrets scrubbed."""
-    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    """The first line of an error's root cause (the driver's words, not Optuna's wrapper),
+    with the URL's secrets scrubbed."""
+    root = _causes(error)[-1]
+    text = str(root).strip().splitlines()[0] if str(root).strip() else type(root).__name__
     return scrub(text, url)
 
 
@@ -267,3 +287,262 @@ def _require_optuna_database(url: str, parsed: URL) -> None:
             f"storage {redact(url)}: {where} is not an Optuna database (no study tables); "
             "nothing was changed"
         )
+
+
+# --- outages ---------------------------------------------------------------------------------
+
+_CREATE_TOKEN = "hpsearch:create_token"  # tags a new trial, so a retried insert finds it
+
+
+def outage_wait() -> float:
+    """Seconds a storage call waits out an outage (``$HPSEARCH_STORAGE_WAIT``, default 300)."""
+    try:
+        return float(os.environ.get(OUTAGE_WAIT_ENV) or DEFAULT_OUTAGE_WAIT_S)
+    except ValueError:
+        return DEFAULT_OUTAGE_WAIT_S
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+# What SQLite and the OS say when a write cannot get disk space (an I/O error on a write is
+# most often that too, e.g. a file size limit): not an outage to wait out.
+_DISK_ERRORS = ("database or disk is full", "No space left on device", "disk I/O error")
+
+
+def disk_full(error: BaseException) -> bool:
+    """Whether ``error`` (or its cause) says the disk is full or failing."""
+    for e in _causes(error):
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return True
+        if any(text in str(e) for text in _DISK_ERRORS):
+            return True
+    return False
+
+
+def transient(error: BaseException) -> bool:
+    """Whether ``error`` is a database outage worth waiting out (a restart, a dropped
+    connection, a lock) rather than a bug or a bad request."""
+    for e in _causes(error):
+        if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, sqlalchemy.exc.OperationalError | sqlalchemy.exc.InterfaceError):
+            return True
+        if isinstance(e, sqlalchemy.exc.TimeoutError):  # no pooled connection came back
+            return True
+    return False
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's RDB storage, with every call waiting out a database outage.
+
+    A call that fails with a connection error is retried with backoff for
+    :func:`outage_wait` seconds, logged once when the outage starts and once when it ends;
+    past the wait it raises :class:`~hpsearch.errors.StorageOutage`. A full disk raises it
+    at once. Writes that may have committed before the connection dropped are checked
+    before they are redone: a new trial carries a token that the retry looks for, a state
+    change or a param is not written twice. Heartbeats are not retried (the next beat is).
+    """
+
+    _outage_lock = threading.Lock()
+    _outage_since: float | None = None  # this process's current outage, if any
+    _outage_ended_at: float = -math.inf  # when this process's last outage ended
+
+    def _retry(self, call: Callable[[], Any], done: Callable[[], Any] = lambda: None) -> Any:
+        """Runs ``call``; after a transient failure, returns ``done()`` if it is not None (the
+        write had committed), else runs ``call`` again, until the wait runs out."""
+        wait = outage_wait()
+        deadline: float | None = None
+        pause = 0.2
+        while True:
+            try:
+                result = call()
+            except Exception as e:
+                if disk_full(e):
+                    raise StorageOutage(self._full_message(e)) from e
+                if not transient(e):
+                    raise
+                now = time.monotonic()
+                deadline = deadline or now + wait
+                self._outage_started(e)
+                if now >= deadline:
+                    raise StorageOutage(
+                        f"storage {redact(self.url)}: unreachable for {wait:.0f} s "
+                        f"({_reason(e, self.url)}); set ${OUTAGE_WAIT_ENV} to wait longer"
+                    ) from e
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
+                try:
+                    finished = done()
+                except Exception:  # still down: try the call itself next time round
+                    finished = None
+                if finished is not None:
+                    result = finished
+                else:
+                    continue
+            self._outage_ended()
+            return result
+
+    def _outage_started(self, error: BaseException) -> None:
+        with self._outage_lock:
+            if ResilientRDBStorage._outage_since is None:
+                ResilientRDBStorage._outage_since = time.monotonic()
+                _log.warning(
+                    "storage %s unreachable (%s); waiting up to %.0f s for it",
+                    redact(self.url),
+                    _reason(error, self.url),
+                    outage_wait(),
+                )
+
+    def _outage_ended(self) -> None:
+        if ResilientRDBStorage._outage_since is None:
+            return
+        with self._outage_lock:
+            since = ResilientRDBStorage._outage_since
+            ResilientRDBStorage._outage_since = None
+            ResilientRDBStorage._outage_ended_at = time.monotonic()
+        if since is not None:
+            _log.warning(
+                "storage %s is back after %.0f s", redact(self.url), time.monotonic() - since
+            )
+
+    def _full_message(self, error: BaseException) -> str:
+        path = sqlite_path(self.url)
+        where = f"the file system holding {path.parent}" if path else "the database server's disk"
+        free = ""
+        if path is not None:
+            with contextlib.suppress(OSError):
+                stats = os.statvfs(path.parent)
+                free = f" ({stats.f_bavail * stats.f_frsize // 1024} KiB free)"
+        return (
+            f"storage {redact(self.url)}: {where} is full or failing{free}; free some space, "
+            "then run the same command again to resume"
+        )
+
+    # Writes that are not simply idempotent: check before redoing.
+
+    # Optuna's cache calls these private methods of its backend, so they are the ones wrapped.
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        create = super()._create_new_trial
+        if template_trial is None:
+            return cast(FrozenTrial, self._retry(lambda: create(study_id)))
+        token = uuid.uuid4().hex
+        template = copy.copy(template_trial)
+        template.system_attrs = {**template_trial.system_attrs, _CREATE_TOKEN: token}
+
+        def done() -> FrozenTrial | None:
+            trial_id = self._trial_with_token(token)
+            return None if trial_id is None else self.get_trial(trial_id)
+
+        return cast(FrozenTrial, self._retry(lambda: create(study_id, template), done))
+
+    def _trial_with_token(self, token: str) -> int | None:
+        return internals.rdb_trial_with_system_attr(self, _CREATE_TOKEN, token)
+
+    def fail_running_trial(self, trial_id: int, reason: str) -> bool:
+        """See :func:`hpsearch.internals.fail_running_trial`; waits out outages too."""
+
+        def done() -> bool | None:
+            trial = self.get_trial(trial_id)
+            ours = trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason") == reason
+            return True if ours else None
+
+        return bool(
+            self._retry(lambda: internals.rdb_fail_running_trial(self, trial_id, reason), done)
+        )
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        def done() -> bool | None:
+            # A claim (WAITING -> RUNNING) that may have committed is taken as ours: a trial
+            # left RUNNING without a worker would never be recovered; a rare double claim
+            # only makes the slower worker discard its result.
+            return True if self.get_trial(trial_id).state == state else None
+
+        return bool(
+            self._retry(
+                lambda: super(ResilientRDBStorage, self).set_trial_state_values(
+                    trial_id, state, values
+                ),
+                done=done,
+            )
+        )
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+        previous_distribution: BaseDistribution | None,
+    ) -> None:
+        write = super()._set_trial_param
+        self._retry(
+            lambda: write(
+                trial_id, param_name, param_value_internal, distribution, previous_distribution
+            ),
+            done=lambda: True if param_name in self.get_trial(trial_id).params else None,
+        )
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        super().record_heartbeat(trial_id)  # not retried: a missed beat is sent next interval
+
+
+def in_or_after_outage(seconds: float) -> bool:
+    """Whether this process is in a storage outage or left one less than ``seconds`` ago.
+
+    Heartbeats stop during an outage, so right after one every running trial looks stale:
+    the stale-trial check waits until live workers had time to beat again.
+    """
+    cls = ResilientRDBStorage
+    return cls._outage_since is not None or time.monotonic() - cls._outage_ended_at < seconds
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retry(lambda: method(self, *args, **kwargs))
+
+    call.__name__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+# Reads and idempotent writes (upserts of attributes and intermediate values): plain retries.
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "get_trial_param",
+    "set_trial_intermediate_value",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_get_best_trial_id",
+):
+    setattr(ResilientRDBStorage, _name, _retried(_name))

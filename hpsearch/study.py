@@ -38,6 +38,8 @@ from hpsearch.config import make_config
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
+from hpsearch.errors import StorageOutage
+from hpsearch.storage import in_or_after_outage
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 from hpsearch.storage import RetryCleanly
@@ -408,9 +410,14 @@ def fail_stale_trials(study: optuna.Study) -> int:
     grace = internals.grace_period(study)
     if grace is None:
         return 0
+    stale = internals.stale_trial_ids(study)
+    # Checked after the query, which may itself have waited out an outage: heartbeats stopped
+    # during it, so every running trial looks stale until live workers have beaten again.
+    if in_or_after_outage(grace + 2 * internals.heartbeat_interval(study)):
+        return 0
     retry = internals.stale_trial_callback(study)
     failed = 0
-    for trial_id in internals.stale_trial_ids(study):
+    for trial_id in stale:
         if not internals.fail_running_trial(study, trial_id, f"stale: no heartbeat for {grace} s"):
             continue  # finished meanwhile, or another process failed it first
         failed += 1
@@ -536,8 +543,8 @@ def _run_one(
     """
     try:
         values = objective(trial, spec, worker)
-    except (TrialInterrupted, KeyboardInterrupt):
-        raise
+    except (TrialInterrupted, KeyboardInterrupt, StorageOutage):
+        raise  # a storage outage past its wait is not the trial's failure: nothing is recorded
     except UpdateFinishedTrialError as e:  # a report or attribute write found it finished
         raise TrialTakenOver from e
     except optuna.TrialPruned:

@@ -20,6 +20,7 @@ from pathlib import Path
 import signal
 import subprocess
 import sys
+import threading
 import time
 from types import FrameType
 from typing import Any
@@ -32,6 +33,7 @@ from hpsearch import internals
 from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
+from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
 from hpsearch.study import counted_trials
 from hpsearch.study import fail_stale_trials
@@ -44,6 +46,7 @@ from hpsearch.studyfile import StudySpec
 _log = logging.getLogger(__name__)
 
 THREADS_ENV = "HPSEARCH_TORCH_THREADS"
+LAUNCHER_ENV = "HPSEARCH_LAUNCHER_PID"
 STOP_GRACE_S = 10.0  # after SIGTERM, a worker gets this long before SIGKILL
 
 
@@ -197,6 +200,7 @@ class Pool:
         env = {
             **os.environ,
             **worker.slot.env,
+            LAUNCHER_ENV: str(os.getpid()),  # the worker stops if this process goes away
             "PYTHONUNBUFFERED": "1",
             # the URL may hold a password: the environment, unlike argv, is not public
             "HPSEARCH_STORAGE": self.spec.storage,
@@ -219,14 +223,21 @@ class Pool:
                 self._start(worker)
             while any(w.state == "running" for w in self.workers):
                 self._check_workers()
-                with contextlib.suppress(Exception):  # a busy database: try next tick
+                try:
                     fail_stale_trials(self.study)
+                except StorageOutage:
+                    raise
+                except Exception as e:  # a busy database: try next tick
+                    _log.warning("stale-trial check failed: %s", e)
                 if on_tick is not None:
                     on_tick(self)
                 time.sleep(poll_s)
         except (_Stop, KeyboardInterrupt):
             interrupted = True
             self.stop()
+        except BaseException:  # an outage past its wait, or a bug: no worker is left behind
+            self.stop()
+            raise
         finally:
             for s, handler in old.items():
                 signal.signal(s, handler)
@@ -280,7 +291,10 @@ class Pool:
                 worker.process.wait()
             worker.state = "stopped"
         names = {w.slot.name for w in self.workers}
-        requeue_running(self.study, names)
+        try:
+            requeue_running(self.study, names)
+        except Exception as e:  # the storage is down: the heartbeat check re-queues them later
+            _log.warning("could not re-queue the stopped workers' trials: %s", e)
 
     def finished(self) -> int:
         return finished_count(self.study)
@@ -335,6 +349,22 @@ def install_stop_signals() -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+
+
+def watch_launcher(poll_s: float = 1.0) -> None:
+    """In a worker started by ``launch``: if the launcher goes away (killed, crashed), stop
+    after the running trial's epoch, as on SIGTERM, so no worker outlives its launcher."""
+    launcher = os.environ.get(LAUNCHER_ENV)
+    if not launcher:
+        return
+
+    def watch() -> None:
+        while os.getppid() == int(launcher):
+            time.sleep(poll_s)
+        _log.warning("the launcher (pid %s) is gone: stopping after this epoch", launcher)
+        request_stop()
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()
 
 
 def worker_threads(requested: int | None) -> int:

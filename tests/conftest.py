@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+import contextlib
 import os
 from pathlib import Path
 import shutil
@@ -51,59 +52,101 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster on 127.0.0.1; yields its base URL (no database).
+class PostgresCluster:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 that a test can stop and restart."""
 
-    Fails (does not skip) under CI when the server cannot be started.
-    """
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    if not (initdb and pg_ctl):
-        message = "PostgreSQL binaries (initdb, pg_ctl) not found"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    base = Path(tempfile.mkdtemp(prefix="hpsearch-pg-"))
-    base.chmod(0o777)  # the postgres user writes its cluster here
-    data, port = base / "data", _free_port()
-    try:
+    def __init__(self) -> None:
+        initdb, self.pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+        if not (initdb and self.pg_ctl):
+            message = "PostgreSQL binaries (initdb, pg_ctl) not found"
+            if os.environ.get("CI"):
+                pytest.fail(message)
+            pytest.skip(message)
+        self.base = Path(tempfile.mkdtemp(prefix="hpsearch-pg-"))
+        self.base.chmod(0o777)  # the postgres user writes its cluster here
+        self.data, self.port = self.base / "data", _free_port()
+        try:
+            subprocess.run(
+                _as_postgres(
+                    [initdb, "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync"]
+                ),
+                check=True,
+                capture_output=True,
+            )
+            self.start()
+        except (subprocess.CalledProcessError, OSError) as e:
+            shutil.rmtree(self.base, ignore_errors=True)
+            if os.environ.get("CI"):
+                pytest.fail(f"cannot start PostgreSQL: {e}")
+            pytest.skip(f"cannot start PostgreSQL: {e}")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}"
+
+    def _ctl(self, *args: str) -> None:
+        assert self.pg_ctl is not None
         subprocess.run(
-            _as_postgres([initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+            _as_postgres([self.pg_ctl, "-D", str(self.data), *args]),
             check=True,
             capture_output=True,
         )
-        options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-        subprocess.run(
-            _as_postgres(
-                [pg_ctl, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"]
-            ),
-            check=True,
-            capture_output=True,
-        )
-    except (subprocess.CalledProcessError, OSError) as e:
-        shutil.rmtree(base, ignore_errors=True)
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot start PostgreSQL: {e}")
-        pytest.skip(f"cannot start PostgreSQL: {e}")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._ctl("-o", options, "-l", str(self.base / "log"), "-w", "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "-w", "stop")
+
+    def restart(self, mode: str) -> None:
+        self.stop(mode)
+        self.start()
+
+    def database(self) -> str:
+        """A fresh, empty database; returns its URL."""
+        import psycopg
+
+        name = f"t{uuid.uuid4().hex[:12]}"
+        dsn = self.url.replace("postgresql+psycopg", "postgresql") + "/postgres"
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        return f"{self.url}/{name}"
+
+    def close(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop("immediate")
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One throw-away cluster for the session. Fails (does not skip) under CI when the
+    server cannot be started."""
+    cluster = PostgresCluster()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}"
+        yield cluster
     finally:
-        subprocess.run(
-            _as_postgres([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
-        )
-        shutil.rmtree(base, ignore_errors=True)
+        cluster.close()
 
 
 @pytest.fixture
-def postgres_url(postgres_server: str) -> str:
-    """A fresh, empty database on the throw-away server."""
-    import psycopg
+def own_postgres() -> Iterator[PostgresCluster]:
+    """A cluster of this test's own, to stop and restart."""
+    cluster = PostgresCluster()
+    try:
+        yield cluster
+    finally:
+        cluster.close()
 
-    name = f"t{uuid.uuid4().hex[:12]}"
-    dsn = postgres_server.replace("postgresql+psycopg", "postgresql") + "/postgres"
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return f"{postgres_server}/{name}"
+
+@pytest.fixture(scope="session")
+def postgres_server(postgres_cluster: PostgresCluster) -> str:
+    """The session cluster's base URL (no database)."""
+    return postgres_cluster.url
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster) -> str:
+    """A fresh, empty database on the throw-away server."""
+    return postgres_cluster.database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

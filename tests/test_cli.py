@@ -104,29 +104,6 @@ def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
         assert err == ""
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["status", "t"],
-        ["trials", "t"],
-        ["best", "t"],
-        ["report", "t", "-o", "{tmp}/r.html"],
-        ["studies"],
-        ["dashboard", "--port", "0"],
-        ["retry", "t"],
-        ["delete", "t", "--yes"],
-    ],
-    ids=lambda a: a[0],
-)
-def test_reading_a_missing_sqlite_file_is_an_error(args: list[str], tmp_path: Path) -> None:
-    db = tmp_path / "missing.db"
-    argv = [a.format(tmp=tmp_path) for a in args]
-    proc = hpsearch(*argv, "--storage", f"sqlite:///{db}", timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr == f"error: storage sqlite:///{db}: {db} does not exist\n"
-    assert not db.exists()
-
-
 def test_messages_name_the_absolute_path_of_a_relative_sqlite_url(tmp_path: Path) -> None:
     path, _ = _study(tmp_path, budget={"trials": 1}, storage="sqlite:///rel.db")
     proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)

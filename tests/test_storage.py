@@ -63,7 +63,7 @@ READERS = [
 
 
 @pytest.mark.parametrize("args", READERS, ids=[a[0] for a in READERS])
-def test_reading_never_writes_another_tools_database(args: list[str], tmp_path: Path) -> None:
+def test_reading_never_creates_or_changes_a_database(args: list[str], tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE notes (body TEXT)")
@@ -80,6 +80,10 @@ def test_reading_never_writes_another_tools_database(args: list[str], tmp_path: 
         assert proc.stderr == f"error: storage sqlite:///{path}: {path} {message}" + (
             "; nothing was changed\n" if path == other else "\n"
         )
+    missing = tmp_path / "missing.db"
+    proc = hpsearch(*args, "--storage", f"sqlite:///{missing}", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: storage sqlite:///{missing}: {missing} does not exist\n"
     assert {p: _digest(p) for p in (other, junk)} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "other.db"]
 

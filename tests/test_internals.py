@@ -1,0 +1,89 @@
+"""Contract of hpsearch.internals, the one door to Optuna's private API, on every storage:
+an Optuna upgrade that changes what it relies on fails here, not in a worker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import time
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+
+from hpsearch import internals
+from hpsearch.storage import open_storage
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "journal"])
+def any_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hp.db'}"
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'hp.log'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def _study(url: str, **heartbeat: int) -> optuna.Study:
+    storage = open_storage(url, create=True, **heartbeat)
+    return optuna.create_study(study_name="c", storage=storage)
+
+
+def test_claim_takes_each_waiting_trial_once_and_creates_none(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.enqueue_trial({"x": 1.0})
+    study.enqueue_trial({"x": 2.0})
+    first = internals.claim_waiting_trial(study)
+    second = internals.claim_waiting_trial(study)
+    assert first is not None and second is not None and first != second
+    assert internals.claim_waiting_trial(study) is None  # an empty queue creates nothing
+    trials = study.get_trials()
+    assert len(trials) == 2 and {t.state for t in trials} == {TrialState.RUNNING}
+    assert {internals.trial_id(t) for t in trials} == {first, second}
+    trial = internals.trial_for(study, first)
+    assert trial.suggest_float("x", 0, 3) == 1.0  # the queued params are what it suggests
+    assert internals.get_trial(study, first).number == trial.number
+    assert internals.storage_of(study) is study._storage
+    assert internals.study_id(study) == study._study_id
+
+
+def test_fail_running_trial_records_why_and_only_once(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.enqueue_trial({})
+    trial_id = internals.claim_waiting_trial(study)
+    assert trial_id is not None
+    assert internals.fail_running_trial(study, trial_id, "stale: no heartbeat for 3 s")
+    assert not internals.fail_running_trial(study, trial_id, "again")  # no longer RUNNING
+    trial = internals.get_trial(study, trial_id)
+    assert trial.state == TrialState.FAIL
+    assert trial.user_attrs["fail_reason"] == "stale: no heartbeat for 3 s"
+    assert trial.datetime_complete is not None
+    study.enqueue_trial({})
+    done = internals.claim_waiting_trial(study)
+    assert done is not None
+    study.tell(internals.get_trial(study, done).number, 1.0)
+    assert not internals.fail_running_trial(study, done, "late")  # a COMPLETE trial stays so
+    assert "fail_reason" not in internals.get_trial(study, done).user_attrs
+
+
+def test_study_system_attrs_round_trip(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    internals.set_study_system_attr(study, "hpsearch:definition", {"space": {"lr": [1, 2]}})
+    assert internals.study_system_attrs(study)["hpsearch:definition"] == {"space": {"lr": [1, 2]}}
+
+
+def test_stale_trials_are_found_where_heartbeats_exist(any_storage_url: str) -> None:
+    if any_storage_url.startswith("journal:"):
+        study = _study(any_storage_url)
+        assert internals.grace_period(study) is None and internals.stale_trial_ids(study) == []
+        assert internals.stale_trial_callback(study) is None
+        return
+    study = _study(any_storage_url, heartbeat_interval=1, grace_period=1)
+    assert internals.grace_period(study) == 1 and internals.heartbeat_interval(study) == 1
+    assert internals.stale_trial_callback(study) is not None
+    study.enqueue_trial({})
+    trial_id = internals.claim_waiting_trial(study)
+    assert trial_id is not None
+    internals.storage_of(study).record_heartbeat(trial_id)  # type: ignore[attr-defined]
+    assert internals.stale_trial_ids(study) == []
+    time.sleep(2.5)
+    assert internals.stale_trial_ids(study) == [trial_id]
