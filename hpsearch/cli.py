@@ -217,7 +217,7 @@ _storage_wait_option = click.option(
 _max_same_failures_option = click.option(
     "--max-same-failures",
     type=click.IntRange(min=0),
-    default=3,
+    default=3,  # hpsearch.study.MAX_SAME_FAILURES, not imported: it would load torch
     show_default=True,
     help="Stop a worker after this many trials in a row fail with the same error (0: never).",
 )

@@ -69,6 +69,7 @@ def load_yaml(text: str) -> Any:
     """
     if len(text) > MAX_YAML_CHARS:
         raise YamlLimitError(f"larger than {MAX_YAML_CHARS:,} characters")
+    _check_depth(text)
     loader = YamlLoader(text)  # a SafeLoader subclass: safe
     try:
         try:
@@ -81,6 +82,28 @@ def load_yaml(text: str) -> Any:
         return loader.construct_document(node)
     finally:
         loader.dispose()
+
+
+_OPEN = (
+    yaml.FlowSequenceStartToken,
+    yaml.FlowMappingStartToken,
+    yaml.BlockSequenceStartToken,
+    yaml.BlockMappingStartToken,
+)
+_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
+
+
+def _check_depth(text: str) -> None:
+    # PyYAML's scanner slows down with every open bracket (10,000 of them take seconds) and
+    # its composer recurses: stop at the first token past the bound, before either happens.
+    depth = 0
+    for token in yaml.scan(text, Loader=YamlLoader):
+        if isinstance(token, _OPEN):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
+        elif isinstance(token, _CLOSE):
+            depth -= 1
 
 
 def _check_bounds(root: yaml.Node) -> None:

@@ -38,6 +38,7 @@ from hpsearch.errors import USAGE_EXIT
 from hpsearch.study import counted_trials
 from hpsearch.study import fail_stale_trials
 from hpsearch.study import finished_count
+from hpsearch.study import MAX_SAME_FAILURES
 from hpsearch.study import request_stop
 from hpsearch.study import requeue
 from hpsearch.study import stop_requested
@@ -148,7 +149,9 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def worker_command(spec: StudySpec, slot: WorkerSlot, max_same_failures: int = 3) -> list[str]:
+def worker_command(
+    spec: StudySpec, slot: WorkerSlot, max_same_failures: int = MAX_SAME_FAILURES
+) -> list[str]:
     """The command line of one worker process."""
     assert spec.path is not None
     return [
@@ -176,7 +179,7 @@ class Pool:
         slots: Sequence[WorkerSlot],
         log_dir: Path,
         max_restarts: int = 3,
-        max_same_failures: int = 3,
+        max_same_failures: int = MAX_SAME_FAILURES,
     ) -> None:
         self.spec = spec
         self.study = study

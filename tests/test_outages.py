@@ -86,8 +86,11 @@ def test_an_outage_costs_no_trial(
     # nothing was failed and retried: no result was thrown away
     assert len(trials) == budget, [(t.number, t.user_attrs.get("fail_reason")) for t in trials]
     _no_traceback(tmp_path, out, err)
-    assert "unreachable" in err or kind == "launch"  # the outage is logged, once
+    # An outage that a call ran into is logged once (a restart between two calls is not seen:
+    # the connection pool's pre-ping replaces the dead connection silently).
     assert err.count("unreachable") <= 1
+    if outage == "stop-30s" and kind == "run":
+        assert err.count("unreachable") == 1 and err.count("is back after") == 1
 
 
 @pytest.mark.parametrize("kind", ["launch", "run"])

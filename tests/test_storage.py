@@ -40,8 +40,10 @@ def test_every_password_form_is_redacted(url: str, shown: str) -> None:
     assert "S3cr3t" not in scrub(f"cannot connect to {url}: bad login", url)
 
 
-def test_relative_sqlite_urls_are_shown_absolute(tmp_path: Path) -> None:
-    os.chdir(tmp_path)
+def test_relative_sqlite_urls_are_shown_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
     assert redact("sqlite:///hp.db") == f"sqlite:///{tmp_path / 'hp.db'}"
     assert redact("sqlite:////abs/hp.db") == "sqlite:////abs/hp.db"
 
