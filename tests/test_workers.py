@@ -144,7 +144,9 @@ def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) 
     start = time.monotonic()
     launcher.send_signal(signal.SIGINT)
     _, err = launcher.communicate(timeout=60)
-    assert time.monotonic() - start < 15  # every worker stopped within seconds
+    # every worker stopped within seconds: SIGTERM, at worst SIGKILL after its 10 s grace, then
+    # the re-queue; the margin is for a loaded machine
+    assert time.monotonic() - start < 25
     assert launcher.returncode == 130, err
     trials = _trials(path, storage_url)
     assert not [t for t in trials if t.state == TrialState.RUNNING]
