@@ -249,8 +249,17 @@ def _reason(error: BaseException, url: str) -> str:
     return scrub(text, url)
 
 
+def _stamped(execute: Callable[[str], Any]) -> bool:
+    """Whether Optuna finished creating the database (its version rows are written): opening
+    it earlier would make this reader write them too, racing the creator."""
+    return all(
+        execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+        for table in ("version_info", "alembic_version")
+    )
+
+
 # Tables every Optuna RDB storage has; a database without them is not one.
-_OPTUNA_TABLES = {"studies", "trials", "version_info"}
+_OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 
 
 def _require_optuna_database(url: str, parsed: URL) -> None:
@@ -268,19 +277,26 @@ def _require_optuna_database(url: str, parsed: URL) -> None:
             with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)) as c:
                 rows = c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
                 tables = {name for (name,) in rows}
+                ready = tables >= _OPTUNA_TABLES and _stamped(c.execute)
         except sqlite3.DatabaseError as e:
             raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
     elif parsed.get_backend_name() != "sqlite":
         try:
             engine = sqlalchemy.create_engine(parsed)
             try:
-                tables = set(sqlalchemy.inspect(engine).get_table_names())
+                with engine.connect() as conn:
+                    tables = set(sqlalchemy.inspect(conn).get_table_names())
+                    ready = tables >= _OPTUNA_TABLES and _stamped(
+                        lambda q: conn.execute(sqlalchemy.text(q))
+                    )
             finally:
                 engine.dispose()
         except Exception as e:
             raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
     else:
         return  # in-memory
+    if tables >= _OPTUNA_TABLES and not ready:  # another process is creating it right now
+        raise StorageError(f"storage {redact(url)}: the Optuna tables are still being created")
     if not tables >= _OPTUNA_TABLES:
         where = file or "the database"
         raise StorageError(
@@ -336,6 +352,8 @@ def transient(error: BaseException) -> bool:
             return True
         if isinstance(e, sqlalchemy.exc.TimeoutError):  # no pooled connection came back
             return True
+        if isinstance(e, sqlalchemy.exc.PendingRollbackError):  # a session the drop broke
+            return True
     return False
 
 
@@ -368,6 +386,9 @@ class ResilientRDBStorage(RDBStorage):
                     raise StorageOutage(self._full_message(e)) from e
                 if not transient(e):
                     raise
+                # This thread's session may be broken by the drop: start the retry afresh.
+                with contextlib.suppress(Exception):
+                    self.scoped_session.remove()
                 now = time.monotonic()
                 deadline = deadline or now + wait
                 self._outage_started(e)
