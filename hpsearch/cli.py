@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 import json
 import logging
-import math
 import os
 from pathlib import Path
 import sys
@@ -18,10 +17,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from hpsearch.config import load_config_file
-from hpsearch.config import make_config
-from hpsearch.config import parse_assignment
-from hpsearch.config import TrainConfig
 from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
@@ -29,13 +24,11 @@ from hpsearch.errors import INTERRUPTED_EXIT
 from hpsearch.errors import OUTAGE_EXIT
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
-from hpsearch.storage import DEFAULT_STORAGE
-from hpsearch.storage import OUTAGE_WAIT_ENV
-from hpsearch.storage import redact
 
 if TYPE_CHECKING:
     import optuna
 
+    from hpsearch.config import TrainConfig
     from hpsearch.studyfile import StudySpec
 
 USAGE_ERROR = USAGE_EXIT
@@ -69,11 +62,17 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of short messages.")
-@click.option("-v", "--verbose", is_flag=True, help="Log every trial's start and end.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every trial's start and end (info).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Level of the hpsearch logger on stderr [warning; info with -v; debug with --debug].",
+)
 @click.version_option(package_name="hpsearch")
-def main(debug: bool, verbose: bool) -> None:
+def main(debug: bool, verbose: bool, log_level: str | None) -> None:
     """hpsearch: hyperparameter search for PyTorch MLPs on Optuna."""
-    _configure_logging(logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    default = "debug" if debug else "info" if verbose else "warning"
+    _configure_logging(getattr(logging, (log_level or default).upper()))
 
 
 def _configure_logging(level: int) -> None:
@@ -87,6 +86,22 @@ def _configure_logging(level: int) -> None:
     logger.setLevel(level)
 
 
+# The command line imports its modules inside each command, so that `--help` and every
+# reading command start at once (tests/test_cli.py checks that they never load torch).
+
+
+def _redact(url: str) -> str:
+    from hpsearch.storage import redact
+
+    return redact(url)
+
+
+def _default_storage() -> str:
+    from hpsearch.storage import DEFAULT_STORAGE
+
+    return DEFAULT_STORAGE
+
+
 def _plain(text: str) -> str:
     """Text from a database, quoted if it holds control characters (a name with a newline
     must not forge a line of output)."""
@@ -96,6 +111,10 @@ def _plain(text: str) -> str:
 def _build_config(
     config_file: str | None, assignments: tuple[str, ...], **overrides: Any
 ) -> TrainConfig:
+    from hpsearch.config import load_config_file
+    from hpsearch.config import make_config
+    from hpsearch.config import parse_assignment
+
     base = load_config_file(config_file) if config_file else None
     values = dict(parse_assignment(a) for a in assignments)
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -161,9 +180,9 @@ _storage_option = click.option(
 
 
 def _load_spec(path: str, storage: str | None, trials: int | None = None) -> StudySpec:
-    from hpsearch.studyfile import load_study
+    from hpsearch.studyfile import load_spec
 
-    return load_study(path, storage=storage, trials=trials)
+    return load_spec(path, storage=storage, trials=trials)
 
 
 def _resolve(target: str, storage: str | None) -> tuple[str, str]:
@@ -171,23 +190,13 @@ def _resolve(target: str, storage: str | None) -> tuple[str, str]:
     if target.endswith((".yaml", ".yml")) or Path(target).is_file():
         spec = _load_spec(target, storage)
         return spec.name, spec.storage
-    return target, storage or DEFAULT_STORAGE
+    return target, storage or _default_storage()
 
 
 def _open(target: str, storage: str | None) -> optuna.Study:
     from hpsearch.results import open_study
 
     return open_study(*_resolve(target, storage))
-
-
-def _require_best(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
-    """The best trial (or Pareto front); an error when nothing has completed yet."""
-    from hpsearch.results import best_trials
-
-    trials = best_trials(study)
-    if not trials:
-        raise ConfigError([f"study {study.study_name!r} has no completed trial yet"])
-    return trials
 
 
 def _best_line(study: optuna.Study) -> str:
@@ -203,6 +212,8 @@ def _best_line(study: optuna.Study) -> str:
 
 def _set_storage_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
     if value is not None:  # through the environment, so that launched workers wait as long
+        from hpsearch.storage import OUTAGE_WAIT_ENV
+
         os.environ[OUTAGE_WAIT_ENV] = str(value)
 
 
@@ -264,7 +275,7 @@ def run(
     budget = spec.budget()
     done = finished_count(study)
     click.echo(
-        f"study {spec.name} in {redact(spec.storage)}: sampler {spec.sampler}, "
+        f"study {spec.name} in {_redact(spec.storage)}: sampler {spec.sampler}, "
         f"budget {budget}, {queued} trials queued now",
         err=True,
     )
@@ -327,9 +338,11 @@ def _exit_if_failing(stats: Any, study_file: str) -> None:
 
 
 def _print_best(trials: list[optuna.trial.FrozenTrial]) -> None:
-    for t in trials[:5]:
-        values = ", ".join(f"{v:.4f}" for v in t.values)
-        test = t.user_attrs.get("test_accuracy")
+    from hpsearch.record import records
+
+    for t in records(trials[:5]):
+        values = ", ".join(f"{v:.4f}" for v in t.values or ())
+        test = t.test_accuracy
         click.echo(
             f"  trial {t.number}: values [{values}]"
             + (f"  test_accuracy {test:.4f}" if test is not None else "")
@@ -349,40 +362,49 @@ def create(study_file: str, trials: int | None, storage: str | None) -> None:
     spec = _load_spec(study_file, storage, trials)
     _, _, queued = prepare(spec)
     click.echo(
-        f"study {spec.name} in {redact(spec.storage)}: budget {spec.budget()}, "
+        f"study {spec.name} in {_redact(spec.storage)}: budget {spec.budget()}, "
         f"{queued} trials queued now"
     )
 
 
+_format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+
+
 @main.command()
 @_storage_option
-def studies(storage: str | None) -> None:
+@_format_option
+def studies(storage: str | None, fmt: str) -> None:
     """List the studies in a storage."""
-    import optuna
+    from hpsearch.results import format_rows
+    from hpsearch.results import study_rows
 
-    from hpsearch.storage import open_storage
-
-    url = storage or DEFAULT_STORAGE
-    summaries = optuna.get_all_study_summaries(open_storage(url, read_only=True))
-    if not summaries:
-        click.echo(f"no studies in {redact(url)}")
-    for s in summaries:
-        best = "" if s.best_trial is None else f"  best {s.best_trial.values}"
-        directions = ",".join(d.name.lower() for d in s.directions)
-        click.echo(f"{_plain(s.study_name)}  trials {s.n_trials}  {directions}{best}")
+    url = storage or _default_storage()
+    rows = study_rows(url)
+    if not rows and fmt == "table":
+        click.echo(f"no studies in {_redact(url)}")
+        return
+    click.echo(format_rows(rows, fmt))
 
 
 @main.command()
 @click.argument("study")
 @_storage_option
-@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def status(study: str, storage: str | None, as_json: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON (same as --format json).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def status(study: str, storage: str | None, as_json: bool, fmt: str) -> None:
     """Counts by state, best trial, time spent and trial rate of STUDY (file or name)."""
+    from hpsearch.results import format_rows
     from hpsearch.results import status as study_status
 
     info = study_status(_open(study, storage))
-    if as_json:
-        click.echo(json.dumps(info, indent=2, default=str))
+    if as_json or fmt == "json":
+        click.echo(format_rows(info, "json"))
         return
     states = "  ".join(f"{k.lower()} {v}" for k, v in info["states"].items())
     click.echo(f"study       {_plain(info['study'])} ({', '.join(info['directions'])})")
@@ -408,35 +430,69 @@ def status(study: str, storage: str | None, as_json: bool) -> None:
     type=click.Path(),
     help="Write the best trainer config here (YAML that `hpsearch train --config` reads).",
 )
-def best(study: str, storage: str | None, write_config: str | None) -> None:
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "table", "csv", "json"]), default="text"
+)
+def best(study: str, storage: str | None, write_config: str | None, fmt: str) -> None:
     """Params and metrics of the best trial (the Pareto front when multi-objective)."""
-    import yaml
+    from hpsearch.results import format_rows
+    from hpsearch.results import require_best
+    from hpsearch.results import trial_rows
+    from hpsearch.results import write_best_config
 
     s = _open(study, storage)
-    trials = _require_best(s)
-    _print_best(trials)
+    trials = require_best(s)
+    if fmt == "text":
+        _print_best(trials)
+    else:
+        click.echo(format_rows(trial_rows(s, trials), fmt))
     if write_config:
-        t = trials[0]
-        doc = {
-            "study": s.study_name,
-            "trial": t.number,
-            "values": t.values,
-            "config": t.user_attrs["config"],
-        }
-        Path(write_config).write_text(yaml.safe_dump(doc, sort_keys=False))
-        click.echo(f"wrote {write_config}")
+        click.echo(f"wrote {write_best_config(s, write_config)}", err=fmt != "text")
 
 
 @main.command()
 @click.argument("study")
 @_storage_option
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table")
+@_format_option
 def trials(study: str, storage: str | None, fmt: str) -> None:
-    """Every trial of STUDY with its state, values, params and metrics."""
+    """Every trial of STUDY with its state, values, params and metrics (a failed trial's
+    reason in one line; `hpsearch trial STUDY N` shows its traceback)."""
     from hpsearch.results import format_rows
     from hpsearch.results import trial_rows
 
     click.echo(format_rows(trial_rows(_open(study, storage)), fmt))
+
+
+@main.command()
+@click.argument("study")
+@click.argument("number", type=click.IntRange(min=0))
+@_storage_option
+@click.option("--json", "as_json", is_flag=True, help="Print the whole record as JSON.")
+def trial(study: str, number: int, storage: str | None, as_json: bool) -> None:
+    """Everything stored of trial NUMBER of STUDY: config, curves, outcome, traceback."""
+    import dataclasses
+
+    from hpsearch.results import format_rows
+    from hpsearch.results import trial_record
+
+    record = trial_record(_open(study, storage), number)
+    doc = dataclasses.asdict(record)
+    if as_json:
+        click.echo(format_rows(doc, "json"))
+        return
+    for key in ("number", "state", "values", "outcome", "worker", "device", "host", "threads"):
+        click.echo(f"{key:<14} {_plain(str(doc[key]))}")
+    for key in ("test_accuracy", "train_seconds", "duration_s", "param_count"):
+        click.echo(f"{key:<14} {doc[key]}")
+    click.echo(f"params         {json.dumps(doc['params'])}")
+    if record.config:
+        click.echo(f"config         {json.dumps(doc['config'])}")
+    for metric, curve in record.curves.items():
+        click.echo(f"{metric:<14} {json.dumps(curve)}")
+    if record.fail_reason:
+        click.echo(f"fail_reason    {_plain(record.fail_reason.splitlines()[0])}")
+    if record.traceback:
+        click.echo(record.traceback.rstrip())
 
 
 @main.command()
@@ -452,35 +508,14 @@ def trials(study: str, storage: str | None, fmt: str) -> None:
 )
 def retrain(study: str, storage: str | None, output: str) -> None:
     """Train the best configuration on training + validation data and save the model."""
-    import torch
-    import yaml
+    from hpsearch.results import retrain_best
 
-    from hpsearch.config import make_config
-    from hpsearch.trainer import fit
-
-    trials = _require_best(_open(study, storage))
-    config = make_config({"val_fraction": 0.0}, make_config(trials[0].user_attrs["config"]))
-    click.echo(f"retraining trial {trials[0].number} on training + validation data", err=True)
-    result, model = fit(config)
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), out / "model.pt")
-    (out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (out / "result.json").write_text(json.dumps(_json_safe(result.to_dict()), indent=2))
-    click.echo(f"test_accuracy  {result.test_accuracy:.4f}")
-    click.echo(f"test_loss      {result.test_loss:.4f}")
-    click.echo(f"saved          {out / 'model.pt'}, {out / 'config.yaml'}, {out / 'result.json'}")
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``null``: JSON has no such numbers."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+    click.echo("retraining the best trial on training + validation data", err=True)
+    done = retrain_best(_open(study, storage), output)
+    click.echo(f"trial          {done.trial}")
+    click.echo(f"test_accuracy  {done.result['test_accuracy']:.4f}")
+    click.echo(f"test_loss      {done.result['test_loss']:.4f}")
+    click.echo(f"saved          {', '.join(map(str, done.files))}")
 
 
 @main.command()
@@ -513,17 +548,35 @@ def retry(study: str, storage: str | None) -> None:
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def delete(study: str, storage: str | None, yes: bool) -> None:
     """Delete STUDY and all its trials from the storage."""
-    import optuna
-
-    from hpsearch import internals
+    from hpsearch.results import delete_study
     from hpsearch.results import open_study
 
     name, url = _resolve(study, storage)  # parses a study file once
     s = open_study(name, url)
     if not yes:
         click.confirm(f"delete study {name!r} ({len(s.trials)} trials)?", abort=True)
-    optuna.delete_study(study_name=name, storage=internals.storage_of(s))
-    click.echo(f"deleted {name} from {redact(url)}")
+    delete_study(s)
+    click.echo(f"deleted {name} from {_redact(url)}")
+
+
+@main.command()
+@click.option("--output", "-o", type=click.Path(), help="Write it to this file, not stdout.")
+def schema(output: str | None) -> None:
+    """Print the JSON Schema of study files, for editors that check YAML while you type.
+
+    Save it beside your studies and put this first line in a study file (VS Code's YAML
+    extension, and any editor using yaml-language-server, then complete and check keys):
+
+        # yaml-language-server: $schema=study.schema.json
+    """
+    from hpsearch.studyfile import study_schema
+
+    text = json.dumps(study_schema(), indent=2) + "\n"
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    Path(output).write_text(text)
+    click.echo(f"wrote {output}", err=True)
 
 
 # --- worker pools ------------------------------------------------------------------------
@@ -549,7 +602,7 @@ def worker(
     import dataclasses
 
     from hpsearch.config import make_config
-    from hpsearch.study import load_study
+    from hpsearch.study import load_existing_study
     from hpsearch.study import open_spec_storage
     from hpsearch.study import preflight
     from hpsearch.study import run_worker
@@ -569,8 +622,8 @@ def worker(
     set_threads(worker_threads(threads))
     preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     store = open_spec_storage(spec)
-    load_study(spec, store)  # fail fast, before any work, if the study does not exist
-    click.echo(f"worker {me} joined {spec.name} in {redact(spec.storage)}")
+    load_existing_study(spec, store)  # fail fast, before any work, if the study does not exist
+    click.echo(f"worker {me} joined {spec.name} in {_redact(spec.storage)}")
     try:
         stats = run_worker(
             spec,
@@ -655,7 +708,7 @@ def launch(
     _, study, queued = prepare(spec)
     logs = Path(log_dir or Path("hpsearch-logs") / spec.name)
     click.echo(
-        f"study {spec.name} in {redact(spec.storage)}: budget {spec.budget()}, "
+        f"study {spec.name} in {_redact(spec.storage)}: budget {spec.budget()}, "
         f"{queued} trials queued now; {len(slots)} workers "
         f"({', '.join(s.name for s in slots)}); logs in {logs}",
         err=True,
@@ -738,7 +791,7 @@ def dashboard(
     from hpsearch.dashboard import make_dashboard
     from hpsearch.dashboard import serve
 
-    url = _resolve(study, storage)[1] if study else storage or DEFAULT_STORAGE
+    url = _resolve(study, storage)[1] if study else storage or _default_storage()
     exposed = not is_loopback(host)
     try:
         server = make_dashboard(url, host, port, allow_writes=True if allow_writes else None)
@@ -754,7 +807,7 @@ def dashboard(
     serve(
         server,
         on_ready=lambda u: click.echo(
-            f"optuna-dashboard on {redact(url)} at {u} (Ctrl-C to stop)", err=True
+            f"optuna-dashboard on {_redact(url)} at {u} (Ctrl-C to stop)", err=True
         ),
     )
     click.echo("dashboard stopped", err=True)

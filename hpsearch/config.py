@@ -1,32 +1,40 @@
-"""The trainer's configuration: one frozen dataclass, and its parsing and validation.
+"""The trainer's configuration: one frozen, validated dataclass, and safe YAML reading.
 
 Every hyperparameter is a plain value (a number, a name or a tuple of them), never code, so
-that a search space can set it and a batched trainer could later hold it as a tensor.
+that a search space can set it and a batched trainer could later hold it as a tensor. No
+torch here: the command line reads configs without loading it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 import dataclasses
-from dataclasses import dataclass
-import difflib
 import re
-import types
-import typing
+from typing import Annotated
 from typing import Any
+from typing import ClassVar
 
+import pydantic
+from pydantic import ConfigDict
+from pydantic import Field
 import yaml
 
-from hpsearch.data import DATASETS
-from hpsearch.data import PREPROCESSING
+from hpsearch.choices import Activation
+from hpsearch.choices import Dataset
+from hpsearch.choices import Loss
+from hpsearch.choices import LOSS_ALIASES
+from hpsearch.choices import Optimizer
+from hpsearch.choices import Preprocess
+from hpsearch.choices import Scheduler
 from hpsearch.errors import ConfigError
-from hpsearch.errors import MAX_QUOTE
 from hpsearch.errors import shorten
-from hpsearch.model import ACTIVATIONS
-from hpsearch.optim import LOSS_ALIASES
-from hpsearch.optim import LOSSES
-from hpsearch.optim import OPTIMIZERS
-from hpsearch.optim import SCHEDULERS
+from hpsearch.validation import Problems
+from hpsearch.validation import problems
+from hpsearch.validation import StrictBool
+from hpsearch.validation import StrictFloat
+from hpsearch.validation import StrictInt
+from hpsearch.validation import StrictStr
+from hpsearch.validation import Wording
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -124,43 +132,118 @@ def _check_bounds(root: yaml.Node) -> None:
             stack.extend((child, depth + 1) for child in node.value)
 
 
-@dataclass(frozen=True)
+Fraction = Annotated[StrictFloat, Field(ge=0.0, lt=1.0)]
+NonNegative = Annotated[StrictFloat, Field(ge=0.0)]
+AtLeastOne = Annotated[StrictInt, Field(ge=1)]
+Device = Annotated[StrictStr, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
+
+_WORDING = Wording(
+    unknown="setting",
+    rules={
+        "hidden_layers": "widths must be positive integers",
+        "device": "allowed: auto, cpu, cuda, cuda:N, mps",
+    },
+    whole_fields=True,
+)
+
+
+@pydantic.dataclasses.dataclass(
+    frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True)
+)
 class TrainConfig:
-    """Everything one training run depends on; defaults are the classic PyTorch MNIST setup."""
+    """Everything one training run depends on; defaults are the classic PyTorch MNIST setup.
+
+    Validated on construction (pydantic): types are strict (``"3"`` is not an integer), lists
+    become tuples, ``nll`` becomes ``cross_entropy``. Build one from user input with
+    :func:`make_config`, which words every problem for a person.
+    """
+
+    __wording__: ClassVar[Wording] = _WORDING
 
     # data
-    dataset: str = "digits"  # offline default; mnist / fashion-mnist are read from data_dir
-    data_dir: str | None = None  # None: $HPSEARCH_DATA_DIR, else ./data
-    val_fraction: float = 0.1  # carved from the training set (fixed seed): what a search optimizes
-    train_subset: int | None = None  # first N training images only (quick checks on MNIST)
-    preprocess: str = "standardize"  # raw | scale (to [0,1]) | standardize (train mean/std)
+    dataset: Dataset = "digits"
+    """Data set: digits (offline default), mnist, fashion-mnist (read from data_dir), synthetic."""
+    data_dir: StrictStr | None = None
+    """Where mnist / fashion-mnist live; null: $HPSEARCH_DATA_DIR, else ./data."""
+    val_fraction: Fraction = 0.1
+    """Share of the training set held out (fixed seed) for validation: what a search optimizes."""
+    train_subset: Annotated[StrictInt, Field(ge=2)] | None = None
+    """Use only the first N training images (quick checks on MNIST)."""
+    preprocess: Preprocess = "standardize"
+    """raw, scale (to [0, 1]) or standardize (training mean and std)."""
     # architecture
-    hidden_layers: tuple[int, ...] = (128,)  # widths; () is a linear model, (128,) is 784-128-10
-    activation: str | tuple[str, ...] = "relu"  # one for all layers, or one per layer
-    dropout: float | tuple[float, ...] = 0.0  # one for all layers, or one per layer
-    batch_norm: bool = False  # BatchNorm1d after each hidden linear layer
+    hidden_layers: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (128,)
+    """Hidden layer widths; [] is a linear model, [128] is 784-128-10."""
+    activation: Activation | tuple[Activation, ...] = "relu"
+    """One activation for all hidden layers, or one per layer."""
+    dropout: Fraction | tuple[Fraction, ...] = 0.0
+    """One dropout probability for all hidden layers, or one per layer."""
+    batch_norm: StrictBool = False
+    """BatchNorm1d after each hidden linear layer."""
     # loss and regularization
-    loss: str = "cross_entropy"  # = NLL over log-softmax; mse / bce use one-hot targets
-    label_smoothing: float = 0.0  # mixes the one-hot target with uniform, for every loss
-    weight_decay: float = 0.0  # L2, through the optimizer
-    l1: float = 0.0  # coefficient of the sum of |weights| added to the loss
+    loss: Loss = "cross_entropy"
+    """cross_entropy (= nll over log-softmax); mse and bce use one-hot targets."""
+    label_smoothing: Fraction = 0.0
+    """Mixes the one-hot target with uniform, for every loss."""
+    weight_decay: NonNegative = 0.0
+    """L2 penalty, through the optimizer."""
+    l1: NonNegative = 0.0
+    """Coefficient of the sum of |weights| added to the loss."""
     # optimization
-    optimizer: str = "adadelta"  # the classic example's choice
-    lr: float = 1.0  # Adadelta's customary rate; ~1e-3 for adam
-    momentum: float = 0.0  # sgd and rmsprop only
-    nesterov: bool = False  # sgd only; needs momentum > 0
-    scheduler: str = "step"  # none | step | cosine | onecycle
-    step_size: int = 1  # epochs between StepLR decays
-    gamma: float = 0.7  # StepLR decay factor, as in the classic example
-    epochs: int = 14  # the classic example's count
-    batch_size: int = 64
-    eval_batch_size: int = 1000  # evaluation only: larger is faster and changes nothing
-    seed: int = 1  # initialisation, shuffling and dropout
-    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    optimizer: Optimizer = "adadelta"
+    """The optimizer; adadelta is the classic example's choice."""
+    lr: Annotated[StrictFloat, Field(gt=0.0)] = 1.0
+    """Learning rate: 1.0 is Adadelta's customary rate; ~1e-3 for adam."""
+    momentum: Fraction = 0.0
+    """Momentum of sgd and rmsprop."""
+    nesterov: StrictBool = False
+    """Nesterov momentum (sgd only; needs momentum > 0)."""
+    scheduler: Scheduler = "step"
+    """Learning-rate schedule: none, step, cosine or onecycle."""
+    step_size: AtLeastOne = 1
+    """Epochs between StepLR decays."""
+    gamma: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.7
+    """StepLR decay factor, as in the classic example."""
+    epochs: AtLeastOne = 14
+    """Training epochs; 14 in the classic example."""
+    batch_size: AtLeastOne = 64
+    """Training batch size."""
+    eval_batch_size: AtLeastOne = 1000
+    """Evaluation batch size: larger is faster and changes nothing."""
+    seed: StrictInt = 1
+    """Seed of initialisation, shuffling and dropout."""
+    device: Device = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
+
+    @pydantic.field_validator("loss")
+    @classmethod
+    def _resolve_alias(cls, loss: str) -> str:
+        return LOSS_ALIASES.get(loss, loss)
+
+    @pydantic.model_validator(mode="after")
+    def _check_together(self, info: pydantic.ValidationInfo) -> TrainConfig:
+        # Rules that tie fields together; a search space checks one parameter at a time
+        # without them (context cross_field=False).
+        if info.context is not None and not info.context.get("cross_field", True):
+            return self
+        found = []
+        n = len(self.hidden_layers)
+        for key in ("activation", "dropout"):
+            value = getattr(self, key)
+            if isinstance(value, tuple) and len(value) != n:
+                found.append((key, f"{len(value)} values for {n} hidden layers; give one or {n}"))
+        if self.nesterov and self.momentum <= 0.0:
+            found.append(("nesterov", f"needs momentum > 0, got {self.momentum}"))
+        if found:
+            raise Problems(found)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON/YAML-friendly values (tuples become lists)."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self).items()}
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
 
     def activations(self) -> tuple[str, ...]:
         """The activation of each hidden layer."""
@@ -175,13 +258,8 @@ def _per_layer(value: Any, n: int) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,) * n
 
 
-def _given(value: Any) -> tuple[Any, ...]:
-    """The values a per-layer setting was given: one for all layers, or one per layer."""
-    return tuple(value) if isinstance(value, tuple) else (value,)
-
-
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
-_HINTS = typing.get_type_hints(TrainConfig)
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_ADAPTER = pydantic.TypeAdapter(TrainConfig)
 
 
 def make_config(
@@ -202,24 +280,20 @@ def make_config(
     Raises:
         ConfigError: Listing every unknown key, wrong type and out-of-range value at once.
     """
-    problems: list[str] = []
-    merged = (base or TrainConfig()).to_dict()
-    for key, value in values.items():
-        if key not in FIELDS:
-            name = str(key) if len(str(key)) <= MAX_QUOTE else shorten(key)
-            problems.append(f"{name}: unknown setting{_did_you_mean(name, FIELDS)}")
-            continue
-        try:
-            merged[key] = _coerce(value, _HINTS[key])
-        except TypeError as e:
-            problems.append(f"{key}: expected {e}, got {shorten(value)}")
-    if not problems:
-        merged = {k: tuple(v) if isinstance(v, list) else v for k, v in merged.items()}
-        merged["loss"] = LOSS_ALIASES.get(merged["loss"], merged["loss"])
-        problems = check(TrainConfig(**merged), cross_field)
-    if problems:
-        raise ConfigError(problems, source)
-    return TrainConfig(**merged)
+    merged = {**(base or TrainConfig()).to_dict(), **values}
+    try:
+        config: TrainConfig = _ADAPTER.validate_python(
+            merged, context={"cross_field": cross_field}
+        )
+    except pydantic.ValidationError as e:
+        raise ConfigError(problems(e, TrainConfig), source) from None
+    return config
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema of a trainer config (the ``fixed:`` block of a study file)."""
+    schema: dict[str, Any] = _ADAPTER.json_schema()
+    return schema
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -235,100 +309,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key.strip(), load_yaml(raw)
     except yaml.YAMLError as e:
         raise ConfigError([f"{key.strip()}: value {shorten(raw)} is not valid YAML ({e})"]) from e
-
-
-def _did_you_mean(key: str, choices: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(key, list(choices), n=1)
-    allowed = "" if close else f"; allowed: {', '.join(choices)}"
-    return f" (did you mean {close[0]!r}?)" if close else allowed
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    """Checks ``value`` against a type hint, converting ints to floats and lists to tuples.
-
-    Raises:
-        TypeError: With a description of the expected type.
-    """
-    origin = typing.get_origin(hint)
-    if origin in (types.UnionType, typing.Union):
-        for option in typing.get_args(hint):
-            try:
-                return _coerce(value, option)
-            except TypeError:
-                pass
-        raise TypeError(" or ".join(_describe(o) for o in typing.get_args(hint)))
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if not isinstance(value, list | tuple):
-            raise TypeError(_describe(hint))
-        return tuple(_coerce(v, item) for v in value)
-    if hint is type(None):
-        if value is None:
-            return None
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif isinstance(value, hint) and not (hint is int and isinstance(value, bool)):
-        return value
-    raise TypeError(_describe(hint))
-
-
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        return "a list of " + {int: "integers", float: "numbers"}.get(item, "strings")
-    return {type(None): "null", int: "an integer", float: "a number", bool: "true/false"}.get(
-        hint, "a string"
-    )
-
-
-def _choice(problems: list[str], key: str, value: str, allowed: typing.Iterable[str]) -> None:
-    if value not in allowed:
-        problems.append(f"{key}: unknown {shorten(value)}; allowed: {', '.join(allowed)}")
-
-
-def check(c: TrainConfig, cross_field: bool = True) -> list[str]:
-    """Returns one message per semantic problem of a well-typed config (empty when valid)."""
-    p: list[str] = []
-    _choice(p, "dataset", c.dataset, DATASETS)
-    _choice(p, "preprocess", c.preprocess, PREPROCESSING)
-    _choice(p, "loss", c.loss, [*LOSSES, *LOSS_ALIASES])
-    _choice(p, "optimizer", c.optimizer, OPTIMIZERS)
-    _choice(p, "scheduler", c.scheduler, SCHEDULERS)
-    for act in _given(c.activation):  # checked even when there is no hidden layer
-        _choice(p, "activation", act, ACTIVATIONS)
-    n = len(c.hidden_layers)
-    for key in ("activation", "dropout"):
-        value = getattr(c, key)
-        if cross_field and isinstance(value, tuple) and len(value) != n:
-            p.append(f"{key}: {len(value)} values for {n} hidden layers; give one or {n}")
-    if any(w <= 0 for w in c.hidden_layers):
-        p.append(f"hidden_layers: widths must be positive integers, got {list(c.hidden_layers)}")
-    if any(not 0.0 <= d < 1.0 for d in _given(c.dropout)):
-        p.append("dropout: must be in [0, 1)")
-    rules = [
-        ("val_fraction", 0.0 <= c.val_fraction < 1.0, "must be in [0, 1)"),
-        ("train_subset", c.train_subset is None or c.train_subset > 1, "must be at least 2"),
-        ("label_smoothing", 0.0 <= c.label_smoothing < 1.0, "must be in [0, 1)"),
-        ("weight_decay", c.weight_decay >= 0.0, "must be >= 0"),
-        ("l1", c.l1 >= 0.0, "must be >= 0"),
-        ("lr", c.lr > 0.0, "must be > 0"),
-        ("momentum", 0.0 <= c.momentum < 1.0, "must be in [0, 1)"),
-        ("nesterov", not (cross_field and c.nesterov) or c.momentum > 0.0, "needs momentum > 0"),
-        ("step_size", c.step_size >= 1, "must be >= 1"),
-        ("gamma", 0.0 < c.gamma <= 1.0, "must be in (0, 1]"),
-        ("epochs", c.epochs >= 1, "must be >= 1"),
-        ("batch_size", c.batch_size >= 1, "must be >= 1"),
-        ("eval_batch_size", c.eval_batch_size >= 1, "must be >= 1"),
-        ("device", _valid_device(c.device), "allowed: auto, cpu, cuda, cuda:N, mps"),
-    ]
-    p += [f"{key}: {msg}, got {shorten(getattr(c, key))}" for key, ok, msg in rules if not ok]
-    return p
-
-
-def _valid_device(device: str) -> bool:
-    kind, _, index = device.partition(":")
-    return kind in ("auto", "cpu", "mps", "cuda") and (not index or index.isdigit())
 
 
 def read_yaml(path: str) -> Any:

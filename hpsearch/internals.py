@@ -22,6 +22,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
+from hpsearch import record
+
 
 def storage_of(study: optuna.Study) -> BaseStorage:
     """The storage a study reads and writes (Optuna may wrap an RDB storage in a cache)."""
@@ -115,7 +117,7 @@ def rdb_fail_running_trial(rdb: RDBStorage, trial_id: int, reason: str) -> bool:
         if trial.state != TrialState.RUNNING:
             return False
         rdb._set_trial_attr_without_commit(
-            session, models.TrialUserAttributeModel, trial_id, "fail_reason", reason
+            session, models.TrialUserAttributeModel, trial_id, record.FAIL_REASON, reason
         )
         trial.state = TrialState.FAIL
         trial.datetime_complete = datetime.now()
@@ -142,7 +144,7 @@ def _fail_without_transaction(storage: BaseStorage, trial_id: int, reason: str) 
     try:
         if storage.get_trial(trial_id).state != TrialState.RUNNING:
             return False
-        storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
         return storage.set_trial_state_values(trial_id, TrialState.FAIL)
     except UpdateFinishedTrialError:
         return False

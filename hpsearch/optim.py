@@ -1,4 +1,5 @@
-"""Tables of losses, optimizers and learning-rate schedulers, keyed by the names a config uses.
+"""Tables of losses, optimizers and learning-rate schedulers, keyed by the names a config uses
+(:mod:`hpsearch.choices` lists them without torch).
 
 Each table maps a name to a small factory, so that the trainer has no if/elif chains and a
 new choice is one entry here.
@@ -46,8 +47,6 @@ LOSSES: dict[str, LossFn] = {
     "mse": _mse,
     "bce": _bce,  # BCE-with-logits against one-hot targets
 }
-# NLL over a log-softmax output *is* cross-entropy on the logits: one choice, two names.
-LOSS_ALIASES = {"nll": "cross_entropy"}
 
 
 def _sgd(params: Iterable[nn.Parameter], c: TrainConfig) -> torch.optim.Optimizer:

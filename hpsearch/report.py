@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import datetime
 import html
+import logging
 from typing import Any
 import warnings
 
@@ -21,10 +22,13 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from hpsearch.record import records
+from hpsearch.record import study_summary
+from hpsearch.record import TrialRecord
 from hpsearch.results import best_trials
 from hpsearch.results import status
-from hpsearch.study import SPEC_ATTR
 
+_log = logging.getLogger(__name__)
 STATE_COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728"}
 
 
@@ -33,9 +37,10 @@ class Missing(Exception):
 
 
 def _objective_name(study: optuna.Study, index: int = 0) -> str:
-    objectives = study.user_attrs.get(SPEC_ATTR, {}).get("objectives") or []
-    if index < len(objectives):
-        return str(objectives[index]["metric"])
+    summary = study_summary(study)
+    metrics = summary.metrics if summary else ()
+    if index < len(metrics):
+        return metrics[index]
     return "value" if index == 0 else f"value {index}"
 
 
@@ -48,6 +53,10 @@ def _target(study: optuna.Study) -> dict[str, Any]:
 
 def _complete(study: optuna.Study) -> list[FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def _records(study: optuna.Study) -> list[TrialRecord]:
+    return records(study.get_trials(deepcopy=False))
 
 
 def _need(study: optuna.Study, n: int, what: str) -> None:
@@ -104,28 +113,24 @@ def _curve_metric(study: optuna.Study) -> str:
 
 def _learning_curves(study: optuna.Study) -> go.Figure:
     metric = _curve_metric(study)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("curves")]
+    trials = [t for t in _records(study) if t.curves]
     if not trials:
         raise Missing("learning curves appear once a trial has finished")
     fig = go.Figure()
     for t in trials:
-        y = t.user_attrs["curves"][metric]
-        color = STATE_COLORS.get(t.state.name, "#7f7f7f")
+        y = t.curve(metric)
+        color = STATE_COLORS.get(t.state, "#7f7f7f")
         fig.add_scatter(
             x=list(range(1, len(y) + 1)),
             y=y,
             mode="lines",
-            name=f"#{t.number} {t.state.name}",
-            line={
-                "color": color,
-                "width": 1,
-                "dash": "dot" if t.state.name == "PRUNED" else "solid",
-            },
+            name=f"#{t.number} {t.state}",
+            line={"color": color, "width": 1, "dash": "dot" if t.state == "PRUNED" else "solid"},
             opacity=0.7,
-            legendgroup=t.state.name,
+            legendgroup=t.state,
             showlegend=False,
         )
-        if t.state == TrialState.PRUNED and y:  # mark where the pruner cut it short
+        if t.state == "PRUNED" and y:  # mark where the pruner cut it short
             fig.add_scatter(
                 x=[len(y)],
                 y=[y[-1]],
@@ -141,16 +146,11 @@ def _learning_curves(study: optuna.Study) -> go.Figure:
     return fig
 
 
-def _best_val_accuracy(t: FrozenTrial) -> float | None:
-    values = [v for v in t.user_attrs.get("curves", {}).get("val_accuracy", []) if v is not None]
-    return max(values) if values else None
-
-
 def _val_vs_test(study: optuna.Study) -> go.Figure:
     points = [
-        (t.user_attrs["curves"]["val_accuracy"][-1], t.user_attrs["test_accuracy"], t.number)
-        for t in _complete(study)
-        if t.user_attrs.get("test_accuracy") is not None
+        (t.final_val_accuracy, t.test_accuracy, t.number)
+        for t in records(_complete(study))
+        if t.test_accuracy is not None and t.final_val_accuracy is not None
     ]
     if not points:
         raise Missing("validation against test accuracy needs a completed trial")
@@ -177,20 +177,16 @@ def _val_vs_test(study: optuna.Study) -> go.Figure:
 
 
 def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if t.user_attrs.get("train_seconds") is not None and _best_val_accuracy(t)
-    ]
+    trials = [t for t in _records(study) if t.train_seconds is not None and t.best_val_accuracy]
     if not trials:
         raise Missing("accuracy against training time needs a finished trial")
     fig = go.Figure()
     for state in ("COMPLETE", "PRUNED", "FAIL"):
-        group = [t for t in trials if t.state.name == state]
+        group = [t for t in trials if t.state == state]
         if group:
             fig.add_scatter(
-                x=[t.user_attrs["train_seconds"] for t in group],
-                y=[_best_val_accuracy(t) for t in group],
+                x=[t.train_seconds for t in group],
+                y=[t.best_val_accuracy for t in group],
                 mode="markers",
                 name=state,
                 text=[f"#{t.number}" for t in group],
@@ -213,18 +209,14 @@ def _pareto(study: optuna.Study) -> go.Figure:
 
 
 def _one_factor(study: optuna.Study) -> list[tuple[str, go.Figure]]:
-    trials = [
-        t
-        for t in study.get_trials(deepcopy=False)
-        if "ofat_factor" in t.user_attrs and t.user_attrs.get("curves")
-    ]
-    baseline = next((t for t in trials if t.user_attrs["ofat_factor"] == "baseline"), None)
-    factors = sorted({t.user_attrs["ofat_factor"] for t in trials} - {"baseline"})
+    trials = [t for t in _records(study) if t.ofat_factor is not None and t.curves]
+    baseline = next((t for t in trials if t.ofat_factor == "baseline"), None)
+    factors = sorted({str(t.ofat_factor) for t in trials} - {"baseline"})
     figures = []
     for factor in factors:
-        group = [t for t in trials if t.user_attrs["ofat_factor"] == factor]
+        group = [t for t in trials if t.ofat_factor == factor]
         runs = ([("baseline", baseline)] if baseline else []) + [
-            (f"{factor}={t.user_attrs['ofat_value']}", t) for t in group
+            (f"{factor}={t.ofat_value}", t) for t in group
         ]
         fig = make_subplots(
             rows=1,
@@ -233,12 +225,11 @@ def _one_factor(study: optuna.Study) -> list[tuple[str, go.Figure]]:
         )
         for i, (label, t) in enumerate(runs):
             color = f"hsl({(i * 67) % 360},65%,45%)"
-            curves = t.user_attrs["curves"]
-            epochs = list(range(1, len(curves["val_loss"]) + 1))
+            epochs = list(range(1, len(t.curve("val_loss")) + 1))
             for col, key in ((1, "val_loss"), (2, "val_accuracy")):
                 fig.add_scatter(
                     x=epochs,
-                    y=curves[key],
+                    y=t.curve(key),
                     mode="lines+markers",
                     name=label,
                     legendgroup=label,
@@ -249,7 +240,7 @@ def _one_factor(study: optuna.Study) -> list[tuple[str, go.Figure]]:
                 )
             fig.add_bar(
                 x=[label],
-                y=[t.user_attrs.get("train_seconds")],
+                y=[t.train_seconds],
                 name=label,
                 legendgroup=label,
                 showlegend=False,
@@ -277,11 +268,11 @@ SECTIONS: list[tuple[str, Callable[[optuna.Study], go.Figure]]] = [
 
 def _summary(study: optuna.Study) -> str:
     info = status(study)
-    spec = study.user_attrs.get(SPEC_ATTR, {})
+    summary = study_summary(study)
     rows = [
         ("study", study.study_name),
-        ("sampler", spec.get("sampler", "unknown")),
-        ("pruner", spec.get("pruner", "unknown")),
+        ("sampler", summary.sampler if summary else "unknown"),
+        ("pruner", summary.pruner if summary else "unknown"),
         (
             "objectives",
             ", ".join(
@@ -301,12 +292,12 @@ def _summary(study: optuna.Study) -> str:
     best = best_trials(study)
     if not best:
         rows.append(("best", "no completed trial yet"))
-    for t in best[:5]:
-        test = t.user_attrs.get("test_accuracy")
+    for t in records(best[:5]):
+        test = t.test_accuracy
         rows.append(
             (
                 f"best trial #{t.number}",
-                f"values {', '.join(f'{v:.4f}' for v in t.values)}; test accuracy "
+                f"values {', '.join(f'{v:.4f}' for v in t.values or ())}; test accuracy "
                 f"{'n/a' if test is None else f'{test:.4f}'}",
             )
         )
@@ -328,10 +319,12 @@ def build_report(study: optuna.Study) -> str:
                 warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
                 figures.append((title, make(study)))
         except Exception as e:  # an empty or odd study: say so, keep the rest
+            _log.debug("report section %r not drawn", title, exc_info=not isinstance(e, Missing))
             figures.append((title, e))
     try:
         figures += _one_factor(study)
     except Exception as e:
+        _log.debug("one-factor section not drawn", exc_info=True)
         figures.append(("One factor at a time", e))
     for title, fig in figures:
         parts.append(f"<h2>{html.escape(title)}</h2>")

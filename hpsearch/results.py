@@ -1,23 +1,43 @@
-"""Reading results back out of a study: rows per trial, status summaries, best trials."""
+"""Reading results back out of a study: the Python API behind the reading commands.
+
+Everything ``hpsearch studies``, ``status``, ``trials``, ``trial``, ``best``, ``retrain`` and
+``delete`` do is a function here that the command line calls and prints, so a notebook can
+do the same (see the README's "From Python")::
+
+    from hpsearch.results import open_study, status, best_trials, write_best_config
+    study = open_study("quickstart", "sqlite:///hpsearch.db")
+    print(status(study)["best"])
+"""
 
 from __future__ import annotations
 
 from collections import Counter
 import csv
+from dataclasses import dataclass
 import io
 import json
+import math
+from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+import yaml
 
+from hpsearch import internals
+from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.errors import StorageError
+from hpsearch.record import counted
+from hpsearch.record import FINISHED
+from hpsearch.record import records
+from hpsearch.record import TrialRecord
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+FORMATS = ("table", "csv", "json")
 
 
 def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
@@ -36,21 +56,47 @@ def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
         raise StorageError(f"no study {shorten(name)} in {redact(url)}{known}") from e
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
-    """One flat row per trial: number, state, values, params and the main user attributes."""
+def study_rows(url: str) -> list[dict[str, Any]]:
+    """One row per study in a storage: name, trial count, directions and best values."""
+    summaries = optuna.get_all_study_summaries(open_storage(url, read_only=True))
+    return [
+        {
+            "study": s.study_name,
+            "trials": s.n_trials,
+            "directions": ",".join(d.name.lower() for d in s.directions),
+            "best": None if s.best_trial is None else s.best_trial.values,
+        }
+        for s in summaries
+    ]
+
+
+def trial_rows(
+    study: optuna.Study, trials: list[FrozenTrial] | None = None
+) -> list[dict[str, Any]]:
+    """One flat row per trial: number, state, values, params and the main metrics.
+
+    Args:
+        study: The study.
+        trials: Only these trials (default: all).
+    """
     multi = len(study.directions) > 1
     rows = []
-    for t in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": t.number, "state": t.state.name}
-        values = t.values or []
+    for r in records(study.get_trials(deepcopy=False) if trials is None else trials):
+        row: dict[str, Any] = {"number": r.number, "state": r.state}
+        values = r.values or ()
         if multi:
             row.update({f"value_{i}": v for i, v in enumerate(values)})
         else:
-            row["value"] = values[0] if values else t.value
-        row.update({f"param.{k}": v for k, v in t.params.items()})
-        for key in ("test_accuracy", "train_seconds", "param_count", "worker", "fail_reason"):
-            row[key] = t.user_attrs.get(key)
-        row["duration_s"] = t.duration.total_seconds() if t.duration else None
+            row["value"] = values[0] if values else None
+        row.update({f"param.{k}": v for k, v in r.params.items()})
+        row.update(
+            test_accuracy=r.test_accuracy,
+            train_seconds=r.train_seconds,
+            param_count=r.param_count,
+            worker=r.worker,
+            fail_reason=(r.fail_reason or "").splitlines()[0] if r.fail_reason else None,
+            duration_s=r.duration_s,
+        )
         rows.append(row)
     return rows
 
@@ -67,25 +113,40 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if text.isprintable() else repr(text)  # a value must not forge a line
 
 
-def format_rows(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Renders rows as ``table``, ``csv`` or ``json``."""
+def format_rows(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> str:
+    """Renders rows (or one record) as ``table``, ``csv`` or ``json``: the one formatter of
+    every command."""
     if fmt == "json":
-        return json.dumps(rows, indent=2, default=str)
+        return json.dumps(json_safe(rows), indent=2, default=str)
+    if isinstance(rows, dict):
+        rows = [rows]
     columns = _columns(rows)
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows([{c: _cell(r.get(c)) for c in columns} for r in rows])
         return out.getvalue().rstrip("\n")
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``null`` (JSON has no such numbers)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -95,6 +156,32 @@ def best_trials(study: optuna.Study) -> list[FrozenTrial]:
     return study.best_trials if len(study.directions) > 1 else [study.best_trial]
 
 
+def require_best(study: optuna.Study) -> list[FrozenTrial]:
+    """:func:`best_trials`, or an error when nothing has completed yet.
+
+    Raises:
+        ConfigError: The study has no completed trial.
+    """
+    trials = best_trials(study)
+    if not trials:
+        raise ConfigError([f"study {study.study_name!r} has no completed trial yet"])
+    return trials
+
+
+def trial_record(study: optuna.Study, number: int) -> TrialRecord:
+    """The stored record of one trial, by number (its traceback included).
+
+    Raises:
+        ConfigError: The study has no trial of that number.
+    """
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise ConfigError(
+            [f"study {study.study_name!r} has no trial {number} (0-{len(trials) - 1})"]
+        )
+    return TrialRecord.from_trial(trials[number])
+
+
 def status(study: optuna.Study) -> dict[str, Any]:
     """Counts by state, the best trial, time spent and the trial rate."""
     trials = study.get_trials(deepcopy=False)
@@ -102,8 +189,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
     starts = [t.datetime_start for t in trials if t.datetime_start]
     ends = [t.datetime_complete for t in trials if t.datetime_complete]
     wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    finished = sum(counts[s] for s in ("COMPLETE", "PRUNED", "FAIL"))
-    best = best_trials(study)
+    finished = sum(t.state in FINISHED for t in counted(trials))
     return {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
@@ -111,14 +197,82 @@ def status(study: optuna.Study) -> dict[str, Any]:
         "states": {s: counts.get(s, 0) for s in STATES},
         "best": [
             {
-                "number": t.number,
-                "values": t.values,
-                "params": t.params,
-                "test_accuracy": t.user_attrs.get("test_accuracy"),
+                "number": r.number,
+                "values": list(r.values or ()),
+                "params": dict(r.params),
+                "test_accuracy": r.test_accuracy,
             }
-            for t in best
+            for r in records(best_trials(study))
         ],
         "wall_seconds": wall,
         "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
-        "train_seconds": sum(t.user_attrs.get("train_seconds") or 0.0 for t in trials),
+        "train_seconds": sum(r.train_seconds or 0.0 for r in records(trials)),
     }
+
+
+def best_config(study: optuna.Study) -> dict[str, Any]:
+    """The best trial's resolved trainer config, with where it came from: the document
+    ``hpsearch train --config`` reads (the first trial of a Pareto front).
+
+    Raises:
+        ConfigError: The study has no completed trial.
+    """
+    best = TrialRecord.from_trial(require_best(study)[0])
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "values": list(best.values or ()),
+        "config": dict(best.config or {}),
+    }
+
+
+def write_best_config(study: optuna.Study, path: str | Path) -> Path:
+    """Writes :func:`best_config` as YAML; returns the path."""
+    out = Path(path)
+    out.write_text(yaml.safe_dump(best_config(study), sort_keys=False))
+    return out
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """What :func:`retrain_best` wrote.
+
+    Attributes:
+        trial: The number of the retrained trial.
+        result: The training result as a dict (``hpsearch.trainer.TrainResult.to_dict``).
+        files: The model, its config and the result, in that order.
+    """
+
+    trial: int
+    result: dict[str, Any]
+    files: tuple[Path, ...]
+
+
+def retrain_best(study: optuna.Study, output: str | Path) -> Retrained:
+    """Trains the best configuration on training + validation data and saves the model,
+    its config and its result (``model.pt``, ``config.yaml``, ``result.json``) in ``output``.
+
+    Raises:
+        ConfigError: The study has no completed trial.
+    """
+    # torch only here: reading results must not load it
+    import torch
+
+    from hpsearch.config import make_config
+    from hpsearch.trainer import fit
+
+    best = TrialRecord.from_trial(require_best(study)[0])
+    config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
+    result, model = fit(config)
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = (out / "model.pt", out / "config.yaml", out / "result.json")
+    torch.save(model.state_dict(), files[0])
+    files[1].write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files[2].write_text(json.dumps(json_safe(result.to_dict()), indent=2))
+    return Retrained(best.number, result.to_dict(), files)
+
+
+def delete_study(study: optuna.Study) -> None:
+    """Deletes a study and all its trials from its storage."""
+    optuna.delete_study(study_name=study.study_name, storage=internals.storage_of(study))

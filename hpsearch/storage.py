@@ -47,6 +47,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine import URL
 
 from hpsearch import internals
+from hpsearch import record
 from hpsearch.errors import StorageError
 from hpsearch.errors import StorageOutage
 
@@ -64,17 +65,12 @@ SQLITE_TIMEOUT_S = 120  # generous: 8+ workers queue for the one writer lock
 MAX_RETRIES = 3  # a trial whose worker died is re-queued at most this often
 
 
-# User attributes that describe the trial's point, not one attempt at running it: a retry keeps
-# them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
-POINT_ATTRS = ("ofat_factor", "ofat_value")
-
-
 class RetryCleanly(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry (a WAITING copy with the same params), minus the attempt's attributes."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         trial = copy.deepcopy(trial)
-        trial.user_attrs = {k: v for k, v in trial.user_attrs.items() if k in POINT_ATTRS}
+        trial.user_attrs = record.point_attrs(trial)
         super().__call__(study, trial)
 
 
@@ -136,7 +132,8 @@ def sqlite_path(url: str) -> Path | None:
     """The absolute path of a SQLite URL's file; ``None`` for other URLs and in-memory ones."""
     try:
         parsed = make_url(url)
-    except Exception:
+    except Exception as e:  # not a URL at all: open_storage says so, here it is no file
+        _log.debug("not a database URL: %s", e)
         return None
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
@@ -307,8 +304,6 @@ def _require_optuna_database(url: str, parsed: URL) -> None:
 
 # --- outages ---------------------------------------------------------------------------------
 
-_CREATE_TOKEN = "hpsearch:create_token"  # tags a new trial, so a retried insert finds it
-
 
 def outage_wait() -> float:
     """Seconds a storage call waits out an outage (``$HPSEARCH_STORAGE_WAIT``, default 300)."""
@@ -401,7 +396,8 @@ class ResilientRDBStorage(RDBStorage):
                 pause = min(2 * pause, 5.0)
                 try:
                     finished = done()
-                except Exception:  # still down: try the call itself next time round
+                except Exception as check:  # still down: try the call itself next time round
+                    _log.debug("checking whether a write took effect failed: %s", check)
                     finished = None
                 if finished is not None:
                     result = finished
@@ -458,7 +454,7 @@ class ResilientRDBStorage(RDBStorage):
             return cast(FrozenTrial, self._retry(lambda: create(study_id)))
         token = uuid.uuid4().hex
         template = copy.copy(template_trial)
-        template.system_attrs = {**template_trial.system_attrs, _CREATE_TOKEN: token}
+        template.system_attrs = {**template_trial.system_attrs, record.CREATE_TOKEN: token}
 
         def done() -> FrozenTrial | None:
             trial_id = self._trial_with_token(token)
@@ -467,14 +463,14 @@ class ResilientRDBStorage(RDBStorage):
         return cast(FrozenTrial, self._retry(lambda: create(study_id, template), done))
 
     def _trial_with_token(self, token: str) -> int | None:
-        return internals.rdb_trial_with_system_attr(self, _CREATE_TOKEN, token)
+        return internals.rdb_trial_with_system_attr(self, record.CREATE_TOKEN, token)
 
     def fail_running_trial(self, trial_id: int, reason: str) -> bool:
         """See :func:`hpsearch.internals.fail_running_trial`; waits out outages too."""
 
         def done() -> bool | None:
             trial = self.get_trial(trial_id)
-            ours = trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason") == reason
+            ours = trial.state == TrialState.FAIL and record.fail_reason_of(trial) == reason
             return True if ours else None
 
         return bool(

@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+import traceback
 from typing import Any
 
 import optuna
@@ -34,6 +35,7 @@ from optuna.trial import TrialState
 
 import hpsearch
 from hpsearch import internals
+from hpsearch import record
 from hpsearch.config import make_config
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
@@ -48,14 +50,13 @@ from hpsearch.studyfile import Objective
 from hpsearch.studyfile import StudySpec
 from hpsearch.trainer import EpochStats
 from hpsearch.trainer import preflight as preflight_config
+from hpsearch.trainer import resolve_device
 from hpsearch.trainer import train
 from hpsearch.trainer import TrainResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 _log = logging.getLogger(__name__)
 
-SPEC_ATTR = "hpsearch"  # study user attribute holding the study file's summary
-DEFINITION_ATTR = "hpsearch:definition"  # study system attribute: what gives values meaning
 MAX_SAME_FAILURES = 3  # a worker stops after this many trials in a row fail with one error
 
 # Set by a signal handler (see request_stop): the running trial stops at its next epoch end,
@@ -110,8 +111,8 @@ def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
             f"{existing}, not {spec.directions}: pick another name or delete it"
         )
     check_definition(study, spec)
-    if SPEC_ATTR not in study.user_attrs:
-        study.set_user_attr(SPEC_ATTR, describe(spec))
+    if record.study_summary(study) is None:
+        record.record_study(study, spec, hpsearch.__version__)
     return study
 
 
@@ -125,10 +126,10 @@ def check_definition(study: optuna.Study, spec: StudySpec) -> None:
     Raises:
         ConfigError: Each changed key, ``old -> new``.
     """
-    stored = internals.study_system_attrs(study).get(DEFINITION_ATTR)
+    stored = internals.study_system_attrs(study).get(record.DEFINITION)
     current = spec.definition()
     if stored is None:  # a new study, or one created before definitions were stored
-        internals.set_study_system_attr(study, DEFINITION_ATTR, current)
+        internals.set_study_system_attr(study, record.DEFINITION, current)
         return
     # A trainer setting added to hpsearch after the study was created changes nothing
     # while it keeps its default.
@@ -151,7 +152,7 @@ def check_definition(study: optuna.Study, spec: StudySpec) -> None:
         )
 
 
-def load_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+def load_existing_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     """Loads an existing study with the file's sampler and pruner.
 
     Raises:
@@ -173,20 +174,6 @@ def load_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def describe(spec: StudySpec) -> dict[str, Any]:
-    """What a report needs to know of the study file, stored with the study."""
-    return {
-        "file": spec.path,
-        "sampler": spec.sampler,
-        "sampler_options": dict(spec.sampler_options),
-        "pruner": spec.pruner,
-        "objectives": [vars(o) for o in spec.objectives],
-        "base_config": spec.base.to_dict(),
-        "params": [p.name for p in spec.space.params],
-        "version": hpsearch.__version__,
-    }
-
-
 def preflight(spec: StudySpec) -> None:
     """Checks, before anything is queued or claimed, that this process can run the study's
     trials: its device exists, its data set loads, and one batch of its fixed settings trains.
@@ -199,15 +186,12 @@ def preflight(spec: StudySpec) -> None:
 
 def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
     """Trials that use up budget: all but those failed and then re-queued as a retry."""
-    trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
-    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+    return record.counted(study.get_trials(deepcopy=False))
 
 
 def finished_count(study: optuna.Study) -> int:
     """Budget trials that have finished (complete, pruned, or failed and not retried)."""
-    final = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return sum(t.state in final for t in counted_trials(study))
+    return sum(t.state in record.FINISHED for t in counted_trials(study))
 
 
 def _point_key(params: dict[str, Any]) -> str:
@@ -228,11 +212,10 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
         for _ in range(room):
             study.enqueue_trial({})
         return room
-    done = {_point_key(t.system_attrs.get("fixed_params") or t.params) for t in counted}
+    done = {_point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
     for factor, value, params in missing:
-        attrs = {} if factor is None else {"ofat_factor": factor, "ofat_value": value}
-        study.enqueue_trial(params, user_attrs=attrs)
+        study.enqueue_trial(params, user_attrs=record.one_factor_attrs(factor, value))
     return len(missing)
 
 
@@ -262,8 +245,14 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
         TrialFailed: Training diverged.
     """
     # First, before any work: a launcher (or an operator) finds which process runs a trial.
-    trial.set_user_attr("worker", worker)
-    trial.set_user_attr("pid", os.getpid())
+    record.record_start(trial, worker)
+    _log.info(
+        "trial %d of %s started on worker %s, device %s",
+        trial.number,
+        spec.name,
+        worker,
+        resolve_device(spec.base.device),
+    )
     values = spec.space.suggest(trial)
     config = make_config(values, spec.base, source=f"trial {trial.number}")
     first = spec.objectives[0]
@@ -280,7 +269,7 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
     result = train(config, on_epoch=report)
     if result.outcome == "stopped" and _STOP.is_set():
         raise TrialInterrupted
-    _record(trial, result)
+    record.record_result(trial, result, _torch_threads(), hpsearch.__version__)
     if result.outcome == "diverged":
         raise TrialFailed(f"diverged: non-finite loss at epoch {len(result.epochs)}")
     if result.outcome == "stopped":
@@ -288,37 +277,10 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
     return [metric_value(result, o) for o in spec.objectives]
 
 
-def _record(trial: optuna.Trial, result: TrainResult) -> None:
-    curves = {
-        key: [getattr(e, key) for e in result.epochs]
-        for key in ("train_loss", "val_loss", "val_accuracy", "seconds")
-    }
-    attrs = {
-        "outcome": result.outcome,
-        "curves": _finite(curves),
-        "test_accuracy": result.test_accuracy,
-        "test_loss": result.test_loss,
-        "train_seconds": result.train_seconds,
-        "param_count": result.param_count,
-        "device": result.device,
-        "threads": _torch_threads(),
-        "host": socket.gethostname(),
-        "version": hpsearch.__version__,
-        "config": result.config,
-    }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-
-
 def _torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
-
-
-def _finite(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
-    # JSON has no NaN: a diverged epoch's loss is stored as null.
-    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in curves.items()}
 
 
 @dataclass
@@ -427,7 +389,7 @@ def fail_stale_trials(study: optuna.Study) -> int:
             trial.number,
             study.study_name,
             grace,
-            trial.user_attrs.get("worker", "?"),
+            record.worker_of(trial) or "?",
         )
         if retry is not None:
             retry(study, trial)
@@ -435,8 +397,7 @@ def fail_stale_trials(study: optuna.Study) -> int:
 
 
 def _started(study: optuna.Study) -> int:
-    started = (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-    return len(study.get_trials(deepcopy=False, states=started))
+    return len(study.get_trials(deepcopy=False, states=record.STARTED))
 
 
 def run_worker(
@@ -466,7 +427,7 @@ def run_worker(
         max_same_failures: Trials in a row failing with one error that stop the worker;
             0 never stops.
     """
-    study = load_study(spec, storage)
+    study = load_existing_study(spec, storage)
     # A seeded sampler moves its seed past the trials the study already started, so a
     # resumed study never redraws its first points (see StudySpec.make_sampler).
     study.sampler = spec.make_sampler(started=_started(study))
@@ -506,6 +467,14 @@ def run_worker(
             )
             continue
         _count(stats, frozen)
+        _log.info(
+            "trial %d of %s %s on worker %s%s",
+            frozen.number,
+            spec.name,
+            frozen.state.name.lower(),
+            worker,
+            f": {frozen.values}" if frozen.values else "",
+        )
         if on_trial is not None:
             on_trial(frozen)
         stats.broken = breaker.record(error)
@@ -553,9 +522,19 @@ def _run_one(
         _free_accelerator_memory()
         diverged = isinstance(e, TrialFailed)
         reason = str(e) if diverged else f"{type(e).__name__}: {e}"
-        _log.warning("trial %d of %s failed: %s", trial.number, spec.name, reason.splitlines()[0])
+        _log.warning(
+            "trial %d of %s failed on worker %s: %s",
+            trial.number,
+            spec.name,
+            worker,
+            reason.splitlines()[0],
+        )
         if not diverged:
             _log.debug("trial %d traceback", trial.number, exc_info=True)
+            try:  # kept with the trial: `hpsearch trial STUDY N` shows it
+                record.record_traceback(trial, traceback.format_exc())
+            except UpdateFinishedTrialError:
+                raise TrialTakenOver from e
         if not internals.fail_running_trial(study, internals.trial_id(trial), reason[:2000]):
             raise TrialTakenOver from e
         return internals.get_trial(study, internals.trial_id(trial)), None if diverged else reason
@@ -631,6 +610,32 @@ def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
     storage = open_spec_storage(spec, create=True)
     study = create_study(spec, storage)
     return storage, study, top_up(study, spec)
+
+
+def run_study(
+    spec: StudySpec,
+    on_trial: Callable[[FrozenTrial], None] | None = None,
+    max_same_failures: int = MAX_SAME_FAILURES,
+) -> tuple[optuna.Study, WorkerStats]:
+    """Runs a study in this process until its budget is reached: what ``hpsearch run`` does.
+
+    Checks the environment first (:func:`preflight`), creates or resumes the study and
+    queues its budget (:func:`prepare`), then runs trials (:func:`run_worker`).
+
+    Args:
+        spec: The study file (see :func:`hpsearch.studyfile.load_spec`).
+        on_trial: Called with every trial this process finishes.
+        max_same_failures: See :func:`run_worker`.
+
+    Returns:
+        The study and what this process did.
+    """
+    preflight(spec)
+    storage, study, _ = prepare(spec)
+    stats = run_worker(
+        spec, storage, worker_name(), on_trial=on_trial, max_same_failures=max_same_failures
+    )
+    return study, stats
 
 
 def worker_name() -> str:

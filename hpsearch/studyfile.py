@@ -1,8 +1,10 @@
-"""Study files: one YAML file declares a whole study; this module validates it.
+"""Study files: one YAML file declares a whole study; this module holds its schema.
 
-Validation reads the whole file and reports every violation at once, each as
-``FILE: key.path: what is wrong (what is allowed)``. Nothing touches a storage before the
-file is valid. See ``studies/*.yaml`` and the README for the syntax.
+The schema is a set of pydantic models (:class:`StudyFile` at the top); ``hpsearch schema``
+prints it as JSON Schema for editors. Validation reports every violation at once, each as
+``FILE: key.path: what is wrong (what is allowed)`` (see :mod:`hpsearch.validation`), and
+turns a valid file into a :class:`StudySpec`. Nothing touches a storage before the file is
+valid. See ``studies/*.yaml`` and the README for the syntax.
 """
 
 from __future__ import annotations
@@ -17,19 +19,26 @@ import difflib
 import functools
 import inspect
 import json
+import operator
 import re
+from typing import Annotated
 from typing import Any
-from typing import NamedTuple
+from typing import Literal
+from typing import TYPE_CHECKING
 import zlib
 
 import optuna
+import pydantic
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import WithJsonSchema
 
+from hpsearch.choices import Dataset
 from hpsearch.config import FIELDS
 from hpsearch.config import make_config
 from hpsearch.config import read_yaml
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
-from hpsearch.errors import MAX_QUOTE
 from hpsearch.errors import shorten
 from hpsearch.space import CategoricalParam
 from hpsearch.space import FloatParam
@@ -38,6 +47,12 @@ from hpsearch.space import LayersParam
 from hpsearch.space import Param
 from hpsearch.space import SearchSpace
 from hpsearch.storage import DEFAULT_STORAGE
+from hpsearch.validation import Problems
+from hpsearch.validation import problems
+from hpsearch.validation import StrictBool
+from hpsearch.validation import StrictFloat
+from hpsearch.validation import StrictInt
+from hpsearch.validation import StrictStr
 
 Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value, Optuna params)
 
@@ -74,22 +89,6 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "hyperband": optuna.pruners.HyperbandPruner,
 }
 PATIENCE_KEYS = ("patience", "min_delta")  # wrap the pruner in optuna's PatientPruner
-
-TOP_KEYS = (
-    "name",
-    "description",
-    "storage",
-    "dataset",
-    "data_dir",
-    "objective",
-    "objectives",
-    "sampler",
-    "pruner",
-    "budget",
-    "fixed",
-    "space",
-    "heartbeat",
-)
 
 
 @dataclass(frozen=True)
@@ -262,55 +261,456 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-class _Problems:
-    """Collects ``key.path: message`` lines."""
+# --- the study file's schema -------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.lines: list[str] = []
 
-    def add(self, path: str, message: str) -> None:
-        if len(path) > MAX_QUOTE:  # a key is user input too
-            path = f"{path[: MAX_QUOTE - 3]}..."
-        self.lines.append(f"{path}: {message}")
+class _Strict(pydantic.BaseModel):
+    """A block of a study file: unknown keys are errors, scalars are strictly typed."""
 
-    def keys(self, value: Mapping[str, Any], path: str, allowed: tuple[str, ...]) -> None:
-        for key in value:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key)[:MAX_QUOTE], allowed, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
-                self.add(_join(path, str(key)), f"unknown key ({hint})")
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
-    def mapping(self, value: Any, path: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            self.add(path, f"expected a mapping, got {type(value).__name__}")
-            return {}
-        return value
 
-    def number(self, value: Any, path: str, integer: bool = False) -> Any:
-        ok = isinstance(value, int) if integer else isinstance(value, int | float)
-        if not ok or isinstance(value, bool):
-            self.add(
-                path, f"expected {'an integer' if integer else 'a number'}, got {shorten(value)}"
+Metric = Literal["val_accuracy", "val_loss", "train_loss", "train_seconds", "param_count"]
+Direction = Literal["maximize", "minimize"]
+
+
+class ObjectiveFile(_Strict):
+    """One objective: a metric (a name alone is a shorthand for this mapping)."""
+
+    metric: Metric = "val_accuracy"
+    """What to optimize."""
+    direction: Direction | None = None
+    """maximize or minimize; the metric's natural direction when left out."""
+    reduce: Literal["final", "best"] = "final"
+    """A per-epoch metric's value of the final epoch, or of its best epoch."""
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> ObjectiveFile:
+        natural, per_epoch = METRICS[self.metric]
+        found = []
+        if self.direction is not None and self.direction != natural:
+            found.append(
+                (
+                    "direction",
+                    f"{self.direction} does not match {self.metric}, which is {natural}d",
+                )
             )
-            return None
-        return value
-
-    def choice(self, value: Any, path: str, allowed: Mapping[str, Any] | tuple[str, ...]) -> bool:
-        if value not in allowed:
-            close = difflib.get_close_matches(str(value), list(allowed), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            self.add(path, f"unknown {shorten(value)}{hint}; allowed: {', '.join(allowed)}")
-            return False
-        return True
+        if self.reduce == "best" and not per_epoch:
+            found.append(("reduce", f"{self.metric} has one value per trial: use final"))
+        if found:
+            raise Problems(found)
+        return self
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _named(key: str) -> Callable[[Any], Any]:
+    """Reads the shorthand ``sampler: tpe`` as ``sampler: {name: tpe}``."""
+    return lambda value: {key: value} if isinstance(value, str) else value
 
 
-def load_study(path: str, storage: str | None = None, trials: int | None = None) -> StudySpec:
+ObjectiveField = Annotated[
+    ObjectiveFile,
+    pydantic.BeforeValidator(_named("metric"), json_schema_input_type=Metric | ObjectiveFile),
+]
+
+_SCALARS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+_STRICT = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
+
+
+def _scalar_options(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Constructor options of a sampler or pruner that a YAML scalar can set: each one's type
+    (from its hint) and whether it is required.
+
+    Options typed as callables, sequences or objects (``gamma``, ``search_space``) cannot
+    come from a file and are left out, so naming one is an unknown key.
+    """
+    result: dict[str, tuple[Any, bool]] = {}
+    for name, prm in inspect.signature(cls).parameters.items():
+        hint = str(prm.annotation)
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or re.search(
+            r"Callable|Sequence|Mapping|dict|list|\[", hint
+        ):
+            continue
+        kinds = [
+            _STRICT[t]
+            for word, ts in _SCALARS.items()
+            if re.search(rf"\b{word}\b", hint)
+            for t in ts[-1:]
+        ]
+        if kinds:
+            kind: Any = functools.reduce(operator.or_, kinds)
+            result[name] = (kind, prm.default is inspect.Parameter.empty)
+    return result
+
+
+def _component(
+    kind: str, name: str, cls: type, extra: dict[str, Any], base: type[_Strict]
+) -> type[_Strict]:
+    """The model of one sampler's or pruner's block: ``name`` and its constructor options."""
+    fields: dict[str, Any] = {"name": (Literal[name], ...)}
+    if name not in FINITE_SAMPLERS:
+        for option, (hint, required) in _scalar_options(cls).items():
+            fields[option] = (hint, ...) if required else (hint | None, None)
+    else:  # a grid's or ofat's points come from the space: only the seed means something
+        fields["seed"] = (StrictInt | None, None)
+    fields.update(extra)
+    return pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
+
+
+class _PatienceCheck(_Strict):
+    @pydantic.model_validator(mode="after")
+    def _patience(self) -> _PatienceCheck:
+        extra = self.model_dump(exclude_unset=True)
+        if "min_delta" in extra and "patience" not in extra:
+            raise Problems([("min_delta", "needs pruner.patience")])
+        return self
+
+
+def _by_name(union: Any, names: Mapping[str, Any]) -> Any:
+    """A sampler's or pruner's block, which may be its name alone."""
+    shorthand: Any = Literal[tuple(names)]
+    return Annotated[
+        union, pydantic.BeforeValidator(_named("name"), json_schema_input_type=shorthand | union)
+    ]
+
+
+def _union(models: list[type[_Strict]], tag: str) -> Any:
+    union: Any = functools.reduce(operator.or_, models)
+    return Annotated[union, Field(discriminator=tag)]
+
+
+_PATIENCE = {
+    "patience": (Annotated[StrictInt, Field(ge=0)] | None, None),
+    "min_delta": (StrictFloat | None, None),
+}
+SamplerFile = _union(
+    [_component("sampler", n, c, {}, _Strict) for n, c in SAMPLERS.items()], "name"
+)
+PrunerFile = _union(
+    [_component("pruner", n, c, _PATIENCE, _PatienceCheck) for n, c in PRUNERS.items()], "name"
+)
+
+
+class BudgetFile(_Strict):
+    """How much to run."""
+
+    trials: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Trials to run in total, across all workers (a grid or ofat study counts its points)."""
+    timeout: Annotated[StrictFloat, Field(gt=0)] | None = None
+    """Seconds after which each worker stops claiming trials."""
+
+
+class HeartbeatFile(_Strict):
+    """How a dead worker's trial is found (see the README)."""
+
+    interval: Annotated[StrictInt, Field(ge=1)] = 5
+    """Seconds between a running trial's heartbeats."""
+    grace_period: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Seconds without a heartbeat after which a trial is failed and queued again
+    [max(20, 4 x interval)]."""
+
+
+When = dict[str, Any]
+
+
+class _ParamFile(_Strict):
+    when: When | None = None
+    """Exists only if each named earlier parameter took one of the given values."""
+
+
+class _RangeFile(_ParamFile):
+    """A number in [low, high]; its subclasses give the number's type."""
+
+    low: float
+    high: float
+    log: StrictBool = False
+    step: float | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _range(self) -> _RangeFile:
+        _check_range(self.low, self.high, self.log, self.step, isinstance(self, IntParamFile))
+        return self
+
+
+class FloatParamFile(_RangeFile):
+    """A float in [low, high], optionally on a log scale or on a step grid."""
+
+    type: Literal["float"]
+    low: StrictFloat
+    high: StrictFloat
+    step: Annotated[StrictFloat, Field(gt=0)] | None = None
+
+
+class IntParamFile(_RangeFile):
+    """An integer in [low, high] in steps of step, optionally on a log scale."""
+
+    type: Literal["int"]
+    low: StrictInt
+    high: StrictInt
+    step: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None, integer: bool) -> None:
+    found = []
+    if low > high:
+        found.append(("", f"low ({low}) is above high ({high})"))
+    if log and low <= 0:
+        found.append(("low", f"log scale needs low > 0, got {low}"))
+    if log and step is not None and (not integer or step != 1):
+        found.append(("step", "cannot be combined with log scale"))
+    if found:
+        raise Problems(found)
+
+
+class CategoricalParamFile(_ParamFile):
+    """One of a list of values (a value may itself be a list, e.g. layer widths); a list
+    alone is a shorthand for this mapping."""
+
+    type: Literal["categorical"] = "categorical"
+    values: Annotated[list[Any], Field(min_length=1)] | None = None
+    choices: Annotated[list[Any], Field(min_length=1)] | None = None
+    """Another name for values."""
+
+    @pydantic.model_validator(mode="after")
+    def _given(self) -> CategoricalParamFile:
+        if (self.values is None) == (self.choices is None):
+            raise Problems(
+                [
+                    (
+                        "values",
+                        "expected a non-empty list of values (give values: or choices:, not both)",
+                    )
+                ]
+            )
+        return self
+
+
+class DepthFile(_Strict):
+    low: Annotated[StrictInt, Field(ge=0)] = 1
+    high: StrictInt = 3
+
+
+class WidthFile(_Strict):
+    low: Annotated[StrictInt, Field(ge=1)] = 16
+    high: StrictInt = 256
+    log: StrictBool = False
+    step: Annotated[StrictInt, Field(gt=0)] = 1
+
+
+class LayersParamFile(_ParamFile):
+    """Hidden layers: a depth, then a width per layer (or one for all)."""
+
+    type: Literal["layers"]
+    depth: DepthFile = DepthFile()
+    width: WidthFile = WidthFile()
+    same_width: StrictBool = False
+    """One width for every layer instead of one per layer."""
+
+    @pydantic.model_validator(mode="after")
+    def _ranges(self) -> LayersParamFile:
+        found = []
+        for key, r in (("depth", self.depth), ("width", self.width)):
+            try:
+                _check_range(
+                    r.low, r.high, getattr(r, "log", False), getattr(r, "step", None), True
+                )
+            except Problems as e:
+                found += [(_join(key, k), m) for k, m in e.problems]
+        if found:
+            raise Problems(found)
+        return self
+
+
+def _param_shorthand(value: Any) -> Any:
+    # `activation: [relu, tanh]` and `{values: [...]}` are categorical parameters.
+    if isinstance(value, list):
+        return {"type": "categorical", "values": value}
+    if (
+        isinstance(value, dict)
+        and "type" not in value
+        and ("values" in value or "choices" in value)
+    ):
+        return {"type": "categorical", **value}
+    return value
+
+
+ParamFile = Annotated[
+    FloatParamFile | IntParamFile | CategoricalParamFile | LayersParamFile,
+    Field(discriminator="type"),
+    pydantic.BeforeValidator(
+        _param_shorthand,
+        json_schema_input_type=list[Any]
+        | FloatParamFile
+        | IntParamFile
+        | CategoricalParamFile
+        | LayersParamFile,
+    ),
+]
+
+
+class StudyFile(_Strict):
+    """A study file: what to search, how, for how long, and where trials are stored."""
+
+    name: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": f"^{STUDY_NAME.pattern}$",
+                "description": STUDY_NAME_RULE,
+            }
+        ),
+    ] = None
+    description: StrictStr | None = None
+    storage: StrictStr | None = None
+    """Storage URL: sqlite:///FILE (default sqlite:///hpsearch.db), postgresql+psycopg://...,
+    journal:FILE."""
+    dataset: Dataset | None = None
+    """Shorthand for fixed.dataset."""
+    data_dir: StrictStr | None = None
+    """Shorthand for fixed.data_dir."""
+    objective: ObjectiveField | None = None
+    """The one objective [val_accuracy, maximized]."""
+    objectives: Annotated[list[ObjectiveField], Field(min_length=1)] | None = None
+    """Several objectives (a multi-objective study, a Pareto front)."""
+    if TYPE_CHECKING:  # built from Optuna's signatures at import: no static type
+        sampler: Any
+        pruner: Any
+    else:
+        sampler: _by_name(SamplerFile, SAMPLERS) | None = Field(
+            None, description="A sampler name, or a mapping of name and options [tpe]."
+        )
+        pruner: _by_name(PrunerFile, PRUNERS) | None = Field(
+            None,
+            description="A pruner name, or a mapping of name, options, patience and min_delta.",
+        )
+    budget: BudgetFile | None = None
+    fixed: TrainConfig | None = None
+    """Trainer settings the space does not search."""
+    space: dict[str, ParamFile]
+    """The parameters to search, in order: a trainer setting each (or hidden layers)."""
+    heartbeat: HeartbeatFile | None = None
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name(cls, name: Any) -> str:
+        if not name:
+            raise Problems([("", f"required: {STUDY_NAME_RULE}")])
+        if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+            raise Problems([("", f"{shorten(name)} is not allowed: {STUDY_NAME_RULE}")])
+        return name
+
+    @pydantic.field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise Problems([("", "required: at least one parameter to search")])
+        found: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for name, spec in space.items():
+            target = "hidden_layers" if spec.type == "layers" else name
+            if target not in FIELDS:
+                close = difflib.get_close_matches(name, FIELDS, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see `hpsearch schema`"
+                found.append((name, f"not a trainer setting ({hint})"))
+            for key in spec.when or {}:
+                if key not in seen:
+                    found.append(
+                        (f"{name}.when.{key}", "must name a parameter listed earlier in space")
+                    )
+            seen.add(name)
+            if target in FIELDS:
+                found += _check_values(_param(name, spec), name)
+        if found:
+            raise Problems(found)
+        return space
+
+    @pydantic.model_validator(mode="after")
+    def _together(self) -> StudyFile:
+        found = []
+        sampler = self.sampler.name if self.sampler else "tpe"
+        pruner = self.pruner.name if self.pruner else "none"
+        if self.objective is not None and self.objectives is not None:
+            found.append(
+                ("objectives", "give either objective: (one) or objectives: (a list), not both")
+            )
+        objectives = self.objectives or [self.objective or ObjectiveFile()]
+        if (self.budget or BudgetFile()).trials is None and sampler not in FINITE_SAMPLERS:
+            found.append(
+                (
+                    "budget.trials",
+                    "required: how many trials to run (a grid or ofat study counts its points)",
+                )
+            )
+        if sampler in FINITE_SAMPLERS:
+            for name, spec in self.space.items():
+                if not _param(name, spec).finite:
+                    found.append(
+                        (
+                            f"space.{name}",
+                            f"a {sampler} study needs finite values: give values: or a step",
+                        )
+                    )
+        if len(objectives) > 1:
+            if sampler in SINGLE_OBJECTIVE_SAMPLERS:
+                found.append(
+                    ("sampler.name", f"{sampler} supports one objective; use nsga2, tpe or random")
+                )
+            if pruner != "none":
+                found.append(
+                    ("pruner", "pruning needs a single objective (Optuna prunes on one value)")
+                )
+        elif pruner != "none" and not METRICS[objectives[0].metric][1]:
+            found.append(
+                (
+                    "pruner",
+                    f"{objectives[0].metric} is not measured per epoch: nothing to prune on",
+                )
+            )
+        if found:
+            raise Problems(found)
+        return self
+
+
+def study_schema() -> dict[str, Any]:
+    """The JSON Schema of study files (what ``hpsearch schema`` prints)."""
+    schema = StudyFile.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "hpsearch study file",
+        **schema,
+    }
+
+
+def _param(name: str, spec: Any) -> Param:
+    """The search-space parameter a validated block describes."""
+    when = {
+        str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in (spec.when or {}).items()
+    }
+    if isinstance(spec, FloatParamFile):
+        return FloatParam(name, spec.low, spec.high, spec.log, spec.step, when)
+    if isinstance(spec, IntParamFile):
+        return IntParam(name, spec.low, spec.high, spec.log, spec.step or 1, when)
+    if isinstance(spec, CategoricalParamFile):
+        return CategoricalParam(name, tuple(spec.values or spec.choices or ()), when)
+    d, w = spec.depth, spec.width
+    return LayersParam(name, d.low, d.high, w.low, w.high, w.log, w.step, spec.same_width, when)
+
+
+def _check_values(param: Param, path: str) -> list[tuple[str, str]]:
+    """Every value the parameter can take must be a valid setting of its field."""
+    for i, value in enumerate(param.extremes()):
+        try:
+            make_config({param.target: value}, cross_field=False)
+        except ConfigError as e:
+            where = f"{path}.values[{i}]" if isinstance(param, CategoricalParam) else path
+            return [(where, e.problems[0])]
+    return []
+
+
+# --- reading a study file ----------------------------------------------------------------
+
+
+def load_spec(path: str, storage: str | None = None, trials: int | None = None) -> StudySpec:
     """Reads and validates a study file.
 
     Args:
@@ -328,68 +728,48 @@ def load_study(path: str, storage: str | None = None, trials: int | None = None)
 def parse_study(
     doc: Any, source: str = "<study>", storage: str | None = None, trials: int | None = None
 ) -> StudySpec:
-    """Validates a parsed study document; see :func:`load_study`."""
-    p = _Problems()
+    """Validates a parsed study document; see :func:`load_spec`."""
     if not isinstance(doc, dict):
         raise ConfigError(["expected a mapping at the top level (name:, space:, ...)"], source)
-    p.keys(doc, "", TOP_KEYS)
-    name = doc.get("name")
-    if not name:
-        p.add("name", f"required: {STUDY_NAME_RULE}")
-    elif not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
-        p.add("name", f"{shorten(name)} is not allowed: {STUDY_NAME_RULE}")
-    url = storage or doc.get("storage") or DEFAULT_STORAGE
-    if not isinstance(url, str):
-        p.add("storage", f"expected a URL string, got {shorten(url)}")
-
-    base = _parse_fixed(doc, p)
-    objectives = _parse_objectives(doc, p)
-    sampler, sampler_options = _parse_component(doc.get("sampler", "tpe"), "sampler", SAMPLERS, p)
-    pruner, pruner_options = _parse_component(doc.get("pruner", "none"), "pruner", PRUNERS, p)
-    patience = {k: pruner_options.pop(k) for k in PATIENCE_KEYS if k in pruner_options}
-    if "patience" not in patience and patience:
-        p.add("pruner.min_delta", "needs pruner.patience")
-    budget_trials, timeout = _parse_budget(doc, p, sampler)
-    if trials is not None:
-        budget_trials = trials
-    heartbeat = p.mapping(doc.get("heartbeat"), "heartbeat")
-    p.keys(heartbeat, "heartbeat", ("interval", "grace_period"))
-    interval = heartbeat.get("interval", 5)
-    grace = heartbeat.get(
-        "grace_period", max(20, 4 * interval) if isinstance(interval, int) else 20
-    )
-    for key, value in (("interval", interval), ("grace_period", grace)):
-        if p.number(value, f"heartbeat.{key}", integer=True) is not None and value < 1:
-            p.add(f"heartbeat.{key}", f"must be >= 1 second, got {value}")
-
-    space = _parse_space(doc.get("space"), p, base, sampler)
-    if len(objectives) > 1:
-        if sampler in SINGLE_OBJECTIVE_SAMPLERS:
-            p.add("sampler.name", f"{sampler} supports one objective; use nsga2, tpe or random")
-        if pruner != "none":
-            p.add("pruner", "pruning needs a single objective (Optuna prunes on one value)")
-    if objectives and pruner != "none" and not objectives[0].per_epoch:
-        p.add("pruner", f"{objectives[0].metric} is not measured per epoch: nothing to prune on")
-    if p.lines or base is None or space is None:
-        raise ConfigError(p.lines, source)
+    try:
+        f = StudyFile.model_validate(doc)
+    except pydantic.ValidationError as e:
+        raise ConfigError(problems(e, StudyFile), source) from None
+    base = f.fixed or TrainConfig()
+    top = {k: v for k, v in (("dataset", f.dataset), ("data_dir", f.data_dir)) if v is not None}
+    if top:
+        base = make_config(top, base, source)
+    sampler = f.sampler.model_dump(exclude_none=True) if f.sampler else {"name": "tpe"}
+    pruner = f.pruner.model_dump(exclude_none=True) if f.pruner else {"name": "none"}
+    patience = {k: pruner.pop(k) for k in PATIENCE_KEYS if k in pruner}
+    sampler_name, pruner_name = sampler.pop("name"), pruner.pop("name")
+    params = [_param(name, spec) for name, spec in f.space.items()]
+    if sampler_name == "ofat":
+        params = [_one_factor_param(prm, base) for prm in params]
+    space = SearchSpace(tuple(params))
+    objectives = f.objectives or [f.objective or ObjectiveFile()]
+    budget, heartbeat = f.budget or BudgetFile(), f.heartbeat or HeartbeatFile()
+    interval = heartbeat.interval
     return StudySpec(
-        name=str(name),
-        storage=url,
-        objectives=tuple(objectives),
-        sampler=sampler,
-        sampler_options=sampler_options,
-        pruner=pruner,
-        pruner_options=pruner_options,
+        name=f.name,
+        storage=storage or f.storage or DEFAULT_STORAGE,
+        objectives=tuple(
+            Objective(o.metric, o.direction or METRICS[o.metric][0], o.reduce) for o in objectives
+        ),
+        sampler=sampler_name,
+        sampler_options=sampler,
+        pruner=pruner_name,
+        pruner_options=pruner,
         patience=patience,
-        trials=budget_trials,
-        timeout=timeout,
+        trials=budget.trials if trials is None else trials,
+        timeout=budget.timeout,
         base=base,
         space=space,
         heartbeat_interval=interval,
-        grace_period=grace,
+        grace_period=heartbeat.grace_period or max(20, 4 * interval),
         path=source,
-        description=str(doc.get("description") or ""),
-        finite_points=_finite_points(sampler, space, base),
+        description=f.description or "",
+        finite_points=_finite_points(sampler_name, space, base),
     )
 
 
@@ -401,298 +781,8 @@ def _finite_points(sampler: str, space: SearchSpace, base: TrainConfig) -> tuple
     return ()
 
 
-def _parse_fixed(doc: Mapping[str, Any], p: _Problems) -> TrainConfig | None:
-    fixed = dict(p.mapping(doc.get("fixed"), "fixed"))
-    for key in ("dataset", "data_dir"):
-        if doc.get(key) is not None:
-            fixed[key] = doc[key]
-    try:
-        return make_config(fixed)
-    except ConfigError as e:
-        for line in e.problems:
-            key, _, message = line.partition(": ")
-            p.add(key if key in ("dataset", "data_dir") else f"fixed.{key}", message)
-        return None
-
-
-def _parse_objectives(doc: Mapping[str, Any], p: _Problems) -> list[Objective]:
-    if "objective" in doc and "objectives" in doc:
-        p.add("objectives", "give either objective: (one) or objectives: (a list), not both")
-    if "objectives" in doc:
-        raw = doc["objectives"]
-        if not isinstance(raw, list) or not raw:
-            p.add("objectives", "expected a non-empty list of {metric, direction}")
-            return []
-        items = [(f"objectives[{i}]", item) for i, item in enumerate(raw)]
-    else:
-        items = [("objective", doc.get("objective") or {"metric": "val_accuracy"})]
-    result = []
-    for path, item in items:
-        if isinstance(item, str):
-            item = {"metric": item}
-        item = p.mapping(item, path)
-        p.keys(item, path, ("metric", "direction", "reduce"))
-        metric = item.get("metric", "val_accuracy")
-        if not p.choice(metric, f"{path}.metric", METRICS):
-            continue
-        natural = METRICS[metric][0]
-        direction = item.get("direction", natural)
-        if p.choice(direction, f"{path}.direction", ("maximize", "minimize")) and (
-            direction != natural
-        ):
-            p.add(f"{path}.direction", f"{direction} does not match {metric}, which is {natural}d")
-        reduce = item.get("reduce", "final")
-        p.choice(reduce, f"{path}.reduce", REDUCTIONS)
-        if reduce == "best" and not METRICS[metric][1]:
-            p.add(f"{path}.reduce", f"{metric} has one value per trial: use final")
-        result.append(Objective(metric, direction, reduce))
-    return result
-
-
-def _parse_component(
-    raw: Any, path: str, table: Mapping[str, type], p: _Problems
-) -> tuple[str, dict[str, Any]]:
-    """A sampler or pruner: a name, or a mapping with ``name`` and constructor options."""
-    spec = {"name": raw} if isinstance(raw, str) else p.mapping(raw, path)
-    options = {k: v for k, v in spec.items() if k != "name"}
-    name = str(spec.get("name"))
-    if not p.choice(name, f"{path}.name", table):
-        return "none", {}
-    allowed = _scalar_options(table[name])
-    extra = PATIENCE_KEYS if path == "pruner" else ()
-    p.keys(options, path, (*allowed, *extra))
-    for key, value in options.items():
-        expected = allowed.get(key)
-        if expected is not None and not _same_kind(value, expected):
-            kinds = " or ".join(t.__name__ for t in expected if t is not type(None))
-            p.add(f"{path}.{key}", f"expected {kinds}, got {shorten(value)}")
-    if name in ("grid", "ofat"):  # their points come from the space, not the sampler
-        options = {k: v for k, v in options.items() if k == "seed"}
-    required = [
-        n
-        for n, prm in inspect.signature(table[name]).parameters.items()
-        if prm.default is inspect.Parameter.empty
-        and prm.kind is prm.POSITIONAL_OR_KEYWORD
-        and n != "self"
-        and n not in options
-    ]
-    for missing in required:
-        p.add(f"{path}.{missing}", f"required by the {name} {path}")
-    return name, options
-
-
-_SCALARS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
-
-
-def _scalar_options(cls: type) -> dict[str, tuple[type, ...]]:
-    """Constructor options that a YAML scalar can set, with the types their hints allow.
-
-    Options typed as callables, sequences or objects (``gamma``, ``search_space``) cannot
-    come from a file and are left out, so naming one is an unknown key.
-    """
-    result: dict[str, tuple[type, ...]] = {}
-    for name, prm in inspect.signature(cls).parameters.items():
-        hint = str(prm.annotation)
-        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or re.search(
-            r"Callable|Sequence|Mapping|dict|list|\[", hint
-        ):
-            continue
-        types = tuple(
-            t for word, ts in _SCALARS.items() if re.search(rf"\b{word}\b", hint) for t in ts
-        )
-        if types:
-            result[name] = types + ((type(None),) if "None" in hint else ())
-    return result
-
-
-def _same_kind(value: Any, types: tuple[type, ...]) -> bool:
-    if isinstance(value, bool):
-        return bool in types
-    return isinstance(value, types)
-
-
-def _parse_budget(
-    doc: Mapping[str, Any], p: _Problems, sampler: str
-) -> tuple[int | None, float | None]:
-    budget = p.mapping(doc.get("budget"), "budget")
-    p.keys(budget, "budget", ("trials", "timeout"))
-    trials = budget.get("trials")
-    timeout = budget.get("timeout")
-    if trials is not None and p.number(trials, "budget.trials", integer=True) is not None:
-        if trials < 1:
-            p.add("budget.trials", f"must be >= 1, got {trials}")
-    elif trials is None and sampler not in FINITE_SAMPLERS:
-        p.add(
-            "budget.trials",
-            "required: how many trials to run (a grid or ofat study counts its points)",
-        )
-    if timeout is not None and p.number(timeout, "budget.timeout") is not None and timeout <= 0:
-        p.add("budget.timeout", f"must be > 0 seconds, got {timeout}")
-    return trials, timeout
-
-
-def _parse_space(
-    raw: Any, p: _Problems, base: TrainConfig | None, sampler: str
-) -> SearchSpace | None:
-    space = p.mapping(raw, "space")
-    if not space:
-        p.add("space", "required: at least one parameter to search")
-        return None
-    params: list[Param] = []
-    seen: set[str] = set()
-    for name, spec in space.items():
-        path = f"space.{name}"
-        param = _parse_param(str(name), spec, path, p, seen)
-        if param is None:
-            continue
-        seen.add(param.name)
-        if base is not None:
-            _check_values(param, path, base, p)
-        if sampler in FINITE_SAMPLERS and not param.finite:
-            p.add(path, f"a {sampler} study needs finite values: give values: or a step")
-        params.append(param)
-    if len(params) != len(space):
-        return None
-    if sampler == "ofat" and base is not None:
-        params = [_one_factor_param(prm, base) for prm in params]
-    return SearchSpace(tuple(params))
-
-
-def _parse_param(name: str, spec: Any, path: str, p: _Problems, seen: set[str]) -> Param | None:
-    if isinstance(spec, list):
-        spec = {"values": spec}
-    spec = p.mapping(spec, path)
-    kind = spec.get("type", "categorical" if "values" in spec or "choices" in spec else None)
-    if kind is None:
-        p.add(f"{path}.type", f"required (allowed: {', '.join(PARAM_TYPES)}) or give values:")
-        return None
-    if not p.choice(kind, f"{path}.type", PARAM_TYPES):
-        return None
-    before = len(p.lines)
-    p.keys(spec, path, PARAM_KINDS[kind].keys)
-    target = "hidden_layers" if kind == "layers" else name
-    if target not in FIELDS:
-        close = difflib.get_close_matches(name, list(FIELDS), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else "see hpsearch.config.TrainConfig"
-        p.add(path, f"not a trainer setting ({hint})")
-    when = _parse_when(spec.get("when"), f"{path}.when", p, seen)
-    param = PARAM_KINDS[kind].parse(name, spec, path, p, when)
-    return param if len(p.lines) == before else None
-
-
-def _parse_when(raw: Any, path: str, p: _Problems, seen: set[str]) -> dict[str, tuple[Any, ...]]:
-    when = p.mapping(raw, path)
-    result = {}
-    for key, value in when.items():
-        if key not in seen:
-            p.add(f"{path}.{key}", "must name a parameter listed earlier in space")
-        result[str(key)] = tuple(value) if isinstance(value, list) else (value,)
-    return result
-
-
-def _parse_range(
-    name: str,
-    spec: Mapping[str, Any],
-    path: str,
-    p: _Problems,
-    when: dict[str, tuple[Any, ...]],
-    integer: bool,
-) -> Param | None:
-    low = p.number(spec.get("low"), f"{path}.low", integer)
-    high = p.number(spec.get("high"), f"{path}.high", integer)
-    log = spec.get("log", False)
-    step = spec.get("step")
-    if not isinstance(log, bool):
-        p.add(f"{path}.log", f"expected true/false, got {shorten(log)}")
-    if step is not None and p.number(step, f"{path}.step", integer) is not None and step <= 0:
-        p.add(f"{path}.step", f"must be > 0, got {step}")
-    if low is None or high is None:
-        return None
-    if low > high:
-        p.add(path, f"low ({low}) is above high ({high})")
-    if log and low <= 0:
-        p.add(f"{path}.low", f"log scale needs low > 0, got {low}")
-    if log and step is not None and (not integer or step != 1):
-        p.add(f"{path}.step", "cannot be combined with log scale")
-    if integer:
-        return IntParam(name, low, high, bool(log), step or 1, when)
-    return FloatParam(name, float(low), float(high), bool(log), step, when)
-
-
-def _parse_categorical(
-    name: str,
-    spec: Mapping[str, Any],
-    path: str,
-    p: _Problems,
-    when: dict[str, tuple[Any, ...]],
-) -> Param | None:
-    key = "values" if "values" in spec else "choices"
-    choices = spec.get(key)
-    if not isinstance(choices, list) or not choices:
-        p.add(f"{path}.{key}", "expected a non-empty list of values")
-        return None
-    return CategoricalParam(name, tuple(choices), when)
-
-
-def _parse_layers(
-    name: str,
-    spec: Mapping[str, Any],
-    path: str,
-    p: _Problems,
-    when: dict[str, tuple[Any, ...]],
-) -> Param | None:
-    depth = p.mapping(spec.get("depth"), f"{path}.depth")
-    width = p.mapping(spec.get("width"), f"{path}.width")
-    p.keys(depth, f"{path}.depth", ("low", "high"))
-    p.keys(width, f"{path}.width", ("low", "high", "log", "step"))
-    d = _parse_range("depth", {"low": 1, "high": 3, **depth}, f"{path}.depth", p, {}, True)
-    w = _parse_range("width", {"low": 16, "high": 256, **width}, f"{path}.width", p, {}, True)
-    if isinstance(d, IntParam) and d.low < 0:
-        p.add(f"{path}.depth.low", f"must be >= 0, got {d.low}")
-    if isinstance(w, IntParam) and w.low < 1:
-        p.add(f"{path}.width.low", f"must be >= 1, got {w.low}")
-    if not (isinstance(d, IntParam) and isinstance(w, IntParam)):
-        return None
-    same = spec.get("same_width", False)
-    return LayersParam(name, d.low, d.high, w.low, w.high, w.log, w.step, bool(same), when)
-
-
-ParamParser = Callable[
-    [str, Mapping[str, Any], str, _Problems, dict[str, tuple[Any, ...]]], Param | None
-]
-
-
-class ParamKind(NamedTuple):
-    """A ``type:`` of search-space parameter: the keys it takes and its parser."""
-
-    keys: tuple[str, ...]
-    parse: ParamParser
-
-
-PARAM_KINDS: dict[str, ParamKind] = {
-    "float": ParamKind(
-        ("type", "low", "high", "log", "step", "when"),
-        functools.partial(_parse_range, integer=False),
-    ),
-    "int": ParamKind(
-        ("type", "low", "high", "log", "step", "when"),
-        functools.partial(_parse_range, integer=True),
-    ),
-    "categorical": ParamKind(("type", "choices", "values", "when"), _parse_categorical),
-    "layers": ParamKind(("type", "depth", "width", "same_width", "when"), _parse_layers),
-}
-PARAM_TYPES = tuple(PARAM_KINDS)
-
-
-def _check_values(param: Param, path: str, base: TrainConfig, p: _Problems) -> None:
-    """Every value the parameter can take must be a valid setting of its field."""
-    for i, value in enumerate(param.extremes()):
-        try:
-            make_config({param.target: value}, base, cross_field=False)
-        except ConfigError as e:
-            where = f"{path}.values[{i}]" if isinstance(param, CategoricalParam) else path
-            p.add(where, e.problems[0])
-            return
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
 
 
 def _one_factor_param(param: Param, base: TrainConfig) -> Param:

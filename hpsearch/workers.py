@@ -30,6 +30,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hpsearch import internals
+from hpsearch import record
 from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
@@ -158,6 +159,8 @@ def worker_command(
         sys.executable,
         "-m",
         "hpsearch",
+        "--log-level",  # the worker's log file shows each trial's start and end
+        "info",
         "worker",
         spec.path,
         "--device",
@@ -330,7 +333,7 @@ def requeue_running(study: optuna.Study, workers: set[str]) -> int:
     """Fails the RUNNING trials of the given (stopped) workers and queues their params again."""
     count = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get("worker") not in workers:
+        if record.worker_of(trial) not in workers:
             continue
         try:
             count += requeue(study, internals.trial_id(trial), "worker stopped")

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+import re
 import subprocess
 import sys
 from typing import Any
@@ -10,6 +12,7 @@ from optuna.trial import TrialState
 import pytest
 import torch
 
+from hpsearch import __version__ as hpsearch_version
 from hpsearch.results import open_study
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
@@ -64,8 +67,53 @@ def test_train_bad_input(args: list[str], message: str, tmp_path: Path) -> None:
 
 
 def test_console_script_and_version() -> None:
-    proc = hpsearch("--version")
-    assert proc.returncode == 0 and "version" in proc.stdout
+    # the `hpsearch` entry point that pip installed beside this interpreter, as a user runs it
+    script = Path(sys.executable).parent / "hpsearch"
+    assert script.is_file(), f"no console script at {script}"
+    proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and f"version {hpsearch_version}" in proc.stdout
+    proc = subprocess.run([str(script), "trials"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Missing argument 'STUDY'" in proc.stderr
+
+
+def _imported_modules(*args: str, cwd: Path) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """Runs the CLI with ``-X importtime``; returns the process and every module it imported."""
+    env = {**os.environ, "HPSEARCH_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "hpsearch", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=120,
+    )
+    modules = {
+        line.rsplit("|", 1)[1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    return proc, modules
+
+
+def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 1}, fixed={"epochs": 1})
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    commands = [
+        ["--help"],
+        ["studies", "--storage", f"sqlite:///{tmp_path / 'hp.db'}"],
+        ["status", str(path)],
+        ["best", str(path)],
+        ["trials", str(path)],
+        ["trial", str(path), "0"],
+        ["schema"],
+        ["delete", str(path), "--yes"],
+    ]
+    for args in commands:
+        proc, modules = _imported_modules(*args, cwd=tmp_path)
+        assert proc.returncode == 0, (args, proc.stderr[-2000:])
+        assert "optuna" in modules or args in (["--help"], ["schema"])  # the probe works
+        heavy = {m for m in modules if m.split(".")[0] in ("torch", "plotly", "sklearn")}
+        assert not heavy, (args, sorted(heavy)[:5])
 
 
 def _study(tmp_path: Path, **overrides: Any) -> tuple[Path, str]:
@@ -165,10 +213,20 @@ def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None
 
 def test_run_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 4}, **BROKEN_SPACE)
-    proc = hpsearch("run", str(path), "--no-progress", "--max-same-failures", "0")
+    proc = hpsearch("-v", "run", str(path), "--no-progress", "--max-same-failures", "0")
     assert proc.returncode == 1
     assert "every trial of this run failed" in proc.stderr
     assert _states(url) == [TrialState.FAIL] * 4
+    # each trial's start and failure is logged with the study, its number, worker and device
+    assert re.search(r"INFO trial 0 of t started on worker \S+:\d+, device cpu", proc.stderr)
+    assert re.search(r"WARNING trial 3 of t failed on worker \S+:\d+: ConfigError", proc.stderr)
+    # the table keeps the one-line reason; `hpsearch trial` shows the stored traceback
+    rows = json.loads(hpsearch("trials", str(path), "--format", "json").stdout)
+    assert [r["fail_reason"].split(":")[0] for r in rows] == ["ConfigError"] * 4
+    assert all("\n" not in r["fail_reason"] for r in rows)
+    shown = hpsearch("trial", str(path), "1").stdout
+    assert "fail_reason    ConfigError: trial 1: activation: 2 values for 1 hidden" in shown
+    assert "Traceback (most recent call last)" in shown and "in make_config" in shown
 
 
 def test_a_changed_study_file_is_refused(tmp_path: Path) -> None:

@@ -18,6 +18,11 @@ def test_digits_split_is_fixed_and_disjoint() -> None:
     # standardized with the training images' statistics
     assert abs(float(data.train_x.mean())) < 1e-4
     assert abs(float(data.train_x.std()) - 1.0) < 1e-3
+    # every image is in exactly one split (the 1797 digits images are all distinct)
+    parts = (data.train_x, data.val_x, data.test_x)
+    splits = [{row.numpy().tobytes() for row in x} for x in parts]
+    assert sum(map(len, splits)) == 1797
+    assert not (splits[0] & splits[1] or splits[0] & splits[2] or splits[1] & splits[2])
     again = device_data("digits", None, 0.1, None, "scale", "cpu")
     assert bool((again.val_y == data.val_y).all())  # same carve-out whatever the preprocessing
     assert float(again.train_x.max()) == 1.0

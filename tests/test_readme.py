@@ -107,3 +107,34 @@ def test_readme_console_sessions_run_as_shown(tmp_path: Path) -> None:
         missing = set(_labels(expected)) - set(_labels(actual))
         assert not missing, f"`{command}` printed no line starting with {sorted(missing)}"
     assert ran >= 10
+
+
+def test_readme_python_example_runs(tmp_path: Path) -> None:
+    blocks = [text for lang, text in BLOCKS if lang == "python"]
+    assert len(blocks) == 1, "the README shows one Python example"
+    shutil.copytree(REPO / "studies", tmp_path / "studies")
+    proc = subprocess.run(
+        [sys.executable, "-c", blocks[0]],
+        cwd=tmp_path,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "best.yaml").is_file()
+    assert {p.name for p in (tmp_path / "runs" / "best").iterdir()} == {
+        "model.pt",
+        "config.yaml",
+        "result.json",
+    }
+    lines = proc.stdout.splitlines()
+    assert 1 <= int(lines[0].split()[0]) <= 5  # completed in this run; the rest were pruned
+    table = lines[lines.index(next(x for x in lines if x.startswith("number  state"))) :]
+    assert [row.split()[0] for row in table[1:6]] == ["0", "1", "2", "3", "4"]
+    assert float(lines[-1].split()[0]) > 0.8  # the retrained model's test accuracy
+    # the study was deleted at the end
+    gone = subprocess.run(
+        [sys.executable, "-m", "hpsearch", "studies"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert "no studies" in gone.stdout

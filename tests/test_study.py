@@ -216,7 +216,10 @@ def test_cli_run_and_inspect(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "done: 3 completed" in proc.stdout
     url = f"sqlite:///{tmp_path / 'hp.db'}"
-    assert "t  trials 3" in hpsearch("studies", "--storage", url).stdout
+    listed = json.loads(hpsearch("studies", "--storage", url, "--format", "json").stdout)
+    assert [(s["study"], s["trials"], s["directions"]) for s in listed] == [("t", 3, "maximize")]
+    table = hpsearch("studies", "--storage", url).stdout.splitlines()
+    assert table[0].split() == ["study", "trials", "directions", "best"] and len(table) == 2
     status = json.loads(hpsearch("status", str(path), "--json").stdout)
     assert status["states"]["COMPLETE"] == 3 and status["best"][0]["test_accuracy"] > 0
     rows = json.loads(hpsearch("trials", "t", "--storage", url, "--format", "json").stdout)
@@ -225,6 +228,13 @@ def test_cli_run_and_inspect(tmp_path: Path) -> None:
     assert csv[0].startswith("number,state,value,") and len(csv) == 4
     best_file = tmp_path / "best.yaml"
     assert hpsearch("best", str(path), "--write-config", str(best_file)).returncode == 0
+    best_rows = json.loads(hpsearch("best", str(path), "--format", "json").stdout)
+    assert [r["number"] for r in best_rows] == [status["best"][0]["number"]]
+    shown = hpsearch("trial", str(path), str(best_rows[0]["number"]), "--json")
+    record = json.loads(shown.stdout)
+    assert record["state"] == "COMPLETE" and len(record["curves"]["val_accuracy"]) == 2
+    assert record["config"]["lr"] == status["best"][0]["params"]["lr"]
+    assert hpsearch("trial", str(path), "7").returncode == 2
     trained = hpsearch("train", "--config", str(best_file), "--json")
     assert trained.returncode == 0, trained.stderr
     assert json.loads(trained.stdout)["config"]["lr"] == status["best"][0]["params"]["lr"]

@@ -4,11 +4,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
+from hpsearch.config import read_yaml
 from hpsearch.errors import ConfigError
-from hpsearch.studyfile import load_study
+from hpsearch.studyfile import load_spec
 from hpsearch.studyfile import parse_study
+from hpsearch.studyfile import SAMPLERS
 from tests.helpers import hpsearch
 from tests.helpers import study_doc
 from tests.helpers import write_study
@@ -18,14 +21,54 @@ STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_shipped_studies_are_valid(path: Path) -> None:
-    spec = load_study(str(path))
+    doc = read_yaml(str(path))
+    spec = load_spec(str(path))
+    # the spec says what the file says
+    assert spec.name == doc["name"] and spec.base.dataset == doc["dataset"]
+    sampler = doc["sampler"] if isinstance(doc["sampler"], str) else doc["sampler"]["name"]
+    assert spec.sampler == sampler
+    assert isinstance(spec.make_sampler(), SAMPLERS[sampler])
+    assert [p.name for p in spec.space.params] == list(doc["space"])
+    trials = doc.get("budget", {}).get("trials")
+    points = len(spec.points())
+    assert spec.budget() == (min(trials or points, points) if spec.is_finite else trials)
     assert spec.budget() > 0
-    spec.make_sampler()
     spec.make_pruner()
+    # and an editor checking it against the shipped JSON Schema agrees
+    assert path.read_text().startswith("# yaml-language-server: $schema=study.schema.json\n")
+    jsonschema.validate(doc, json.loads((path.parent / "study.schema.json").read_text()))
+
+
+def test_schema_is_current_and_rejects_what_validation_rejects(tmp_path: Path) -> None:
+    proc = hpsearch("schema")
+    assert proc.returncode == 0, proc.stderr
+    schema = json.loads(proc.stdout)
+    shipped = STUDIES[0].parent / "study.schema.json"
+    assert schema == json.loads(shipped.read_text()), "run: hpsearch schema -o " + str(shipped)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    good = study_doc(tmp_path)
+    jsonschema.validate(good, schema)
+    bad_docs = [
+        {**good, "samplr": "tpe"},
+        {**good, "fixed": {"epochs": "3"}},
+        {**good, "fixed": {"activation": "swish"}},
+        {**good, "sampler": {"name": "tpe", "n_startup": 3}},
+        {**good, "space": {"lr": {"type": "uniform", "low": 0, "high": 1}}},
+        {**good, "budget": {"trials": 0}},
+        {**good, "name": "../x"},
+    ]
+    for bad in bad_docs:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+        with pytest.raises(ConfigError):
+            parse_study(bad, source="s.yaml")
+    written = tmp_path / "s.json"
+    assert hpsearch("schema", "-o", str(written)).returncode == 0
+    assert json.loads(written.read_text()) == schema
 
 
 def test_ofat_study_is_baseline_plus_each_variation() -> None:
-    spec = load_study(str(Path(__file__).parent.parent / "studies" / "mnist_ofat.yaml"))
+    spec = load_spec(str(Path(__file__).parent.parent / "studies" / "mnist_ofat.yaml"))
     factors = [f for f, _, _ in spec.points()]
     assert factors[0] == "baseline"
     # 4 layer shapes, 2 activations, 1 loss (nll *is* the baseline), 2 batch sizes,
@@ -45,7 +88,7 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "wrong option type",
         {"sampler": {"name": "tpe", "multivariate": "yes"}},
-        "sampler.multivariate: expected bool",
+        "sampler.multivariate: expected true/false",
     ),
     ("unknown pruner", {"pruner": "early"}, "pruner.name: unknown 'early'"),
     (
@@ -170,7 +213,7 @@ def test_yaml_problems(content: str, message: str, tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
     path.write_text(content)
     with pytest.raises(ConfigError, match=message):
-        load_study(str(path))
+        load_spec(str(path))
 
 
 @pytest.mark.parametrize(
@@ -254,7 +297,7 @@ def test_files_that_explode_are_one_line_errors(case: str, tmp_path: Path) -> No
     path = tmp_path / "s.yaml"
     path.write_bytes(content.encode("latin-1" if case == "not utf-8" else "utf-8"))
     with pytest.raises(ConfigError) as err:  # in this process: bounded before it is built
-        load_study(str(path))
+        load_spec(str(path))
     assert message in str(err.value) and len(str(err.value)) < 300
     proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 2

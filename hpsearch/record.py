@@ -1,0 +1,278 @@
+"""The trial record: what hpsearch stores with a study and each of its trials.
+
+This module is the only one that knows the attribute keys. Workers write a trial's record
+through :func:`record_start`, :func:`record_result` and :func:`record_traceback`; everything
+that reads results (tables, status, the report, the launcher) builds a :class:`TrialRecord`
+from a ``FrozenTrial``. It also holds the one definition of which trials are finished and
+which count against a study's budget.
+
+Stored per trial (Optuna user attributes): ``worker`` and ``pid`` (written first, so a
+launcher knows who runs it), then with the result ``outcome``, per-epoch ``curves``, test
+metrics, ``train_seconds``, ``param_count``, ``device``, ``threads``, ``host``, ``version``
+and the resolved trainer ``config``; a failed trial's ``fail_reason`` (one line) and
+``traceback``; a one-factor point's ``ofat_factor`` and ``ofat_value``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Mapping
+from dataclasses import dataclass
+import math
+import os
+import socket
+from typing import Any
+from typing import TYPE_CHECKING
+
+import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+if TYPE_CHECKING:
+    from hpsearch.studyfile import StudySpec
+
+WORKER = "worker"
+PID = "pid"
+OUTCOME = "outcome"
+CURVES = "curves"
+TEST_ACCURACY = "test_accuracy"
+TEST_LOSS = "test_loss"
+TRAIN_SECONDS = "train_seconds"
+PARAM_COUNT = "param_count"
+DEVICE = "device"
+THREADS = "threads"
+HOST = "host"
+VERSION = "version"
+CONFIG = "config"
+FAIL_REASON = "fail_reason"
+TRACEBACK = "traceback"
+OFAT_FACTOR = "ofat_factor"
+OFAT_VALUE = "ofat_value"
+
+# Attributes that describe a trial's point, not one attempt at running it: a retried trial
+# keeps them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
+POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
+CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "seconds")
+
+# Study attributes.
+STUDY_SUMMARY = "hpsearch"  # user attribute: what a report needs to know of the study file
+DEFINITION = "hpsearch:definition"  # system attribute: what gives the trials' values meaning
+CREATE_TOKEN = "hpsearch:create_token"  # system attribute: finds a retried insert's trial
+# Optuna's own system attributes that hpsearch reads.
+RETRY_HISTORY = "retry_history"  # RetryHeartbeatStaleTrialCallback: the trials this retries
+FIXED_PARAMS = "fixed_params"  # enqueue_trial: the params a queued trial must take
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+STARTED = (TrialState.RUNNING, *FINISHED)
+MAX_TRACEBACK = 20_000  # characters kept of a failed trial's traceback
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial as hpsearch stored it, read from a ``FrozenTrial``.
+
+    Attributes:
+        number: The trial's number in its study.
+        state: ``COMPLETE``, ``PRUNED``, ``FAIL``, ``RUNNING`` or ``WAITING``.
+        values: The objective values (``None`` unless complete).
+        params: Optuna's params (the searched settings as sampled).
+        config: The resolved trainer config it trained with (``None`` before its result).
+        curves: Per-epoch ``train_loss``, ``val_loss``, ``val_accuracy`` and ``seconds``
+            (``None`` where a loss was not finite).
+        outcome: The trainer's outcome: ``completed``, ``stopped`` (pruned) or ``diverged``.
+        fail_reason: Why it failed, one line; its ``traceback`` when it raised.
+        duration_s: Wall time from start to end, in seconds.
+    """
+
+    number: int
+    state: str
+    values: tuple[float, ...] | None
+    params: Mapping[str, Any]
+    config: Mapping[str, Any] | None
+    curves: Mapping[str, list[float | None]]
+    outcome: str | None
+    fail_reason: str | None
+    traceback: str | None
+    test_accuracy: float | None
+    test_loss: float | None
+    train_seconds: float | None
+    param_count: int | None
+    worker: str | None
+    device: str | None
+    host: str | None
+    threads: int | None
+    duration_s: float | None
+    ofat_factor: str | None
+    ofat_value: Any
+
+    @classmethod
+    def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
+        """The record of a trial read from any storage."""
+        a = trial.user_attrs
+        return cls(
+            number=trial.number,
+            state=trial.state.name,
+            values=tuple(trial.values) if trial.values is not None else None,
+            params=trial.params,
+            config=a.get(CONFIG),
+            curves=a.get(CURVES) or {},
+            outcome=a.get(OUTCOME),
+            fail_reason=a.get(FAIL_REASON),
+            traceback=a.get(TRACEBACK),
+            test_accuracy=a.get(TEST_ACCURACY),
+            test_loss=a.get(TEST_LOSS),
+            train_seconds=a.get(TRAIN_SECONDS),
+            param_count=a.get(PARAM_COUNT),
+            worker=a.get(WORKER),
+            device=a.get(DEVICE),
+            host=a.get(HOST),
+            threads=a.get(THREADS),
+            duration_s=trial.duration.total_seconds() if trial.duration else None,
+            ofat_factor=a.get(OFAT_FACTOR),
+            ofat_value=a.get(OFAT_VALUE),
+        )
+
+    def curve(self, metric: str) -> list[float | None]:
+        """One per-epoch curve (empty if the trial has none)."""
+        return list(self.curves.get(metric) or [])
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        """The highest validation accuracy of any epoch."""
+        values = [v for v in self.curve("val_accuracy") if v is not None]
+        return max(values) if values else None
+
+    @property
+    def final_val_accuracy(self) -> float | None:
+        """The last epoch's validation accuracy."""
+        values = self.curve("val_accuracy")
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    """What a report needs to know of a study's file, stored with the study at creation."""
+
+    file: str | None
+    sampler: str
+    pruner: str
+    metrics: tuple[str, ...]  # of the objectives, in order
+    params: tuple[str, ...]
+    version: str
+
+
+def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:
+    """Stores the :class:`StudySummary` (and the file's base config) with a new study."""
+    study.set_user_attr(
+        STUDY_SUMMARY,
+        {
+            "file": spec.path,
+            "sampler": spec.sampler,
+            "sampler_options": dict(spec.sampler_options),
+            "pruner": spec.pruner,
+            "objectives": [vars(o) for o in spec.objectives],
+            "base_config": spec.base.to_dict(),
+            "params": [p.name for p in spec.space.params],
+            "version": version,
+        },
+    )
+
+
+def study_summary(study: optuna.Study) -> StudySummary | None:
+    """The summary stored with a study, ``None`` if it has none (not created by hpsearch)."""
+    doc = study.user_attrs.get(STUDY_SUMMARY)
+    if not isinstance(doc, dict):
+        return None
+    return StudySummary(
+        file=doc.get("file"),
+        sampler=str(doc.get("sampler", "unknown")),
+        pruner=str(doc.get("pruner", "unknown")),
+        metrics=tuple(str(o.get("metric")) for o in doc.get("objectives") or []),
+        params=tuple(doc.get("params") or ()),
+        version=str(doc.get("version", "unknown")),
+    )
+
+
+def records(trials: Iterable[FrozenTrial]) -> list[TrialRecord]:
+    """The records of several trials."""
+    return [TrialRecord.from_trial(t) for t in trials]
+
+
+def worker_of(trial: FrozenTrial) -> str | None:
+    """The worker that claimed a trial (written before anything else)."""
+    value = trial.user_attrs.get(WORKER)
+    return None if value is None else str(value)
+
+
+def fail_reason_of(trial: FrozenTrial) -> str | None:
+    """Why a trial failed."""
+    value = trial.user_attrs.get(FAIL_REASON)
+    return None if value is None else str(value)
+
+
+def point_attrs(trial: FrozenTrial) -> dict[str, Any]:
+    """The attributes a retry of ``trial`` keeps (see :data:`POINT_ATTRS`)."""
+    return {k: v for k, v in trial.user_attrs.items() if k in POINT_ATTRS}
+
+
+def one_factor_attrs(factor: str | None, value: Any) -> dict[str, Any]:
+    """The attributes of a queued one-factor point (none for other points)."""
+    return {} if factor is None else {OFAT_FACTOR: factor, OFAT_VALUE: value}
+
+
+def counted(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that use up budget: all but those failed and then queued again as a retry."""
+    trials = list(trials)
+    retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, [])}
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+
+
+def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
+    """The params a queued trial was queued with (its own params once it ran)."""
+    return dict(trial.system_attrs.get(FIXED_PARAMS) or trial.params)
+
+
+def retried_numbers(trial: FrozenTrial) -> list[int]:
+    """The numbers of the failed trials that this trial retries."""
+    return list(trial.system_attrs.get(RETRY_HISTORY, []))
+
+
+def record_start(trial: optuna.Trial, worker: str) -> None:
+    """Marks a claimed trial with its worker, first, so that a launcher finds who runs it."""
+    trial.set_user_attr(WORKER, worker)
+    trial.set_user_attr(PID, os.getpid())
+
+
+def record_result(
+    trial: optuna.Trial,
+    result: Any,
+    threads: int,
+    version: str,
+) -> None:
+    """Stores a training result (a :class:`hpsearch.trainer.TrainResult`) with its trial."""
+    curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
+    attrs = {
+        OUTCOME: result.outcome,
+        CURVES: _finite(curves),
+        TEST_ACCURACY: result.test_accuracy,
+        TEST_LOSS: result.test_loss,
+        TRAIN_SECONDS: result.train_seconds,
+        PARAM_COUNT: result.param_count,
+        DEVICE: result.device,
+        THREADS: threads,
+        HOST: socket.gethostname(),
+        VERSION: version,
+        CONFIG: result.config,
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def record_traceback(trial: optuna.Trial, text: str) -> None:
+    """Keeps the traceback of a trial that raised (its last characters if very long)."""
+    trial.set_user_attr(TRACEBACK, text[-MAX_TRACEBACK:])
+
+
+def _finite(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    # JSON has no NaN: a diverged epoch's loss is stored as null.
+    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in curves.items()}
