@@ -179,10 +179,22 @@ _storage_option = click.option(
 )
 
 
-def _load_spec(path: str, storage: str | None, trials: int | None = None) -> StudySpec:
+def _load_spec(
+    path: str, storage: str | None, trials: int | None = None, population: int | None = None
+) -> StudySpec:
+    import dataclasses
+
     from hpsearch.studyfile import load_spec
 
-    return load_spec(path, storage=storage, trials=trials)
+    spec = load_spec(path, storage=storage, trials=trials)
+    return dataclasses.replace(spec, population=population) if population else spec
+
+
+_population_option = click.option(
+    "--population",
+    type=click.IntRange(min=1, max=4096),
+    help="Trials a worker trains at once on its device [the study file's, else 1].",
+)
 
 
 def _resolve(target: str, storage: str | None) -> tuple[str, str]:
@@ -245,6 +257,7 @@ def _threads_option(default_help: str) -> Callable[[Callable[..., Any]], Callabl
 @_trials_option
 @_storage_option
 @_threads_option("torch's default: all cores")
+@_population_option
 @_max_same_failures_option
 @_storage_wait_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -253,6 +266,7 @@ def run(
     trials: int | None,
     storage: str | None,
     threads: int | None,
+    population: int | None,
     max_same_failures: int,
     no_progress: bool,
 ) -> None:
@@ -268,7 +282,7 @@ def run(
     from hpsearch.workers import install_stop_signals
     from hpsearch.workers import set_threads
 
-    spec = _load_spec(study_file, storage, trials)
+    spec = _load_spec(study_file, storage, trials, population)
     set_threads(threads)
     preflight(spec)  # before anything is written: a broken environment burns no budget
     store, study, queued = prepare(spec)
@@ -276,7 +290,8 @@ def run(
     done = finished_count(study)
     click.echo(
         f"study {spec.name} in {_redact(spec.storage)}: sampler {spec.sampler}, "
-        f"budget {budget}, {queued} trials queued now",
+        f"budget {budget}, {queued} trials queued now"
+        + (f", population {spec.population}" if spec.population > 1 else ""),
         err=True,
     )
     bar = tqdm(
@@ -588,6 +603,7 @@ def schema(output: str | None) -> None:
 @click.option("--device", help="Device for this worker's trials, e.g. cuda:0 or cpu.")
 @click.option("--name", help="Worker name recorded with its trials [host:pid].")
 @_threads_option("the launcher's share of the cores, else 1")
+@_population_option
 @_max_same_failures_option
 @_storage_wait_option
 def worker(
@@ -596,6 +612,7 @@ def worker(
     device: str | None,
     name: str | None,
     threads: int | None,
+    population: int | None,
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
@@ -612,7 +629,7 @@ def worker(
     from hpsearch.workers import watch_launcher
     from hpsearch.workers import worker_threads
 
-    spec = _load_spec(study_file, storage)
+    spec = _load_spec(study_file, storage, population=population)
     if device:
         spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
     me = name or worker_name()
@@ -661,6 +678,7 @@ def worker(
     show_default=True,
     help="Replacements per worker slot after a crash.",
 )
+@_population_option
 @_max_same_failures_option
 @_storage_wait_option
 @click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
@@ -680,6 +698,7 @@ def launch(
     workers_per_gpu: int,
     cpu_workers: int | None,
     max_restarts: int,
+    population: int | None,
     max_same_failures: int,
     log_dir: str | None,
     no_progress: bool,
@@ -698,7 +717,7 @@ def launch(
     from hpsearch.workers import plan_slots
     from hpsearch.workers import Pool
 
-    spec = _load_spec(study_file, storage, trials)
+    spec = _load_spec(study_file, storage, trials, population)
     slots = plan_slots(
         gpus, workers_per_gpu, cpu_workers, torch.cuda.device_count(), os.cpu_count() or 1
     )

@@ -51,7 +51,7 @@ from hpsearch.studyfile import StudySpec
 from hpsearch.trainer import EpochStats
 from hpsearch.trainer import preflight as preflight_config
 from hpsearch.trainer import resolve_device
-from hpsearch.trainer import train
+from hpsearch.trainer import train_population
 from hpsearch.trainer import TrainResult
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -237,12 +237,22 @@ class TrialInterrupted(Exception):
     """A trial stopped by :func:`request_stop`; failed and re-queued, not counted."""
 
 
-def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
-    """Trains one configuration, reporting the first objective after every epoch.
+@dataclass
+class _Member:
+    """A claimed trial of a population: its config once suggested, and its reports."""
+
+    trial: optuna.Trial
+    config: TrainConfig | None = None
+    reported: int = 0  # the last epoch reported (a population split after running out of
+    pruned: bool = False  # memory trains again from epoch 1: repeats are not reported)
+    taken_over: bool = False
+
+
+def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
+    """Marks a claimed trial as this worker's and suggests its config.
 
     Raises:
-        optuna.TrialPruned: The pruner stopped the trial.
-        TrialFailed: Training diverged.
+        ConfigError: The suggested values make an invalid config.
     """
     # First, before any work: a launcher (or an operator) finds which process runs a trial.
     record.record_start(trial, worker)
@@ -254,27 +264,32 @@ def objective(trial: optuna.Trial, spec: StudySpec, worker: str) -> list[float]:
         resolve_device(spec.base.device),
     )
     values = spec.space.suggest(trial)
-    config = make_config(values, spec.base, source=f"trial {trial.number}")
+    return make_config(values, spec.base, source=f"trial {trial.number}")
+
+
+def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochStats], bool]:
+    """The trainer's epoch callback: reports the first objective of member ``i`` to its
+    trial and says whether to stop it (pruned, a stop requested, or taken over)."""
     first = spec.objectives[0]
     prunable = len(spec.objectives) == 1 and first.per_epoch
 
-    def report(stats: EpochStats) -> bool:
-        if _STOP.is_set():
+    def report(i: int, stats: EpochStats) -> bool:
+        m = members[i]
+        if _STOP.is_set() or m.taken_over:
             return True
         if not prunable:
             return False
-        trial.report(float(getattr(stats, first.metric)), stats.epoch)
-        return trial.should_prune()
+        if stats.epoch <= m.reported:  # trained again after a split: already reported
+            return m.pruned
+        try:
+            m.trial.report(float(getattr(stats, first.metric)), stats.epoch)
+            m.reported, m.pruned = stats.epoch, m.trial.should_prune()
+        except UpdateFinishedTrialError:  # declared stale and queued again meanwhile
+            m.taken_over = True
+            return True
+        return m.pruned
 
-    result = train(config, on_epoch=report)
-    if result.outcome == "stopped" and _STOP.is_set():
-        raise TrialInterrupted
-    record.record_result(trial, result, _torch_threads(), hpsearch.__version__)
-    if result.outcome == "diverged":
-        raise TrialFailed(f"diverged: non-finite loss at epoch {len(result.epochs)}")
-    if result.outcome == "stopped":
-        raise optuna.TrialPruned(f"pruned at epoch {len(result.epochs)}")
-    return [metric_value(result, o) for o in spec.objectives]
+    return report
 
 
 def _torch_threads() -> int:
@@ -332,9 +347,9 @@ class _SameErrorBreaker:
 
 
 @contextlib.contextmanager
-def _heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
-    """Records the trial's heartbeat in a thread while it runs (Study.optimize does this
-    itself; our claim-then-run loop uses ask/tell, so it must)."""
+def _heartbeat(storage: BaseStorage, trial_ids: list[int]) -> Iterator[None]:
+    """Records the heartbeat of every claimed trial in one thread while they run
+    (Study.optimize does this itself; our claim-then-run loop uses ask/tell, so it must)."""
     interval = getattr(storage, "heartbeat_interval", None)
     if not interval:
         yield
@@ -343,14 +358,15 @@ def _heartbeat(storage: BaseStorage, trial_id: int) -> Iterator[None]:
 
     def beat() -> None:
         while True:
-            try:
-                storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
-            except Exception as e:  # a missed beat is retried next interval
-                _log.debug("heartbeat of trial id %d failed: %s", trial_id, e)
+            for trial_id in trial_ids:
+                try:
+                    storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+                except Exception as e:  # a missed beat is retried next interval
+                    _log.debug("heartbeat of trial id %d failed: %s", trial_id, e)
             if stop.wait(interval):
                 return
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_ids[0]}", daemon=True)
     thread.start()
     try:
         yield
@@ -410,7 +426,10 @@ def run_worker(
 ) -> WorkerStats:
     """Claims and runs queued trials of an existing study until none is left.
 
-    A trial that raises or diverges is recorded as FAIL with its reason and the loop goes
+    The worker claims up to ``spec.population`` trials at once and trains them together as
+    one population (members that cannot share kernels train in groups, one after the other):
+    each member reports every epoch to its own trial and is pruned, fails or completes
+    alone. A trial that raises or diverges is recorded as FAIL with its reason and the loop goes
     on, unless ``max_same_failures`` trials in a row raised the same error: then the worker
     stops claiming (``broken`` says why) rather than burn the budget on a broken environment.
     A trial this worker finishes after another process declared it stale is discarded with a
@@ -434,53 +453,65 @@ def run_worker(
     stats = WorkerStats()
     breaker = _SameErrorBreaker(max_same_failures)
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
+    population = spec.population
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         if _STOP.is_set():
             stats.interrupted = True
             break
         fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
-        trial_id = None
+        claimed: list[int] = []
         try:
-            trial_id = internals.claim_waiting_trial(study)
-            if trial_id is None:
+            claimed = _claim(study, population)
+            if not claimed:
                 if not _others_may_fail(study, storage):
                     break
                 time.sleep(1.0)  # a running trial may still go stale and come back
                 continue
             # Beat from right after the claim: a trial with no heartbeat is never found stale,
-            # and constructing the Trial already runs the sampler (seconds for GP).
-            with _heartbeat(storage, trial_id):
-                frozen, error = _run_one(study, internals.trial_for(study, trial_id), spec, worker)
+            # and constructing a Trial already runs the sampler (seconds for GP).
+            with _heartbeat(storage, claimed):
+                outcomes = _run_population(study, claimed, spec, worker)
         except (KeyboardInterrupt, TrialInterrupted):
-            if trial_id is not None:
+            for trial_id in claimed:  # those still running; a finished one is left alone
                 _interrupt(study, storage, trial_id)
             stats.interrupted = True
             break
-        except TrialTakenOver:
-            assert trial_id is not None
-            stats.discarded += 1
-            _log.warning(
-                "trial %d of %s was declared stale while this worker ran it and was queued "
-                "again; discarding this worker's result",
-                internals.get_trial(study, trial_id).number,
+        for trial_id, frozen, error in outcomes:
+            if frozen is None:
+                stats.discarded += 1
+                _log.warning(
+                    "trial %d of %s was declared stale while this worker ran it and was queued "
+                    "again; discarding this worker's result",
+                    internals.get_trial(study, trial_id).number,
+                    spec.name,
+                )
+                continue
+            _count(stats, frozen)
+            _log.info(
+                "trial %d of %s %s on worker %s%s",
+                frozen.number,
                 spec.name,
+                frozen.state.name.lower(),
+                worker,
+                f": {frozen.values}" if frozen.values else "",
             )
-            continue
-        _count(stats, frozen)
-        _log.info(
-            "trial %d of %s %s on worker %s%s",
-            frozen.number,
-            spec.name,
-            frozen.state.name.lower(),
-            worker,
-            f": {frozen.values}" if frozen.values else "",
-        )
-        if on_trial is not None:
-            on_trial(frozen)
-        stats.broken = breaker.record(error)
+            if on_trial is not None:
+                on_trial(frozen)
+            stats.broken = stats.broken or breaker.record(error)
         if stats.broken:
             break
     return stats
+
+
+def _claim(study: optuna.Study, population: int) -> list[int]:
+    """Claims up to ``population`` WAITING trials, each atomically (see internals)."""
+    claimed: list[int] = []
+    while len(claimed) < population:
+        trial_id = internals.claim_waiting_trial(study)
+        if trial_id is None:
+            break
+        claimed.append(trial_id)
+    return claimed
 
 
 def _count(stats: WorkerStats, trial: FrozenTrial) -> None:
@@ -498,47 +529,93 @@ def _others_may_fail(study: optuna.Study, storage: BaseStorage) -> bool:
     return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _run_one(
-    study: optuna.Study, trial: optuna.Trial, spec: StudySpec, worker: str
-) -> tuple[FrozenTrial, str | None]:
-    """Runs one claimed trial and records its outcome.
+Outcome = tuple[int, FrozenTrial | None, str | None]  # trial id, trial (None: taken over), error
+
+
+def _run_population(
+    study: optuna.Study, trial_ids: list[int], spec: StudySpec, worker: str
+) -> list[Outcome]:
+    """Runs claimed trials as one population (see :func:`hpsearch.trainer.train_population`)
+    and records each one's outcome.
 
     Returns:
-        The finished trial, and the error it raised (``None`` unless it raised).
+        Per trial: its id, the finished trial (``None`` when another process finished it
+        first: its result was discarded), and the error it raised (``None`` unless it raised;
+        divergence is the point's fault, not an error).
 
     Raises:
-        TrialTakenOver: Another process finished the trial first.
-        TrialInterrupted: A stop was requested.
+        TrialInterrupted: A stop was requested; the caller re-queues the running trials.
     """
+    outcomes: list[Outcome] = []
+    members: list[_Member] = []
+    for trial_id in trial_ids:
+        trial = internals.trial_for(study, trial_id)
+        try:
+            members.append(_Member(trial, _start(trial, spec, worker)))
+        except UpdateFinishedTrialError:
+            outcomes.append((trial_id, None, None))
+        except (KeyboardInterrupt, StorageOutage):
+            raise
+        except Exception as e:  # an invalid suggested config: this trial fails alone
+            outcomes.append(_fail(study, trial, e, spec, worker))
+    if not members:
+        return outcomes
+    configs = [m.config for m in members if m.config is not None]
     try:
-        values = objective(trial, spec, worker)
-    except (TrialInterrupted, KeyboardInterrupt, StorageOutage):
-        raise  # a storage outage past its wait is not the trial's failure: nothing is recorded
-    except UpdateFinishedTrialError as e:  # a report or attribute write found it finished
-        raise TrialTakenOver from e
-    except optuna.TrialPruned:
-        return _tell(study, trial, state=TrialState.PRUNED), None
-    except Exception as e:  # divergence, a bad config, out of memory, a bug: not fatal
+        results = train_population(configs, on_epoch=_reporter(spec, members))
+    except (KeyboardInterrupt, StorageOutage):
+        raise
+    except Exception as e:  # the whole population failed (a device error, a bug)
         _free_accelerator_memory()
-        diverged = isinstance(e, TrialFailed)
-        reason = str(e) if diverged else f"{type(e).__name__}: {e}"
-        _log.warning(
-            "trial %d of %s failed on worker %s: %s",
-            trial.number,
-            spec.name,
-            worker,
-            reason.splitlines()[0],
-        )
-        if not diverged:
-            _log.debug("trial %d traceback", trial.number, exc_info=True)
-            try:  # kept with the trial: `hpsearch trial STUDY N` shows it
-                record.record_traceback(trial, traceback.format_exc())
-            except UpdateFinishedTrialError:
-                raise TrialTakenOver from e
-        if not internals.fail_running_trial(study, internals.trial_id(trial), reason[:2000]):
-            raise TrialTakenOver from e
-        return internals.get_trial(study, internals.trial_id(trial)), None if diverged else reason
-    return _tell(study, trial, values), None
+        return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
+    if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
+        raise TrialInterrupted
+    threads = _torch_threads()
+    for m, result in zip(members, results, strict=True):
+        trial_id = internals.trial_id(m.trial)
+        if m.taken_over:
+            outcomes.append((trial_id, None, None))
+            continue
+        try:
+            record.record_result(m.trial, result, threads, hpsearch.__version__)
+            if result.outcome == "diverged":
+                reason = f"diverged: non-finite loss at epoch {len(result.epochs)}"
+                outcomes.append(_fail(study, m.trial, TrialFailed(reason), spec, worker))
+            elif result.outcome == "stopped":
+                frozen = _tell(study, m.trial, state=TrialState.PRUNED)
+                outcomes.append((trial_id, frozen, None))
+            else:
+                values = [metric_value(result, o) for o in spec.objectives]
+                outcomes.append((trial_id, _tell(study, m.trial, values), None))
+        except (UpdateFinishedTrialError, TrialTakenOver):
+            outcomes.append((trial_id, None, None))
+    return outcomes
+
+
+def _fail(
+    study: optuna.Study, trial: optuna.Trial, error: Exception, spec: StudySpec, worker: str
+) -> Outcome:
+    """Fails a running trial with the reason (and traceback) of ``error``."""
+    trial_id = internals.trial_id(trial)
+    diverged = isinstance(error, TrialFailed)
+    reason = str(error) if diverged else f"{type(error).__name__}: {error}"
+    _log.warning(
+        "trial %d of %s failed on worker %s: %s",
+        trial.number,
+        spec.name,
+        worker,
+        reason.splitlines()[0],
+    )
+    if not diverged:
+        text = "".join(traceback.format_exception(error))
+        _log.debug("trial %d traceback:\n%s", trial.number, text)
+        try:  # kept with the trial: `hpsearch trial STUDY N` shows it
+            record.record_traceback(trial, text)
+        except UpdateFinishedTrialError:
+            return trial_id, None, None
+    if not internals.fail_running_trial(study, trial_id, reason[:2000]):
+        return trial_id, None, None
+    return trial_id, internals.get_trial(study, trial_id), None if diverged else reason
 
 
 def _tell(

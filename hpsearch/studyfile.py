@@ -79,6 +79,7 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "ofat": optuna.samplers.RandomSampler,
 }
 FINITE_SAMPLERS = ("grid", "ofat")
+MAX_POPULATION = 4096
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
 
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
@@ -127,6 +128,7 @@ class StudySpec:
     # Grid or one-factor points as (factor, value, optuna params), expanded once at parse time.
     finite_points: tuple[Point, ...] = field(default=())
     seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
+    population: int = 1  # trials a worker claims and trains at once
 
     @property
     def directions(self) -> list[str]:
@@ -589,6 +591,9 @@ class StudyFile(_Strict):
     space: dict[str, ParamFile]
     """The parameters to search, in order: a trainer setting each (or hidden layers)."""
     heartbeat: HeartbeatFile | None = None
+    population: Annotated[StrictInt, Field(ge=1, le=MAX_POPULATION)] | None = None
+    """Trials a worker claims and trains together on its device, in the same kernels [1];
+    16-64 suits a GPU (see the README's Speed)."""
 
     @pydantic.field_validator("name")
     @classmethod
@@ -770,6 +775,7 @@ def parse_study(
         path=source,
         description=f.description or "",
         finite_points=_finite_points(sampler_name, space, base),
+        population=f.population or 1,
     )
 
 

@@ -169,6 +169,8 @@ def worker_command(
         slot.name,
         "--max-same-failures",
         str(max_same_failures),
+        "--population",  # the launcher's --population, or the file's
+        str(spec.population),
     ]
 
 

@@ -1,0 +1,193 @@
+"""Trials per hour of populations of K trials trained at once, side by side in one run.
+
+(a) The MNIST reference config (784-128-10, Adadelta, batch 64; members differ in their
+learning rate) for each K: wall time, trials per hour, the best validation accuracy, and
+on a GPU its utilisation. (b) ``studies/quickstart.yaml`` as a whole study with
+``--population K``: wall time and the best value it reached. The last line is
+``population speedup: Xx``, K=16 against K=1 on (a)::
+
+    python bench/population.py --data-dir ../shared/data --epochs 2
+    python bench/population.py --data-dir ../shared/data --epochs 14 --sizes 1,16,64,256,512
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import torch
+
+from hpsearch.config import make_config
+from hpsearch.config import TrainConfig
+from hpsearch.trainer import resolve_device
+from hpsearch.trainer import train_population
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class GpuMonitor:
+    """Samples ``nvidia-smi``'s GPU utilisation every 0.2 s while it runs."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                out = subprocess.run(
+                    ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                ).stdout
+                self.samples.append(float(out.split()[0]))
+            except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+                return
+
+    def __enter__(self) -> GpuMonitor:
+        if shutil.which("nvidia-smi"):
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+    def mean(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+
+def reference(k: int, args: argparse.Namespace) -> list[TrainConfig]:
+    """K reference configs that differ in their learning rate (as a search would draw)."""
+    base = {
+        "dataset": "mnist",
+        "data_dir": args.data_dir,
+        "epochs": args.epochs,
+        "device": args.device,
+        "train_subset": args.train_subset,
+    }
+    return [make_config({**base, "lr": 1.0 * 0.9 ** (i % 16)}) for i in range(k)]
+
+
+def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, float]:
+    device = resolve_device(args.device)
+    train_population(reference(1, args)[:1])  # loads MNIST onto the device, warms up
+    rates = {}
+    print(f"(a) MNIST reference config, {args.epochs} epochs, on {device}")
+    print(f"{'K':>5} {'wall s':>9} {'s/trial':>9} {'trials/h':>10} {'best val':>9} {'GPU %':>6}")
+    for k in sizes:
+        configs = reference(k, args)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        with GpuMonitor() as gpu:
+            start = time.perf_counter()
+            results = train_population(configs)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            wall = time.perf_counter() - start
+        best = max(r.epochs[-1].val_accuracy for r in results)
+        rates[k] = k / wall * 3600
+        util = gpu.mean()
+        print(
+            f"{k:>5} {wall:>9.2f} {wall / k:>9.3f} {rates[k]:>10.0f} {best:>9.4f} "
+            f"{'' if util is None else f'{util:.0f}':>6}",
+            flush=True,
+        )
+    return rates
+
+
+def bench_study(sizes: list[int], args: argparse.Namespace) -> None:
+    from hpsearch.study import run_study  # Optuna only here: (a) needs the trainer alone
+    from hpsearch.studyfile import load_spec
+
+    print(f"(b) {args.study} as a whole study, on {resolve_device(args.device)}")
+    print(f"{'K':>5} {'wall s':>9} {'best':>8} {'complete':>9} {'pruned':>7}")
+    for k in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            spec = load_spec(args.study, storage=f"sqlite:///{tmp}/b.db")
+            base = make_config({"device": args.device}, spec.base)
+            spec = dataclasses.replace(spec, population=k, base=base, timeout=None)
+            start = time.perf_counter()
+            study, stats = run_study(spec)
+            wall = time.perf_counter() - start
+            print(
+                f"{k:>5} {wall:>9.2f} {study.best_value:>8.4f} {stats.completed:>9} "
+                f"{stats.pruned:>7}",
+                flush=True,
+            )
+
+
+def group_sizes() -> None:
+    """The average group size each shipped study reaches with its ``population``: its first
+    population drawn at random (as a sampler's startup trials are), grouped as the trainer
+    groups members that can share kernels."""
+    import optuna
+
+    from hpsearch.config import make_config
+    from hpsearch.studyfile import load_spec
+    from hpsearch.trainer import plan_groups
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from hpsearch import trainer
+
+    print("(c) group sizes of the shipped studies' populations (one population each)")
+    print(f"{'study':<28} {'population':>10} {'mean size on a CPU':>19} {'on a GPU':>9}")
+    for path in sorted((REPO / "studies").glob("*.yaml")):
+        spec = load_spec(str(path))
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        points = spec.points()
+        configs = []
+        for i in range(spec.population):
+            if points:
+                study.enqueue_trial(points[i % len(points)][2])
+            values = spec.space.suggest(study.ask())
+            configs.append(make_config({**values, "device": "cpu"}, spec.base))
+        on_cpu = len(plan_groups(configs))
+        merged = trainer.MERGE_DEPTHS
+        trainer.MERGE_DEPTHS = ("cuda", "cpu")  # group as on a GPU: depths merge
+        on_gpu = len(plan_groups(configs))
+        trainer.MERGE_DEPTHS = merged
+        print(
+            f"{path.name:<28} {spec.population:>10} {spec.population / on_cpu:>19.1f} "
+            f"{spec.population / on_gpu:>9.1f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("HPSEARCH_DATA_DIR"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--sizes", default="1,4,16,64")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--study", default=str(REPO / "studies" / "quickstart.yaml"))
+    parser.add_argument("--study-sizes", default=None, help="K for (b) [--sizes]")
+    parser.add_argument("--skip-study", action="store_true")
+    parser.add_argument("--skip-groups", action="store_true")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = [int(k) for k in args.sizes.split(",")]
+    rates = bench_reference(sizes, args)
+    if not args.skip_study:
+        study_sizes = [int(k) for k in (args.study_sizes or args.sizes).split(",")]
+        bench_study(study_sizes, args)
+    if not args.skip_groups:
+        group_sizes()
+    if 1 in rates and 16 in rates:
+        print(f"population speedup: {rates[16] / rates[1]:.1f}x")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,347 @@
+"""A population trains each member exactly as it would train alone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+import pytest
+import torch
+
+from hpsearch import trainer
+from hpsearch.choices import ACTIVATIONS
+from hpsearch.choices import OPTIMIZERS
+from hpsearch.choices import SCHEDULERS
+from hpsearch.config import make_config
+from hpsearch.config import TrainConfig
+from hpsearch.results import open_study
+from hpsearch.trainer import fit
+from hpsearch.trainer import group_key
+from hpsearch.trainer import plan_groups
+from hpsearch.trainer import train
+from hpsearch.trainer import train_population
+from hpsearch.trainer import TrainResult
+from tests.helpers import hpsearch
+from tests.helpers import write_study
+
+SLOW = {"epochs": 120, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+
+LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "adagrad": 0.03, "adadelta": 1.0, "rmsprop": 1e-3}
+
+
+def _config(**values: Any) -> TrainConfig:
+    return make_config({"epochs": 3, "hidden_layers": [32], **values})
+
+
+def _neighbours(member: TrainConfig) -> list[TrainConfig]:
+    """Three others in the same population: other rates, widths and weight decay, and
+    other optimizers, activations and schedules."""
+    others = []
+    for i, (optimizer, activation) in enumerate(
+        [("adam", "tanh"), ("sgd", "relu"), ("rmsprop", "gelu")]
+    ):
+        others.append(
+            make_config(
+                {
+                    "epochs": 3,
+                    "hidden_layers": [16 + 24 * i],
+                    "optimizer": optimizer,
+                    "lr": LR[optimizer] * (1.5 + i),
+                    "activation": activation,
+                    "weight_decay": 1e-3 * i,
+                    "momentum": 0.5 if optimizer != "adam" else 0.0,
+                    "scheduler": ["none", "cosine", "step"][i],
+                }
+            )
+        )
+    return [*others[:2], member, others[2]]
+
+
+def _assert_same_run(alone: TrainResult, member: TrainResult) -> None:
+    assert member.outcome == alone.outcome == "completed"
+    first, again = alone.epochs[0].train_loss, member.epochs[0].train_loss
+    assert abs(first - again) <= 1e-4 * abs(first)
+    assert abs(alone.epochs[-1].val_accuracy - member.epochs[-1].val_accuracy) <= 0.003
+    assert member.param_count == alone.param_count and member.config == alone.config
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_every_optimizer_trains_in_a_population_as_alone(optimizer: str) -> None:
+    config = _config(optimizer=optimizer, lr=LR[optimizer], weight_decay=1e-4)
+    population = _neighbours(config)
+    results = train_population(population)
+    _assert_same_run(train(config), results[2])
+    assert results[2].epochs[-1].val_accuracy > 0.8  # and it learns
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_trains_in_a_population_as_alone(activation: str) -> None:
+    config = _config(activation=activation, optimizer="adam", lr=3e-3)
+    _assert_same_run(train(config), train_population(_neighbours(config))[2])
+
+
+@pytest.mark.parametrize("scheduler", SCHEDULERS)
+def test_every_schedule_trains_in_a_population_as_alone(scheduler: str) -> None:
+    config = _config(scheduler=scheduler, optimizer="sgd", lr=0.05, momentum=0.9)
+    _assert_same_run(train(config), train_population(_neighbours(config))[2])
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"loss": "mse", "optimizer": "adam", "lr": 3e-3},
+        {"loss": "bce", "optimizer": "adam", "lr": 3e-3, "label_smoothing": 0.1},
+        {"label_smoothing": 0.2},
+        {"l1": 1e-4},
+        {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+        {"hidden_layers": [48, 24], "activation": ["tanh", "elu"]},
+        {"batch_norm": True, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05},
+    ],
+    ids=["mse", "bce", "smoothing", "l1", "nesterov", "two-layers", "batch-norm"],
+)
+def test_other_settings_train_in_a_population_as_alone(settings: dict[str, Any]) -> None:
+    config = _config(**settings)
+    # neighbours that share what a population must share (loss, batch norm, depth)
+    shared = {k: settings[k] for k in ("loss", "batch_norm") if k in settings}
+    depth = len(config.hidden_layers)
+    others = [
+        _config(**shared, hidden_layers=[20 + 8 * i] * depth, lr=0.5 + i, l1=1e-5 * i)
+        for i in range(3)
+    ]
+    results = train_population([others[0], config, *others[1:]])
+    assert len(plan_groups([others[0], config, *others[1:]])) == 1  # really one population
+    _assert_same_run(train(config), results[1])
+
+
+def test_dropout_members_match_alone_in_distribution() -> None:
+    # Dropout masks come from another random stream in a population: compare outcomes over
+    # several seeds instead of one curve.
+    configs = [
+        _config(dropout=0.3, epochs=4, lr=0.6 + 0.1 * i, hidden_layers=[32 + 4 * i])
+        for i in range(6)
+    ]
+    alone = [train(c).epochs[-1].val_accuracy for c in configs]
+    together = [r.epochs[-1].val_accuracy for r in train_population(configs)]
+    assert together != alone  # other masks
+    assert abs(sum(alone) / 6 - sum(together) / 6) < 0.02
+
+
+def test_members_leave_alone_when_pruned_diverged_or_done() -> None:
+    configs = [
+        _config(optimizer="sgd", lr=1e8),  # diverges at once
+        _config(lr=1.0),
+        _config(lr=0.5, epochs=2),  # completes early
+        _config(lr=0.8),  # stopped by the callback after epoch 1
+    ]
+    seen: dict[int, list[int]] = {i: [] for i in range(4)}
+
+    def on_epoch(i: int, stats: Any) -> bool:
+        seen[i].append(stats.epoch)
+        return i == 3
+
+    results = train_population(configs, on_epoch)
+    assert [r.outcome for r in results] == ["diverged", "completed", "completed", "stopped"]
+    assert seen == {0: [], 1: [1, 2, 3], 2: [1, 2], 3: [1]}
+    assert results[2].test_accuracy is not None and results[3].test_accuracy is None
+    # the others trained exactly as alone
+    for i in (1, 2):
+        assert [e.train_loss for e in results[i].epochs] == pytest.approx(
+            [e.train_loss for e in train(configs[i]).epochs], rel=1e-5
+        )
+
+
+def test_groups_split_by_what_members_must_share() -> None:
+    configs = [
+        _config(batch_size=32),
+        _config(batch_size=64),
+        _config(batch_size=32, hidden_layers=[8, 8]),
+        _config(batch_size=32, optimizer="adam", lr=1e-3, hidden_layers=[99]),
+    ]
+    assert group_key(configs[0]) == group_key(configs[3]) != group_key(configs[1])
+    assert sorted(map(sorted, plan_groups(configs))) == [[0, 3], [1], [2]]
+
+
+def test_a_population_beyond_memory_is_split_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    configs = [_config(lr=0.2 * (i + 1)) for i in range(4)]
+    expected = [train(c) for c in configs]
+    # planned: no more than two members fit
+    monkeypatch.setattr(trainer, "max_members", lambda configs: 2)
+    assert plan_groups(configs) == [[0, 1], [2, 3]]
+    for got, want in zip(train_population(configs), expected, strict=True):
+        assert got.epochs[-1].val_loss == pytest.approx(want.epochs[-1].val_loss, rel=1e-5)
+    # found out: the device runs out of memory while more than one member trains
+    monkeypatch.setattr(trainer, "max_members", lambda configs: len(configs))
+    real = trainer._run_population
+    sizes = []
+
+    def tight(configs: Any, members: list[int], *args: Any) -> None:
+        sizes.append(len(members))
+        if len(members) > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        real(configs, members, *args)
+
+    monkeypatch.setattr(trainer, "_run_population", tight)
+    results = train_population(configs)
+    assert sizes == [4, 2, 1, 1, 2, 1, 1]
+    assert [r.outcome for r in results] == ["completed"] * 4
+    for got, want in zip(results, expected, strict=True):
+        assert got.epochs[-1].val_loss == pytest.approx(want.epochs[-1].val_loss, rel=1e-5)
+
+
+def test_fit_returns_the_trained_member_as_a_module() -> None:
+    config = _config(hidden_layers=[24, 12], batch_norm=True, dropout=0.1)
+    result, model = fit(config)
+    data = trainer.load_data(config, torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        accuracy = (model(data.test_x).argmax(1) == data.test_y).float().mean().item()
+    assert accuracy == pytest.approx(result.test_accuracy, abs=2 / len(data.test_y))  # GPU sums
+    assert sum(p.numel() for p in model.parameters()) == result.param_count
+
+
+# --- studies run by populations ----------------------------------------------------------
+
+POPULATION_SPACE = {
+    "lr": {"type": "float", "low": 1e-4, "high": 0.5, "log": True},
+    "hidden_layers": {
+        "type": "layers",
+        "depth": {"low": 1, "high": 1},
+        "width": {"low": 8, "high": 64},
+    },
+}
+
+
+def _states(path: Path, url: str) -> list[optuna.trial.FrozenTrial]:
+    return open_study("t", url).get_trials()
+
+
+def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path,
+        budget={"trials": 12},
+        sampler={"name": "random", "seed": 0},
+        pruner={"name": "median", "n_startup_trials": 2, "n_warmup_steps": 1},
+        fixed={"epochs": 6, "optimizer": "adam", "scheduler": "none"},
+        space=POPULATION_SPACE,
+        population=4,
+    )
+    proc = hpsearch("-v", "run", str(path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "population 4" in proc.stderr
+    trials = _states(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    assert len(trials) == 12 and {t.state for t in trials} == {
+        TrialState.COMPLETE,
+        TrialState.PRUNED,
+    }
+    assert sum(t.state == TrialState.PRUNED for t in trials) >= 1
+    for t in trials:
+        epochs = len(t.user_attrs["curves"]["val_accuracy"])
+        assert sorted(t.intermediate_values) == list(range(1, epochs + 1))  # every epoch
+        assert epochs == 6 if t.state == TrialState.COMPLETE else 1 <= epochs <= 6
+        assert t.intermediate_values[epochs] == t.user_attrs["curves"]["val_accuracy"][-1]
+    # three populations of four, one after the other, in one worker
+    starts = sorted(t.datetime_start for t in trials if t.datetime_start)
+    assert len({t.user_attrs["worker"] for t in trials}) == 1 and len(starts) == 12
+
+
+def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 6}, fixed=SLOW, space=POPULATION_SPACE)
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress", "--population", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+    )
+    running = _wait_running(url, 3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    trials = _states(path, url)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    stopped = [t for t in trials if t.number in running]
+    assert [t.state for t in stopped] == [TrialState.FAIL] * 3
+    assert all(t.user_attrs["fail_reason"] == "interrupted" for t in stopped)
+    queued = [t for t in trials if t.system_attrs.get("failed_trial") in running]
+    assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(running)
+
+
+def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    fixed = {**SLOW, "epochs": 40}
+    path = write_study(tmp_path, budget={"trials": 8}, fixed=fixed, space=POPULATION_SPACE)
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hpsearch",
+            "launch",
+            str(path),
+            "--no-progress",
+            "--workers",
+            "2",
+            "--population",
+            "3",
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+    )
+    running = _wait_running(url, 3)
+    pid = next(t.user_attrs["pid"] for t in _states(path, url) if t.number == running[0])
+    os.kill(pid, signal.SIGKILL)  # in its first population: 3 trials running
+    _, err = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, err
+    trials = _states(path, url)
+    killed = [t for t in trials if t.user_attrs.get("pid") == pid]
+    assert len(killed) == 3 and all(t.state == TrialState.FAIL for t in killed)
+    for number in [t.number for t in killed]:  # each one queued again once, run to the end
+        retries = [t for t in trials if t.system_attrs.get("failed_trial") == number]
+        assert [t.state for t in retries] == [TrialState.COMPLETE]
+    counted = [t for t in trials if t.state != TrialState.FAIL]
+    assert len(counted) == 8 and all(t.state == TrialState.COMPLETE for t in counted)
+
+
+def _wait_running(url: str, n: int) -> list[int]:
+    """The numbers of the first ``n`` trials that run with a worker's pid recorded."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the study may not exist yet
+            running = []
+        started = [t for t in running if "pid" in t.user_attrs]
+        if len(started) >= n and all("config" not in t.user_attrs for t in started):
+            time.sleep(1.0)  # a few batches in
+            return sorted(t.number for t in started)[:n]
+        time.sleep(0.2)
+    raise AssertionError(f"{n} trials never ran at once")
+
+
+def test_members_of_other_depths_share_a_population_where_depths_merge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs = [
+        _config(hidden_layers=[40]),
+        _config(hidden_layers=[24, 16, 8], activation=["tanh", "relu", "gelu"], lr=0.7),
+        _config(hidden_layers=[32, 12], batch_norm=False, dropout=[0.0, 0.0], lr=0.9),
+    ]
+    alone = [train(c) for c in configs]
+    assert len(plan_groups(configs)) == 3  # on a CPU, one group per depth
+    monkeypatch.setattr(trainer, "MERGE_DEPTHS", ("cuda", "cpu"))  # as on a GPU
+    assert plan_groups(configs) == [[0, 1, 2]]
+    for got, want in zip(train_population(configs), alone, strict=True):
+        _assert_same_run(want, got)
+    result, model = fit(configs[1])  # a population of one exports as it was built
+    assert result.param_count == sum(p.numel() for p in model.parameters())
