@@ -149,9 +149,9 @@ class StackedMLP:
     def _linears(self, module: nn.Sequential) -> list[nn.Linear]:
         return [m for m in module if isinstance(m, nn.Linear)]
 
-    def _load_initial(self, i: int, shape: MemberShape, seed: int) -> int:
-        torch.manual_seed(seed)  # on the CPU: the same initial weights on every device
-        module = build_mlp(
+    def _module(self, shape: MemberShape) -> nn.Sequential:
+        """A member's architecture as :func:`build_mlp` builds it alone."""
+        return build_mlp(
             self.num_features,
             self.num_classes,
             shape.widths,
@@ -159,6 +159,10 @@ class StackedMLP:
             shape.dropouts,
             self.batch_norm,
         )
+
+    def _load_initial(self, i: int, shape: MemberShape, seed: int) -> int:
+        torch.manual_seed(seed)  # on the CPU: the same initial weights on every device
+        module = self._module(shape)
         first, *rest = self._linears(module)
         with torch.no_grad():
             self.w0[:, i, : first.out_features] = first.weight.T
@@ -301,15 +305,7 @@ class StackedMLP:
 
     def export(self, i: int) -> nn.Sequential:
         """Member ``i`` as an ordinary ``nn.Sequential`` (as :func:`build_mlp` builds it)."""
-        shape = self.shapes[i]
-        module = build_mlp(
-            self.num_features,
-            self.num_classes,
-            shape.widths,
-            shape.activations,
-            shape.dropouts,
-            self.batch_norm,
-        ).to(self.device)
+        module = self._module(self.shapes[i]).to(self.device)
         first, *rest = self._linears(module)
         norms = [m for m in module if isinstance(m, nn.BatchNorm1d)]
         with torch.no_grad():
