@@ -158,11 +158,11 @@ def test_members_leave_alone_when_pruned_diverged_or_done() -> None:
 
 
 def test_groups_split_by_what_members_must_share() -> None:
-    configs = [
-        _config(batch_size=32),
-        _config(batch_size=64),
-        _config(batch_size=32, hidden_layers=[8, 8]),
-        _config(batch_size=32, optimizer="adam", lr=1e-3, hidden_layers=[99]),
+    configs = [  # on a CPU, where each depth is a group of its own
+        _config(batch_size=32, device="cpu"),
+        _config(batch_size=64, device="cpu"),
+        _config(batch_size=32, hidden_layers=[8, 8], device="cpu"),
+        _config(batch_size=32, optimizer="adam", lr=1e-3, hidden_layers=[99], device="cpu"),
     ]
     assert group_key(configs[0]) == group_key(configs[3]) != group_key(configs[1])
     assert sorted(map(sorted, plan_groups(configs))) == [[0, 3], [1], [2]]
@@ -198,7 +198,7 @@ def test_a_population_beyond_memory_is_split_not_failed(monkeypatch: pytest.Monk
 def test_fit_returns_the_trained_member_as_a_module() -> None:
     config = _config(hidden_layers=[24, 12], batch_norm=True, dropout=0.1)
     result, model = fit(config)
-    data = trainer.load_data(config, torch.device("cpu"))
+    data = trainer.load_data(config, trainer.resolve_device(config.device))
     model.eval()
     with torch.no_grad():
         accuracy = (model(data.test_x).argmax(1) == data.test_y).float().mean().item()
@@ -333,9 +333,9 @@ def test_members_of_other_depths_share_a_population_where_depths_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     configs = [
-        _config(hidden_layers=[40]),
-        _config(hidden_layers=[24, 16, 8], activation=["tanh", "relu", "gelu"], lr=0.7),
-        _config(hidden_layers=[32, 12], batch_norm=False, dropout=[0.0, 0.0], lr=0.9),
+        _config(hidden_layers=[40], device="cpu"),
+        _config(hidden_layers=[24, 16, 8], activation=["tanh", "relu", "gelu"], device="cpu"),
+        _config(hidden_layers=[32, 12], weight_decay=1e-3, lr=0.9, device="cpu"),
     ]
     alone = [train(c) for c in configs]
     assert len(plan_groups(configs)) == 3  # on a CPU, one group per depth
