@@ -242,7 +242,7 @@ class _Member:
     """A claimed trial of a population: its config once suggested, and its reports."""
 
     trial: optuna.Trial
-    config: TrainConfig | None = None
+    config: TrainConfig
     reported: int = 0  # the last epoch reported (a population split after running out of
     pruned: bool = False  # memory trains again from epoch 1: repeats are not reported)
     taken_over: bool = False
@@ -560,9 +560,8 @@ def _run_population(
             outcomes.append(_fail(study, trial, e, spec, worker))
     if not members:
         return outcomes
-    configs = [m.config for m in members if m.config is not None]
     try:
-        results = train_population(configs, on_epoch=_reporter(spec, members))
+        results = train_population([m.config for m in members], _reporter(spec, members))
     except (KeyboardInterrupt, StorageOutage):
         raise
     except Exception as e:  # the whole population failed (a device error, a bug)
