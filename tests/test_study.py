@@ -407,7 +407,7 @@ def test_repeated_same_error_stops_the_worker_and_retry_requeues(
 
     spec = _spec(tmp_path, trials=6)
     storage, study, _ = prepare(spec)
-    monkeypatch.setattr(study_module, "train", broken)
+    monkeypatch.setattr(study_module, "train_population", broken)
     stats = run_worker(spec, storage, worker="test")
     assert stats.broken is not None and "illegal memory access" in stats.broken
     states = [t.state for t in study.get_trials()]
