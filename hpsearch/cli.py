@@ -103,9 +103,9 @@ def _default_storage() -> str:
 
 
 def _plain(text: str) -> str:
-    """Text from a database, quoted if it holds control characters (a name with a newline
-    must not forge a line of output)."""
-    return text if text.isprintable() else repr(text)
+    from hpsearch.results import plain
+
+    return plain(text)
 
 
 def _build_config(

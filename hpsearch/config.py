@@ -290,12 +290,6 @@ def make_config(
     return config
 
 
-def config_schema() -> dict[str, Any]:
-    """The JSON Schema of a trainer config (the ``fixed:`` block of a study file)."""
-    schema: dict[str, Any] = _ADAPTER.json_schema()
-    return schema
-
-
 def parse_assignment(text: str) -> tuple[str, Any]:
     """Parses ``key=value`` where value is YAML (``[256,128]``, ``3e-4``, ``adam``).
 

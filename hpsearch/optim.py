@@ -16,6 +16,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
 import math
+from typing import Any
 from typing import TYPE_CHECKING
 
 import torch
@@ -226,6 +227,21 @@ OPTIMIZERS: dict[str, OptimizerKind] = {
 }
 
 
+def _shaped(h: StepHyper, slot: Slot) -> StepHyper:
+    """Per-member hyperparameters shaped to broadcast against one stack (floats stay)."""
+
+    def shape(value: Any) -> Any:
+        return slot.per_member(value) if isinstance(value, torch.Tensor) else value
+
+    return StepHyper(
+        neg_lr=shape(h.neg_lr),
+        weight_decay=shape(h.weight_decay),
+        momentum=shape(h.momentum),
+        nesterov=shape(h.nesterov),
+        step=h.step,
+    )
+
+
 @dataclass(frozen=True)
 class _Range:
     """The members ``[a, b)`` of one optimizer kind, with their constant hyperparameters."""
@@ -295,21 +311,21 @@ class PopulationOptimizer:
                 start = i
         return ranges
 
-    def _hyper(self, r: _Range, t: int, slot: Slot) -> StepHyper:
+    def _hyper(self, r: _Range, t: int) -> StepHyper:
+        """The hyperparameters of step ``t`` for one kind's members, computed once a step."""
         if r.b - r.a == 1:  # one member: plain floats, torch.optim's own arithmetic
-            wd, nesterov = r.weight_decay[0], r.nesterov[0]
             return StepHyper(
                 neg_lr=-self.lr_host[r.a][t],
-                weight_decay=wd or None,
+                weight_decay=r.weight_decay[0] or None,
                 momentum=self.momentum_host[r.a][t],
-                nesterov=nesterov or None,
+                nesterov=r.nesterov[0] or None,
                 step=self.steps,
             )
         return StepHyper(
-            neg_lr=slot.per_member(-self.lr[t, r.a : r.b]),
-            weight_decay=slot.per_member(self._wd[r.a : r.b]) if any(r.weight_decay) else None,
-            momentum=slot.per_member(self.momentum[t, r.a : r.b]),
-            nesterov=slot.per_member(self._nesterov[r.a : r.b]) if any(r.nesterov) else None,
+            neg_lr=-self.lr[t, r.a : r.b],
+            weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
+            momentum=self.momentum[t, r.a : r.b],
+            nesterov=self._nesterov[r.a : r.b] if any(r.nesterov) else None,
             step=self.steps,
         )
 
@@ -320,17 +336,18 @@ class PopulationOptimizer:
         whole = len(self._ranges) == 1
         for r in self._ranges:
             rule = OPTIMIZERS[r.kind].update
+            hyper = self._hyper(r, t)
             for slot in self.slots:
                 grad = slot.param.grad
                 if grad is None:
                     continue
-                hyper = self._hyper(r, t, slot)
+                shaped = _shaped(hyper, slot)
                 if whole:  # one kind: the stacks themselves, no views
-                    rule(slot.param, grad, slot.state, hyper)
+                    rule(slot.param, grad, slot.state, shaped)
                     continue
                 d, n = slot.member_dim, r.b - r.a
                 state = {k: v.narrow(d, r.a, n) for k, v in slot.state.items()}
-                rule(slot.param.narrow(d, r.a, n), grad.narrow(d, r.a, n), state, hyper)
+                rule(slot.param.narrow(d, r.a, n), grad.narrow(d, r.a, n), state, shaped)
 
     def keep(self, members: list[int]) -> None:
         """Drops every member not in ``members`` (indices, in order)."""
@@ -348,21 +365,6 @@ class PopulationOptimizer:
 
 
 # --- learning-rate schedules -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ScheduleKind:
-    """A learning-rate schedule: whether it changes per batch (else per epoch)."""
-
-    per_batch: bool
-
-
-SCHEDULERS: dict[str, ScheduleKind] = {
-    "none": ScheduleKind(per_batch=False),
-    "step": ScheduleKind(per_batch=False),  # StepLR(step_size, gamma)
-    "cosine": ScheduleKind(per_batch=False),  # CosineAnnealingLR(T_max=epochs)
-    "onecycle": ScheduleKind(per_batch=True),  # OneCycleLR(max_lr=lr, epochs*steps)
-}
 
 
 def schedule(config: TrainConfig, steps_per_epoch: int) -> tuple[list[float], list[float]]:

@@ -232,11 +232,6 @@ def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.system_attrs.get(FIXED_PARAMS) or trial.params)
 
 
-def retried_numbers(trial: FrozenTrial) -> list[int]:
-    """The numbers of the failed trials that this trial retries."""
-    return list(trial.system_attrs.get(RETRY_HISTORY, []))
-
-
 def record_start(trial: optuna.Trial, worker: str) -> None:
     """Marks a claimed trial with its worker, first, so that a launcher finds who runs it."""
     trial.set_user_attr(WORKER, worker)

@@ -37,7 +37,6 @@ from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
-FORMATS = ("table", "csv", "json")
 
 
 def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
@@ -108,13 +107,18 @@ def _columns(rows: list[dict[str, Any]]) -> list[str]:
     return list(columns)
 
 
+def plain(text: str) -> str:
+    """Text from a database, quoted if it holds control characters (a name with a newline
+    must not forge a line of output)."""
+    return text if text.isprintable() else repr(text)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    text = value if isinstance(value, str) else json.dumps(value)
-    return text if text.isprintable() else repr(text)  # a value must not forge a line
+    return plain(value if isinstance(value, str) else json.dumps(value))
 
 
 def format_rows(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> str:

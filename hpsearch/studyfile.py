@@ -64,7 +64,6 @@ METRICS: dict[str, tuple[str, bool]] = {
     "train_seconds": ("minimize", False),
     "param_count": ("minimize", False),
 }
-REDUCTIONS = ("final", "best")
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "random": optuna.samplers.RandomSampler,

@@ -136,15 +136,24 @@ def fit(
         the trained model.
     """
     callback = None if on_epoch is None else lambda member, stats: on_epoch(stats)
-    results: list[TrainResult | None] = [None]
-    models: list[nn.Module | None] = [None]
-    _train_group([config], [0], callback, results, models)
-    result, model = results[0], models[0]
+    job = _Job([config], callback, [None], models=[None])
+    _train_group(job, [0])
+    result, model = job.results[0], job.models[0] if job.models else None
     assert result is not None and model is not None
     return result, model
 
 
 MemberCallback = Callable[[int, EpochStats], bool | None]
+
+
+@dataclass
+class _Job:
+    """The configs one call trains, its callback, and where each member's outcome goes."""
+
+    configs: Sequence[TrainConfig]
+    on_epoch: MemberCallback | None
+    results: list[TrainResult | None]
+    models: list[nn.Module | None] | None = None  # the trained modules, kept for fit only
 
 
 def train_population(
@@ -166,11 +175,11 @@ def train_population(
     Returns:
         One result per config, in order.
     """
-    results: list[TrainResult | None] = [None] * len(configs)
+    job = _Job(configs, on_epoch, [None] * len(configs))
     for group in plan_groups(configs):
-        _train_group(configs, group, on_epoch, results, None)
-    assert all(r is not None for r in results)
-    return results  # type: ignore[return-value]
+        _train_group(job, group)
+    assert all(r is not None for r in job.results)
+    return job.results  # type: ignore[return-value]
 
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
@@ -334,34 +343,23 @@ def _table(columns: Sequence[Sequence[float]], rows: int, device: torch.device) 
     return torch.tensor(padded, dtype=torch.float32, device=device).T.contiguous()
 
 
-def _train_group(
-    configs: Sequence[TrainConfig],
-    members: list[int],
-    on_epoch: MemberCallback | None,
-    results: list[TrainResult | None],
-    models: list[nn.Module | None] | None,
-) -> None:
-    """Trains ``configs[i]`` for ``i`` in ``members`` as one population; on running out of
-    device memory, as two halves instead."""
+def _train_group(job: _Job, members: list[int]) -> None:
+    """Trains ``job.configs[i]`` for ``i`` in ``members`` as one population; on running out
+    of device memory, as two halves instead."""
     try:
-        _run_population(configs, members, on_epoch, results, models)
+        _run_population(job, members)
     except torch.OutOfMemoryError:
         if len(members) == 1:
             raise
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = len(members) // 2
-        _train_group(configs, members[:half], on_epoch, results, models)
-        _train_group(configs, members[half:], on_epoch, results, models)
+        _train_group(job, members[:half])
+        _train_group(job, members[half:])
 
 
-def _run_population(
-    configs: Sequence[TrainConfig],
-    members: list[int],
-    on_epoch: MemberCallback | None,
-    results: list[TrainResult | None],
-    models: list[nn.Module | None] | None,
-) -> None:
+def _run_population(job: _Job, members: list[int]) -> None:
+    configs, on_epoch = job.configs, job.on_epoch
     # stacks sorted by optimizer, so that each optimizer updates one contiguous slice, then
     # by activations, so that each activation runs on a few contiguous slices
     order = sorted(members, key=lambda i: (configs[i].optimizer, configs[i].activations()))
@@ -407,7 +405,7 @@ def _run_population(
             if i not in outcomes:
                 continue
             done = outcomes[i] == "completed"
-            results[i] = TrainResult(
+            job.results[i] = TrainResult(
                 outcome=outcomes[i],
                 epochs=tuple(histories[i]),
                 test_loss=test[0][k] if test and done else None,
@@ -417,8 +415,8 @@ def _run_population(
                 device=str(device),
                 config=configs[i].to_dict(),
             )
-            if models is not None:
-                models[i] = pop.model.export(k)
+            if job.models is not None:
+                job.models[i] = pop.model.export(k)
         kept = [k for k, i in enumerate(alive) if i not in outcomes]
         alive = [alive[k] for k in kept]
         if not alive:

@@ -6,8 +6,11 @@ import os
 from pathlib import Path
 import subprocess
 import sys
+import time
 from typing import Any
 
+import optuna
+from optuna.trial import TrialState
 import yaml
 
 # Every trial fails the same way (two activations for one hidden layer), while the fixed
@@ -61,3 +64,32 @@ def hpsearch(
         env=env,
         timeout=timeout,
     )
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    """Starts the CLI in the background, offline, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+    )
+
+
+def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.trial.FrozenTrial]:
+    """The first ``n`` trials (by number) of study ``t`` that run with their worker's pid
+    recorded, once that many do."""
+    from hpsearch.results import open_study
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
+        except Exception:  # the study may not exist yet
+            running = []
+        started = sorted((t for t in running if "pid" in t.user_attrs), key=lambda t: t.number)
+        if len(started) >= n:
+            return started[:n]
+        time.sleep(0.2)
+    raise AssertionError(f"{n} trials never ran at once")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import signal
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -29,6 +27,8 @@ from hpsearch.trainer import train
 from hpsearch.trainer import train_population
 from hpsearch.trainer import TrainResult
 from tests.helpers import hpsearch
+from tests.helpers import start
+from tests.helpers import wait_running
 from tests.helpers import write_study
 
 SLOW = {"epochs": 120, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
@@ -254,14 +254,9 @@ def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> No
 def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 6}, fixed=SLOW, space=POPULATION_SPACE)
     url = f"sqlite:///{tmp_path / 'hp.db'}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress", "--population", "3"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
-    )
-    running = _wait_running(url, 3)
+    proc = start("run", str(path), "--no-progress", "--population", "3")
+    running = [t.number for t in wait_running(url, 3)]
+    time.sleep(1.0)  # a few batches in
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -278,28 +273,20 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     fixed = {**SLOW, "epochs": 40}
     path = write_study(tmp_path, budget={"trials": 8}, fixed=fixed, space=POPULATION_SPACE)
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpsearch",
-            "launch",
-            str(path),
-            "--no-progress",
-            "--workers",
-            "2",
-            "--population",
-            "3",
-            "--log-dir",
-            str(tmp_path / "logs"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+    log_dir = str(tmp_path / "logs")
+    launcher = start(
+        "launch",
+        str(path),
+        "--no-progress",
+        "--workers",
+        "2",
+        "--population",
+        "3",
+        "--log-dir",
+        log_dir,
     )
-    running = _wait_running(url, 3)
-    pid = next(t.user_attrs["pid"] for t in _states(path, url) if t.number == running[0])
+    pid = wait_running(url, 3)[0].user_attrs["pid"]
+    time.sleep(1.0)  # a few batches in
     os.kill(pid, signal.SIGKILL)  # in its first population: 3 trials running
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err
@@ -311,37 +298,3 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
         assert [t.state for t in retries] == [TrialState.COMPLETE]
     counted = [t for t in trials if t.state != TrialState.FAIL]
     assert len(counted) == 8 and all(t.state == TrialState.COMPLETE for t in counted)
-
-
-def _wait_running(url: str, n: int) -> list[int]:
-    """The numbers of the first ``n`` trials that run with a worker's pid recorded."""
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
-        except Exception:  # the study may not exist yet
-            running = []
-        started = [t for t in running if "pid" in t.user_attrs]
-        if len(started) >= n and all("config" not in t.user_attrs for t in started):
-            time.sleep(1.0)  # a few batches in
-            return sorted(t.number for t in started)[:n]
-        time.sleep(0.2)
-    raise AssertionError(f"{n} trials never ran at once")
-
-
-def test_members_of_other_depths_share_a_population_where_depths_merge(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    configs = [
-        _config(hidden_layers=[40], device="cpu"),
-        _config(hidden_layers=[24, 16, 8], activation=["tanh", "relu", "gelu"], device="cpu"),
-        _config(hidden_layers=[32, 12], weight_decay=1e-3, lr=0.9, device="cpu"),
-    ]
-    alone = [train(c) for c in configs]
-    assert len(plan_groups(configs)) == 3  # on a CPU, one group per depth
-    monkeypatch.setattr(trainer, "MERGE_DEPTHS", ("cuda", "cpu"))  # as on a GPU
-    assert plan_groups(configs) == [[0, 1, 2]]
-    for got, want in zip(train_population(configs), alone, strict=True):
-        _assert_same_run(want, got)
-    result, model = fit(configs[1])  # a population of one exports as it was built
-    assert result.param_count == sum(p.numel() for p in model.parameters())

@@ -6,7 +6,6 @@ from pathlib import Path
 import re
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -19,6 +18,8 @@ from hpsearch.results import open_study
 from hpsearch.workers import plan_slots
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
+from tests.helpers import start
+from tests.helpers import wait_running
 from tests.helpers import write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -83,44 +84,15 @@ def test_launch_budget_is_global(tmp_path: Path) -> None:
     assert len({t.params["lr"] for t in trials}) == 7
 
 
-def _wait_for_running(storage: str, timeout: float = 120) -> optuna.trial.FrozenTrial:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            running = open_study("t", storage).get_trials(states=(TrialState.RUNNING,))
-        except Exception:  # the study may not exist yet
-            running = []
-        for trial in running:
-            if "pid" in trial.user_attrs:
-                return trial
-        time.sleep(0.2)
-    raise AssertionError("no trial started running")
-
-
 def _launch(path: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hpsearch",
-            "launch",
-            str(path),
-            "--no-progress",
-            "--log-dir",
-            str(tmp_path / "logs"),
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
-    )
+    log_dir = str(tmp_path / "logs")
+    return start("launch", str(path), "--no-progress", "--log-dir", log_dir, *extra)
 
 
 def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
     launcher = _launch(path, tmp_path, "--workers", "2")
-    victim = _wait_for_running(storage_url)
+    victim = wait_running(storage_url)[0]
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     _, err = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, err
@@ -140,7 +112,7 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
 def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
     launcher = _launch(path, tmp_path, "--workers", "2")
-    _wait_for_running(storage_url)
+    wait_running(storage_url)[0]
     start = time.monotonic()
     launcher.send_signal(signal.SIGINT)
     _, err = launcher.communicate(timeout=60)
@@ -201,7 +173,7 @@ def test_a_late_worker_discards_its_stale_trial_and_goes_on(
 ) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 3}, fixed=SLOW)
     launcher = _launch(path, tmp_path, "--workers", "2")
-    victim = _wait_for_running(storage_url)
+    victim = wait_running(storage_url)[0]
     pid = victim.user_attrs["pid"]
     stale = None
     for _ in range(5):  # a pause that lands inside a database write blocks the others: retry
