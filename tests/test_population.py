@@ -298,3 +298,21 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
         assert [t.state for t in retries] == [TrialState.COMPLETE]
     counted = [t for t in trials if t.state != TrialState.FAIL]
     assert len(counted) == 8 and all(t.state == TrialState.COMPLETE for t in counted)
+
+
+def test_members_of_other_depths_share_a_population_where_depths_merge(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs = [
+        _config(hidden_layers=[40], device="cpu"),
+        _config(hidden_layers=[24, 16, 8], activation=["tanh", "relu", "gelu"], device="cpu"),
+        _config(hidden_layers=[32, 12], weight_decay=1e-3, lr=0.9, device="cpu"),
+    ]
+    alone = [train(c) for c in configs]
+    assert len(plan_groups(configs)) == 3  # on a CPU, one group per depth
+    monkeypatch.setattr(trainer, "MERGE_DEPTHS", ("cuda", "cpu"))  # as on a GPU
+    assert plan_groups(configs) == [[0, 1, 2]]
+    for got, want in zip(train_population(configs), alone, strict=True):
+        _assert_same_run(want, got)
+    result, model = fit(configs[1])  # a population of one exports as it was built
+    assert result.param_count == sum(p.numel() for p in model.parameters())
