@@ -198,10 +198,21 @@ _population_option = click.option(
 
 
 def _resolve(target: str, storage: str | None) -> tuple[str, str]:
-    """A study file, or a study name in ``--storage`` (default: the default SQLite file)."""
+    """A study file, or a study name in ``--storage`` (default: the default SQLite file).
+
+    Reading a study needs only the file's name and storage: the rest is not validated (a
+    file edited since may still show its study), which also spares these commands loading
+    the validation models.
+    """
     if target.endswith((".yaml", ".yml")) or Path(target).is_file():
-        spec = _load_spec(target, storage)
-        return spec.name, spec.storage
+        from hpsearch.yamlfile import study_location
+
+        found = study_location(target)
+        if found is None:  # no usable name: the whole file's problems, worded
+            spec = _load_spec(target, storage)
+            return spec.name, spec.storage
+        name, url = found
+        return name, storage or url or _default_storage()
     return target, storage or _default_storage()
 
 
@@ -326,7 +337,7 @@ def run(
         f"done: {stats.completed} completed, {stats.pruned} pruned, {stats.failed} failed "
         f"in this run; {_best_line(study)}"
     )
-    _print_best(best_trials(study))
+    _print_best(study, best_trials(study))
     _exit_if_failing(stats, study_file)
 
 
@@ -352,10 +363,10 @@ def _exit_if_failing(stats: Any, study_file: str) -> None:
         sys.exit(ALL_FAILED)
 
 
-def _print_best(trials: list[optuna.trial.FrozenTrial]) -> None:
+def _print_best(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> None:
     from hpsearch.record import records
 
-    for t in records(trials[:5]):
+    for t in records(study, trials[:5]):
         values = ", ".join(f"{v:.4f}" for v in t.values or ())
         test = t.test_accuracy
         click.echo(
@@ -458,7 +469,7 @@ def best(study: str, storage: str | None, write_config: str | None, fmt: str) ->
     s = _open(study, storage)
     trials = require_best(s)
     if fmt == "text":
-        _print_best(trials)
+        _print_best(s, trials)
     else:
         click.echo(format_rows(trial_rows(s, trials), fmt))
     if write_config:
@@ -469,13 +480,29 @@ def best(study: str, storage: str | None, write_config: str | None, fmt: str) ->
 @click.argument("study")
 @_storage_option
 @_format_option
-def trials(study: str, storage: str | None, fmt: str) -> None:
-    """Every trial of STUDY with its state, values, params and metrics (a failed trial's
-    reason in one line; `hpsearch trial STUDY N` shows its traceback)."""
+@click.option(
+    "--sort",
+    default="value",
+    show_default=True,
+    help="`value` (the objective, best first), `number`, or a column such as param.lr.",
+)
+@click.option("--top", type=click.IntRange(min=1), help="Only the first N trials.")
+@click.option(
+    "--columns", help="Only these columns, comma-separated (e.g. number,value,param.lr)."
+)
+def trials(
+    study: str, storage: str | None, fmt: str, sort: str, top: int | None, columns: str | None
+) -> None:
+    """The trials of STUDY, best first, with their state, values, params and metrics (a
+    failed trial's reason in one line; `hpsearch trial STUDY N` shows its traceback)."""
     from hpsearch.results import format_rows
+    from hpsearch.results import select_columns
+    from hpsearch.results import sorted_trials
     from hpsearch.results import trial_rows
 
-    click.echo(format_rows(trial_rows(_open(study, storage)), fmt))
+    s = _open(study, storage)
+    rows = trial_rows(s, sorted_trials(s, sort, top))
+    click.echo(format_rows(select_columns(rows, columns) if columns else rows, fmt))
 
 
 @main.command()

@@ -1,4 +1,4 @@
-"""The trainer's configuration: one frozen, validated dataclass, and safe YAML reading.
+"""The trainer's configuration: one frozen, validated dataclass.
 
 Every hyperparameter is a plain value (a number, a name or a tuple of them), never code, so
 that a search space can set it and a batched trainer could later hold it as a tensor. No
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 import dataclasses
-import re
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -35,102 +34,8 @@ from hpsearch.validation import StrictFloat
 from hpsearch.validation import StrictInt
 from hpsearch.validation import StrictStr
 from hpsearch.validation import Wording
-
-
-class YamlLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, reading ``1e-4`` as a float as YAML 1.2 does (1.1 reads a string)."""
-
-
-YamlLoader.yaml_implicit_resolvers = {
-    k: [r for r in v if r[0] != "tag:yaml.org,2002:float"]
-    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-MAX_YAML_CHARS = 1_000_000  # a study file is a few KB: more is a mistake, or an attack
-MAX_YAML_VALUES = 100_000  # values after expanding aliases (the "billion laughs" file)
-MAX_YAML_DEPTH = 50  # nesting levels; a study file needs about 5
-
-
-class YamlLimitError(yaml.YAMLError):
-    """A YAML document beyond the size, alias-expansion or nesting bounds."""
-
-
-def load_yaml(text: str) -> Any:
-    """Parses YAML text safely: plain data only, nothing constructed or evaluated, and within
-    bounds of size, nesting and alias expansion, checked before anything is built.
-
-    Raises:
-        yaml.YAMLError: Invalid YAML, or a :class:`YamlLimitError`.
-    """
-    if len(text) > MAX_YAML_CHARS:
-        raise YamlLimitError(f"larger than {MAX_YAML_CHARS:,} characters")
-    _check_depth(text)
-    loader = YamlLoader(text)  # a SafeLoader subclass: safe
-    try:
-        try:
-            node = loader.get_single_node()
-        except RecursionError:
-            raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels") from None
-        if node is None:
-            return None
-        _check_bounds(node)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-_OPEN = (
-    yaml.FlowSequenceStartToken,
-    yaml.FlowMappingStartToken,
-    yaml.BlockSequenceStartToken,
-    yaml.BlockMappingStartToken,
-)
-_CLOSE = (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken, yaml.BlockEndToken)
-
-
-def _check_depth(text: str) -> None:
-    # PyYAML's scanner slows down with every open bracket (10,000 of them take seconds) and
-    # its composer recurses: stop at the first token past the bound, before either happens.
-    depth = 0
-    for token in yaml.scan(text, Loader=YamlLoader):
-        if isinstance(token, _OPEN):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-        elif isinstance(token, _CLOSE):
-            depth -= 1
-
-
-def _check_bounds(root: yaml.Node) -> None:
-    # Walks the composed graph, where an alias is a second reference to its anchor's node, so
-    # the count is what construction would build. Iterative: no recursion to exhaust.
-    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
-    count = 0
-    while stack:
-        node, depth = stack.pop()
-        count += 1
-        if count > MAX_YAML_VALUES:
-            raise YamlLimitError(f"more than {MAX_YAML_VALUES:,} values once aliases are expanded")
-        if depth > MAX_YAML_DEPTH:
-            raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
-        if isinstance(node, yaml.MappingNode):
-            stack.extend((child, depth + 1) for pair in node.value for child in pair)
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-
+from hpsearch.yamlfile import load_yaml
+from hpsearch.yamlfile import read_yaml
 
 Fraction = Annotated[StrictFloat, Field(ge=0.0, lt=1.0)]
 NonNegative = Annotated[StrictFloat, Field(ge=0.0)]
@@ -303,28 +208,6 @@ def parse_assignment(text: str) -> tuple[str, Any]:
         return key.strip(), load_yaml(raw)
     except yaml.YAMLError as e:
         raise ConfigError([f"{key.strip()}: value {shorten(raw)} is not valid YAML ({e})"]) from e
-
-
-def read_yaml(path: str) -> Any:
-    """Reads a YAML file safely (no object construction, nothing evaluated).
-
-    Raises:
-        ConfigError: The file is missing or not valid YAML; the message gives the line.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            return load_yaml(f.read(MAX_YAML_CHARS + 1))
-    except OSError as e:
-        raise ConfigError([f"cannot read file: {e.strerror}"], path) from e
-    except UnicodeDecodeError as e:
-        raise ConfigError([f"not UTF-8 text (byte {e.start})"], path) from e
-    except YamlLimitError as e:
-        raise ConfigError([f"YAML document {e}"], path) from e
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError([f"YAML syntax error at {where}{problem}"], path) from e
 
 
 def load_config_file(path: str, base: TrainConfig | None = None) -> TrainConfig:

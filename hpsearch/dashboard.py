@@ -2,7 +2,8 @@
 
 The ``optuna-dashboard`` command opens SQLite with no lock timeout and takes no read-only
 mode; serving its WSGI app on a storage we open (reader transactions, busy timeout, WAL) lets
-it show studies while workers write to them.
+it show studies while workers write to them. A large study's trials reach the page in pages
+(:func:`paged`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Iterable
 import ipaddress
+import json
+import re
 import socket
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -71,6 +74,45 @@ def read_only(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[byt
     return guarded
 
 
+PAGE_TRIALS = 2000  # trials per study response: about 7 MB at 10,000 trials instead of 34
+_STUDY_DETAIL = re.compile(r"^/api/studies/[0-9]+/?$")
+
+
+def paged(
+    app: Callable[..., Iterable[bytes]], page: int = PAGE_TRIALS
+) -> Callable[..., Iterable[bytes]]:
+    """WSGI middleware that cuts a study's trial list to ``page`` trials per response.
+
+    optuna-dashboard sends every trial (params with their distributions, attributes, curves)
+    in one response: 34 MB for 10,000 trials. Its page asks again on each refresh for the
+    trials after those it holds (``?after=N``), so a cut response is completed page by page,
+    while the first page shows at once.
+    """
+
+    def cut(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD", "GET").upper() != "GET" or not _STUDY_DETAIL.match(
+            environ.get("PATH_INFO", "")
+        ):
+            return app(environ, start_response)
+        reply: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            reply.update(status=status, headers=headers)
+            return lambda data: None
+
+        body = b"".join(app(environ, keep))
+        headers = [(k, v) for k, v in reply["headers"] if k.lower() != "content-length"]
+        if reply["status"].startswith("200"):
+            doc = json.loads(body)
+            if len(doc.get("trials", ())) > page:
+                doc["trials"] = doc["trials"][:page]
+                body = json.dumps(doc).encode()
+        start_response(reply["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return cut
+
+
 def make_dashboard(
     url: str,
     host: str = DEFAULT_HOST,
@@ -92,7 +134,7 @@ def make_dashboard(
     """
     from optuna_dashboard import wsgi
 
-    app = wsgi(open_storage(url, read_only=True))
+    app = paged(wsgi(open_storage(url, read_only=True)))
     if not (is_loopback(host) if allow_writes is None else allow_writes):
         app = read_only(app)
     return make_server(host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler)

@@ -10,19 +10,30 @@ The tested range is pinned in ``pyproject.toml``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+from collections.abc import Container
+from dataclasses import dataclass
 from datetime import datetime
 import json
+import math
+import time
 from typing import Any
+from typing import cast
+from typing import TypeVar
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._cached_storage import _StudyInfo
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpsearch import record
+
+_T = TypeVar("_T")
 
 
 def storage_of(study: optuna.Study) -> BaseStorage:
@@ -44,8 +55,162 @@ def claim_waiting_trial(study: optuna.Study) -> int | None:
     """Moves one WAITING trial to RUNNING atomically and returns its id, or ``None``.
 
     Unlike ``Study.ask`` it never creates a trial: workers only run what the budget queued.
+    On an RDB storage it reads the ids of the first few WAITING trials only (Optuna's own
+    ``_pop_waiting_trial_id`` reads every WAITING trial with all its attributes: the whole
+    remaining budget, on every claim), then claims the first one no other worker took.
     """
-    return study._pop_waiting_trial_id()
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:
+        return study._pop_waiting_trial_id()
+    while True:
+        ids = _query(rdb, lambda s, m: _waiting_ids(s, m, study_id(study), CLAIM_WINDOW))
+        if not ids:
+            return None
+        for trial_id in ids:
+            try:  # False, or UpdateFinishedTrialError: another worker was first
+                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
+                    if isinstance(storage, _StartedTrialsCache):  # its params are written
+                        storage.refresh(study_id(study))  # through the cache next
+                    return trial_id
+            except UpdateFinishedTrialError:
+                continue
+
+
+CLAIM_WINDOW = 8  # WAITING trial ids read per claim; more only when others took all of them
+
+
+def _waiting_ids(session: Any, models: Any, sid: int, limit: int) -> list[int]:
+    rows = (
+        session.query(models.TrialModel.trial_id)
+        .filter(models.TrialModel.study_id == sid)
+        .filter(models.TrialModel.state == TrialState.WAITING)
+        .order_by(models.TrialModel.trial_id)
+        .limit(limit)
+        .all()
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _query(rdb: RDBStorage, run: Callable[[Any, Any], _T]) -> _T:
+    """Runs ``run(session, models)`` in one transaction; hpsearch's storage retries it
+    through an outage."""
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    def once() -> _T:
+        with _create_scoped_session(rdb.scoped_session) as session:
+            return run(session, models)
+
+    retry = getattr(rdb, "_retry", None)
+    return cast(_T, retry(once)) if retry is not None else once()
+
+
+def worker_storage(storage: BaseStorage) -> BaseStorage:
+    """The storage a worker's study should read through: Optuna's trial cache, minus the
+    WAITING trials.
+
+    Optuna's cache re-reads every unfinished trial, with all its attributes, on each
+    ``get_trials`` (the sampler's and the pruner's, several per epoch); a study whose whole
+    budget is queued has thousands of WAITING trials, which made each read cost as much as
+    the budget left. WAITING trials are claimed in id order (:func:`claim_waiting_trial`)
+    and every new one gets a larger id, so a trial skipped while WAITING is always read
+    later, once a worker has claimed it. Non-RDB storages are returned as they are.
+    """
+    rdb = _rdb(storage)
+    return storage if rdb is None else _StartedTrialsCache(rdb)
+
+
+REFRESH_S = 1.0  # a worker's view of other workers' trials is at most this old
+
+
+class _StartedTrialsCache(_CachedStorage):
+    """Optuna's ``_CachedStorage`` that reads RUNNING and finished trials only, at most once
+    every :data:`REFRESH_S` (the sampler and the pruner ask several times per epoch; news from
+    other workers a second late changes nothing). The worker's own trials are read and written
+    directly, as by Optuna's cache."""
+
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        self._read_at: dict[int, float] = {}
+        # Optuna's cache filters and sorts every trial on each call (several per epoch): the
+        # lists are kept until the cache changes.
+        self._lists: dict[tuple[int, frozenset[TrialState] | None], list[FrozenTrial]] = {}
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        super()._add_trials_to_cache(study_id, trials)
+        self._lists.clear()
+        self.version += 1  # what is derived from the trials (a sampler's window) is stale
+
+    version = 0
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        if deepcopy or not (states is None or isinstance(states, tuple | list | set | frozenset)):
+            return super().get_all_trials(study_id, deepcopy, states)
+        self._read_trials_from_remote_storage(study_id)
+        key = (study_id, None if states is None else frozenset(states))
+        trials = self._lists.get(key)
+        if trials is None:
+            trials = self._lists[key] = super().get_all_trials(study_id, False, states)
+        return list(trials)
+
+    def refresh(self, study_id: int) -> None:
+        """Reads what changed now (after a claim: the claimed trial must be in the cache)."""
+        self._read_at.pop(study_id, None)
+        self._read_trials_from_remote_storage(study_id)
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._read_at.get(study_id, -math.inf) < REFRESH_S:
+                return
+            self._read_at[study_id] = now
+            if study_id not in self._studies:
+                self._studies[study_id] = _StudyInfo()
+            study = self._studies[study_id]
+            trials = self._backend._get_trials(
+                study_id,
+                states=record.STARTED,
+                included_trial_ids=study.unfinished_trial_ids,
+                trial_id_greater_than=study.last_finished_trial_id,
+            )
+            if not trials:
+                return
+            self._add_trials_to_cache(study_id, trials)
+            for trial in trials:
+                if not trial.state.is_finished():
+                    study.unfinished_trial_ids.add(trial._trial_id)
+                    continue
+                study.last_finished_trial_id = max(study.last_finished_trial_id, trial._trial_id)
+                study.unfinished_trial_ids.discard(trial._trial_id)
+
+
+def set_trial_user_attrs(study: optuna.Study, trial_id: int, attrs: dict[str, Any]) -> None:
+    """Writes several user attributes of a running trial in one transaction (Optuna writes
+    each in a transaction of its own).
+
+    Raises:
+        UpdateFinishedTrialError: The trial is finished (another process failed it).
+    """
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+
+    def write(session: Any, models: Any) -> None:
+        for key, value in attrs.items():
+            rdb._set_trial_attr_without_commit(
+                session, models.TrialUserAttributeModel, trial_id, key, value
+            )
+
+    _query(rdb, write)
 
 
 def trial_for(study: optuna.Study, trial_id: int) -> optuna.Trial:
@@ -171,3 +336,134 @@ def drop_session(storage: BaseStorage) -> None:
     rdb = _rdb(storage)
     if rdb is not None:
         rdb.scoped_session.remove()
+
+
+@dataclass(frozen=True)
+class TrialCounts:
+    """What a status line needs of a study's trials, without loading them.
+
+    Attributes:
+        states: Trials by state name (``COMPLETE``, ``PRUNED``, ...).
+        retried: Numbers of trials that failed and were queued again (they do not count).
+        first_start: When the first trial started (compare only with ``last_complete``:
+            local time on some storages, UTC on others).
+        last_complete: When the last trial finished.
+    """
+
+    states: dict[str, int]
+    retried: frozenset[int]
+    first_start: datetime | None
+    last_complete: datetime | None
+
+
+def trial_counts(study: optuna.Study) -> TrialCounts:
+    """Counts a study's trials by state in a few small queries (every trial, loaded, costs a
+    second per few thousand)."""
+    rdb = _rdb(storage_of(study))
+    if rdb is None:
+        trials = study.get_trials(deepcopy=False)
+        starts = [t.datetime_start for t in trials if t.datetime_start]
+        ends = [t.datetime_complete for t in trials if t.datetime_complete]
+        return TrialCounts(
+            states=dict(Counter(t.state.name for t in trials)),
+            retried=frozenset(
+                n for t in trials for n in t.system_attrs.get(record.RETRY_HISTORY, [])
+            ),
+            first_start=min(starts, default=None),
+            last_complete=max(ends, default=None),
+        )
+    sid = study_id(study)
+
+    def read(session: Any, models: Any) -> TrialCounts:
+        from sqlalchemy import func
+
+        trial = models.TrialModel
+        by_state = (
+            session.query(trial.state, func.count(trial.trial_id))
+            .filter(trial.study_id == sid)
+            .group_by(trial.state)
+            .all()
+        )
+        first, last = (
+            # the columns behind Optuna's datetime properties: naive UTC; only their
+            # difference is used
+            session.query(
+                func.min(trial._datetime_start_utc), func.max(trial._datetime_complete_utc)
+            )
+            .filter(trial.study_id == sid)
+            .one()
+        )
+        attr = models.TrialSystemAttributeModel
+        histories = (
+            session.query(attr.value_json)
+            .join(trial, trial.trial_id == attr.trial_id)
+            .filter(trial.study_id == sid, attr.key == record.RETRY_HISTORY)
+            .all()
+        )
+        return TrialCounts(
+            states={TrialState(s).name: int(n) for s, n in by_state},
+            retried=frozenset(n for (h,) in histories for n in json.loads(h)),
+            first_start=first,
+            last_complete=last,
+        )
+
+    return _query(rdb, read)
+
+
+def user_attr_values(study: optuna.Study, key: str) -> list[Any]:
+    """Every trial's value of one user attribute (trials without it left out), one query."""
+    rdb = _rdb(storage_of(study))
+    if rdb is None:
+        return [t.user_attrs[key] for t in study.get_trials(deepcopy=False) if key in t.user_attrs]
+    sid = study_id(study)
+
+    def read(session: Any, models: Any) -> list[Any]:
+        attr, trial = models.TrialUserAttributeModel, models.TrialModel
+        rows = (
+            session.query(attr.value_json)
+            .join(trial, trial.trial_id == attr.trial_id)
+            .filter(trial.study_id == sid, attr.key == key)
+            .all()
+        )
+        return [json.loads(v) for (v,) in rows]
+
+    return _query(rdb, read)
+
+
+def top_trials(study: optuna.Study, n: int) -> list[FrozenTrial]:
+    """The ``n`` best COMPLETE trials by the first objective, best first, read directly."""
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    if rdb is None:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return sorted(done, key=lambda t: t.values[0], reverse=maximize)[:n]
+    sid = study_id(study)
+
+    def read(session: Any, models: Any) -> list[int]:
+        value, trial = models.TrialValueModel, models.TrialModel
+        order = value.value.desc() if maximize else value.value.asc()
+        rows = (
+            session.query(trial.trial_id)
+            .join(value, value.trial_id == trial.trial_id)
+            .filter(trial.study_id == sid, trial.state == TrialState.COMPLETE)
+            .filter(value.objective == 0, value.value.isnot(None))  # not +-inf
+            .order_by(order, trial.trial_id)
+            .limit(n)
+            .all()
+        )
+        return [int(r[0]) for r in rows]
+
+    return [rdb.get_trial(trial_id) for trial_id in _query(rdb, read)]
+
+
+def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
+    """One trial by its number, read alone.
+
+    Raises:
+        KeyError: The study has no such trial.
+    """
+    storage = storage_of(study)
+    return storage.get_trial(
+        storage.get_trial_id_from_study_id_trial_number(study_id(study), number)
+    )

@@ -1,16 +1,21 @@
 """The trial record: what hpsearch stores with a study and each of its trials.
 
-This module is the only one that knows the attribute keys. Workers write a trial's record
-through :func:`record_start`, :func:`record_result` and :func:`record_traceback`; everything
-that reads results (tables, status, the report, the launcher) builds a :class:`TrialRecord`
-from a ``FrozenTrial``. It also holds the one definition of which trials are finished and
-which count against a study's budget.
+This module is the only one that knows the attribute keys. Workers write what
+:func:`start_attrs`, :func:`result_attrs` and :func:`traceback_attrs` return, each in one
+transaction; everything that reads results (tables, status, the report, the launcher) builds
+:class:`TrialRecord` s with :func:`records`. It also holds the one definition of which
+trials are finished and which count against a study's budget.
 
-Stored per trial (Optuna user attributes): ``worker`` and ``pid`` (written first, so a
-launcher knows who runs it), then with the result ``outcome``, per-epoch ``curves``, test
-metrics, ``train_seconds``, ``param_count``, ``device``, ``threads``, ``host``, ``version``
-and the resolved trainer ``config``; a failed trial's ``fail_reason`` (one line) and
-``traceback``; a one-factor point's ``ofat_factor`` and ``ofat_value``.
+Stored per trial (Optuna user attributes), each group in one transaction: ``worker`` and
+``pid`` (written first, so a launcher knows who runs it), then with the result ``outcome``,
+per-epoch ``curves`` (one attribute, 5 significant digits), test metrics, ``train_seconds``,
+``param_count``, ``device``, ``threads``, ``host``, ``version`` and ``config``: the trainer
+settings in which the trial differs from the study's base config (stored once, with the
+study summary); a failed trial's ``fail_reason`` (one line) and ``traceback``; a one-factor
+point's ``ofat_factor`` and ``ofat_value``.
+
+Studies written before 0.3 stored each trial's whole config and full-precision curves; they
+read the same (a whole config laid over the base is itself), so they need no migration.
 """
 
 from __future__ import annotations
@@ -106,15 +111,22 @@ class TrialRecord:
     ofat_value: Any
 
     @classmethod
-    def from_trial(cls, trial: FrozenTrial) -> TrialRecord:
-        """The record of a trial read from any storage."""
+    def from_trial(cls, trial: FrozenTrial, base: Mapping[str, Any] | None = None) -> TrialRecord:
+        """The record of a trial read from any storage.
+
+        Args:
+            trial: The trial.
+            base: The study's base config (:func:`base_config`), which the trial's own
+                settings complete.
+        """
         a = trial.user_attrs
+        own = a.get(CONFIG)
         return cls(
             number=trial.number,
             state=trial.state.name,
             values=tuple(trial.values) if trial.values is not None else None,
             params=trial.params,
-            config=a.get(CONFIG),
+            config=None if own is None else {**(base or {}), **own},
             curves=a.get(CURVES) or {},
             outcome=a.get(OUTCOME),
             fail_reason=a.get(FAIL_REASON),
@@ -193,9 +205,17 @@ def study_summary(study: optuna.Study) -> StudySummary | None:
     )
 
 
-def records(trials: Iterable[FrozenTrial]) -> list[TrialRecord]:
-    """The records of several trials."""
-    return [TrialRecord.from_trial(t) for t in trials]
+def base_config(study: optuna.Study) -> dict[str, Any] | None:
+    """The trainer config every trial of the study starts from (stored at creation)."""
+    doc = study.user_attrs.get(STUDY_SUMMARY)
+    base = doc.get("base_config") if isinstance(doc, dict) else None
+    return base if isinstance(base, dict) else None
+
+
+def records(study: optuna.Study, trials: Iterable[FrozenTrial]) -> list[TrialRecord]:
+    """The records of several trials of ``study``."""
+    base = base_config(study)
+    return [TrialRecord.from_trial(t, base) for t in trials]
 
 
 def worker_of(trial: FrozenTrial) -> str | None:
@@ -232,42 +252,41 @@ def fixed_params(trial: FrozenTrial) -> dict[str, Any]:
     return dict(trial.system_attrs.get(FIXED_PARAMS) or trial.params)
 
 
-def record_start(trial: optuna.Trial, worker: str) -> None:
-    """Marks a claimed trial with its worker, first, so that a launcher finds who runs it."""
-    trial.set_user_attr(WORKER, worker)
-    trial.set_user_attr(PID, os.getpid())
+def start_attrs(worker: str) -> dict[str, Any]:
+    """What a worker writes first when it claims a trial, so a launcher finds who runs it."""
+    return {WORKER: worker, PID: os.getpid()}
 
 
-def record_result(
-    trial: optuna.Trial,
-    result: Any,
-    threads: int,
-    version: str,
-) -> None:
-    """Stores a training result (a :class:`hpsearch.trainer.TrainResult`) with its trial."""
+def result_attrs(
+    result: Any, threads: int, version: str, base: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What is stored with a trial's training result (a
+    :class:`hpsearch.trainer.TrainResult`); its config as far as it differs from ``base``."""
     curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
-    attrs = {
+    return {
         OUTCOME: result.outcome,
-        CURVES: _finite(curves),
+        CURVES: _compact(curves),
         TEST_ACCURACY: result.test_accuracy,
         TEST_LOSS: result.test_loss,
-        TRAIN_SECONDS: result.train_seconds,
+        TRAIN_SECONDS: round(result.train_seconds, 3),
         PARAM_COUNT: result.param_count,
         DEVICE: result.device,
         THREADS: threads,
         HOST: socket.gethostname(),
         VERSION: version,
-        CONFIG: result.config,
+        CONFIG: {k: v for k, v in result.config.items() if k not in base or base[k] != v},
     }
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
 
 
-def record_traceback(trial: optuna.Trial, text: str) -> None:
-    """Keeps the traceback of a trial that raised (its last characters if very long)."""
-    trial.set_user_attr(TRACEBACK, text[-MAX_TRACEBACK:])
+def traceback_attrs(text: str) -> dict[str, Any]:
+    """The traceback of a trial that raised (its last characters if very long)."""
+    return {TRACEBACK: text[-MAX_TRACEBACK:]}
 
 
-def _finite(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
-    # JSON has no NaN: a diverged epoch's loss is stored as null.
-    return {k: [v if math.isfinite(v) else None for v in vs] for k, vs in curves.items()}
+def _compact(curves: dict[str, list[float]]) -> dict[str, list[float | None]]:
+    # 5 significant digits (the curves are plotted, never computed on); JSON has no NaN, so a
+    # diverged epoch's loss is stored as null.
+    return {
+        k: [float(f"{v:.5g}") if math.isfinite(v) else None for v in vs]
+        for k, vs in curves.items()
+    }

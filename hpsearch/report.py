@@ -8,13 +8,17 @@ is missing instead of failing the report.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 import datetime
 import html
 import logging
+import math
+import random
 from typing import Any
 import warnings
 
 import optuna
+from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import optuna.visualization as vis
@@ -28,12 +32,66 @@ from hpsearch.record import TrialRecord
 from hpsearch.results import best_trials
 from hpsearch.results import status
 
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per in-memory sample study
 _log = logging.getLogger(__name__)
 STATE_COLORS = {"COMPLETE": "#1f77b4", "PRUNED": "#ff7f0e", "FAIL": "#d62728"}
 
 
 class Missing(Exception):
     """A section that cannot be drawn yet; the message says what is missing."""
+
+
+# Bounds that keep every figure readable, and the page small, at 10,000 trials.
+SAMPLE_BEST = 100  # slice plots: the best trials, plus ...
+SAMPLE_RANDOM = 400  # ... a seeded random sample of the other completed trials
+CONTOUR_BEST, CONTOUR_RANDOM = 50, 100  # a contour's grid grows with its points squared
+CURVES_BEST = 20  # learning curves drawn one by one; the rest as percentile bands
+
+
+@dataclass(frozen=True)
+class _Data:
+    """A study loaded once for the whole report (each section used to load it again)."""
+
+    study: optuna.Study
+    records: list[TrialRecord]
+    complete: list[FrozenTrial]  # best first
+    importances: dict[str, float] | Exception
+
+    @classmethod
+    def load(cls, study: optuna.Study) -> _Data:
+        trials = study.get_trials(deepcopy=False)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        complete.sort(key=lambda t: (sign * t.values[0], t.number))
+        try:
+            importances: dict[str, float] | Exception = _importances_of(study, len(complete))
+        except Exception as e:  # drawn as "not available" where needed
+            _log.debug("importances not computed", exc_info=not isinstance(e, Missing))
+            importances = e
+        return cls(study, records(study, trials), complete, importances)
+
+    def need(self, n: int, what: str) -> None:
+        if len(self.complete) < n:
+            raise Missing(
+                f"{what} needs at least {n} completed trials; the study has {len(self.complete)}"
+            )
+
+    def sample(self, best: int, others: int) -> tuple[optuna.Study, str]:
+        """A study of the best completed trials plus a seeded random sample of the others
+        (all of them if that is every one), and a note saying so."""
+        chosen = self.complete[:best]
+        rest = self.complete[best:]
+        if len(rest) > others:
+            rest = random.Random(0).sample(rest, others)
+        chosen = sorted(chosen + rest, key=lambda t: t.number)
+        sample = optuna.create_study(directions=self.study.directions)
+        sample.add_trials(chosen)
+        if len(chosen) == len(self.complete):
+            return sample, ""
+        return sample, (
+            f" (sampled: the best {best} and {len(rest)} others at random of "
+            f"{len(self.complete)} completed trials)"
+        )
 
 
 def _objective_name(study: optuna.Study, index: int = 0) -> str:
@@ -51,49 +109,106 @@ def _target(study: optuna.Study) -> dict[str, Any]:
     return {"target": lambda t: t.values[0], "target_name": _objective_name(study)}
 
 
-def _complete(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+def _importances_of(study: optuna.Study, complete: int) -> dict[str, float]:
+    """Parameter importances, computed once for the importance plot and the contour."""
+    if complete < 2:
+        raise Missing(
+            f"parameter importance needs at least 2 completed trials; the study has {complete}"
+        )
+    with warnings.catch_warnings():
+        # _importance_target already orients the target as this warning asks
+        warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
+        return optuna.importance.get_param_importances(study, **_importance_target(study))
 
 
-def _records(study: optuna.Study) -> list[TrialRecord]:
-    return records(study.get_trials(deepcopy=False))
+def _history(data: _Data) -> go.Figure:
+    data.need(1, "the optimization history")
+    return vis.plot_optimization_history(data.study, **_target(data.study))
 
 
-def _need(study: optuna.Study, n: int, what: str) -> None:
-    have = len(_complete(study))
-    if have < n:
-        raise Missing(f"{what} needs at least {n} completed trials; the study has {have}")
+def _importances(data: _Data) -> go.Figure:
+    if isinstance(data.importances, Exception):
+        raise data.importances
+    names = list(data.importances)[::-1]  # the most important on top
+    fig = go.Figure(
+        go.Bar(
+            x=[data.importances[n] for n in names],
+            y=names,
+            orientation="h",
+            text=[f"{data.importances[n]:.3f}" for n in names],
+        )
+    )
+    fig.update_layout(
+        title=f"Parameter importances for {_objective_name(data.study)}",
+        xaxis_title="importance",
+        yaxis_title="parameter",
+    )
+    return fig
 
 
-def _history(study: optuna.Study) -> go.Figure:
-    _need(study, 1, "the optimization history")
-    return vis.plot_optimization_history(study, **_target(study))
+def _parallel(data: _Data) -> go.Figure:
+    """Every completed trial as one line of a single Parcoords trace (Optuna draws a trace
+    per trial, thousands at scale)."""
+    data.need(2, "the parallel coordinates plot")
+    trials = data.complete
+    names = [n for n in trials[0].params if all(n in t.params for t in trials)]
+    left_out = sorted({n for t in trials for n in t.params} - set(names))
+    dims = []
+    for name in names:
+        values = [t.params[name] for t in trials]
+        dist = trials[0].distributions[name]
+        if isinstance(dist, CategoricalDistribution):
+            labels = [str(c) for c in dist.choices]
+            codes = [labels.index(str(v)) for v in values]
+            dims.append(
+                {
+                    "label": name,
+                    "values": codes,
+                    "tickvals": list(range(len(labels))),
+                    "ticktext": labels,
+                }
+            )
+        elif getattr(dist, "log", False):
+            dims.append({"label": f"{name} (log10)", "values": [math.log10(v) for v in values]})
+        else:
+            dims.append({"label": name, "values": values})
+    name = _objective_name(data.study)
+    objective = [t.values[0] for t in trials]
+    dims.append({"label": name, "values": objective})
+    fig = go.Figure(
+        go.Parcoords(
+            dimensions=dims,
+            line={"color": objective, "colorscale": "Viridis", "showscale": True},
+        )
+    )
+    note = f"; not drawn (only in some trials): {', '.join(left_out)}" if left_out else ""
+    fig.update_layout(
+        title=f"Parallel coordinates of {len(trials)} completed trials{note}",
+        margin={"l": 80, "r": 80, "t": 120},  # the axis labels sit above the plot
+    )
+    return fig
 
 
-def _importances(study: optuna.Study) -> go.Figure:
-    _need(study, 2, "parameter importance")
-    target = _importance_target(study)
-    return vis.plot_param_importances(study, target_name=_objective_name(study), **target)
+def _slices(data: _Data) -> go.Figure:
+    data.need(1, "the slice plot")
+    sample, note = data.sample(SAMPLE_BEST, SAMPLE_RANDOM)
+    fig = vis.plot_slice(sample, **_target(data.study))
+    fig.update_layout(title=f"Slice plot{note}")
+    return fig
 
 
-def _parallel(study: optuna.Study) -> go.Figure:
-    _need(study, 2, "the parallel coordinates plot")
-    return vis.plot_parallel_coordinate(study, **_target(study))
-
-
-def _slices(study: optuna.Study) -> go.Figure:
-    _need(study, 1, "the slice plot")
-    return vis.plot_slice(study, **_target(study))
-
-
-def _contour(study: optuna.Study) -> go.Figure:
-    _need(study, 3, "the contour plot")
-    importances = optuna.importance.get_param_importances(study, **_importance_target(study))
-    if len(importances) < 2:
+def _contour(data: _Data) -> go.Figure:
+    data.need(3, "the contour plot")
+    if isinstance(data.importances, Exception):
+        raise data.importances
+    if len(data.importances) < 2:
         raise Missing("the contour plot needs two varied parameters")
-    top = list(importances)[:2]
-    fig = vis.plot_contour(study, params=top, **_target(study))
-    fig.update_layout(title=f"Contour of the two most important parameters: {', '.join(top)}")
+    top = list(data.importances)[:2]
+    sample, note = data.sample(CONTOUR_BEST, CONTOUR_RANDOM)
+    fig = vis.plot_contour(sample, params=top, **_target(data.study))
+    fig.update_layout(
+        title=f"Contour of the two most important parameters: {', '.join(top)}{note}"
+    )
     return fig
 
 
@@ -111,13 +226,21 @@ def _curve_metric(study: optuna.Study) -> str:
     return name if name in ("val_accuracy", "val_loss", "train_loss") else "val_accuracy"
 
 
-def _learning_curves(study: optuna.Study) -> go.Figure:
-    metric = _curve_metric(study)
-    trials = [t for t in _records(study) if t.curves]
+def _learning_curves(data: _Data) -> go.Figure:
+    """The best trials' curves one by one; every other trial as percentile bands per epoch
+    (thousands of lines are one unreadable blot, and megabytes)."""
+    metric = _curve_metric(data.study)
+    trials = [t for t in data.records if t.curves]
     if not trials:
         raise Missing("learning curves appear once a trial has finished")
+    best = {t.number for t in data.complete[:CURVES_BEST]}
+    few = len(trials) <= CURVES_BEST
+    drawn = [t for t in trials if few or t.number in best]
+    rest = [t for t in trials if not (few or t.number in best)]
     fig = go.Figure()
-    for t in trials:
+    if rest:
+        _bands(fig, [t.curve(metric) for t in rest])
+    for t in drawn:
         y = t.curve(metric)
         color = STATE_COLORS.get(t.state, "#7f7f7f")
         fig.add_scatter(
@@ -127,7 +250,6 @@ def _learning_curves(study: optuna.Study) -> go.Figure:
             name=f"#{t.number} {t.state}",
             line={"color": color, "width": 1, "dash": "dot" if t.state == "PRUNED" else "solid"},
             opacity=0.7,
-            legendgroup=t.state,
             showlegend=False,
         )
         if t.state == "PRUNED" and y:  # mark where the pruner cut it short
@@ -138,19 +260,58 @@ def _learning_curves(study: optuna.Study) -> go.Figure:
                 showlegend=False,
                 marker={"symbol": "x", "color": color, "size": 8},
             )
+    which = (
+        f"the best {len(drawn)} trials as lines, the other {len(rest)} as percentile bands"
+        if rest
+        else "dotted and x: pruned"
+    )
     fig.update_layout(
-        title=f"Learning curves ({metric} per epoch; dotted and x: pruned)",
+        title=f"Learning curves ({metric} per epoch; {which})",
         xaxis_title="epoch",
         yaxis_title=metric,
     )
     return fig
 
 
-def _val_vs_test(study: optuna.Study) -> go.Figure:
+def _bands(fig: go.Figure, curves: list[list[float | None]]) -> None:
+    """10-90 and 25-75 percentile bands and the median, per epoch, of many curves."""
+    epochs = max(len(c) for c in curves)
+    columns = [
+        sorted(v for c in curves if len(c) > e and (v := c[e]) is not None) for e in range(epochs)
+    ]
+    x = [e + 1 for e, col in enumerate(columns) if col]
+    columns = [col for col in columns if col]
+
+    def pct(q: float) -> list[float]:
+        return [col[min(len(col) - 1, int(q * len(col)))] for col in columns]
+
+    for lo, hi, alpha in ((0.1, 0.9, 0.15), (0.25, 0.75, 0.3)):
+        fig.add_scatter(x=x, y=pct(hi), mode="lines", line={"width": 0}, showlegend=False)
+        fig.add_scatter(
+            x=x,
+            y=pct(lo),
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=f"rgba(127,127,127,{alpha})",
+            name=f"others, {int(lo * 100)}-{int(hi * 100)}th percentile",
+        )
+    fig.add_scatter(
+        x=x,
+        y=pct(0.5),
+        mode="lines",
+        line={"color": "#555", "dash": "dash"},
+        name="others, median",
+    )
+
+
+def _val_vs_test(data: _Data) -> go.Figure:
     points = [
         (t.final_val_accuracy, t.test_accuracy, t.number)
-        for t in records(_complete(study))
-        if t.test_accuracy is not None and t.final_val_accuracy is not None
+        for t in data.records
+        if t.state == "COMPLETE"
+        and t.test_accuracy is not None
+        and t.final_val_accuracy is not None
     ]
     if not points:
         raise Missing("validation against test accuracy needs a completed trial")
@@ -176,8 +337,8 @@ def _val_vs_test(study: optuna.Study) -> go.Figure:
     return fig
 
 
-def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
-    trials = [t for t in _records(study) if t.train_seconds is not None and t.best_val_accuracy]
+def _accuracy_vs_time(data: _Data) -> go.Figure:
+    trials = [t for t in data.records if t.train_seconds is not None and t.best_val_accuracy]
     if not trials:
         raise Missing("accuracy against training time needs a finished trial")
     fig = go.Figure()
@@ -190,7 +351,7 @@ def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
                 mode="markers",
                 name=state,
                 text=[f"#{t.number}" for t in group],
-                marker={"color": STATE_COLORS[state]},
+                marker={"color": STATE_COLORS[state], "size": 5},
             )
     fig.update_layout(
         title="Best validation accuracy against training time",
@@ -200,16 +361,17 @@ def _accuracy_vs_time(study: optuna.Study) -> go.Figure:
     return fig
 
 
-def _pareto(study: optuna.Study) -> go.Figure:
+def _pareto(data: _Data) -> go.Figure:
+    study = data.study
     if len(study.directions) < 2:
         raise Missing("single-objective study: no Pareto front")
-    _need(study, 1, "the Pareto front")
+    data.need(1, "the Pareto front")
     names = [_objective_name(study, i) for i in range(len(study.directions))]
     return vis.plot_pareto_front(study, target_names=names)
 
 
-def _one_factor(study: optuna.Study) -> list[tuple[str, go.Figure]]:
-    trials = [t for t in _records(study) if t.ofat_factor is not None and t.curves]
+def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
+    trials = [t for t in data.records if t.ofat_factor is not None and t.curves]
     baseline = next((t for t in trials if t.ofat_factor == "baseline"), None)
     factors = sorted({str(t.ofat_factor) for t in trials} - {"baseline"})
     figures = []
@@ -253,7 +415,7 @@ def _one_factor(study: optuna.Study) -> list[tuple[str, go.Figure]]:
     return figures
 
 
-SECTIONS: list[tuple[str, Callable[[optuna.Study], go.Figure]]] = [
+SECTIONS: list[tuple[str, Callable[[_Data], go.Figure]]] = [
     ("Optimization history", _history),
     ("Parameter importances", _importances),
     ("Parallel coordinates", _parallel),
@@ -266,7 +428,8 @@ SECTIONS: list[tuple[str, Callable[[optuna.Study], go.Figure]]] = [
 ]
 
 
-def _summary(study: optuna.Study) -> str:
+def _summary(data: _Data) -> str:
+    study = data.study
     info = status(study)
     summary = study_summary(study)
     rows = [
@@ -292,7 +455,7 @@ def _summary(study: optuna.Study) -> str:
     best = best_trials(study)
     if not best:
         rows.append(("best", "no completed trial yet"))
-    for t in records(best[:5]):
+    for t in records(study, best[:5]):
         test = t.test_accuracy
         rows.append(
             (
@@ -310,19 +473,17 @@ def _summary(study: optuna.Study) -> str:
 
 def build_report(study: optuna.Study) -> str:
     """The report of ``study`` as one self-contained HTML document."""
-    parts = [f"<h2>Summary</h2>{_summary(study)}"]
+    data = _Data.load(study)
+    parts = [f"<h2>Summary</h2>{_summary(data)}"]
     figures: list[tuple[str, go.Figure | Exception]] = []
     for title, make in SECTIONS:
         try:
-            with warnings.catch_warnings():
-                # _importance_target already orients the target as this warning asks
-                warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
-                figures.append((title, make(study)))
+            figures.append((title, make(data)))
         except Exception as e:  # an empty or odd study: say so, keep the rest
             _log.debug("report section %r not drawn", title, exc_info=not isinstance(e, Missing))
             figures.append((title, e))
     try:
-        figures += _one_factor(study)
+        figures += _one_factor(data)
     except Exception as e:
         _log.debug("one-factor section not drawn", exc_info=True)
         figures.append(("One factor at a time", e))
@@ -332,7 +493,9 @@ def build_report(study: optuna.Study) -> str:
             reason = str(fig) if isinstance(fig, Missing) else f"{type(fig).__name__}: {fig}"
             parts.append(f'<p class="missing">Not available: {html.escape(reason)}</p>')
         else:
-            fig.update_layout(height=480, margin={"t": 60})
+            fig.update_layout(height=480)
+            if fig.layout.margin.t is None:
+                fig.update_layout(margin={"t": 60})
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     return _PAGE.format(

@@ -11,7 +11,6 @@ do the same (see the README's "From Python")::
 
 from __future__ import annotations
 
-from collections import Counter
 import csv
 from dataclasses import dataclass
 import io
@@ -29,9 +28,10 @@ from hpsearch import internals
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.errors import StorageError
-from hpsearch.record import counted
+from hpsearch.record import base_config
 from hpsearch.record import FINISHED
 from hpsearch.record import records
+from hpsearch.record import TRAIN_SECONDS
 from hpsearch.record import TrialRecord
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
@@ -76,11 +76,11 @@ def trial_rows(
 
     Args:
         study: The study.
-        trials: Only these trials (default: all).
+        trials: Only these trials, in this order (default: all, by number).
     """
     multi = len(study.directions) > 1
     rows = []
-    for r in records(study.get_trials(deepcopy=False) if trials is None else trials):
+    for r in records(study, study.get_trials(deepcopy=False) if trials is None else trials):
         row: dict[str, Any] = {"number": r.number, "state": r.state}
         values = r.values or ()
         if multi:
@@ -98,6 +98,63 @@ def trial_rows(
         )
         rows.append(row)
     return rows
+
+
+SORT_VALUE = "value"  # sorts by the first objective, best first
+
+
+def sorted_trials(
+    study: optuna.Study, sort: str = SORT_VALUE, top: int | None = None
+) -> list[FrozenTrial]:
+    """The study's trials in the order a table shows them, the first ``top`` only.
+
+    ``value`` sorts the completed trials by the first objective, best first, then the others
+    by number; ``number`` by number; any other key is a column of :func:`trial_rows` (such as
+    ``param.lr`` or ``duration_s``), ascending, trials without it last. The best ``top`` by
+    value are read directly, without loading the rest of a large study.
+
+    Raises:
+        ConfigError: ``sort`` names no column.
+    """
+    if sort == SORT_VALUE and top is not None:
+        best = internals.top_trials(study, top)
+        if len(best) == top:
+            return best
+    trials = study.get_trials(deepcopy=False)
+    if sort == SORT_VALUE:
+        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        # A pruned trial's value is its last report, not a result: it is not ranked.
+        done = TrialState.COMPLETE
+        trials.sort(key=lambda t: (t.state != done, sign * t.values[0] if t.state == done else 0))
+    elif sort != "number":
+        rows = {r["number"]: r for r in trial_rows(study, trials)}
+        if not any(sort in r for r in rows.values()):
+            known = ", ".join(dict.fromkeys([SORT_VALUE, *_columns(list(rows.values()))]))
+            raise ConfigError([f"--sort {shorten(sort)}: no such column; columns: {known}"])
+        trials.sort(key=lambda t: _sort_key(rows[t.number].get(sort)))
+    return trials if top is None else trials[:top]
+
+
+def select_columns(rows: list[dict[str, Any]], columns: str) -> list[dict[str, Any]]:
+    """Rows cut to ``columns`` (comma-separated), in that order.
+
+    Raises:
+        ConfigError: A column that no row has.
+    """
+    wanted = [c.strip() for c in columns.split(",") if c.strip()]
+    known = _columns(rows)
+    unknown = [c for c in wanted if c not in known and rows]
+    if unknown:
+        names = ", ".join(map(shorten, unknown))
+        raise ConfigError([f"--columns: no column {names}; columns: {', '.join(known)}"])
+    return [{c: r.get(c) for c in wanted} for r in rows]
+
+
+def _sort_key(value: Any) -> tuple[bool, Any]:
+    # None last; numbers and strings apart (a column holds one kind, a categorical may not)
+    if value is None:
+        return (True, ("", 0.0))
+    return (False, ("", float(value)) if isinstance(value, int | float) else (str(value), 0.0))
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -154,10 +211,14 @@ def json_safe(value: Any) -> Any:
 
 
 def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial, or the Pareto front of a multi-objective study (empty if none)."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return []
-    return study.best_trials if len(study.directions) > 1 else [study.best_trial]
+    """The best trial, or the Pareto front of a multi-objective study (empty if none).
+
+    The best trial of a single objective is read directly (one ordered query on a
+    database), not found among every trial.
+    """
+    if len(study.directions) == 1:
+        return internals.top_trials(study, 1)
+    return study.best_trials
 
 
 def require_best(study: optuna.Study) -> list[FrozenTrial]:
@@ -178,27 +239,30 @@ def trial_record(study: optuna.Study, number: int) -> TrialRecord:
     Raises:
         ConfigError: The study has no trial of that number.
     """
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
+    try:
+        trial = internals.trial_by_number(study, number)
+    except KeyError:
+        count = sum(internals.trial_counts(study).states.values())
         raise ConfigError(
-            [f"study {study.study_name!r} has no trial {number} (0-{len(trials) - 1})"]
-        )
-    return TrialRecord.from_trial(trials[number])
+            [f"study {study.study_name!r} has no trial {number} (0-{count - 1})"]
+        ) from None
+    return TrialRecord.from_trial(trial, base_config(study))
 
 
 def status(study: optuna.Study) -> dict[str, Any]:
-    """Counts by state, the best trial, time spent and the trial rate."""
-    trials = study.get_trials(deepcopy=False)
-    counts = Counter(t.state.name for t in trials)
-    starts = [t.datetime_start for t in trials if t.datetime_start]
-    ends = [t.datetime_complete for t in trials if t.datetime_complete]
-    wall = (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
-    finished = sum(t.state in FINISHED for t in counted(trials))
+    """Counts by state, the best trial, time spent and the trial rate: a few small queries,
+    however many trials the study has."""
+    counts = internals.trial_counts(study)
+    states = counts.states
+    first, last = counts.first_start, counts.last_complete
+    wall = (last - first).total_seconds() if first and last else 0.0
+    finished = sum(states.get(s.name, 0) for s in FINISHED) - len(counts.retried)
+    train_seconds = internals.user_attr_values(study, TRAIN_SECONDS)
     return {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
-        "trials": len(trials),
-        "states": {s: counts.get(s, 0) for s in STATES},
+        "trials": sum(states.values()),
+        "states": {s: states.get(s, 0) for s in STATES},
         "best": [
             {
                 "number": r.number,
@@ -206,11 +270,11 @@ def status(study: optuna.Study) -> dict[str, Any]:
                 "params": dict(r.params),
                 "test_accuracy": r.test_accuracy,
             }
-            for r in records(best_trials(study))
+            for r in records(study, best_trials(study))
         ],
         "wall_seconds": wall,
         "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
-        "train_seconds": sum(r.train_seconds or 0.0 for r in records(trials)),
+        "train_seconds": sum(float(v) for v in train_seconds if v is not None),
     }
 
 
@@ -221,7 +285,7 @@ def best_config(study: optuna.Study) -> dict[str, Any]:
     Raises:
         ConfigError: The study has no completed trial.
     """
-    best = TrialRecord.from_trial(require_best(study)[0])
+    best = TrialRecord.from_trial(require_best(study)[0], base_config(study))
     return {
         "study": study.study_name,
         "trial": best.number,
@@ -265,7 +329,7 @@ def retrain_best(study: optuna.Study, output: str | Path) -> Retrained:
     from hpsearch.config import make_config
     from hpsearch.trainer import fit
 
-    best = TrialRecord.from_trial(require_best(study)[0])
+    best = TrialRecord.from_trial(require_best(study)[0], base_config(study))
     config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
     result, model = fit(config)
     out = Path(output)

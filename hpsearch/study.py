@@ -191,7 +191,14 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def finished_count(study: optuna.Study) -> int:
     """Budget trials that have finished (complete, pruned, or failed and not retried)."""
-    return sum(t.state in record.FINISHED for t in counted_trials(study))
+    counts = internals.trial_counts(study)
+    return sum(counts.states.get(s.name, 0) for s in record.FINISHED) - len(counts.retried)
+
+
+def used_budget(study: optuna.Study) -> int:
+    """Trials that use up budget, in any state (all but the failed-and-retried)."""
+    counts = internals.trial_counts(study)
+    return sum(counts.states.values()) - len(counts.retried)
 
 
 def _point_key(params: dict[str, Any]) -> str:
@@ -204,14 +211,14 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
     Only the process that creates or resumes a study calls this; workers never do, so two
     hosts cannot both fill the same gap.
     """
-    counted = counted_trials(study)
-    room = spec.budget() - len(counted)
+    room = spec.budget() - used_budget(study)
     if room <= 0:
         return 0
     if not spec.is_finite:
         for _ in range(room):
             study.enqueue_trial({})
         return room
+    counted = counted_trials(study)  # a grid's or one-factor study's points: a few hundred
     done = {_point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
     for factor, value, params in missing:
@@ -255,7 +262,7 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
         ConfigError: The suggested values make an invalid config.
     """
     # First, before any work: a launcher (or an operator) finds which process runs a trial.
-    record.record_start(trial, worker)
+    _write(trial, record.start_attrs(worker))
     _log.info(
         "trial %d of %s started on worker %s, device %s",
         trial.number,
@@ -290,6 +297,11 @@ def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochSt
         return m.pruned
 
     return report
+
+
+def _write(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Stores attributes of a running trial, all in one transaction."""
+    internals.set_trial_user_attrs(trial.study, internals.trial_id(trial), attrs)
 
 
 def _torch_threads() -> int:
@@ -413,7 +425,8 @@ def fail_stale_trials(study: optuna.Study) -> int:
 
 
 def _started(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=record.STARTED))
+    states = internals.trial_counts(study).states
+    return sum(states.get(s.name, 0) for s in record.STARTED)
 
 
 def run_worker(
@@ -446,7 +459,8 @@ def run_worker(
         max_same_failures: Trials in a row failing with one error that stop the worker;
             0 never stops.
     """
-    study = load_existing_study(spec, storage)
+    # One load of the study's started trials, then only what changed (see worker_storage).
+    study = load_existing_study(spec, internals.worker_storage(storage))
     # A seeded sampler moves its seed past the trials the study already started, so a
     # resumed study never redraws its first points (see StudySpec.make_sampler).
     study.sampler = spec.make_sampler(started=_started(study))
@@ -569,14 +583,14 @@ def _run_population(
         return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
     if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
         raise TrialInterrupted
-    threads = _torch_threads()
+    threads, base = _torch_threads(), spec.base.to_dict()
     for m, result in zip(members, results, strict=True):
         trial_id = internals.trial_id(m.trial)
         if m.taken_over:
             outcomes.append((trial_id, None, None))
             continue
         try:
-            record.record_result(m.trial, result, threads, hpsearch.__version__)
+            _write(m.trial, record.result_attrs(result, threads, hpsearch.__version__, base))
             if result.outcome == "diverged":
                 reason = f"diverged: non-finite loss at epoch {len(result.epochs)}"
                 outcomes.append(_fail(study, m.trial, TrialFailed(reason), spec, worker))
@@ -609,7 +623,7 @@ def _fail(
         text = "".join(traceback.format_exception(error))
         _log.debug("trial %d traceback:\n%s", trial.number, text)
         try:  # kept with the trial: `hpsearch trial STUDY N` shows it
-            record.record_traceback(trial, text)
+            _write(trial, record.traceback_attrs(text))
         except UpdateFinishedTrialError:
             return trial_id, None, None
     if not internals.fail_running_trial(study, trial_id, reason[:2000]):

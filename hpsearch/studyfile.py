@@ -19,6 +19,7 @@ import difflib
 import functools
 import inspect
 import json
+import logging
 import operator
 import re
 from typing import Annotated
@@ -36,10 +37,10 @@ from pydantic import WithJsonSchema
 from hpsearch.choices import Dataset
 from hpsearch.config import FIELDS
 from hpsearch.config import make_config
-from hpsearch.config import read_yaml
 from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
+from hpsearch.samplers import windowed
 from hpsearch.space import CategoricalParam
 from hpsearch.space import FloatParam
 from hpsearch.space import IntParam
@@ -53,6 +54,9 @@ from hpsearch.validation import StrictBool
 from hpsearch.validation import StrictFloat
 from hpsearch.validation import StrictInt
 from hpsearch.validation import StrictStr
+from hpsearch.yamlfile import read_yaml
+
+_log = logging.getLogger(__name__)
 
 Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value, Optuna params)
 
@@ -175,7 +179,7 @@ class StudySpec:
                 options["independent_sampler"] = optuna.samplers.RandomSampler(seed=moved)
             else:
                 options["seed"] = moved
-        return SAMPLERS[self.sampler](**options)
+        return windowed(self.sampler, SAMPLERS[self.sampler](**options))
 
     def definition(self) -> dict[str, Any]:
         """What gives a trial's values their meaning: the data set, the objectives, the search
@@ -357,7 +361,14 @@ def _component(
     return pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
 
 
-class _PatienceCheck(_Strict):
+class _Options(_Strict):
+    """A sampler's or pruner's options: built from a constructor's signature, so there is no
+    source to read attribute docstrings from (looking for it costs a command 0.2 s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=False)
+
+
+class _PatienceCheck(_Options):
     @pydantic.model_validator(mode="after")
     def _patience(self) -> _PatienceCheck:
         extra = self.model_dump(exclude_unset=True)
@@ -384,7 +395,7 @@ _PATIENCE = {
     "min_delta": (StrictFloat | None, None),
 }
 SamplerFile = _union(
-    [_component("sampler", n, c, {}, _Strict) for n, c in SAMPLERS.items()], "name"
+    [_component("sampler", n, c, {}, _Options) for n, c in SAMPLERS.items()], "name"
 )
 PrunerFile = _union(
     [_component("pruner", n, c, _PATIENCE, _PatienceCheck) for n, c in PRUNERS.items()], "name"
@@ -711,6 +722,15 @@ def _check_values(param: Param, path: str) -> list[tuple[str, str]]:
     return []
 
 
+GP_BUDGET = 200  # a larger gp budget is warned about at validation time
+GP_COST = (
+    "sampler gp: each ask refits a Gaussian process, about 0.25 s on a 2-core CPU once 100 "
+    "trials have finished (bench/scale.py), and it then models only the best 100 and the 100 "
+    "most recent trials; for budgets of thousands of trials tpe asks take 50 ms at 1,000 "
+    "trials and 60 ms at 10,000 (see the README's sampler table)"
+)
+
+
 # --- reading a study file ----------------------------------------------------------------
 
 
@@ -754,6 +774,9 @@ def parse_study(
     objectives = f.objectives or [f.objective or ObjectiveFile()]
     budget, heartbeat = f.budget or BudgetFile(), f.heartbeat or HeartbeatFile()
     interval = heartbeat.interval
+    n_trials = budget.trials if trials is None else trials
+    if sampler_name == "gp" and (n_trials or 0) > GP_BUDGET:
+        _log.warning("%s: %s", source, GP_COST)
     return StudySpec(
         name=f.name,
         storage=storage or f.storage or DEFAULT_STORAGE,

@@ -36,7 +36,6 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
-from hpsearch.study import counted_trials
 from hpsearch.study import fail_stale_trials
 from hpsearch.study import finished_count
 from hpsearch.study import MAX_SAME_FAILURES
@@ -192,14 +191,10 @@ class Pool:
         self.max_same_failures = max_same_failures
         log_dir.mkdir(parents=True, exist_ok=True)
         self.workers = [_Worker(slot, log_dir / f"{slot.name}.log") for slot in slots]
-        self._finished_before = self._finished_ids()
+        self._states_before = self._states()
 
-    def _finished_ids(self) -> dict[int, TrialState]:
-        return {
-            internals.trial_id(t): t.state
-            for t in counted_trials(self.study)
-            if t.state.is_finished()
-        }
+    def _states(self) -> dict[str, int]:
+        return internals.trial_counts(self.study).states
 
     def _start(self, worker: _Worker) -> None:
         if worker.handle is not None:
@@ -257,8 +252,9 @@ class Pool:
         )
 
     def _all_failed(self) -> bool:
-        new = [s for i, s in self._finished_ids().items() if i not in self._finished_before]
-        return bool(new) and all(s == TrialState.FAIL for s in new)
+        now, before = self._states(), self._states_before
+        new = {s: now.get(s, 0) - before.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        return new["FAIL"] > 0 and new["COMPLETE"] + new["PRUNED"] == 0
 
     def _check_workers(self) -> None:
         for worker in self.workers:

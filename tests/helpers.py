@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+import json
+import math
 import os
 from pathlib import Path
+import random
 import subprocess
 import sys
 import time
 from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import TrialState
 import yaml
+
+if TYPE_CHECKING:
+    from hpsearch.config import TrainConfig
+    from hpsearch.trainer import TrainResult
 
 # Every trial fails the same way (two activations for one hidden layer), while the fixed
 # settings alone train fine: the pre-flight check passes, every trial raises.
@@ -93,3 +102,67 @@ def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.tria
             return started[:n]
         time.sleep(0.2)
     raise AssertionError(f"{n} trials never ran at once")
+
+
+def stand_in(configs: Sequence[TrainConfig], on_epoch: Any = None) -> list[TrainResult]:
+    """A STAND-IN for ``trainer.train_population`` (patch ``hpsearch.study.train_population``)
+    that trains nothing: real-looking curves at once, accuracy rising towards a level set by
+    the learning rate and width, about 5% diverging, every epoch reported. For tests and
+    benchmarks of everything around training; its results say ``device: stand-in``."""
+    from hpsearch.trainer import EpochStats
+    from hpsearch.trainer import TrainResult
+
+    results = []
+    for i, c in enumerate(configs):
+        rng = random.Random(json.dumps(c.to_dict(), sort_keys=True))
+        width = sum(c.hidden_layers) or 10
+        level = 0.97 - 0.08 * abs(math.log10(c.lr) + 2.3) - 0.02 / math.log2(width + 1)
+        level = min(0.995, level + rng.gauss(0, 0.01))
+        diverge = rng.random() < 0.05
+        epochs: list[EpochStats] = []
+        outcome = "completed"
+        for e in range(1, c.epochs + 1):
+            acc = max(0.1, level * (1 - math.exp(-0.6 * e)) + rng.gauss(0, 0.004))
+            loss = -math.log(max(acc, 1e-3)) * 0.9 + rng.gauss(0, 0.01)
+            if diverge and e == 3:
+                epochs.append(EpochStats(e, math.nan, math.nan, 0.1, 0.3))
+                outcome = "diverged"
+                break
+            epochs.append(EpochStats(e, loss * 0.8, loss, acc, 0.3 + rng.random() * 0.05))
+            if on_epoch is not None and on_epoch(i, epochs[-1]):
+                outcome = "stopped"
+                break
+        done = outcome == "completed"
+        results.append(
+            TrainResult(
+                outcome=outcome,  # type: ignore[arg-type]
+                epochs=tuple(epochs),
+                test_loss=epochs[-1].val_loss if done else None,
+                test_accuracy=epochs[-1].val_accuracy - 0.005 if done else None,
+                train_seconds=sum(s.seconds for s in epochs),
+                param_count=64 * width,
+                device="stand-in",
+                config=c.to_dict(),
+            )
+        )
+    return results
+
+
+def stand_in_study(tmp_path: Path, monkeypatch: Any, trials: int = 30, **overrides: Any) -> Path:
+    """A study file whose whole budget ran through the real worker loop with
+    :func:`stand_in` training (seconds for dozens of trials; median pruning, 6 epochs)."""
+    from hpsearch import study as study_module
+    from hpsearch.studyfile import load_spec
+
+    doc = {
+        "budget": {"trials": trials},
+        "pruner": {"name": "median", "n_startup_trials": 3, "n_warmup_steps": 2},
+        "fixed": {"epochs": 6, "scheduler": "none", "optimizer": "adam"},
+        **overrides,
+    }
+    path = write_study(tmp_path, **doc)
+    monkeypatch.setattr(study_module, "train_population", stand_in)
+    spec = load_spec(str(path))
+    storage, _, _ = study_module.prepare(spec)
+    study_module.run_worker(spec, storage)
+    return path

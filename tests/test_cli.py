@@ -16,6 +16,7 @@ from hpsearch import __version__ as hpsearch_version
 from hpsearch.results import open_study
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
+from tests.helpers import stand_in_study
 from tests.helpers import write_study
 
 
@@ -265,3 +266,41 @@ def test_threads_are_set_and_recorded(tmp_path: Path) -> None:
     assert hpsearch("worker", str(path)).returncode == 0  # by hand: 1 thread by default
     trials = open_study("t", url).get_trials()
     assert [t.user_attrs["threads"] for t in trials] == [2, 2, 1, 1]
+
+
+def test_trials_sort_top_and_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=30)
+
+    def rows(*args: str) -> list[dict[str, Any]]:
+        proc = hpsearch("trials", str(path), "--format", "json", *args)
+        assert proc.returncode == 0, proc.stderr
+        return list(json.loads(proc.stdout))
+
+    every = rows()
+    assert sorted(r["number"] for r in every) == list(range(30))
+    done = [r for r in every if r["state"] == "COMPLETE"]
+    assert 3 <= len(done) < 30  # some pruned or failed: they follow, by number
+    assert every[: len(done)] == done  # best first
+    assert [r["value"] for r in done] == sorted((r["value"] for r in done), reverse=True)
+    rest = [r["number"] for r in every[len(done) :]]
+    assert rest == sorted(rest)
+    assert rows("--top", "3") == every[:3]  # read directly, the same rows
+    lrs = [r["param.lr"] for r in rows("--sort", "param.lr")]
+    assert lrs == sorted(lrs)
+    assert [r["number"] for r in rows("--sort", "number", "--top", "4")] == [0, 1, 2, 3]
+    csv = hpsearch(
+        "trials", str(path), "--top", "2", "--columns", "number,value", "--format", "csv"
+    )
+    assert csv.stdout.splitlines()[0] == "number,value" and len(csv.stdout.splitlines()) == 3
+    for args, key in (
+        (["--sort", "nosuch"], "--sort 'nosuch': no such column; columns: value, number"),
+        (["--columns", "number,bogus"], "--columns: no column 'bogus'"),
+    ):
+        bad = hpsearch("trials", str(path), *args)
+        assert bad.returncode == 2 and key in bad.stderr, bad.stderr
+        assert "Traceback" not in bad.stderr
+    status = json.loads(hpsearch("status", str(path), "--json").stdout)
+    assert status["trials"] == 30 and status["states"]["COMPLETE"] == len(done)
+    assert status["best"][0]["number"] == every[0]["number"]
+    total = sum(r["train_seconds"] or 0 for r in every)
+    assert status["train_seconds"] == pytest.approx(total, rel=1e-6)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 import re
 import signal
 import subprocess
 import sys
+from typing import Any
 import urllib.error
 import urllib.request
 
+import optuna
 import pytest
 
 from hpsearch.dashboard import is_loopback
@@ -85,3 +88,32 @@ def test_allow_writes_is_explicit(tmp_path: Path) -> None:
     assert (
         "no studies" in hpsearch("studies", "--storage", f"sqlite:///{tmp_path / 'hp.db'}").stdout
     )
+
+
+def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
+    from optuna_dashboard import wsgi
+
+    from hpsearch.dashboard import paged
+    from hpsearch.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = optuna.create_study(study_name="big", storage=open_storage(url, create=True))
+    for i in range(5):
+        study.add_trial(optuna.trial.create_trial(value=float(i)))
+    app = paged(wsgi(open_storage(url, read_only=True)), page=2)
+
+    def get(path: str, query: str = "") -> dict[str, Any]:
+        status: list[str] = []
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": query}
+        body = b"".join(app(environ, lambda s, h, *e: status.append(s)))  # type: ignore[arg-type]
+        assert status == ["200 OK"]
+        return dict(json.loads(body))
+
+    sid = optuna.storages.get_storage(url).get_study_id_from_name("big")
+    first = get(f"/api/studies/{sid}")
+    assert [t["number"] for t in first["trials"]] == [0, 1]
+    assert [t["number"] for t in first["best_trials"]] == [0]  # computed over every trial
+    # the page asks for what follows the trials it holds, as on each refresh
+    assert [t["number"] for t in get(f"/api/studies/{sid}", "after=2")["trials"]] == [2, 3]
+    assert [t["number"] for t in get(f"/api/studies/{sid}", "after=4")["trials"]] == [4]
+    assert len(get("/api/studies")["study_summaries"]) == 1  # other routes pass through

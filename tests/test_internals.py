@@ -7,6 +7,7 @@ from pathlib import Path
 import time
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 import pytest
 
@@ -87,3 +88,76 @@ def test_stale_trials_are_found_where_heartbeats_exist(any_storage_url: str) -> 
     assert internals.stale_trial_ids(study) == []
     time.sleep(2.5)
     assert internals.stale_trial_ids(study) == [trial_id]
+
+
+def test_trial_attrs_are_written_together_or_not_at_all(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    running = internals.claim_waiting_trial(study)
+    assert running is not None
+    internals.set_trial_user_attrs(study, running, {"a": 1, "b": [0.5, None], "c": "x"})
+    assert internals.get_trial(study, running).user_attrs == {"a": 1, "b": [0.5, None], "c": "x"}
+    finished = internals.claim_waiting_trial(study)
+    assert finished is not None
+    study.tell(internals.get_trial(study, finished).number, 1.0)
+    with pytest.raises(UpdateFinishedTrialError):
+        internals.set_trial_user_attrs(study, finished, {"a": 2, "b": 3})
+    assert internals.get_trial(study, finished).user_attrs == {}  # nothing half-written
+
+
+def test_counts_and_top_trials_match_loading_every_trial(any_storage_url: str) -> None:
+    study = _study(any_storage_url)  # minimizing: the best value is the lowest
+    for value in (3.0, 1.0, 2.0, 5.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
+    study.enqueue_trial({})
+    retry = internals.claim_waiting_trial(study)
+    assert retry is not None
+    internals.storage_of(study).set_trial_system_attr(retry, "retry_history", [5])
+    counts = internals.trial_counts(study)
+    assert counts.states == {"COMPLETE": 4, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
+    assert counts.retried == {5}
+    assert counts.first_start is not None and counts.last_complete is not None
+    assert [t.values[0] for t in internals.top_trials(study, 3)] == [1.0, 2.0, 3.0]
+    assert internals.trial_by_number(study, 3).values == [5.0]
+    with pytest.raises(KeyError):
+        internals.trial_by_number(study, 99)
+
+
+def test_a_workers_trial_cache_skips_waiting_trials_until_claimed(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(internals, "REFRESH_S", 0.0)  # every read goes to the database
+    study = _study(any_storage_url)
+    for _ in range(4):
+        study.enqueue_trial({})
+    worker = optuna.load_study(
+        study_name="c", storage=internals.worker_storage(internals.storage_of(study))
+    )
+    journal = any_storage_url.startswith("journal:")  # no cache of ours: Optuna's own reads
+    if not journal:
+        assert worker.get_trials(deepcopy=False) == []
+    claimed = internals.claim_waiting_trial(worker)
+    assert claimed is not None
+    trial = internals.trial_for(worker, claimed)
+    trial.suggest_float("x", 0, 1)  # writes through the cache: the claimed trial is in it
+    worker.tell(trial, 0.5)
+    other = internals.claim_waiting_trial(study)  # another process runs the next one
+    assert other is not None
+    study.tell(internals.get_trial(study, other).number, 0.25)
+    states = [t.state for t in worker.get_trials(deepcopy=False)]
+    done = [TrialState.COMPLETE] * 2
+    assert states == (done + [TrialState.WAITING] * 2 if journal else done)
+    if journal:
+        return
+    # within REFRESH_S, the sampler's and pruner's view is not read again
+    monkeypatch.setattr(internals, "REFRESH_S", 3600.0)
+    worker.get_trials(deepcopy=False)
+    third = internals.claim_waiting_trial(study)
+    assert third is not None
+    study.tell(internals.get_trial(study, third).number, 0.125)
+    assert len(worker.get_trials(deepcopy=False)) == 2  # not yet seen
+    internals.storage_of(worker).refresh(internals.study_id(worker))  # type: ignore[attr-defined]
+    assert len(worker.get_trials(deepcopy=False)) == 3

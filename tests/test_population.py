@@ -245,7 +245,8 @@ def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> No
         epochs = len(t.user_attrs["curves"]["val_accuracy"])
         assert sorted(t.intermediate_values) == list(range(1, epochs + 1))  # every epoch
         assert epochs == 6 if t.state == TrialState.COMPLETE else 1 <= epochs <= 6
-        assert t.intermediate_values[epochs] == t.user_attrs["curves"]["val_accuracy"][-1]
+        last = t.user_attrs["curves"]["val_accuracy"][-1]  # stored to 5 digits
+        assert t.intermediate_values[epochs] == pytest.approx(last, rel=1e-4)
     # three populations of four, one after the other, in one worker
     starts = sorted(t.datetime_start for t in trials if t.datetime_start)
     assert len({t.user_attrs["worker"] for t in trials}) == 1 and len(starts) == 12

@@ -35,7 +35,7 @@ def _commands(text: str) -> Iterator[str]:
 def test_readme_study_files_validate() -> None:
     yamls = [text for lang, text in BLOCKS if lang == "yaml"]
     assert yamls, "the README shows no study file"
-    from hpsearch.config import load_yaml
+    from hpsearch.yamlfile import load_yaml
 
     for text in yamls:
         spec = parse_study(load_yaml(text), source="README.md")

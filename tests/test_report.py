@@ -1,16 +1,41 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 import re
 
+import optuna
+from optuna.distributions import FloatDistribution
+from optuna.distributions import IntDistribution
+from optuna.trial import TrialState
+import pytest
+
+from hpsearch import report
+from hpsearch.config import make_config
+from hpsearch.record import records
 from hpsearch.report import build_report
 from hpsearch.results import open_study
+from hpsearch.study import create_study
+from hpsearch.study import open_spec_storage
 from hpsearch.study import prepare
 from hpsearch.study import run_worker
+from hpsearch.studyfile import load_spec
 from hpsearch.studyfile import parse_study
 from tests.helpers import hpsearch
+from tests.helpers import stand_in_study
 from tests.helpers import study_doc
 from tests.helpers import write_study
+
+EVERY_PLOT = (
+    "Optimization history",
+    "Parameter importances",
+    "Parallel coordinates",
+    "Slice plots",
+    "Contour of the two most important parameters",
+    "Learning curves",
+    "Validation against test accuracy",
+    "Accuracy against training time",
+)
 
 
 def _sections(page: str) -> dict[str, str]:
@@ -30,16 +55,7 @@ def test_report_of_a_finished_study_has_every_plot(tmp_path: Path) -> None:
     page = out.read_text()
     assert re.search(r"<script[^>]*\ssrc=", page) is None  # plotly inlined: opens offline
     sections = _sections(page)
-    for title in (
-        "Optimization history",
-        "Parameter importances",
-        "Parallel coordinates",
-        "Slice plots",
-        "Contour of the two most important parameters",
-        "Learning curves",
-        "Validation against test accuracy",
-        "Accuracy against training time",
-    ):
+    for title in EVERY_PLOT:
         assert "plotly-graph-div" in sections[title], title
     assert "single-objective study" in sections["Pareto front"]
     assert "sampler</th><td>random" in sections["Summary"]
@@ -92,3 +108,92 @@ def test_one_factor_report_draws_each_factor(tmp_path: Path) -> None:
         html = sections[f"Factor: {factor}"]
         assert "validation loss" in html and "training seconds" in html
         assert f"{factor}=" in html and "baseline" in html
+
+
+def test_report_of_a_large_study_bounds_and_says_what_it_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=40, pruner="none")
+    # the bounds, scaled down: 40 trials stand for 10,000
+    monkeypatch.setattr(report, "SAMPLE_BEST", 3)
+    monkeypatch.setattr(report, "SAMPLE_RANDOM", 4)
+    monkeypatch.setattr(report, "CONTOUR_BEST", 2)
+    monkeypatch.setattr(report, "CONTOUR_RANDOM", 3)
+    monkeypatch.setattr(report, "CURVES_BEST", 5)
+    study = open_study("t", load_spec(str(path)).storage)
+    complete = len(study.get_trials(states=(TrialState.COMPLETE,)))
+    assert complete > 7
+    sections = _sections(build_report(study))
+    for title in EVERY_PLOT:
+        assert "plotly-graph-div" in sections[title], title
+    note = f"sampled: the best 3 and 4 others at random of {complete} completed trials"
+    assert note in sections["Slice plots"]
+    assert (
+        f"sampled: the best 2 and 3 others at random of {complete}"
+        in sections["Contour of the two most important parameters"]
+    )
+    curves = sections["Learning curves"]
+    assert "the best 5 trials as lines, the other 35 as percentile bands" in curves
+    assert curves.count('"type":"scatter"') < 5 + 5 + 5  # not one trace per trial
+    parallel = sections["Parallel coordinates"]
+    assert parallel.count('"dimensions":') == 1  # one Parcoords trace for every trial
+    assert f"Parallel coordinates of {complete} completed trials" in parallel
+    assert "hidden_layers.width_1" in parallel  # only in deeper trials: named as left out
+
+
+def test_a_study_in_the_old_attribute_layout_reads_and_resumes(tmp_path: Path) -> None:
+    """Trials written before 0.3 hold their whole config and full-precision curves."""
+    path = write_study(tmp_path, budget={"trials": 3})
+    spec = load_spec(str(path))
+    study = create_study(spec, open_spec_storage(spec, create=True))
+    for number, lr in enumerate((0.01, 0.05)):
+        config = make_config({"lr": lr, "hidden_layers": []}, spec.base).to_dict()
+        accuracy = [0.5 + lr, 0.6123456789 + lr]
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lr": lr, "hidden_layers.depth": 0},
+                distributions={
+                    "lr": FloatDistribution(1e-3, 1e-1, log=True),
+                    "hidden_layers.depth": IntDistribution(0, 2),
+                },
+                value=accuracy[-1],
+                intermediate_values={1: accuracy[0], 2: accuracy[1]},
+                user_attrs={
+                    "worker": "old:1",
+                    "pid": 1,
+                    "outcome": "completed",
+                    "curves": {
+                        "train_loss": [1.234567891, 0.9],
+                        "val_loss": [1.1, 0.8],
+                        "val_accuracy": accuracy,
+                        "seconds": [0.1, 0.1],
+                    },
+                    "test_accuracy": 0.5 + number,
+                    "test_loss": 0.7,
+                    "train_seconds": 0.2,
+                    "param_count": 650,
+                    "device": "cpu",
+                    "threads": 1,
+                    "host": "old",
+                    "version": "0.2.0",
+                    "config": config,  # the whole config, as 0.2 stored it
+                },
+            )
+        )
+    status = json.loads(hpsearch("status", str(path), "--json").stdout)
+    assert status["states"]["COMPLETE"] == 2 and status["best"][0]["number"] == 1
+    assert "trial 1: values [0.6623]" in hpsearch("best", str(path)).stdout
+    top = json.loads(hpsearch("trials", str(path), "--top", "1", "--format", "json").stdout)
+    assert [r["number"] for r in top] == [1]
+    shown = json.loads(hpsearch("trial", str(path), "0", "--json").stdout)
+    assert shown["config"]["lr"] == 0.01 and shown["curves"]["train_loss"][0] == 1.234567891
+    out = tmp_path / "r.html"
+    assert hpsearch("report", str(path), "-o", str(out)).returncode == 0
+    assert "plotly-graph-div" in _sections(out.read_text())["Learning curves"]
+    # resumed: the third trial is written in the new layout, and reads the same way
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    study = open_study("t", spec.storage)
+    old, _, new = records(study, study.get_trials())
+    assert new.state == "COMPLETE" and new.config is not None and old.config is not None
+    assert set(new.config) == set(old.config) and new.config["dataset"] == "digits"
+    assert len(study.get_trials()[2].user_attrs["config"]) < len(new.config)  # only its own

@@ -18,6 +18,7 @@ import pytest
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
+from hpsearch.record import records
 from hpsearch.results import open_study
 from hpsearch.study import fail_stale_trials
 from hpsearch.study import finished_count
@@ -83,15 +84,17 @@ def test_each_sampler_runs_its_budget(
     trials = study.get_trials()
     assert len(trials) == 5
     assert all(t.state == TrialState.COMPLETE for t in trials)
-    for t in trials:
+    for t, r in zip(trials, records(study, trials), strict=True):
         assert 1e-3 <= t.params["lr"] <= 1e-1
         assert 0 <= t.params["hidden_layers.depth"] <= 2
         assert 0.0 <= t.values[0] <= 1.0
-        assert t.values[0] == t.user_attrs["curves"]["val_accuracy"][-1]
-        assert len(t.user_attrs["curves"]["val_loss"]) == 2
-        assert t.user_attrs["config"]["lr"] == t.params["lr"]
-        assert t.user_attrs["test_accuracy"] is not None
-        assert t.user_attrs["worker"] == "test"
+        assert t.values[0] == pytest.approx(r.curve("val_accuracy")[-1], rel=1e-4)  # 5 digits
+        assert len(r.curve("val_loss")) == 2
+        assert r.config is not None and r.config["lr"] == t.params["lr"]
+        assert r.config["dataset"] == "digits"  # from the study's base config
+        assert "dataset" not in t.user_attrs["config"]  # stored once, with the study
+        assert r.test_accuracy is not None
+        assert r.worker == "test"
     if objectives:
         assert all(len(t.values) == 2 for t in trials)
     assert max(t.values[0] for t in trials) > 0.5  # something learned
@@ -140,9 +143,10 @@ def test_one_factor_study_runs_baseline_and_each_variation(tmp_path: Path) -> No
         ("batch_size", "16"),
         ("loss", "mse"),
     ]
-    baseline = next(t for t in trials if t.user_attrs["ofat_factor"] == "baseline")
-    assert baseline.user_attrs["config"]["activation"] == "relu"
-    assert baseline.user_attrs["config"]["loss"] == "cross_entropy"
+    baseline = next(r for r in records(study, trials) if r.ofat_factor == "baseline")
+    assert baseline.config is not None
+    assert baseline.config["activation"] == "relu"
+    assert baseline.config["loss"] == "cross_entropy"
 
 
 def test_resume_and_extend_budget(tmp_path: Path) -> None:
@@ -223,7 +227,8 @@ def test_cli_run_and_inspect(tmp_path: Path) -> None:
     status = json.loads(hpsearch("status", str(path), "--json").stdout)
     assert status["states"]["COMPLETE"] == 3 and status["best"][0]["test_accuracy"] > 0
     rows = json.loads(hpsearch("trials", "t", "--storage", url, "--format", "json").stdout)
-    assert [r["number"] for r in rows] == [0, 1, 2]
+    assert sorted(r["number"] for r in rows) == [0, 1, 2]
+    assert [r["value"] for r in rows] == sorted((r["value"] for r in rows), reverse=True)
     csv = hpsearch("trials", str(path), "--format", "csv").stdout.splitlines()
     assert csv[0].startswith("number,state,value,") and len(csv) == 4
     best_file = tmp_path / "best.yaml"
@@ -319,7 +324,7 @@ def test_tpe_study_on_an_mnist_subset(mnist_dir: str, tmp_path: Path) -> None:
     trials = study.get_trials()
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     assert study.best_value > 0.9
-    assert all(t.user_attrs["config"]["dataset"] == "mnist" for t in trials)
+    assert all(r.config and r.config["dataset"] == "mnist" for r in records(study, trials))
     assert all(t.user_attrs["test_accuracy"] > 0.85 for t in trials)
 
 

@@ -7,11 +7,13 @@ from typing import Any
 import jsonschema
 import pytest
 
-from hpsearch.config import read_yaml
 from hpsearch.errors import ConfigError
+from hpsearch.samplers import Windowed
+from hpsearch.samplers import WINDOWS
 from hpsearch.studyfile import load_spec
 from hpsearch.studyfile import parse_study
 from hpsearch.studyfile import SAMPLERS
+from hpsearch.yamlfile import read_yaml
 from tests.helpers import hpsearch
 from tests.helpers import study_doc
 from tests.helpers import write_study
@@ -27,7 +29,9 @@ def test_shipped_studies_are_valid(path: Path) -> None:
     assert spec.name == doc["name"] and spec.base.dataset == doc["dataset"]
     sampler = doc["sampler"] if isinstance(doc["sampler"], str) else doc["sampler"]["name"]
     assert spec.sampler == sampler
-    assert isinstance(spec.make_sampler(), SAMPLERS[sampler])
+    made = spec.make_sampler()
+    assert isinstance(made.sampler if isinstance(made, Windowed) else made, SAMPLERS[sampler])
+    assert isinstance(made, Windowed) == (sampler in WINDOWS)
     assert [p.name for p in spec.space.params] == list(doc["space"])
     trials = doc.get("budget", {}).get("trials")
     points = len(spec.points())
@@ -312,3 +316,16 @@ def test_quoted_values_are_shortened(tmp_path: Path) -> None:
     lines = str(err.value).splitlines()
     assert len(lines) == 3 and all(len(line) < 300 for line in lines)
     assert any("'zzzzz" in line and "...; allowed" in line for line in lines)
+
+
+def test_a_large_gp_budget_is_warned_about_with_its_cost(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    parse_study(study_doc(tmp_path, sampler="gp", budget={"trials": 150}), source="small.yaml")
+    assert "sampler gp" not in caplog.text
+    parse_study(study_doc(tmp_path, sampler="gp", budget={"trials": 1000}), source="big.yaml")
+    assert "big.yaml: sampler gp: each ask refits a Gaussian process, about 0.25 s" in caplog.text
+    assert "models only the best 100 and the 100 most recent trials" in caplog.text
+    caplog.clear()
+    parse_study(study_doc(tmp_path, sampler="tpe", budget={"trials": 10000}), source="t.yaml")
+    assert caplog.text == ""

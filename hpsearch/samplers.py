@@ -1,0 +1,141 @@
+"""History windows: a model-based sampler sees a bounded number of a large study's trials.
+
+TPE's ask grows with every trial it models (about 30 ms at 1,000 trials, 130 ms at 10,000 on a
+2-core CPU) and a Gaussian process's much faster (seconds at a few hundred finished trials,
+its fit is cubic). :class:`Windowed` wraps such a sampler so that, once a study is larger than
+its window, it models the best trials (which locate the optimum) plus the most recent ones
+(which carry the running and just-finished trials a parallel search must not repeat), and
+nothing else. Small studies are untouched. The window sizes are in :data:`WINDOWS` and the
+README's sampler table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from collections.abc import Sequence
+import heapq
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+# sampler name -> (best trials, most recent trials) it models at most
+WINDOWS: dict[str, tuple[int, int]] = {"tpe": (250, 750), "gp": (100, 100)}
+
+
+def window(
+    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], best: int, recent: int
+) -> list[FrozenTrial]:
+    """The ``best`` completed trials by the first objective (none for several objectives,
+    where no order is "best") and the ``recent`` last others, in their order (Optuna's: by
+    number); all of them when there are no more than that. Linear in the trials: it runs on
+    every ask."""
+    if len(trials) <= best + recent:
+        return list(trials)
+    keep: set[int] = set()
+    if len(directions) == 1:
+        sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
+        done = (t for t in trials if t.state == TrialState.COMPLETE and t.values)
+        keep = {t.number for t in heapq.nsmallest(best, done, key=lambda t: sign * t.values[0])}
+    more = best + recent - len(keep)  # at least ``recent``: fewer completed trials, more recent
+    for t in reversed(trials):
+        if more == 0:
+            break
+        if t.number not in keep:
+            keep.add(t.number)
+            more -= 1
+    return [t for t in trials if t.number in keep]
+
+
+class _WindowView:
+    """A study as the wrapped sampler sees it: every attribute the study's own, but its trial
+    lists cut to the window. A worker's storage that says when its trials changed
+    (``version``, see ``internals.worker_storage``) lets windows be kept until then."""
+
+    def __init__(self, study: optuna.Study, owner: Windowed) -> None:
+        self._study, self._owner = study, owner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        version = getattr(self._study._storage, "version", None)
+        states_key = None if states is None else frozenset(states)  # type: ignore[call-overload]
+        key = (id(self._study._storage), self._study._study_id, deepcopy, use_cache, states_key)
+        kept = self._owner.windows.get(key)
+        if version is not None and not deepcopy and kept is not None and kept[0] == version:
+            return list(kept[1])
+        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
+        cut = window(trials, self._study.directions, self._owner.best, self._owner.recent)
+        if version is not None and not deepcopy:
+            self._owner.windows[key] = (version, cut)
+        return cut
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        return self._get_trials(deepcopy=deepcopy, states=states)
+
+
+class Windowed(BaseSampler):
+    """``sampler``, modelling at most ``best`` + ``recent`` trials of a study (see the module
+    docstring). Search spaces, and the hooks before and after a trial, see the whole study."""
+
+    def __init__(self, sampler: BaseSampler, best: int, recent: int) -> None:
+        self.sampler, self.best, self.recent = sampler, best, recent
+        self.windows: dict[Any, tuple[int, list[FrozenTrial]]] = {}
+
+    def _view(self, study: optuna.Study) -> optuna.Study:
+        return _WindowView(study, self)  # type: ignore[return-value]
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self.sampler.infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self.sampler.sample_relative(self._view(study), trial, search_space)
+
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self.sampler.sample_independent(
+            self._view(study), trial, param_name, param_distribution
+        )
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self.sampler.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self.sampler.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self.sampler.reseed_rng()
+
+
+def windowed(name: str, sampler: BaseSampler) -> BaseSampler:
+    """The sampler named ``name``, in its window if it has one (see :data:`WINDOWS`)."""
+    if name not in WINDOWS:
+        return sampler
+    return Windowed(sampler, *WINDOWS[name])

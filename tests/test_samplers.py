@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+
+from hpsearch.samplers import window
+from hpsearch.samplers import Windowed
+
+
+def _trials(values: list[float | None]) -> list[optuna.trial.FrozenTrial]:
+    trials = []
+    for number, value in enumerate(values):
+        state = TrialState.PRUNED if value is None else TrialState.COMPLETE
+        trial = optuna.trial.create_trial(value=value, state=state)
+        trial.number = number
+        trials.append(trial)
+    return trials
+
+
+def test_window_keeps_the_best_and_the_most_recent_trials() -> None:
+    trials = _trials([5.0, 1.0, 9.0, None, 2.0, 7.0, None, 8.0, 6.0, None])
+    kept = window(trials, [StudyDirection.MINIMIZE], best=2, recent=3)
+    assert [t.number for t in kept] == [1, 4, 7, 8, 9]  # 1.0 and 2.0, then the last three
+    kept = window(trials, [StudyDirection.MAXIMIZE], best=2, recent=3)
+    assert [t.number for t in kept] == [2, 6, 7, 8, 9]  # 9.0 and 8.0, then the last three
+    assert window(trials, [StudyDirection.MINIMIZE], best=6, recent=4) == trials  # fits
+    several = [StudyDirection.MINIMIZE, StudyDirection.MAXIMIZE]
+    assert [t.number for t in window(trials, several, best=2, recent=3)] == [5, 6, 7, 8, 9]
+
+
+def test_a_windowed_tpe_models_at_most_its_window_and_still_converges() -> None:
+    seen: list[int] = []
+    inner = optuna.samplers.TPESampler(seed=0, n_startup_trials=10)
+    sample_relative = inner.sample_relative
+
+    def spy(study: optuna.Study, trial: optuna.trial.FrozenTrial, space: Any) -> Any:
+        seen.append(len(study._get_trials(deepcopy=False, states=(TrialState.COMPLETE,))))
+        return sample_relative(study, trial, space)
+
+    inner.sample_relative = spy  # type: ignore[method-assign]
+    study = optuna.create_study(sampler=Windowed(inner, best=5, recent=15))
+    study.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2.0) ** 2, n_trials=80)
+    assert max(seen) == 20 and len(study.trials) == 80  # the whole study kept, 20 modelled
+    assert study.best_value < 0.05
