@@ -13,8 +13,11 @@ from collections.abc import Iterable
 import ipaddress
 import json
 import re
+import signal
 import socket
 from socketserver import ThreadingMixIn
+import threading
+from types import FrameType
 from typing import Any
 from wsgiref.simple_server import make_server
 from wsgiref.simple_server import WSGIRequestHandler
@@ -141,9 +144,17 @@ def make_dashboard(
 
 
 def serve(server: WSGIServer, on_ready: Callable[[str], None] | None = None) -> None:
-    """Serves until Ctrl-C, then closes the socket."""
+    """Serves until Ctrl-C or SIGTERM, then closes the socket.
+
+    Both signals are handled here: a process started in the background by a script inherits
+    SIGINT ignored, and Python then never raises KeyboardInterrupt, so ``kill -INT`` (or a
+    test's) would not stop it.
+    """
     host, port = server.server_address[:2]
     host = host.decode() if isinstance(host, bytes) else host
+    old = {}
+    if threading.current_thread() is threading.main_thread():
+        old = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     if on_ready is not None:
         on_ready(f"http://{host}:{port}/dashboard")
     try:
@@ -152,3 +163,9 @@ def serve(server: WSGIServer, on_ready: Callable[[str], None] | None = None) -> 
         pass
     finally:
         server.server_close()
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

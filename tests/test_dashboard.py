@@ -41,11 +41,14 @@ def _request(url: str, method: str) -> int:
         return e.code
 
 
-def _serve(path: Path, *extra: str) -> tuple[subprocess.Popen[str], str, str]:
+def _serve(
+    path: Path, *extra: str, preexec_fn: Any = None
+) -> tuple[subprocess.Popen[str], str, str]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpsearch", "dashboard", str(path), "--port", "0", *extra],
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
     assert proc.stderr is not None
     lines = []
@@ -117,3 +120,17 @@ def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
     assert [t["number"] for t in get(f"/api/studies/{sid}", "after=2")["trials"]] == [2, 3]
     assert [t["number"] for t in get(f"/api/studies/{sid}", "after=4")["trials"]] == [4]
     assert len(get("/api/studies")["study_summaries"]) == 1  # other routes pass through
+
+
+def test_the_dashboard_stops_on_sigint_even_when_started_with_it_ignored(tmp_path: Path) -> None:
+    """A script's background job (`hpsearch dashboard &`) inherits SIGINT ignored."""
+    path = write_study(tmp_path, budget={"trials": 1})
+    assert hpsearch("create", str(path)).returncode == 0
+    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731
+    proc, base, _ = _serve(path, preexec_fn=ignore)
+    try:
+        assert _request(f"{base}/api/studies", "GET") == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "dashboard stopped" in err
