@@ -136,13 +136,12 @@ class _StartedTrialsCache(_CachedStorage):
         # Optuna's cache filters and sorts every trial on each call (several per epoch): the
         # lists are kept until the cache changes.
         self._lists: dict[tuple[int, frozenset[TrialState] | None], list[FrozenTrial]] = {}
+        self.version = 0  # counts changes: what is derived from the trials (a window) is stale
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         super()._add_trials_to_cache(study_id, trials)
         self._lists.clear()
-        self.version += 1  # what is derived from the trials (a sampler's window) is stale
-
-    version = 0
+        self.version += 1
 
     def get_all_trials(
         self,
@@ -355,6 +354,24 @@ class TrialCounts:
     first_start: datetime | None
     last_complete: datetime | None
 
+    def _sum(self, states: tuple[TrialState, ...]) -> int:
+        return sum(self.states.get(s.name, 0) for s in states)
+
+    @property
+    def started(self) -> int:
+        """Trials that are not WAITING."""
+        return self._sum(record.STARTED)
+
+    @property
+    def finished(self) -> int:
+        """Budget trials that finished: complete, pruned, or failed and not retried."""
+        return self._sum(record.FINISHED) - len(self.retried)
+
+    @property
+    def used(self) -> int:
+        """Trials that use up budget, in any state (all but the failed-and-retried)."""
+        return sum(self.states.values()) - len(self.retried)
+
 
 def trial_counts(study: optuna.Study) -> TrialCounts:
     """Counts a study's trials by state in a few small queries (every trial, loaded, costs a
@@ -366,9 +383,7 @@ def trial_counts(study: optuna.Study) -> TrialCounts:
         ends = [t.datetime_complete for t in trials if t.datetime_complete]
         return TrialCounts(
             states=dict(Counter(t.state.name for t in trials)),
-            retried=frozenset(
-                n for t in trials for n in t.system_attrs.get(record.RETRY_HISTORY, [])
-            ),
+            retried=frozenset(record.retried(trials)),
             first_start=min(starts, default=None),
             last_complete=max(ends, default=None),
         )
@@ -434,10 +449,10 @@ def top_trials(study: optuna.Study, n: int) -> list[FrozenTrial]:
     """The ``n`` best COMPLETE trials by the first objective, best first, read directly."""
     storage = storage_of(study)
     rdb = _rdb(storage)
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     if rdb is None:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return sorted(done, key=lambda t: t.values[0], reverse=maximize)[:n]
+        return sorted(done, key=record.best_first(study.directions))[:n]
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
     sid = study_id(study)
 
     def read(session: Any, models: Any) -> list[int]:

@@ -20,8 +20,10 @@ read the same (a whole config laid over the base is itself), so they need no mig
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 import math
 import os
@@ -30,6 +32,7 @@ from typing import Any
 from typing import TYPE_CHECKING
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
@@ -240,11 +243,22 @@ def one_factor_attrs(factor: str | None, value: Any) -> dict[str, Any]:
     return {} if factor is None else {OFAT_FACTOR: factor, OFAT_VALUE: value}
 
 
+def retried(trials: Iterable[FrozenTrial]) -> set[int]:
+    """Numbers of the trials that failed and were queued again (as a retry's history says)."""
+    return {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, [])}
+
+
 def counted(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
     """Trials that use up budget: all but those failed and then queued again as a retry."""
     trials = list(trials)
-    retried = {n for t in trials for n in t.system_attrs.get(RETRY_HISTORY, [])}
-    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in retried)]
+    again = retried(trials)
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in again)]
+
+
+def best_first(directions: Sequence[StudyDirection]) -> Callable[[FrozenTrial], float]:
+    """A sort key that puts completed trials best first by their first objective."""
+    sign = -1.0 if directions[0] == StudyDirection.MAXIMIZE else 1.0
+    return lambda t: sign * t.values[0]
 
 
 def fixed_params(trial: FrozenTrial) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from hpsearch.record import best_first
 from hpsearch.record import records
 from hpsearch.record import study_summary
 from hpsearch.record import TrialRecord
@@ -61,8 +62,8 @@ class _Data:
     def load(cls, study: optuna.Study) -> _Data:
         trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        complete.sort(key=lambda t: (sign * t.values[0], t.number))
+        best = best_first(study.directions)
+        complete.sort(key=lambda t: (best(t), t.number))
         try:
             importances: dict[str, float] | Exception = _importances_of(study, len(complete))
         except Exception as e:  # drawn as "not available" where needed

@@ -29,7 +29,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.errors import StorageError
 from hpsearch.record import base_config
-from hpsearch.record import FINISHED
+from hpsearch.record import best_first
 from hpsearch.record import records
 from hpsearch.record import TRAIN_SECONDS
 from hpsearch.record import TrialRecord
@@ -122,10 +122,9 @@ def sorted_trials(
             return best
     trials = study.get_trials(deepcopy=False)
     if sort == SORT_VALUE:
-        sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
         # A pruned trial's value is its last report, not a result: it is not ranked.
-        done = TrialState.COMPLETE
-        trials.sort(key=lambda t: (t.state != done, sign * t.values[0] if t.state == done else 0))
+        done, rank = TrialState.COMPLETE, best_first(study.directions)
+        trials.sort(key=lambda t: (t.state != done, rank(t) if t.state == done else 0))
     elif sort != "number":
         rows = {r["number"]: r for r in trial_rows(study, trials)}
         if not any(sort in r for r in rows.values()):
@@ -256,7 +255,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
     states = counts.states
     first, last = counts.first_start, counts.last_complete
     wall = (last - first).total_seconds() if first and last else 0.0
-    finished = sum(states.get(s.name, 0) for s in FINISHED) - len(counts.retried)
+    finished = counts.finished
     train_seconds = internals.user_attr_values(study, TRAIN_SECONDS)
     return {
         "study": study.study_name,

@@ -191,14 +191,12 @@ def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
 
 def finished_count(study: optuna.Study) -> int:
     """Budget trials that have finished (complete, pruned, or failed and not retried)."""
-    counts = internals.trial_counts(study)
-    return sum(counts.states.get(s.name, 0) for s in record.FINISHED) - len(counts.retried)
+    return internals.trial_counts(study).finished
 
 
 def used_budget(study: optuna.Study) -> int:
     """Trials that use up budget, in any state (all but the failed-and-retried)."""
-    counts = internals.trial_counts(study)
-    return sum(counts.states.values()) - len(counts.retried)
+    return internals.trial_counts(study).used
 
 
 def _point_key(params: dict[str, Any]) -> str:
@@ -425,8 +423,7 @@ def fail_stale_trials(study: optuna.Study) -> int:
 
 
 def _started(study: optuna.Study) -> int:
-    states = internals.trial_counts(study).states
-    return sum(states.get(s.name, 0) for s in record.STARTED)
+    return internals.trial_counts(study).started
 
 
 def run_worker(
