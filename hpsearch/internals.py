@@ -63,18 +63,16 @@ def claim_waiting_trial(study: optuna.Study) -> int | None:
     rdb = _rdb(storage)
     if rdb is None:
         return study._pop_waiting_trial_id()
+    beat = bool(rdb.heartbeat_interval)
     while True:
         ids = _query(rdb, lambda s, m: _waiting_ids(s, m, study_id(study), CLAIM_WINDOW))
         if not ids:
             return None
         for trial_id in ids:
-            try:  # False, or UpdateFinishedTrialError: another worker was first
-                if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                    if isinstance(storage, _StartedTrialsCache):  # its params are written
-                        storage.refresh(study_id(study))  # through the cache next
-                    return trial_id
-            except UpdateFinishedTrialError:
-                continue
+            if _claim(rdb, trial_id, beat):
+                if isinstance(storage, _StartedTrialsCache):  # its params are written
+                    storage.refresh(study_id(study))  # through the cache next
+                return trial_id
 
 
 CLAIM_WINDOW = 8  # WAITING trial ids read per claim; more only when others took all of them
@@ -92,9 +90,40 @@ def _waiting_ids(session: Any, models: Any, sid: int, limit: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def _query(rdb: RDBStorage, run: Callable[[Any, Any], _T]) -> _T:
+def _claim(rdb: RDBStorage, trial_id: int, beat: bool) -> bool:
+    def done() -> bool | None:
+        # After a drop mid-commit, a trial found RUNNING is taken as ours: left RUNNING
+        # without a worker it would only come back through its heartbeat going stale.
+        return True if rdb.get_trial(trial_id).state == TrialState.RUNNING else None
+
+    return _query(rdb, lambda s, m: _start_trial(s, m, trial_id, beat), done)
+
+
+def _start_trial(session: Any, models: Any, trial_id: int, beat: bool) -> bool:
+    """Moves a WAITING trial to RUNNING and, with heartbeats on, records its first heartbeat
+    in the same transaction: a trial whose worker died before its first beat would stay
+    RUNNING forever (Optuna finds only trials with a heartbeat stale), and every other worker
+    would wait for it. ``False``: another worker was first."""
+    trial = (
+        session.query(models.TrialModel)
+        .filter(models.TrialModel.trial_id == trial_id)
+        .with_for_update()
+        .one_or_none()
+    )
+    if trial is None or trial.state != TrialState.WAITING:
+        return False
+    trial.state = TrialState.RUNNING
+    trial.datetime_start = datetime.now()  # as Optuna's set_trial_state_values does
+    if beat:
+        session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+    return True
+
+
+def _query(
+    rdb: RDBStorage, run: Callable[[Any, Any], _T], done: Callable[[], Any] | None = None
+) -> _T:
     """Runs ``run(session, models)`` in one transaction; hpsearch's storage retries it
-    through an outage."""
+    through an outage (``done``: see ``ResilientRDBStorage._retry``)."""
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
@@ -103,7 +132,9 @@ def _query(rdb: RDBStorage, run: Callable[[Any, Any], _T]) -> _T:
             return run(session, models)
 
     retry = getattr(rdb, "_retry", None)
-    return cast(_T, retry(once)) if retry is not None else once()
+    if retry is None:
+        return once()
+    return cast(_T, retry(once) if done is None else retry(once, done))
 
 
 def worker_storage(storage: BaseStorage) -> BaseStorage:
@@ -236,6 +267,29 @@ def stale_trial_ids(study: optuna.Study) -> list[int]:
     if not getattr(_rdb(storage), "heartbeat_interval", None):
         return []
     return list(storage._get_stale_trial_ids(study_id(study)))  # type: ignore[attr-defined]
+
+
+def may_go_stale(study: optuna.Study) -> bool:
+    """Whether some RUNNING trial has a heartbeat, so may yet be failed and queued again.
+
+    A RUNNING trial without one (started by a client without heartbeats) is never found
+    stale: a worker waiting for it would wait forever.
+    """
+    rdb = _rdb(storage_of(study))
+    if rdb is None or not rdb.heartbeat_interval:
+        return False
+
+    def beating(session: Any, models: Any) -> bool:
+        trials, beats = models.TrialModel, models.TrialHeartbeatModel
+        query = (
+            session.query(trials.trial_id)
+            .join(beats, beats.trial_id == trials.trial_id)
+            .filter(trials.study_id == study_id(study))
+            .filter(trials.state == TrialState.RUNNING)
+        )
+        return query.first() is not None
+
+    return _query(rdb, beating)
 
 
 def grace_period(study: optuna.Study) -> int | None:

@@ -474,7 +474,7 @@ def run_worker(
         try:
             claimed = _claim(study, population)
             if not claimed:
-                if not _others_may_fail(study, storage):
+                if not internals.may_go_stale(study):
                     break
                 time.sleep(1.0)  # a running trial may still go stale and come back
                 continue
@@ -532,12 +532,6 @@ def _count(stats: WorkerStats, trial: FrozenTrial) -> None:
         stats.pruned += 1
     else:
         stats.failed += 1
-
-
-def _others_may_fail(study: optuna.Study, storage: BaseStorage) -> bool:
-    if not getattr(storage, "heartbeat_interval", None):
-        return False
-    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 Outcome = tuple[int, FrozenTrial | None, str | None]  # trial id, trial (None: taken over), error

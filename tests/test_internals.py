@@ -81,13 +81,20 @@ def test_stale_trials_are_found_where_heartbeats_exist(any_storage_url: str) -> 
     study = _study(any_storage_url, heartbeat_interval=1, grace_period=1)
     assert internals.grace_period(study) == 1 and internals.heartbeat_interval(study) == 1
     assert internals.stale_trial_callback(study) is not None
+    assert not internals.may_go_stale(study)
     study.enqueue_trial({})
+    # No heartbeat is sent after the claim (its worker died at once): the claim itself
+    # recorded the first one, so the trial still goes stale rather than stay RUNNING forever.
     trial_id = internals.claim_waiting_trial(study)
     assert trial_id is not None
-    internals.storage_of(study).record_heartbeat(trial_id)  # type: ignore[attr-defined]
-    assert internals.stale_trial_ids(study) == []
+    assert internals.stale_trial_ids(study) == [] and internals.may_go_stale(study)
     time.sleep(2.5)
     assert internals.stale_trial_ids(study) == [trial_id]
+    # A RUNNING trial no heartbeat will ever come from (Optuna's ask) is not waited for.
+    assert internals.fail_running_trial(study, trial_id, "stale")
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        study.ask()
+    assert not internals.may_go_stale(study) and internals.stale_trial_ids(study) == []
 
 
 def test_trial_attrs_are_written_together_or_not_at_all(any_storage_url: str) -> None:
