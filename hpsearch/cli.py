@@ -186,7 +186,7 @@ def _load_spec(
 
     from hpsearch.studyfile import load_spec
 
-    spec = load_spec(path, storage=storage, trials=trials)
+    spec = load_spec(path, storage=_storage_or_file(storage), trials=trials)
     return dataclasses.replace(spec, population=population) if population else spec
 
 
@@ -195,6 +195,16 @@ _population_option = click.option(
     type=click.IntRange(min=1, max=4096),
     help="Trials a worker trains at once on its device [the study file's, else 1].",
 )
+
+
+def _storage_or_file(storage: str | None) -> str | None:
+    """``--storage``, else the URL in ``$HPSEARCH_STORAGE_FILE`` (how a Slurm job gets it
+    without it being on a command line or in its script)."""
+    if storage is None and os.environ.get("HPSEARCH_STORAGE_FILE"):
+        from hpsearch.slurm import read_storage_file
+
+        return read_storage_file(os.environ["HPSEARCH_STORAGE_FILE"])
+    return storage
 
 
 def _resolve(target: str, storage: str | None) -> tuple[str, str]:
@@ -212,8 +222,8 @@ def _resolve(target: str, storage: str | None) -> tuple[str, str]:
             spec = _load_spec(target, storage)
             return spec.name, spec.storage
         name, url = found
-        return name, storage or url or _default_storage()
-    return target, storage or _default_storage()
+        return name, _storage_or_file(storage) or url or _default_storage()
+    return target, _storage_or_file(storage) or _default_storage()
 
 
 def _open(target: str, storage: str | None) -> optuna.Study:
@@ -363,18 +373,43 @@ def _exit_if_failing(stats: Any, study_file: str) -> None:
         sys.exit(ALL_FAILED)
 
 
+def _trial_option(text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--trial", "number", type=click.IntRange(min=0), help=text)
+
+
 def _print_best(study: optuna.Study, trials: list[optuna.trial.FrozenTrial]) -> None:
     from hpsearch.record import records
+    from hpsearch.results import significant
 
-    for t in records(study, trials[:5]):
-        values = ", ".join(f"{v:.4f}" for v in t.values or ())
+    for t in records(study, trials):
+        values = ", ".join(f"{v:.4g}" for v in t.values or ())
         test = t.test_accuracy
         click.echo(
             f"  trial {t.number}: values [{values}]"
-            + (f"  test_accuracy {test:.4f}" if test is not None else "")
+            + (f"  test_accuracy {test:.4g}" if test is not None else "")
         )
-        for key, value in t.params.items():
+        for key, value in significant(dict(t.params)).items():
             click.echo(f"    {key}: {value}")
+
+
+def _print_noise(study: optuna.Study) -> None:
+    """Says whether the best trial stands out of the validation set's noise."""
+    from hpsearch.results import selection_noise
+
+    noise = selection_noise(study)
+    if noise is None:
+        return
+    on = f" on {noise.val_size} validation images" if noise.val_size else ""
+    se = f"one standard error ({noise.standard_error:.2g}{on})"
+    if len(noise.within) > 1:
+        others = ", ".join(str(n) for n in noise.within[1:])
+        click.echo(
+            f"noise: trials {others} are within {se} of the best {noise.metric} "
+            f"{noise.value:.4g}: which of these is best is chance; compare them on more data "
+            "(a larger fixed: val_fraction, or the test accuracy above)"
+        )
+    else:
+        click.echo(f"noise: the best is ahead of the next trial by more than {se}")
 
 
 @main.command()
@@ -426,9 +461,15 @@ def studies(storage: str | None, fmt: str) -> None:
 def status(study: str, storage: str | None, as_json: bool, fmt: str) -> None:
     """Counts by state, best trial, time spent and trial rate of STUDY (file or name)."""
     from hpsearch.results import format_rows
+    from hpsearch.results import significant
     from hpsearch.results import status as study_status
+    from hpsearch.slurm import job_summary
 
-    info = study_status(_open(study, storage))
+    opened = _open(study, storage)
+    info = study_status(opened)
+    jobs = job_summary(opened)
+    if jobs is not None:
+        info["slurm"] = jobs
     if as_json or fmt == "json":
         click.echo(format_rows(info, "json"))
         return
@@ -440,17 +481,36 @@ def status(study: str, storage: str | None, as_json: bool, fmt: str) -> None:
         f"time        {info['wall_seconds']:.1f}s wall, {info['train_seconds']:.1f}s "
         f"training" + (f", {rate:.1f} trials/min" if rate else "")
     )
-    for best in info["best"]:
-        click.echo(
-            f"best        trial {best['number']}: {best['values']}  "
-            f"test_accuracy {best['test_accuracy']}"
+    if jobs is not None:
+        tasks = (
+            f"{jobs['pending']} pending, {jobs['running']} running, {jobs['done']} done"
+            if jobs["pending"] is not None
+            else "states unknown (squeue failed)"
         )
-        click.echo(f"params      {json.dumps(best['params'])}")
+        click.echo(
+            f"slurm       jobs {', '.join(jobs['job_ids'])}: {jobs['tasks']} tasks, {tasks}"
+        )
+    best = significant(info["best"])
+    if len(best) > 1:
+        click.echo(f"best        a Pareto set of {len(best)} trials (`hpsearch best` lists them)")
+        best = best[:1]
+    for one in best:
+        click.echo(
+            f"best        trial {one['number']}: {one['values']}  "
+            f"test_accuracy {one['test_accuracy']}"
+        )
+        click.echo(f"params      {json.dumps(one['params'])}")
 
 
 @main.command()
 @click.argument("study")
 @_storage_option
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    help="The N best trials (single objective), or the first N of the Pareto set.",
+)
+@_trial_option("With --write-config: this completed trial's config (a Pareto set needs one).")
 @click.option(
     "--write-config",
     type=click.Path(),
@@ -459,21 +519,39 @@ def status(study: str, storage: str | None, as_json: bool, fmt: str) -> None:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "table", "csv", "json"]), default="text"
 )
-def best(study: str, storage: str | None, write_config: str | None, fmt: str) -> None:
-    """Params and metrics of the best trial (the Pareto front when multi-objective)."""
+def best(
+    study: str,
+    storage: str | None,
+    top: int | None,
+    number: int | None,
+    write_config: str | None,
+    fmt: str,
+) -> None:
+    """The best trial of STUDY, with whether it stands out of the validation noise; the
+    Pareto set of a multi-objective study, best first by its first objective."""
+    from hpsearch.results import best_trials
     from hpsearch.results import format_rows
     from hpsearch.results import require_best
     from hpsearch.results import trial_rows
     from hpsearch.results import write_best_config
 
     s = _open(study, storage)
-    trials = require_best(s)
+    multi = len(s.directions) > 1
+    trials = best_trials(s, top or 1)  # a Pareto set whole: --top cuts what is shown
+    if not trials:
+        require_best(s)  # the one message for a study with no completed trial
+    shown = trials[:top] if top else trials
     if fmt == "text":
-        _print_best(s, trials)
+        if multi:
+            more = f"; the first {len(shown)}" if len(shown) < len(trials) else ""
+            click.echo(f"Pareto set: {len(trials)} trials{more}, best first by objective 0")
+        _print_best(s, shown)
+        if not multi:
+            _print_noise(s)
     else:
-        click.echo(format_rows(trial_rows(s, trials), fmt))
+        click.echo(format_rows(trial_rows(s, shown), fmt))
     if write_config:
-        click.echo(f"wrote {write_best_config(s, write_config)}", err=fmt != "text")
+        click.echo(f"wrote {write_best_config(s, write_config, number)}", err=fmt != "text")
 
 
 @main.command()
@@ -494,7 +572,9 @@ def trials(
     study: str, storage: str | None, fmt: str, sort: str, top: int | None, columns: str | None
 ) -> None:
     """The trials of STUDY, best first, with their state, values, params and metrics (a
-    failed trial's reason in one line; `hpsearch trial STUDY N` shows its traceback)."""
+    failed trial's reason in one line; `hpsearch trial STUDY N` shows its traceback). The
+    table fits 120 columns (short names, 4 significant digits); csv and json have all."""
+    from hpsearch.results import fit_table
     from hpsearch.results import format_rows
     from hpsearch.results import select_columns
     from hpsearch.results import sorted_trials
@@ -502,7 +582,12 @@ def trials(
 
     s = _open(study, storage)
     rows = trial_rows(s, sorted_trials(s, sort, top))
-    click.echo(format_rows(select_columns(rows, columns) if columns else rows, fmt))
+    if columns:
+        click.echo(format_rows(select_columns(rows, columns), fmt))
+    elif fmt == "table" and rows:
+        click.echo(fit_table(rows))  # fits 120 columns; says what it left out
+    else:
+        click.echo(format_rows(rows, fmt))
 
 
 @main.command()
@@ -548,16 +633,45 @@ def trial(study: str, number: int, storage: str | None, as_json: bool) -> None:
     show_default=True,
     help="Directory for model.pt, config.yaml and result.json.",
 )
-def retrain(study: str, storage: str | None, output: str) -> None:
-    """Train the best configuration on training + validation data and save the model."""
+@_trial_option("Retrain this completed trial instead (a Pareto set of several needs one).")
+def retrain(study: str, storage: str | None, output: str, number: int | None) -> None:
+    """Train the best configuration on training + validation data and save the model
+    (model.pt: weights, config and preprocessing; `hpsearch predict` and
+    `hpsearch.load_model` read it)."""
     from hpsearch.results import retrain_best
 
-    click.echo("retraining the best trial on training + validation data", err=True)
-    done = retrain_best(_open(study, storage), output)
+    click.echo("retraining on training + validation data", err=True)
+    done = retrain_best(_open(study, storage), output, number)
     click.echo(f"trial          {done.trial}")
     click.echo(f"test_accuracy  {done.result['test_accuracy']:.4f}")
     click.echo(f"test_loss      {done.result['test_loss']:.4f}")
     click.echo(f"saved          {', '.join(map(str, done.files))}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("inputs", type=click.Path())
+@_format_option
+@click.option("--device", default="cpu", show_default=True, help="Where to run the model.")
+def predict(model_dir: str, inputs: str, fmt: str, device: str) -> None:
+    """Classify INPUTS with the model `hpsearch retrain` saved in MODEL_DIR: a .npy or .pt
+    tensor of examples on the data set's raw scale, or a directory of PNG images."""
+    import torch
+
+    from hpsearch.predict import load_model
+    from hpsearch.predict import read_inputs
+    from hpsearch.results import format_rows
+
+    model = load_model(model_dir, device)
+    examples = read_inputs(inputs, model)
+    with torch.no_grad():
+        probabilities = model(examples.features).softmax(dim=-1).cpu()
+    confidence, classes = probabilities.max(dim=-1)
+    rows = [
+        {"input": name, "class": int(c), "probability": float(p)}
+        for name, c, p in zip(examples.names, classes, confidence, strict=True)
+    ]
+    click.echo(format_rows(rows, fmt))
 
 
 @main.command()
@@ -717,6 +831,20 @@ def worker(
     help="Serve optuna-dashboard beside the pool (see `hpsearch dashboard`).",
 )
 @click.option("--dashboard-port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--slurm", is_flag=True, help="Submit the workers to Slurm as one job array (see README)."
+)
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--gpus-per-node", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--partition", help="Slurm partition.")
+@click.option("--account", help="Slurm account.")
+@click.option("--time", "time_limit", help="Slurm time limit per task, HH:MM:SS.")
+@click.option(
+    "--slurm-option", multiple=True, metavar="KEY=VALUE", help="More #SBATCH --KEY=VALUE lines."
+)
+@click.option("--requeue", is_flag=True, help="A task stopped by its time limit requeues.")
+@click.option("--detach", is_flag=True, help="Return once the array is submitted.")
+@click.option("--cancel-on-exit", is_flag=True, help="Ctrl-C cancels the array, unasked.")
 def launch(
     study_file: str,
     trials: int | None,
@@ -731,9 +859,41 @@ def launch(
     no_progress: bool,
     with_dashboard: bool,
     dashboard_port: int,
+    slurm: bool,
+    nodes: int,
+    gpus_per_node: int,
+    partition: str | None,
+    account: str | None,
+    time_limit: str | None,
+    slurm_option: tuple[str, ...],
+    requeue: bool,
+    detach: bool,
+    cancel_on_exit: bool,
 ) -> None:
-    """Start a pool of worker processes that share one study through its storage."""
+    """Start a pool of worker processes that share one study through its storage (here, or
+    on a Slurm cluster with --slurm)."""
     import dataclasses
+
+    spec = _load_spec(study_file, storage, trials, population)
+    if slurm:
+        from hpsearch.slurm import parse_options
+
+        options = parse_options(
+            nodes,
+            gpus_per_node,
+            workers_per_gpu,
+            partition,
+            account,
+            time_limit,
+            requeue,
+            slurm_option,
+        )
+        logs = Path(log_dir or Path("hpsearch-logs") / spec.name)
+        _launch_slurm(spec, options, logs, detach, cancel_on_exit, no_progress)
+        return
+    given = [f for f, on in (("--detach", detach), ("--requeue", requeue)) if on]
+    if given or cancel_on_exit or nodes != 1 or gpus_per_node or partition or account:
+        raise click.UsageError("--nodes, --partition and the like need --slurm")
 
     import torch
     from tqdm import tqdm
@@ -744,7 +904,6 @@ def launch(
     from hpsearch.workers import plan_slots
     from hpsearch.workers import Pool
 
-    spec = _load_spec(study_file, storage, trials, population)
     slots = plan_slots(
         gpus, workers_per_gpu, cpu_workers, torch.cuda.device_count(), os.cpu_count() or 1
     )
@@ -792,6 +951,79 @@ def launch(
         sys.exit(ALL_FAILED)
     if not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
+        sys.exit(1)
+
+
+def _launch_slurm(
+    spec: StudySpec,
+    options: Any,
+    logs: Path,
+    detach: bool,
+    cancel_on_exit: bool,
+    no_progress: bool,
+) -> None:
+    """``launch --slurm``: checks, creates or resumes the study, submits the array, then
+    follows it as a local launch does (see :mod:`hpsearch.slurm`)."""
+    import dataclasses
+    import time
+
+    from tqdm import tqdm
+
+    from hpsearch import slurm
+    from hpsearch.config import make_config
+    from hpsearch.study import finished_count
+    from hpsearch.study import preflight
+    from hpsearch.study import prepare
+
+    slurm.check_storage(spec.storage, options)
+    assert spec.path is not None
+    # the data set loads and a batch trains (on this host's CPU: it may have no GPU)
+    preflight(dataclasses.replace(spec, base=make_config({"device": "cpu"}, spec.base)))
+    _, study, queued = prepare(spec)
+    here = logs.resolve()
+    secret = slurm.write_storage_file(spec.storage, here / "slurm")
+    script = here / "slurm" / f"job-{time.strftime('%Y%m%d-%H%M%S')}.sh"
+    script.write_text(
+        slurm.job_script(Path(spec.path).resolve(), secret, here, options, spec.name)
+    )
+    job = slurm.submit(script)
+    slurm.record_job(study, job, options.tasks)
+    click.echo(
+        f"study {spec.name} in {_redact(spec.storage)}: budget {spec.budget()}, {queued} "
+        f"trials queued now; Slurm job array {job}: {options.tasks} tasks x "
+        f"{options.workers_per_gpu} workers; logs in {logs}\n"
+        f"  squeue -j {job}    scancel {job}",
+        err=True,
+    )
+    if detach:
+        click.echo(job)
+        return
+    bar = tqdm(
+        total=spec.budget(), unit="trial", disable=no_progress, file=sys.stderr, dynamic_ncols=True
+    )
+    try:
+        while True:
+            done = finished_count(study)
+            states = slurm.task_states([job])
+            bar.n = min(done, bar.total)
+            shown = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or "ended"
+            bar.set_postfix_str(f"{_best_line(study)}; tasks: {shown}", refresh=True)
+            if done >= spec.budget() or not states:
+                break
+            time.sleep(2.0)
+    except KeyboardInterrupt:
+        bar.close()
+        if cancel_on_exit or click.confirm(f"\ncancel Slurm job {job}?", default=False, err=True):
+            slurm.cancel(job)
+            click.echo(f"cancelled job {job}; running trials are queued again", err=True)
+        else:
+            click.echo(f"job {job} goes on; `hpsearch status {spec.path}` follows it", err=True)
+        sys.exit(INTERRUPTED)
+    bar.close()
+    done = finished_count(study)
+    click.echo(f"{done}/{spec.budget()} trials finished; {_best_line(study)}")
+    if done < spec.budget():
+        click.echo(f"job {job} ended before the budget was reached: see {logs}", err=True)
         sys.exit(1)
 
 

@@ -35,6 +35,23 @@ class RawData:
 
 
 @dataclass(frozen=True)
+class Preprocessing:
+    """How raw features become the trainer's inputs: ``name`` (a key of
+    :data:`PREPROCESSING`) with the data set's largest raw value and the training images'
+    mean and standard deviation on the [0, 1] scale. Saved with a model, so that it reads
+    raw images as it was trained on them."""
+
+    name: str
+    max_value: float
+    mean: float
+    std: float
+
+    def __call__(self, features: torch.Tensor) -> torch.Tensor:
+        """Raw features (any shape, the data set's raw scale) preprocessed."""
+        return PREPROCESSING[self.name](features.float(), self.max_value, self.mean, self.std)
+
+
+@dataclass(frozen=True)
 class DeviceData:
     """Train, validation and test tensors, preprocessed and resident on one device."""
 
@@ -46,6 +63,7 @@ class DeviceData:
     test_y: torch.Tensor
     num_features: int
     num_classes: int
+    preprocessing: Preprocessing
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:
@@ -165,10 +183,12 @@ def device_data(
 
     x = train_x.float()
     scaled = x[train_idx] / raw.max_value
-    mean, std = scaled.mean().item(), scaled.std().item()
+    preprocessing = Preprocessing(
+        preprocess, raw.max_value, scaled.mean().item(), scaled.std().item()
+    )
 
     def prep(t: torch.Tensor) -> torch.Tensor:
-        return PREPROCESSING[preprocess](t.float(), raw.max_value, mean, std).to(device)
+        return preprocessing(t).to(device)
 
     return DeviceData(
         train_x=prep(x[train_idx]),
@@ -179,4 +199,5 @@ def device_data(
         test_y=raw.test_y.to(device),
         num_features=x.shape[1],
         num_classes=int(max(int(train_y.max()), int(raw.test_y.max())) + 1),
+        preprocessing=preprocessing,
     )

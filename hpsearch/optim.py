@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 # --- losses ------------------------------------------------------------------------------
 
 # (logits (K, B, C), targets (B,), label smoothing: one float for all members, or one per
-# member shaped (K, 1, 1)) -> each member's mean loss (K,)
+# member shaped (K, 1, 1)) -> each member's loss per sample (K, B): the mean is the training
+# loss, the spread over validation samples the standard error of the validation loss
 LossFn = Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]
 
 
@@ -47,24 +48,24 @@ def _cross_entropy(
         per_row = F.cross_entropy(
             logits.reshape(k * b, c), y.repeat(k), reduction="none", label_smoothing=smoothing
         )
-        return per_row.view(k, b).mean(dim=1)
+        return per_row.view(k, b)
     # F.cross_entropy(label_smoothing=e): (1 - e) * NLL + e * mean over classes of -log p
     logp = logits.log_softmax(dim=-1)
     nll = -logp.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)
     e = smoothing.view(-1, 1)
-    return ((1.0 - e) * nll + e * -logp.mean(dim=-1)).mean(dim=1)
+    return (1.0 - e) * nll + e * -logp.mean(dim=-1)
 
 
 def _mse(logits: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
     # Mean squared error between class probabilities and the (smoothed) one-hot target.
     target = _soft_one_hot(y, logits.shape[-1], smoothing)
-    return ((logits.softmax(dim=-1) - target) ** 2).mean(dim=(1, 2))
+    return ((logits.softmax(dim=-1) - target) ** 2).mean(dim=2)
 
 
 def _bce(logits: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
     target = _soft_one_hot(y, logits.shape[-1], smoothing).expand_as(logits)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    return bce.mean(dim=(1, 2))
+    return bce.mean(dim=2)
 
 
 LOSSES: dict[str, LossFn] = {

@@ -9,10 +9,10 @@ trials are finished and which count against a study's budget.
 Stored per trial (Optuna user attributes), each group in one transaction: ``worker`` and
 ``pid`` (written first, so a launcher knows who runs it), then with the result ``outcome``,
 per-epoch ``curves`` (one attribute, 5 significant digits), test metrics, ``train_seconds``,
-``param_count``, ``device``, ``threads``, ``host``, ``version`` and ``config``: the trainer
-settings in which the trial differs from the study's base config (stored once, with the
-study summary); a failed trial's ``fail_reason`` (one line) and ``traceback``; a one-factor
-point's ``ofat_factor`` and ``ofat_value``.
+``param_count``, ``val_size``, ``device``, ``threads``, ``host``, ``version`` and
+``config``: the trainer settings in which the trial differs from the study's base config
+(stored once, with the study summary); a failed trial's ``fail_reason`` (one line) and
+``traceback``; a one-factor point's ``ofat_factor`` and ``ofat_value``.
 
 Studies written before 0.3 stored each trial's whole config and full-precision curves; they
 read the same (a whole config laid over the base is itself), so they need no migration.
@@ -30,6 +30,7 @@ import os
 import socket
 from typing import Any
 from typing import TYPE_CHECKING
+import warnings
 
 import optuna
 from optuna.study import StudyDirection
@@ -56,14 +57,18 @@ FAIL_REASON = "fail_reason"
 TRACEBACK = "traceback"
 OFAT_FACTOR = "ofat_factor"
 OFAT_VALUE = "ofat_value"
+VAL_SIZE = "val_size"
 
 # Attributes that describe a trial's point, not one attempt at running it: a retried trial
 # keeps them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
 POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
-CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "seconds")
+CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se")
 
 # Study attributes.
-STUDY_SUMMARY = "hpsearch"  # user attribute: what a report needs to know of the study file
+# System attribute (a user attribute before 0.4): what a report needs to know of the study
+# file. Kept out of the user attributes, which optuna-dashboard shows: there the study has
+# flat, readable labels instead (see label_study).
+STUDY_SUMMARY = "hpsearch"
 DEFINITION = "hpsearch:definition"  # system attribute: what gives the trials' values meaning
 CREATE_TOKEN = "hpsearch:create_token"  # system attribute: finds a retried insert's trial
 # Optuna's own system attributes that hpsearch reads.
@@ -112,6 +117,7 @@ class TrialRecord:
     duration_s: float | None
     ofat_factor: str | None
     ofat_value: Any
+    val_size: int | None = None
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial, base: Mapping[str, Any] | None = None) -> TrialRecord:
@@ -145,11 +151,27 @@ class TrialRecord:
             duration_s=trial.duration.total_seconds() if trial.duration else None,
             ofat_factor=a.get(OFAT_FACTOR),
             ofat_value=a.get(OFAT_VALUE),
+            val_size=a.get(VAL_SIZE),
         )
 
     def curve(self, metric: str) -> list[float | None]:
         """One per-epoch curve (empty if the trial has none)."""
         return list(self.curves.get(metric) or [])
+
+    def standard_error(self, metric: str, value: float) -> float | None:
+        """The standard error of ``value``, this trial's measurement of ``metric`` on the
+        validation images (``None`` for other metrics, or trials stored without it): the
+        spread a different draw of as many validation images would give."""
+        if metric == "val_accuracy" and self.val_size:
+            # (k + 1) / (n + 2), not k / n: a perfect score on few images is not certain
+            n = self.val_size
+            p = (value * n + 1.0) / (n + 2.0)
+            return math.sqrt(p * (1.0 - p) / n)
+        if metric == "val_loss":
+            pairs = zip(self.curve("val_loss"), self.curve("val_loss_se"), strict=False)
+            near = [(abs(v - value), se) for v, se in pairs if v is not None and se is not None]
+            return min(near)[1] if near else None  # the epoch the value was taken at
+        return None
 
     @property
     def best_val_accuracy(self) -> float | None:
@@ -178,7 +200,10 @@ class StudySummary:
 
 def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:
     """Stores the :class:`StudySummary` (and the file's base config) with a new study."""
-    study.set_user_attr(
+    from hpsearch import internals  # it imports this module
+
+    internals.set_study_system_attr(
+        study,
         STUDY_SUMMARY,
         {
             "file": spec.path,
@@ -193,10 +218,45 @@ def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:
     )
 
 
+def label_study(study: optuna.Study, spec: StudySpec) -> None:
+    """Names the objectives (so optuna-dashboard and Optuna's plots say ``val_accuracy``, not
+    "Objective 0") and stores the file's main settings as flat, readable user attributes
+    (:func:`study_labels`); only what is missing or changed, so a resume labels a study
+    created before labels existed."""
+    names = [o.metric for o in spec.objectives]
+    if study.metric_names != names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    stored = study.user_attrs
+    for key, value in study_labels(spec).items():
+        if stored.get(key) != value:
+            study.set_user_attr(key, value)
+
+
+def study_labels(spec: StudySpec) -> dict[str, str]:
+    """The study's sampler, pruner, data set, objective and file, one line each."""
+
+    def options(d: Mapping[str, Any]) -> str:
+        return f" ({', '.join(f'{k} {v}' for k, v in d.items())})" if d else ""
+
+    base = spec.base
+    return {
+        "sampler": spec.sampler + options(spec.sampler_options),
+        "pruner": spec.pruner + options({**spec.pruner_options, **spec.patience}),
+        "dataset": f"{base.dataset} (validation fraction {base.val_fraction})",
+        "objective": "; ".join(
+            f"{o.metric} ({o.direction}" + (f", {o.reduce} epoch)" if o.per_epoch else ")")
+            for o in spec.objectives
+        ),
+        "file": spec.path or "(none)",
+    }
+
+
 def study_summary(study: optuna.Study) -> StudySummary | None:
     """The summary stored with a study, ``None`` if it has none (not created by hpsearch)."""
-    doc = study.user_attrs.get(STUDY_SUMMARY)
-    if not isinstance(doc, dict):
+    doc = _summary_doc(study)
+    if doc is None:
         return None
     return StudySummary(
         file=doc.get("file"),
@@ -208,10 +268,19 @@ def study_summary(study: optuna.Study) -> StudySummary | None:
     )
 
 
+def _summary_doc(study: optuna.Study) -> dict[str, Any] | None:
+    from hpsearch import internals  # it imports this module
+
+    doc = internals.study_system_attrs(study).get(STUDY_SUMMARY)
+    if doc is None:  # written before 0.4
+        doc = study.user_attrs.get(STUDY_SUMMARY)
+    return doc if isinstance(doc, dict) else None
+
+
 def base_config(study: optuna.Study) -> dict[str, Any] | None:
     """The trainer config every trial of the study starts from (stored at creation)."""
-    doc = study.user_attrs.get(STUDY_SUMMARY)
-    base = doc.get("base_config") if isinstance(doc, dict) else None
+    doc = _summary_doc(study)
+    base = doc.get("base_config") if doc else None
     return base if isinstance(base, dict) else None
 
 
@@ -284,6 +353,7 @@ def result_attrs(
         TEST_LOSS: result.test_loss,
         TRAIN_SECONDS: round(result.train_seconds, 3),
         PARAM_COUNT: result.param_count,
+        VAL_SIZE: result.val_size,
         DEVICE: result.device,
         THREADS: threads,
         HOST: socket.gethostname(),

@@ -7,6 +7,7 @@ is missing instead of failing the report.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 import datetime
@@ -14,6 +15,7 @@ import html
 import logging
 import math
 import random
+import re
 from typing import Any
 import warnings
 
@@ -31,6 +33,7 @@ from hpsearch.record import records
 from hpsearch.record import study_summary
 from hpsearch.record import TrialRecord
 from hpsearch.results import best_trials
+from hpsearch.results import short_name
 from hpsearch.results import status
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per in-memory sample study
@@ -56,7 +59,9 @@ class _Data:
     study: optuna.Study
     records: list[TrialRecord]
     complete: list[FrozenTrial]  # best first
-    importances: dict[str, float] | Exception
+    importances: dict[str, float] | Exception  # of the params every completed trial has
+    # a conditional param's importance among the trials that have it, and how many do
+    conditional: dict[str, tuple[float, int]]
 
     @classmethod
     def load(cls, study: optuna.Study) -> _Data:
@@ -64,12 +69,19 @@ class _Data:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = best_first(study.directions)
         complete.sort(key=lambda t: (best(t), t.number))
+        conditional: dict[str, tuple[float, int]] = {}
         try:
-            importances: dict[str, float] | Exception = _importances_of(study, len(complete))
+            importances: dict[str, float] | Exception = _importances_of(study, complete)
+            conditional = _conditional_importances(study, complete)
         except Exception as e:  # drawn as "not available" where needed
             _log.debug("importances not computed", exc_info=not isinstance(e, Missing))
             importances = e
-        return cls(study, records(study, trials), complete, importances)
+        return cls(study, records(study, trials), complete, importances, conditional)
+
+    @property
+    def shared_params(self) -> list[str]:
+        """The params every completed trial has, in the order they were suggested."""
+        return _shared(self.complete)
 
     def need(self, n: int, what: str) -> None:
         if len(self.complete) < n:
@@ -110,16 +122,56 @@ def _target(study: optuna.Study) -> dict[str, Any]:
     return {"target": lambda t: t.values[0], "target_name": _objective_name(study)}
 
 
-def _importances_of(study: optuna.Study, complete: int) -> dict[str, float]:
-    """Parameter importances, computed once for the importance plot and the contour."""
-    if complete < 2:
+def _shared(trials: list[FrozenTrial]) -> list[str]:
+    names = [n for n in (trials[0].params if trials else {}) if all(n in t.params for t in trials)]
+    return names
+
+
+def _importances_of(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, float]:
+    """Importances of the params every completed trial has, computed once for the importance
+    plot and the contour. A conditional param (momentum, only for some optimizers) is left
+    out: Optuna would read its absence as a value (see :func:`_conditional_importances`)."""
+    if len(complete) < 2:
         raise Missing(
-            f"parameter importance needs at least 2 completed trials; the study has {complete}"
+            "parameter importance needs at least 2 completed trials; the study has "
+            f"{len(complete)}"
         )
+    shared = _shared(complete)
+    if not shared:
+        raise Missing("no parameter is set in every completed trial")
+    return _importance_values(_in_memory(study, complete), shared)
+
+
+def _conditional_importances(
+    study: optuna.Study, complete: list[FrozenTrial]
+) -> dict[str, tuple[float, int]]:
+    """Each conditional param's importance next to the shared params, computed over only the
+    completed trials that have it, with how many those are (fewer than 3: left out)."""
+    shared = _shared(complete)
+    found = {}
+    for name in dict.fromkeys(n for t in complete for n in t.params):
+        having = [t for t in complete if name in t.params]
+        if name in shared or len(having) < 3:
+            continue
+        values = _importance_values(_in_memory(study, having), [*shared, name])
+        found[name] = (values[name], len(having))
+    return found
+
+
+def _in_memory(study: optuna.Study, trials: list[FrozenTrial]) -> optuna.Study:
+    copy = optuna.create_study(directions=study.directions)
+    copy.add_trials(trials)
+    return copy
+
+
+def _importance_values(study: optuna.Study, params: list[str]) -> dict[str, float]:
     with warnings.catch_warnings():
         # _importance_target already orients the target as this warning asks
         warnings.filterwarnings("ignore", "PedAnovaImportanceEvaluator computes")
-        return optuna.importance.get_param_importances(study, **_importance_target(study))
+        warnings.filterwarnings("ignore", "Some regimes for parameter")
+        return optuna.importance.get_param_importances(
+            study, params=params, **_importance_target(study)
+        )
 
 
 def _history(data: _Data) -> go.Figure:
@@ -137,12 +189,27 @@ def _importances(data: _Data) -> go.Figure:
             y=names,
             orientation="h",
             text=[f"{data.importances[n]:.3f}" for n in names],
+            name="every completed trial",
         )
     )
+    total = len(data.complete)
+    if data.conditional:
+        names = sorted(data.conditional, key=lambda n: data.conditional[n][0])
+        fig.add_bar(
+            x=[data.conditional[n][0] for n in names],
+            y=[f"{n} ({data.conditional[n][1]} of {total})" for n in names],
+            orientation="h",
+            text=[f"{data.conditional[n][0]:.3f}" for n in names],
+            name="only the trials that have it",
+            marker={"color": "#aaa"},
+        )
     fig.update_layout(
-        title=f"Parameter importances for {_objective_name(data.study)}",
+        title=f"Parameter importances for {_objective_name(data.study)} ({total} trials;"
+        " a conditional param over the trials that have it)",
         xaxis_title="importance",
         yaxis_title="parameter",
+        height=max(300, 120 + 28 * (len(data.importances) + len(data.conditional))),
+        legend={"orientation": "h", "y": -0.2},
     )
     return fig
 
@@ -152,7 +219,7 @@ def _parallel(data: _Data) -> go.Figure:
     per trial, thousands at scale)."""
     data.need(2, "the parallel coordinates plot")
     trials = data.complete
-    names = [n for n in trials[0].params if all(n in t.params for t in trials)]
+    names = data.shared_params
     left_out = sorted({n for t in trials for n in t.params} - set(names))
     dims = []
     for name in names:
@@ -163,16 +230,17 @@ def _parallel(data: _Data) -> go.Figure:
             codes = [labels.index(str(v)) for v in values]
             dims.append(
                 {
-                    "label": name,
+                    "label": short_name(name),
                     "values": codes,
                     "tickvals": list(range(len(labels))),
                     "ticktext": labels,
                 }
             )
         elif getattr(dist, "log", False):
-            dims.append({"label": f"{name} (log10)", "values": [math.log10(v) for v in values]})
+            label = f"{short_name(name)} (log10)"
+            dims.append({"label": label, "values": [math.log10(v) for v in values]})
         else:
-            dims.append({"label": name, "values": values})
+            dims.append({"label": short_name(name), "values": values})
     name = _objective_name(data.study)
     objective = [t.values[0] for t in trials]
     dims.append({"label": name, "values": objective})
@@ -190,11 +258,52 @@ def _parallel(data: _Data) -> go.Figure:
     return fig
 
 
+SLICE_COLUMNS = 3
+
+
 def _slices(data: _Data) -> go.Figure:
+    """One small scatter per parameter (its value against the objective), three a row: the
+    grid fits the page however many parameters there are (Optuna's plot_slice puts them all
+    in one row). A conditional param is drawn over the trials that have it."""
     data.need(1, "the slice plot")
     sample, note = data.sample(SAMPLE_BEST, SAMPLE_RANDOM)
-    fig = vis.plot_slice(sample, **_target(data.study))
-    fig.update_layout(title=f"Slice plot{note}")
+    trials = sample.get_trials(deepcopy=False)
+    names = list(dict.fromkeys(n for t in trials for n in t.params))
+    if not names:
+        raise Missing("the study has no searched parameter")
+    rows = math.ceil(len(names) / SLICE_COLUMNS)
+    titles = []
+    for name in names:
+        count = sum(name in t.params for t in trials)
+        titles.append(name + ("" if count == len(trials) else f" ({count} of {len(trials)})"))
+    fig = make_subplots(
+        rows=rows, cols=SLICE_COLUMNS, subplot_titles=titles, vertical_spacing=0.5 / rows
+    )
+    objective = _objective_name(data.study)
+    for i, name in enumerate(names):
+        row, col = divmod(i, SLICE_COLUMNS)
+        having = [t for t in trials if name in t.params]
+        dist = having[0].distributions[name]
+        categorical = isinstance(dist, CategoricalDistribution)
+        fig.add_scatter(
+            x=[str(t.params[name]) if categorical else t.params[name] for t in having],
+            y=[t.values[0] for t in having],
+            mode="markers",
+            text=[f"#{t.number}" for t in having],
+            marker={"color": [t.number for t in having], "coloraxis": "coloraxis", "size": 5},
+            showlegend=False,
+            row=row + 1,
+            col=col + 1,
+        )
+        axis = "category" if categorical else "log" if getattr(dist, "log", False) else "linear"
+        fig.update_xaxes(type=axis, row=row + 1, col=col + 1)
+        if col == 0:
+            fig.update_yaxes(title_text=objective, row=row + 1, col=1)
+    fig.update_layout(
+        title=f"Slice plots: {objective} against each parameter{note}",
+        coloraxis={"colorscale": "Viridis", "colorbar": {"title": "trial"}},
+        height=120 + 260 * rows,
+    )
     return fig
 
 
@@ -203,7 +312,7 @@ def _contour(data: _Data) -> go.Figure:
     if isinstance(data.importances, Exception):
         raise data.importances
     if len(data.importances) < 2:
-        raise Missing("the contour plot needs two varied parameters")
+        raise Missing("the contour plot needs two parameters that every completed trial has")
     top = list(data.importances)[:2]
     sample, note = data.sample(CONTOUR_BEST, CONTOUR_RANDOM)
     fig = vis.plot_contour(sample, params=top, **_target(data.study))
@@ -364,14 +473,63 @@ def _accuracy_vs_time(data: _Data) -> go.Figure:
 
 def _pareto(data: _Data) -> go.Figure:
     study = data.study
-    if len(study.directions) < 2:
-        raise Missing("single-objective study: no Pareto front")
     data.need(1, "the Pareto front")
     names = [_objective_name(study, i) for i in range(len(study.directions))]
     return vis.plot_pareto_front(study, target_names=names)
 
 
+def _failures(data: _Data) -> str:
+    """Why trials failed (grouped by reason, with counts and trial numbers), and at which
+    epoch the pruner stopped how many trials."""
+    failed = [t for t in data.records if t.state == "FAIL"]
+    pruned = [t for t in data.records if t.state == "PRUNED"]
+    if not failed and not pruned:
+        return "<p>No trial failed or was pruned.</p>"
+    parts = []
+    if failed:
+        numbers: dict[str, list[int]] = {}
+        for t in failed:
+            numbers.setdefault(_first_line(t.fail_reason), []).append(t.number)
+        rows = "".join(
+            f"<tr><td>{len(ns)}</td><td>{html.escape(reason)}</td>"
+            f"<td>{html.escape(_numbers(ns))}</td></tr>"
+            for reason, ns in sorted(numbers.items(), key=lambda item: -len(item[1]))
+        )
+        parts.append(
+            f"<p>{len(failed)} failed trials, by reason:</p>"
+            '<table class="failures"><tr><th>trials</th><th>reason</th><th>numbers</th></tr>'
+            f"{rows}</table>"
+        )
+    if pruned:
+        at = Counter(len(t.curve("val_loss")) for t in pruned)
+        epochs = sorted(at)
+        fig = go.Figure(go.Bar(x=epochs, y=[at[e] for e in epochs], text=[at[e] for e in epochs]))
+        fig.update_layout(
+            title=f"{len(pruned)} pruned trials, by the epoch they were stopped at",
+            xaxis_title="epoch",
+            yaxis_title="pruned trials",
+            height=360,
+        )
+        parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+    return "".join(parts)
+
+
+def _first_line(text: str | None) -> str:
+    """A failure reason to group by: its first line, without the trial's own number."""
+    if not text or not text.strip():
+        return "(no reason recorded)"
+    return re.sub(r"\btrial \d+\b", "trial N", text.strip().splitlines()[0])
+
+
+def _numbers(numbers: list[int], most: int = 12) -> str:
+    shown = ", ".join(f"#{n}" for n in numbers[:most])
+    return shown + (f" and {len(numbers) - most} more" if len(numbers) > most else "")
+
+
 def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
+    """Per factor: its runs' curves next to the baseline's (validation loss, one panel per
+    kind of loss: an MSE and a cross-entropy are not on one scale), validation accuracy, and
+    training time."""
     trials = [t for t in data.records if t.ofat_factor is not None and t.curves]
     baseline = next((t for t in trials if t.ofat_factor == "baseline"), None)
     factors = sorted({str(t.ofat_factor) for t in trials} - {"baseline"})
@@ -381,22 +539,29 @@ def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
         runs = ([("baseline", baseline)] if baseline else []) + [
             (f"{factor}={t.ofat_value}", t) for t in group
         ]
+        losses = list(dict.fromkeys(_loss_of(t) for _, t in runs))
         fig = make_subplots(
             rows=1,
-            cols=3,
-            subplot_titles=("validation loss", "validation accuracy", "training seconds"),
+            cols=len(losses) + 2,
+            subplot_titles=(
+                *(f"validation loss ({loss})" for loss in losses),
+                "validation accuracy",
+                "training seconds",
+            ),
         )
+        accuracy_col, seconds_col = len(losses) + 1, len(losses) + 2
         for i, (label, t) in enumerate(runs):
             color = f"hsl({(i * 67) % 360},65%,45%)"
             epochs = list(range(1, len(t.curve("val_loss")) + 1))
-            for col, key in ((1, "val_loss"), (2, "val_accuracy")):
+            loss_col = losses.index(_loss_of(t)) + 1
+            for col, key in ((loss_col, "val_loss"), (accuracy_col, "val_accuracy")):
                 fig.add_scatter(
                     x=epochs,
                     y=t.curve(key),
                     mode="lines+markers",
                     name=label,
                     legendgroup=label,
-                    showlegend=col == 1,
+                    showlegend=col == accuracy_col,
                     line={"color": color},
                     row=1,
                     col=col,
@@ -409,23 +574,45 @@ def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
                 showlegend=False,
                 marker={"color": color},
                 row=1,
-                col=3,
+                col=seconds_col,
             )
+        for col, loss in enumerate(losses, start=1):
+            fig.update_yaxes(title_text=f"val_loss ({loss})", row=1, col=col)
+        for col in range(1, accuracy_col + 1):
+            fig.update_xaxes(title_text="epoch", row=1, col=col)
+        fig.update_yaxes(title_text="val_accuracy", row=1, col=accuracy_col)
+        fig.update_xaxes(title_text="run", row=1, col=seconds_col)
+        fig.update_yaxes(title_text="seconds", row=1, col=seconds_col)
         fig.update_layout(title=f"One factor at a time: {factor} (others at the baseline)")
         figures.append((f"Factor: {factor}", fig))
     return figures
 
 
-SECTIONS: list[tuple[str, Callable[[_Data], go.Figure]]] = [
-    ("Optimization history", _history),
-    ("Parameter importances", _importances),
-    ("Parallel coordinates", _parallel),
-    ("Slice plots", _slices),
-    ("Contour of the two most important parameters", _contour),
-    ("Learning curves", _learning_curves),
-    ("Validation against test accuracy", _val_vs_test),
-    ("Accuracy against training time", _accuracy_vs_time),
-    ("Pareto front", _pareto),
+def _loss_of(t: TrialRecord) -> str:
+    return str((t.config or {}).get("loss", "loss"))
+
+
+def _always(data: _Data) -> bool:
+    return True
+
+
+def _multi_objective(data: _Data) -> bool:
+    return len(data.study.directions) > 1
+
+
+# (title, builder, whether the section applies to the study at all): a section that does not
+# apply is left out; one that applies but lacks data says what is missing.
+SECTIONS: list[tuple[str, Callable[[_Data], go.Figure | str], Callable[[_Data], bool]]] = [
+    ("Optimization history", _history, _always),
+    ("Parameter importances", _importances, _always),
+    ("Parallel coordinates", _parallel, _always),
+    ("Slice plots", _slices, _always),
+    ("Contour of the two most important parameters", _contour, _always),
+    ("Learning curves", _learning_curves, _always),
+    ("Validation against test accuracy", _val_vs_test, _always),
+    ("Accuracy against training time", _accuracy_vs_time, _always),
+    ("Pareto front", _pareto, _multi_objective),
+    ("Failed and pruned", _failures, _always),
 ]
 
 
@@ -456,6 +643,12 @@ def _summary(data: _Data) -> str:
     best = best_trials(study)
     if not best:
         rows.append(("best", "no completed trial yet"))
+    failed = [t for t in data.records if t.state == "FAIL"]
+    if failed and not data.complete:
+        reason, count = Counter(_first_line(t.fail_reason) for t in failed).most_common(1)[0]
+        rows.append(
+            ("why", f"every finished trial failed; {count} of {len(failed)} with: {reason}")
+        )
     for t in records(study, best[:5]):
         test = t.test_accuracy
         rows.append(
@@ -476,8 +669,10 @@ def build_report(study: optuna.Study) -> str:
     """The report of ``study`` as one self-contained HTML document."""
     data = _Data.load(study)
     parts = [f"<h2>Summary</h2>{_summary(data)}"]
-    figures: list[tuple[str, go.Figure | Exception]] = []
-    for title, make in SECTIONS:
+    figures: list[tuple[str, go.Figure | str | Exception]] = []
+    for title, make, applies in SECTIONS:
+        if not applies(data):
+            continue
         try:
             figures.append((title, make(data)))
         except Exception as e:  # an empty or odd study: say so, keep the rest
@@ -493,8 +688,11 @@ def build_report(study: optuna.Study) -> str:
         if isinstance(fig, Exception):
             reason = str(fig) if isinstance(fig, Missing) else f"{type(fig).__name__}: {fig}"
             parts.append(f'<p class="missing">Not available: {html.escape(reason)}</p>')
+        elif isinstance(fig, str):
+            parts.append(f'<div class="section">{fig}</div>')
         else:
-            fig.update_layout(height=480)
+            if fig.layout.height is None:
+                fig.update_layout(height=480)
             if fig.layout.margin.t is None:
                 fig.update_layout(margin={"t": 60})
             parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
@@ -512,6 +710,8 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table.summary th {{ text-align: left; padding-right: 1.5em; vertical-align: top; }}
+table.failures {{ border-collapse: collapse; }}
+table.failures td, table.failures th {{ border: 1px solid #ddd; padding: .2em .6em; }}
 p.missing {{ color: #888; font-style: italic; }}
 h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }}
 </style>

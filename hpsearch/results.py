@@ -11,8 +11,10 @@ do the same (see the README's "From Python")::
 
 from __future__ import annotations
 
+from collections import Counter
 import csv
 from dataclasses import dataclass
+import fnmatch
 import io
 import json
 import math
@@ -31,6 +33,7 @@ from hpsearch.errors import StorageError
 from hpsearch.record import base_config
 from hpsearch.record import best_first
 from hpsearch.record import records
+from hpsearch.record import study_summary
 from hpsearch.record import TRAIN_SECONDS
 from hpsearch.record import TrialRecord
 from hpsearch.storage import open_storage
@@ -127,10 +130,12 @@ def sorted_trials(
         trials.sort(key=lambda t: (t.state != done, rank(t) if t.state == done else 0))
     elif sort != "number":
         rows = {r["number"]: r for r in trial_rows(study, trials)}
-        if not any(sort in r for r in rows.values()):
-            known = ", ".join(dict.fromkeys([SORT_VALUE, *_columns(list(rows.values()))]))
+        columns = _columns(list(rows.values()))
+        column = resolve_column(sort, columns)
+        if column is None:
+            known = ", ".join(dict.fromkeys([SORT_VALUE, *columns]))
             raise ConfigError([f"--sort {shorten(sort)}: no such column; columns: {known}"])
-        trials.sort(key=lambda t: _sort_key(rows[t.number].get(sort)))
+        trials.sort(key=lambda t: _sort_key(rows[t.number].get(column)))
     return trials if top is None else trials[:top]
 
 
@@ -142,11 +147,103 @@ def select_columns(rows: list[dict[str, Any]], columns: str) -> list[dict[str, A
     """
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     known = _columns(rows)
-    unknown = [c for c in wanted if c not in known and rows]
+    unknown = [c for c in wanted if resolve_column(c, known) is None and rows]
     if unknown:
         names = ", ".join(map(shorten, unknown))
         raise ConfigError([f"--columns: no column {names}; columns: {', '.join(known)}"])
-    return [{c: r.get(c) for c in wanted} for r in rows]
+    return [{c: r.get(resolve_column(c, known) or c) for c in wanted} for r in rows]
+
+
+TABLE_WIDTH = 120  # characters the default ``trials`` table fits in
+
+# How tables and plot axes shorten long names (always the same way, listed under a table).
+ABBREVIATIONS = {
+    "activation": "act",
+    "optimizer": "optim",
+    "weight_decay": "wd",
+    "label_smoothing": "smoothing",
+    "test_accuracy": "test_acc",
+    "train_seconds": "train_s",
+    "param_count": "n_params",
+}
+
+# The default table's columns in the order they are given room; the rest are listed below it.
+_PRIORITY = ("number", "state", "value", "value_*", "param.*", "test_accuracy", "train_seconds")
+_FLEXIBLE = "fail_reason"  # cut to the width left, after the columns above
+_MIN_FLEXIBLE = 16
+
+
+def short_name(name: str) -> str:
+    """A column's or parameter's name as tables and plot axes show it: no ``param.`` or
+    other dotted prefix (``param.hidden_layers.width_1`` is ``width_1``), and the long
+    trainer settings abbreviated as :data:`ABBREVIATIONS` says."""
+    last = name.rsplit(".", 1)[-1]
+    return ABBREVIATIONS.get(last, last)
+
+
+def short_names(columns: list[str]) -> dict[str, str]:
+    """:func:`short_name` of each column, or its full name where two would collide."""
+    counts = Counter(short_name(c) for c in columns)
+    return {c: short_name(c) if counts[short_name(c)] == 1 else c for c in columns}
+
+
+def resolve_column(name: str, columns: list[str]) -> str | None:
+    """The column ``name`` stands for: itself, or the column it is the short name of."""
+    if name in columns:
+        return name
+    full = [c for c, short in short_names(columns).items() if short == name]
+    return full[0] if len(full) == 1 else None
+
+
+def fit_table(rows: list[dict[str, Any]], width: int = TABLE_WIDTH) -> str:
+    """``rows`` as a table at most ``width`` characters wide: the number, state and values,
+    then the params, then metrics while they fit, a failure reason cut to the room left;
+    short column names (:func:`short_names`), and a note of what was left out."""
+    present = [c for c in _columns(rows) if any(r.get(c) not in (None, "") for r in rows)]
+    names = short_names(present)
+    ordered = [c for pattern in _PRIORITY for c in present if fnmatch.fnmatch(c, pattern)]
+    chosen: list[str] = []
+    used = -2
+    for column in ordered:
+        need = max([len(names[column])] + [len(_cell(r.get(column))) for r in rows]) + 2
+        if used + need > width:
+            break
+        chosen.append(column)
+        used += need
+    room = width - used - 2
+    cut = _FLEXIBLE in present and room >= _MIN_FLEXIBLE
+    if cut:
+        chosen.append(_FLEXIBLE)
+    table = [
+        {names[c]: _cut(_cell(r.get(c)), room) if c == _FLEXIBLE else r.get(c) for c in chosen}
+        for r in rows
+    ]
+    notes = []
+    hidden = [c for c in present if c not in chosen]
+    if hidden:
+        notes.append(f"not shown: {', '.join(hidden)} (--columns, or --format csv for all)")
+    abbreviated = sorted(
+        f"{names[c]}={last}" for c in chosen if names[c] != (last := c.rsplit(".", 1)[-1])
+    )
+    if abbreviated:
+        notes.append(f"short names: {', '.join(abbreviated)}")
+    return "\n".join([format_rows(table, "table"), *notes])
+
+
+def _cut(text: str, room: int) -> str:
+    return text if len(text) <= room else text[: room - 1] + "…"
+
+
+def significant(value: Any, digits: int = 4) -> Any:
+    """``value`` with its floats, at any depth, rounded to ``digits`` significant digits (as
+    tables and status lines show them; csv and json keep full precision)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: significant(v, digits) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [significant(v, digits) for v in value]
+    return value
 
 
 def _sort_key(value: Any) -> tuple[bool, Any]:
@@ -169,11 +266,11 @@ def plain(text: str) -> str:
     return text if text.isprintable() else repr(text)
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, exact: bool = False) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return repr(value) if exact else f"{value:.4g}"  # csv: full precision
     return plain(value if isinstance(value, str) else json.dumps(value))
 
 
@@ -189,7 +286,7 @@ def format_rows(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> str:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows([{c: _cell(r.get(c)) for c in columns} for r in rows])
+        writer.writerows([{c: _cell(r.get(c), exact=True) for c in columns} for r in rows])
         return out.getvalue().rstrip("\n")
     cells = [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
@@ -209,15 +306,57 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def best_trials(study: optuna.Study) -> list[FrozenTrial]:
-    """The best trial, or the Pareto front of a multi-objective study (empty if none).
+def best_trials(study: optuna.Study, top: int = 1) -> list[FrozenTrial]:
+    """The best trial (the ``top`` best), or the Pareto set of a multi-objective study, best
+    first by its first objective (empty if none).
 
-    The best trial of a single objective is read directly (one ordered query on a
+    The best trials of a single objective are read directly (one ordered query on a
     database), not found among every trial.
     """
     if len(study.directions) == 1:
-        return internals.top_trials(study, 1)
-    return study.best_trials
+        return internals.top_trials(study, top)
+    return sorted(study.best_trials, key=lambda t: (best_first(study.directions)(t), t.number))
+
+
+@dataclass(frozen=True)
+class Noise:
+    """How far apart the best trials are, measured in the validation set's noise.
+
+    Attributes:
+        metric: The objective's metric.
+        value: The best trial's value.
+        standard_error: Of that value: the spread another draw of as many validation
+            images would give (see :meth:`hpsearch.record.TrialRecord.standard_error`).
+        val_size: Validation images the value was measured on.
+        within: Numbers of the trials (of the best :data:`NOISE_TOP`) within one standard
+            error of the best, the best first: more than one means their order is chance.
+    """
+
+    metric: str
+    value: float
+    standard_error: float
+    val_size: int | None
+    within: tuple[int, ...]
+
+
+NOISE_TOP = 20  # trials compared with the best
+
+
+def selection_noise(study: optuna.Study) -> Noise | None:
+    """Which of the best trials are within one standard error of the best; ``None`` when it
+    cannot be told (several objectives, a metric without one, trials stored without it)."""
+    summary = study_summary(study)
+    if len(study.directions) != 1 or summary is None or not summary.metrics:
+        return None
+    top = records(study, internals.top_trials(study, NOISE_TOP))
+    if not top or not top[0].values:
+        return None
+    value = top[0].values[0]
+    se = top[0].standard_error(summary.metrics[0], value)
+    if se is None:
+        return None
+    within = tuple(t.number for t in top if t.values and abs(t.values[0] - value) <= se)
+    return Noise(summary.metrics[0], value, se, top[0].val_size, within)
 
 
 def require_best(study: optuna.Study) -> list[FrozenTrial]:
@@ -277,14 +416,20 @@ def status(study: optuna.Study) -> dict[str, Any]:
     }
 
 
-def best_config(study: optuna.Study) -> dict[str, Any]:
+def best_config(study: optuna.Study, number: int | None = None) -> dict[str, Any]:
     """The best trial's resolved trainer config, with where it came from: the document
-    ``hpsearch train --config`` reads (the first trial of a Pareto front).
+    ``hpsearch train --config`` reads.
+
+    Args:
+        study: The study.
+        number: This completed trial's config instead; required when the study has several
+            objectives and its Pareto set more than one trial.
 
     Raises:
-        ConfigError: The study has no completed trial.
+        ConfigError: The study has no completed trial; ``number`` is not a completed trial;
+            or it is needed and missing.
     """
-    best = TrialRecord.from_trial(require_best(study)[0], base_config(study))
+    best = chosen_trial(study, number)
     return {
         "study": study.study_name,
         "trial": best.number,
@@ -293,11 +438,37 @@ def best_config(study: optuna.Study) -> dict[str, Any]:
     }
 
 
-def write_best_config(study: optuna.Study, path: str | Path) -> Path:
+def write_best_config(study: optuna.Study, path: str | Path, number: int | None = None) -> Path:
     """Writes :func:`best_config` as YAML; returns the path."""
     out = Path(path)
-    out.write_text(yaml.safe_dump(best_config(study), sort_keys=False))
+    out.write_text(yaml.safe_dump(best_config(study, number), sort_keys=False))
     return out
+
+
+def chosen_trial(study: optuna.Study, number: int | None = None) -> TrialRecord:
+    """The record of the best trial, or of completed trial ``number``.
+
+    Raises:
+        ConfigError: No completed trial; ``number`` is not one; or ``number`` is missing
+            where a Pareto set of several trials leaves the choice to the user.
+    """
+    best = require_best(study)
+    if number is None:
+        if len(best) > 1:
+            members = ", ".join(str(t.number) for t in best)
+            raise ConfigError(
+                [
+                    f"study {study.study_name!r}: its Pareto set has {len(best)} trials "
+                    f"({members}); choose one with --trial N"
+                ]
+            )
+        return TrialRecord.from_trial(best[0], base_config(study))
+    found = trial_record(study, number)
+    if found.state != "COMPLETE":
+        raise ConfigError(
+            [f"study {study.study_name!r}: trial {number} is {found.state}, not COMPLETE"]
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -315,26 +486,40 @@ class Retrained:
     files: tuple[Path, ...]
 
 
-def retrain_best(study: optuna.Study, output: str | Path) -> Retrained:
-    """Trains the best configuration on training + validation data and saves the model,
-    its config and its result (``model.pt``, ``config.yaml``, ``result.json``) in ``output``.
+def retrain_best(study: optuna.Study, output: str | Path, number: int | None = None) -> Retrained:
+    """Trains the best configuration (or completed trial ``number``'s) on training +
+    validation data and saves the model (``model.pt``: self-describing, see
+    :func:`hpsearch.load_model`), its config and its result (``config.yaml``,
+    ``result.json``) in ``output``.
 
     Raises:
-        ConfigError: The study has no completed trial.
+        ConfigError: As :func:`chosen_trial`.
     """
     # torch only here: reading results must not load it
-    import torch
-
     from hpsearch.config import make_config
+    from hpsearch.predict import MODEL_FILE
+    from hpsearch.predict import save_model
     from hpsearch.trainer import fit
+    from hpsearch.trainer import load_data
+    from hpsearch.trainer import resolve_device
 
-    best = TrialRecord.from_trial(require_best(study)[0], base_config(study))
+    best = chosen_trial(study, number)
     config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
     result, model = fit(config)
+    data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    files = (out / "model.pt", out / "config.yaml", out / "result.json")
-    torch.save(model.state_dict(), files[0])
+    files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
+    save_model(
+        model,
+        config.to_dict(),
+        data.preprocessing,
+        data.num_features,
+        data.num_classes,
+        files[0],
+        metrics={"test_accuracy": result.test_accuracy, "test_loss": result.test_loss},
+        origin={"study": study.study_name, "trial": best.number},
+    )
     files[1].write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     files[2].write_text(json.dumps(json_safe(result.to_dict()), indent=2))
     return Retrained(best.number, result.to_dict(), files)

@@ -113,6 +113,7 @@ def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     check_definition(study, spec)
     if record.study_summary(study) is None:
         record.record_study(study, spec, hpsearch.__version__)
+    record.label_study(study, spec)
     return study
 
 

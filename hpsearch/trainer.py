@@ -48,6 +48,7 @@ class EpochStats:
     val_loss: float
     val_accuracy: float
     seconds: float
+    val_loss_se: float = math.nan  # standard error of val_loss: its spread over samples / sqrt(n)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class TrainResult:
         param_count: Number of trainable parameters.
         device: The device the run used.
         config: The fully resolved config, enough to repeat the run exactly.
+        val_size: Validation images: the standard error of an accuracy ``p`` measured on
+            them is ``sqrt(p * (1 - p) / val_size)``.
     """
 
     outcome: Outcome
@@ -74,6 +77,7 @@ class TrainResult:
     param_count: int
     device: str
     config: dict[str, Any]
+    val_size: int = 0
 
     @property
     def final(self) -> EpochStats | None:
@@ -315,7 +319,7 @@ class _Population:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
         """Training step ``t`` on the shared batch; returns each member's loss (K,)."""
-        losses = self.loss_fn(self.model(x, train=True), y, self.smoothing)
+        losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
         if self.l1 is not None:
             losses = losses + self.l1 * self.model.l1_norms()
         self.model.zero_grad()
@@ -382,14 +386,16 @@ def _run_population(job: _Job, members: list[int]) -> None:
             t = (epoch - 1) * pop.steps + s
             loss_sum += pop.step(data.train_x[idx], data.train_y[idx], t) * len(idx)
         train_loss = (loss_sum / n_used).tolist()  # note: a CPU-GPU sync, once per epoch
-        val_loss, val_acc = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size)
+        val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size)
         seconds = time.perf_counter() - epoch_start
         outcomes: dict[int, Outcome] = {}
         for k, i in enumerate(alive):
-            stats = EpochStats(epoch, train_loss[k], val_loss[k], val_acc[k], seconds)
+            stats = EpochStats(
+                epoch, train_loss[k], val.loss[k], val.accuracy[k], seconds, val.loss_se[k]
+            )
             histories[i].append(stats)
             if not math.isfinite(train_loss[k]) or (
-                len(data.val_y) and not math.isfinite(val_loss[k])
+                len(data.val_y) and not math.isfinite(val.loss[k])
             ):
                 outcomes[i] = "diverged"
             elif on_epoch is not None and on_epoch(i, stats):
@@ -408,12 +414,13 @@ def _run_population(job: _Job, members: list[int]) -> None:
             job.results[i] = TrainResult(
                 outcome=outcomes[i],
                 epochs=tuple(histories[i]),
-                test_loss=test[0][k] if test and done else None,
-                test_accuracy=test[1][k] if test and done else None,
+                test_loss=test.loss[k] if test and done else None,
+                test_accuracy=test.accuracy[k] if test and done else None,
                 train_seconds=time.perf_counter() - start,
                 param_count=pop.model.param_counts[k],
                 device=str(device),
                 config=configs[i].to_dict(),
+                val_size=len(data.val_y),
             )
             if job.models is not None:
                 job.models[i] = pop.model.export(k)
@@ -453,23 +460,36 @@ def preflight(config: TrainConfig) -> None:
         raise PreflightError(f"pre-flight: one training batch on {device} gave loss {value}")
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """Each member's mean loss, accuracy and the standard error of its mean loss."""
+
+    loss: list[float]
+    accuracy: list[float]
+    loss_se: list[float]
+
+
 @torch.no_grad()
-def evaluate(
-    pop: _Population, x: torch.Tensor, y: torch.Tensor, batch_size: int
-) -> tuple[list[float], list[float]]:
-    """Each member's mean loss and accuracy on ``(x, y)``, in evaluation batches."""
-    k = len(pop.configs)
+def evaluate(pop: _Population, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Evaluation:
+    """Each member's loss and accuracy on ``(x, y)``, in evaluation batches."""
+    k, n = len(pop.configs), len(y)
+    if n == 0:  # no validation split (retraining on train + validation)
+        return Evaluation([math.nan] * k, [math.nan] * k, [math.nan] * k)
     loss_sum = torch.zeros(k, device=x.device)
+    square_sum = torch.zeros(k, device=x.device)
     correct = torch.zeros(k, device=x.device, dtype=torch.int64)
-    for i in range(0, len(y), batch_size):
+    for i in range(0, n, batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         logits = pop.model(xb, train=False)
-        loss_sum += pop.loss_fn(logits, yb, pop.smoothing) * len(yb)
+        losses = pop.loss_fn(logits, yb, pop.smoothing)  # (K, B)
+        loss_sum += losses.sum(dim=1)
+        square_sum += (losses * losses).sum(dim=1)
         correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
-    if len(y) == 0:  # no validation split (retraining on train + validation)
-        return [math.nan] * k, [math.nan] * k
-    both = torch.stack([loss_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
-    return [v / len(y) for v in both[0]], [v / len(y) for v in both[1]]
+    sums = torch.stack([loss_sum, square_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+    mean = [v / n for v in sums[0]]
+    variance = [max(sq / n - m * m, 0.0) for sq, m in zip(sums[1], mean, strict=True)]
+    se = [math.sqrt(v * n / max(n - 1, 1) / n) for v in variance]
+    return Evaluation(mean, [v / n for v in sums[2]], se)
 
 
 def load_data(config: TrainConfig, device: torch.device) -> DeviceData:

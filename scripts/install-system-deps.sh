@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the test suite drives: headless Chromium (page tests) and the PostgreSQL
-# server binaries (multi-worker tests). Installs what is missing when run as root with apt;
+# System packages the test suite drives: headless Chromium (page tests), the PostgreSQL
+# server binaries (multi-worker tests), and Slurm with munge (a throw-away single-node
+# cluster for `launch --slurm`). Installs what is missing when run as root with apt;
 # otherwise says what is missing and leaves it to you (those tests then skip, or fail under CI).
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   missing+=(postgresql)
 fi
+command -v slurmctld >/dev/null 2>&1 || missing+=(slurm-wlm)
+command -v munged >/dev/null 2>&1 || missing+=(munge)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -5,10 +5,12 @@ import contextlib
 import os
 from pathlib import Path
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -168,3 +170,119 @@ def cpu_hog() -> Iterator[None]:
         for hog in hogs:
             hog.kill()
             hog.wait()
+
+
+class SlurmCluster:
+    """A throw-away single-node Slurm cluster (munged, slurmctld, slurmd) for this machine:
+    its own config, key, sockets and state in a temp dir, its own ports, 2 CPUs, no GPU.
+    Needs root and Debian's slurm-wlm and munge."""
+
+    DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol")
+
+    def __init__(self) -> None:
+        missing = [d for d in self.DAEMONS if shutil.which(d) is None]
+        problem = f"Slurm or munge missing: {', '.join(missing)}" if missing else None
+        if problem is None and os.geteuid() != 0:
+            problem = "a throw-away Slurm cluster needs root"
+        if problem:
+            if os.environ.get("CI"):
+                pytest.fail(f"{problem} (scripts/install-system-deps.sh installs them)")
+            pytest.skip(problem)
+        self.base = Path(tempfile.mkdtemp(prefix="hpsearch-slurm-"))
+        for sub in ("state", "spool"):
+            (self.base / sub).mkdir()
+        key = self.base / "munge.key"
+        key.write_bytes(os.urandom(1024))
+        key.chmod(0o400)
+        b = self.base
+        munged = [
+            "munged", "--force", f"--socket={b}/munge.sock", f"--key-file={key}",
+            f"--log-file={b}/munged.log", f"--pid-file={b}/munged.pid",
+            f"--seed-file={b}/munged.seed",
+        ]  # fmt: skip
+        self._start(munged)
+        host = socket.gethostname().split(".")[0]
+        conf = b / "slurm.conf"
+        conf.write_text(
+            "\n".join(
+                [
+                    "ClusterName=hpsearchtest",
+                    f"SlurmctldHost={host}",
+                    "SlurmUser=root",
+                    f"SlurmctldPort={_free_port()}",
+                    f"SlurmdPort={_free_port()}",
+                    "AuthType=auth/munge",
+                    f"AuthInfo=socket={b}/munge.sock",
+                    f"StateSaveLocation={b}/state",
+                    f"SlurmdSpoolDir={b}/spool",
+                    f"SlurmctldPidFile={b}/slurmctld.pid",
+                    f"SlurmdPidFile={b}/slurmd.pid",
+                    f"SlurmctldLogFile={b}/slurmctld.log",
+                    f"SlurmdLogFile={b}/slurmd.log",
+                    "ProctrackType=proctrack/linuxproc",
+                    "TaskPlugin=task/none",
+                    "SelectType=select/cons_tres",
+                    "SelectTypeParameters=CR_CPU",
+                    "MpiDefault=none",
+                    "ReturnToService=2",
+                    "JobAcctGatherType=jobacct_gather/none",
+                    "SchedulerParameters=sched_interval=1",
+                    "KillWait=10",
+                    "MinJobAge=600",
+                    f"NodeName={host} CPUs=2 RealMemory=2000 State=UNKNOWN",
+                    "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
+                ]
+            )
+            + "\n"
+        )
+        self.env = {**os.environ, "SLURM_CONF": str(conf)}
+        self._start(["slurmctld", "-f", str(conf)])
+        self._start(["slurmd", "-f", str(conf)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            out = self.run("sinfo", "-h", "-o", "%t", check=False).stdout.strip()
+            if out in ("idle", "mix", "alloc"):
+                return
+            time.sleep(0.5)
+        self.close()
+        pytest.fail(f"the Slurm node never came up (sinfo: {out!r})")
+
+    def _start(self, cmd: list[str]) -> None:
+        proc = subprocess.run(cmd, env=getattr(self, "env", None), capture_output=True, text=True)
+        if proc.returncode != 0:
+            self.close()
+            pytest.fail(f"{cmd[0]} did not start: {proc.stderr.strip()[-500:]}")
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A Slurm command against this cluster."""
+        return subprocess.run(
+            list(args), env=self.env, capture_output=True, text=True, timeout=60, check=check
+        )
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.run("scancel", "--user", "root", check=False)
+            time.sleep(1)
+        for name in ("slurmd", "slurmctld", "munged"):
+            pid_file = self.base / f"{name}.pid"
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        time.sleep(1)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[SlurmCluster]:
+    """One throw-away Slurm cluster for the session; its SLURM_CONF is set for every
+    process the tests start. Fails (does not skip) under CI when it cannot be started."""
+    cluster = SlurmCluster()
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = cluster.env["SLURM_CONF"]
+    try:
+        yield cluster
+    finally:
+        if old is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old
+        cluster.close()

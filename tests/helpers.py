@@ -29,6 +29,21 @@ BROKEN_SPACE: dict[str, Any] = {
     "space": {"activation": {"values": [["relu", "tanh"]]}},
 }
 
+# A space with conditional params: the widths exist for some depths, momentum for sgd only.
+CONDITIONAL_SPACE = {
+    "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+    "hidden_layers": {
+        "type": "layers",
+        "depth": {"low": 0, "high": 3},
+        "width": {"low": 8, "high": 64, "log": True},
+    },
+    "activation": ["relu", "tanh"],
+    "optimizer": ["adam", "sgd"],
+    "momentum": {"type": "float", "low": 0.0, "high": 0.9, "when": {"optimizer": ["sgd"]}},
+    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+    "weight_decay": {"type": "float", "low": 1e-6, "high": 1e-2, "log": True},
+}
+
 
 def study_doc(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
     """A small, fast digits study stored in a temporary SQLite file."""
@@ -109,11 +124,15 @@ def stand_in(configs: Sequence[TrainConfig], on_epoch: Any = None) -> list[Train
     that trains nothing: real-looking curves at once, accuracy rising towards a level set by
     the learning rate and width, about 5% diverging, every epoch reported. For tests and
     benchmarks of everything around training; its results say ``device: stand-in``."""
+    from hpsearch.data import load_raw
+    from hpsearch.data import split_indices
     from hpsearch.trainer import EpochStats
     from hpsearch.trainer import TrainResult
 
     results = []
     for i, c in enumerate(configs):
+        n_train = len(load_raw(c.dataset, c.data_dir).train_y)  # cached after the first
+        val_size = len(split_indices(n_train, c.val_fraction)[1])
         rng = random.Random(json.dumps(c.to_dict(), sort_keys=True))
         width = sum(c.hidden_layers) or 10
         level = 0.97 - 0.08 * abs(math.log10(c.lr) + 2.3) - 0.02 / math.log2(width + 1)
@@ -143,6 +162,7 @@ def stand_in(configs: Sequence[TrainConfig], on_epoch: Any = None) -> list[Train
                 param_count=64 * width,
                 device="stand-in",
                 config=c.to_dict(),
+                val_size=val_size,
             )
         )
     return results

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import hpsearch
+from tests.helpers import stand_in_study
 from tests.helpers import write_study
 
 pytestmark = pytest.mark.browser
@@ -106,6 +107,14 @@ def test_dashboard_shows_study_while_workers_write(browser: Any, tmp_path: Path)
         text = _wait_for_text(page, r"\b8 Trials")
         assert "Complete" in text
         page.screenshot(path=str(tmp_path / "dashboard.png"))
+        # the study's settings as flat attributes, and the objective by its name
+        page.goto(url + "/studies/1")
+        page.wait_for_selector("text=random (seed 0)", timeout=60_000)
+        text = page.inner_text("body")
+        assert "val_accuracy (maximize, final epoch)" in text
+        assert "digits (validation fraction 0.1)" in text
+        assert "val_accuracy" in text and "Objective 0" not in text
+        page.screenshot(path=str(tmp_path / "dashboard-study.png"), full_page=True)
         assert not errors, errors
     finally:
         runner.kill()
@@ -128,3 +137,53 @@ def test_report_loads_without_errors_and_draws_plots(browser: Any, tmp_path: Pat
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert not errors, errors
     assert (tmp_path / "report.png").stat().st_size > 10_000
+
+
+def test_report_sections_fit_the_page_and_read_right(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study with a conditional param, failures and pruned trials: every figure fits a
+    1280 px window, the parallel plot's labels stay inside it; screenshots of the sections
+    are left in the test's temp dir."""
+    from hpsearch.report import build_report
+    from hpsearch.results import open_study
+    from hpsearch.studyfile import load_spec
+    from tests.helpers import CONDITIONAL_SPACE
+
+    keep = {"name": "percentile", "percentile": 80, "n_startup_trials": 3, "n_warmup_steps": 3}
+    path = stand_in_study(tmp_path, monkeypatch, trials=80, pruner=keep, space=CONDITIONAL_SPACE)
+    report = tmp_path / "report.html"
+    report.write_text(build_report(open_study("t", load_spec(str(path)).storage)))
+    page, errors = _page(browser)
+    page.goto(report.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    headings = page.locator("h2").all_inner_texts()
+    assert "Failed and pruned" in headings and "Pareto front" not in headings
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing overflows
+    for box in (p.bounding_box() for p in page.locator(".js-plotly-plot").all()):
+        assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= width
+    parallel = page.locator("h2:text('Parallel coordinates') + div .js-plotly-plot")
+    frame = parallel.bounding_box()
+    labels = parallel.locator("text.axis-title")
+    assert labels.count() >= 5
+    assert frame is not None
+    for label in labels.all():
+        box = label.bounding_box()
+        assert box and frame["x"] <= box["x"]
+        assert box["x"] + box["width"] <= frame["x"] + frame["width"]
+    texts = [label.text_content() or "" for label in labels.all()]
+    assert "momentum" not in texts and not [t for t in texts if "." in t]
+    for title in (
+        "Slice plots",
+        "Parameter importances",
+        "Parallel coordinates",
+        "Failed and pruned",
+    ):
+        section = page.locator(f"h2:text('{title}') + *")
+        name = title.lower().replace(" ", "-")
+        section.screenshot(path=str(tmp_path / f"report-{name}.png"))
+        assert (tmp_path / f"report-{name}.png").stat().st_size > 5_000
+    failures = page.locator("table.failures").inner_text()
+    assert "diverged" in failures
+    assert not errors, errors

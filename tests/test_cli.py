@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 import re
@@ -11,10 +12,12 @@ from typing import Any
 from optuna.trial import TrialState
 import pytest
 import torch
+import yaml
 
 from hpsearch import __version__ as hpsearch_version
 from hpsearch.results import open_study
 from tests.helpers import BROKEN_SPACE
+from tests.helpers import CONDITIONAL_SPACE
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import write_study
@@ -304,3 +307,89 @@ def test_trials_sort_top_and_columns(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert status["best"][0]["number"] == every[0]["number"]
     total = sum(r["train_seconds"] or 0 for r in every)
     assert status["train_seconds"] == pytest.approx(total, rel=1e-6)
+
+
+def test_the_default_trials_table_fits_120_columns_and_rounds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=20, space=CONDITIONAL_SPACE)
+    table = hpsearch("trials", str(path)).stdout.splitlines()
+    assert max(len(line) for line in table) <= 120
+    header = table[0].split()
+    assert header[:3] == ["number", "state", "value"]
+    assert {"lr", "depth", "width_0", "act", "optim", "momentum", "wd"} <= set(header)
+    assert not [h for h in header if "." in h]  # no param. or hidden_layers. prefixes
+    legend = next(line for line in table if line.startswith("short names: "))
+    assert {"act=activation", "optim=optimizer", "wd=weight_decay"} <= set(legend[13:].split(", "))
+    assert any(line.startswith("not shown: ") for line in table)
+    exact = json.loads(hpsearch("trials", str(path), "--format", "json").stdout)
+    best = exact[0]
+    row = table[1].split()
+    assert row[0] == str(best["number"]) and row[2] == f"{best['value']:.4g}"
+    lr = row[header.index("lr")]
+    assert lr == f"{best['param.lr']:.4g}" and len(lr.replace("0.", "").lstrip("0")) <= 5
+    csv = hpsearch("trials", str(path), "--format", "csv").stdout.splitlines()
+    cells = dict(zip(csv[0].split(","), csv[1].split(","), strict=True))
+    assert float(cells["param.lr"]) == best["param.lr"]  # full precision in csv
+    # short names work where columns are named
+    assert hpsearch("trials", str(path), "--columns", "number,wd", "--top", "1").returncode == 0
+    wds = json.loads(hpsearch("trials", str(path), "--sort", "wd", "--format", "json").stdout)
+    assert [r["param.weight_decay"] for r in wds] == sorted(r["param.weight_decay"] for r in wds)
+    status = hpsearch("status", str(path)).stdout
+    value = re.search(r"best +trial \d+: \[([^\]]+)\]", status)
+    assert value and value.group(1) == f"{best['value']:.4g}"
+    rounded = float(f"{best['param.lr']:.4g}")
+    assert f'"lr": {rounded}' in status
+
+
+def test_best_says_when_the_top_trials_are_within_validation_noise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch.results import selection_noise
+    from hpsearch.studyfile import load_spec
+
+    path = stand_in_study(tmp_path, monkeypatch, trials=20)
+    study = open_study("t", load_spec(str(path)).storage)
+    noise = selection_noise(study)
+    assert noise is not None and noise.metric == "val_accuracy"
+    n = noise.val_size
+    assert n == 144  # digits: 10% of the 1,437 training images
+    p = (noise.value * n + 1) / (n + 2)
+    assert noise.standard_error == pytest.approx(math.sqrt(p * (1 - p) / n))
+    values = {t.number: t.value for t in study.get_trials() if t.value is not None}
+    near = [k for k, v in values.items() if abs(v - noise.value) <= noise.standard_error]
+    assert sorted(noise.within) == sorted(near) and len(near) > 1  # stand-in values are close
+    out = hpsearch("best", str(path)).stdout
+    others = ", ".join(str(k) for k in noise.within[1:])
+    assert f"noise: trials {others} are within one standard error" in out
+    assert "which of these is best is chance" in out
+    top = hpsearch("best", str(path), "--top", "3").stdout
+    assert len(re.findall(r"^  trial \d+", top, re.M)) == 3
+
+
+def test_multi_objective_best_lists_the_pareto_set_and_asks_which_to_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(
+        tmp_path,
+        monkeypatch,
+        trials=20,
+        objective=None,
+        objectives=["val_accuracy", "param_count"],
+        pruner="none",
+    )
+    front = json.loads(hpsearch("best", str(path), "--format", "json").stdout)
+    assert len(front) > 1
+    out = hpsearch("best", str(path)).stdout
+    assert out.startswith(f"Pareto set: {len(front)} trials, best first by objective 0")
+    assert len(re.findall(r"^  trial \d+", out, re.M)) == len(front)
+    one = hpsearch("best", str(path), "--top", "1").stdout
+    assert f"Pareto set: {len(front)} trials; the first 1" in one
+    assert len(re.findall(r"^  trial \d+", one, re.M)) == 1
+    target = tmp_path / "best.yaml"
+    refused = hpsearch("best", str(path), "--write-config", str(target))
+    assert refused.returncode == 2 and "choose one with --trial N" in refused.stderr
+    assert f"Pareto set has {len(front)} trials" in refused.stderr and not target.exists()
+    chosen = front[-1]["number"]
+    ok = hpsearch("best", str(path), "--write-config", str(target), "--trial", str(chosen))
+    assert ok.returncode == 0 and yaml.safe_load(target.read_text())["trial"] == chosen

@@ -144,7 +144,9 @@ def test_losses_are_torch_losses_member_by_member(loss: str) -> None:
     torch.manual_seed(0)
     logits, y = torch.randn(3, 16, 10), torch.randint(0, 10, (16,))
     smoothing = torch.tensor([0.0, 0.1, 0.3]).view(3, 1, 1)
-    got = LOSSES[loss](logits, y, smoothing)
+    per_sample = LOSSES[loss](logits, y, smoothing)
+    assert per_sample.shape == (3, 16)
+    got = per_sample.mean(dim=1)
     for i, e in enumerate([0.0, 0.1, 0.3]):
         target = F.one_hot(y, 10).float() * (1 - e) + e / 10
         if loss == "cross_entropy":

@@ -75,9 +75,15 @@ def _sessions() -> Iterator[tuple[str, list[str]]]:
 
 
 def _labels(lines: list[str]) -> list[str]:
-    # The first word of each top-level line: values, timings and drawn params vary by machine.
+    # The first word of each top-level line: values, timings and drawn params vary by machine
+    # (so do the trial numbers that start a table's rows).
     return [
-        line.split()[0] for line in lines if line and not line[0].isspace() and "|" not in line
+        word
+        for line in lines
+        if line
+        and not line[0].isspace()
+        and "|" not in line
+        and not (word := line.split()[0]).isdigit()
     ]
 
 

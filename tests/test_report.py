@@ -21,6 +21,8 @@ from hpsearch.study import prepare
 from hpsearch.study import run_worker
 from hpsearch.studyfile import load_spec
 from hpsearch.studyfile import parse_study
+from tests.helpers import BROKEN_SPACE
+from tests.helpers import CONDITIONAL_SPACE
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import study_doc
@@ -57,7 +59,7 @@ def test_report_of_a_finished_study_has_every_plot(tmp_path: Path) -> None:
     sections = _sections(page)
     for title in EVERY_PLOT:
         assert "plotly-graph-div" in sections[title], title
-    assert "single-objective study" in sections["Pareto front"]
+    assert "Pareto front" not in sections  # cannot apply to one objective: left out
     assert "sampler</th><td>random" in sections["Summary"]
     assert "test accuracy 0." in sections["Summary"]
     bad = hpsearch("report", str(path), "-o", str(tmp_path / "no" / "such" / "r.html"))
@@ -197,3 +199,110 @@ def test_a_study_in_the_old_attribute_layout_reads_and_resumes(tmp_path: Path) -
     assert new.state == "COMPLETE" and new.config is not None and old.config is not None
     assert set(new.config) == set(old.config) and new.config["dataset"] == "digits"
     assert len(study.get_trials()[2].user_attrs["config"]) < len(new.config)  # only its own
+
+
+def test_conditional_params_are_never_read_as_absent_values(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=40, space=CONDITIONAL_SPACE)
+    study = open_study("t", load_spec(str(path)).storage)
+    data = report._Data.load(study)
+    complete = data.complete
+    shared = set(data.shared_params)  # the widths too, where every completed trial has them
+    assert {"lr", "hidden_layers.depth", "optimizer", "weight_decay"} <= shared
+    assert "momentum" not in shared and all(n in t.params for t in complete for n in shared)
+    assert isinstance(data.importances, dict) and set(data.importances) == shared
+    sgd = [t for t in complete if t.params["optimizer"] == "sgd"]
+    assert data.conditional["momentum"][1] == len(sgd) >= 3  # over the trials that have it
+    assert 0.0 <= data.conditional["momentum"][0] <= 1.0
+    importances = report._importances(data)
+    labels = [y for bar in importances.data for y in bar.y]
+    assert f"momentum ({len(sgd)} of {len(complete)})" in labels
+    contour = report._contour(data)
+    assert set(contour.layout.title.text.split(": ")[1].split(" (")[0].split(", ")) <= shared
+    parallel = report._parallel(data)
+    dims = [d.label for d in parallel.data[0].dimensions]
+    assert "depth" in dims and "optim" in dims and "lr (log10)" in dims
+    assert not [d for d in dims if "." in d or d == "None"]
+    assert all("None" not in (d.ticktext or ()) for d in parallel.data[0].dimensions)
+
+
+def test_slices_are_a_grid_that_fits_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=20, space=CONDITIONAL_SPACE)
+    study = open_study("t", load_spec(str(path)).storage)
+    fig = report._slices(report._Data.load(study))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    names = {n for t in complete for n in t.params}
+    assert len(fig.data) == len(names)  # one panel per param
+    assert fig.layout.width is None  # as wide as the page, not 300 px per parameter
+    columns = {tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("xaxis")}
+    rows = {tuple(fig.layout[k].domain) for k in fig.layout if k.startswith("yaxis")}
+    assert len(columns) == report.SLICE_COLUMNS and len(rows) == -(-len(names) // 3)
+    titles = [a.text for a in fig.layout.annotations]
+    momentum = next(t for t in titles if t.startswith("momentum"))
+    assert re.fullmatch(r"momentum \(\d+ of \d+\)", momentum)  # conditional: says so
+    assert fig.layout.xaxis.type in ("log", "linear", "category")
+    log_axes = [fig.layout[k].type for k in fig.layout if k.startswith("xaxis")]
+    logs = {n for t in complete for n, d in t.distributions.items() if getattr(d, "log", 0)}
+    assert log_axes.count("log") == len(logs) >= 3  # lr, weight_decay and the widths
+    assert fig.layout.yaxis.title.text == "val_accuracy"
+
+
+def test_failed_and_pruned_trials_have_their_section(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna's median pruner compares with completed trials only, so it ratchets up and
+    # prunes most before epoch 3, where the stand-in diverges: keep the top 80% instead.
+    keep = {"name": "percentile", "percentile": 80, "n_startup_trials": 3, "n_warmup_steps": 3}
+    path = stand_in_study(tmp_path, monkeypatch, trials=80, pruner=keep)
+    study = open_study("t", load_spec(str(path)).storage)
+    trials = records(study, study.get_trials())
+    failed = [t for t in trials if t.state == "FAIL"]
+    pruned = [t for t in trials if t.state == "PRUNED"]
+    assert failed and pruned  # the stand-in diverges ~5%; the median pruner prunes
+    section = _sections(build_report(study))["Failed and pruned"]
+    assert f"{len(failed)} failed trials, by reason" in section
+    reason = failed[0].fail_reason
+    assert reason is not None and reason.startswith("diverged")
+    same = sum(t.fail_reason == reason for t in failed)
+    assert f"<tr><td>{same}</td><td>{reason}</td>" in section
+    assert f"{len(pruned)} pruned trials, by the epoch they were stopped at" in section
+
+
+def test_an_all_failed_study_says_why(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 3}, **BROKEN_SPACE)
+    assert hpsearch("run", str(path), "--no-progress").returncode != 0
+    page = build_report(open_study("t", load_spec(str(path)).storage))
+    sections = _sections(page)
+    summary = sections["Summary"]
+    assert "<th>why</th>" in summary and "every finished trial failed; 3 of 3 with:" in summary
+    assert "activation: 2 values for 1 hidden layers" in summary  # the reason itself
+    assert "<tr><td>3</td>" in sections["Failed and pruned"]
+
+
+def test_one_factor_losses_of_different_kinds_get_their_own_axes(tmp_path: Path) -> None:
+    spec = parse_study(
+        study_doc(
+            tmp_path,
+            sampler="ofat",
+            budget=None,
+            space={"loss": ["cross_entropy", "mse"]},
+            fixed={"epochs": 2},
+        ),
+        source="t.yaml",
+    )
+    storage, _, _ = prepare(spec)
+    run_worker(spec, storage)
+    data = report._Data.load(open_study("t", spec.storage))
+    (title, fig), *_ = report._one_factor(data)
+    assert title == "Factor: loss"
+    titles = [a.text for a in fig.layout.annotations]
+    assert titles[:2] == ["validation loss (cross_entropy)", "validation loss (mse)"]
+    assert fig.layout.yaxis.title.text == "val_loss (cross_entropy)"
+    assert fig.layout.yaxis2.title.text == "val_loss (mse)"
+    assert fig.layout.yaxis3.title.text == "val_accuracy"
+    assert fig.layout.xaxis.title.text == "epoch" and fig.layout.xaxis3.title.text == "epoch"
+    mse = [t for t in fig.data if t.xaxis == "x2"]
+    assert mse and all("mse" in t.name for t in mse)  # only the MSE run on the MSE axis

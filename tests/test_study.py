@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
+from hpsearch import record
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.record import records
@@ -469,3 +470,38 @@ def test_heartbeat_keeps_beating_under_a_cpu_hog(tmp_path: Path, cpu_hog: None) 
     assert checks >= 5  # the trial ran for several grace periods (3 s)
     trials = open_study("t", storage).get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE]
+
+
+def test_objectives_are_named_and_the_study_labelled_at_creation_and_on_resume(
+    tmp_path: Path,
+) -> None:
+    from hpsearch import internals
+
+    spec = parse_study(
+        study_doc(tmp_path, pruner={"name": "median", "n_startup_trials": 2}), source="t.yaml"
+    )
+    prepare(spec)
+    study = open_study("t", spec.storage)
+    assert study.metric_names == ["val_accuracy"]  # not "Objective 0" in the dashboard
+    attrs = study.user_attrs
+    assert attrs["sampler"] == "random (seed 0)"
+    assert attrs["pruner"].startswith("median (n_startup_trials 2")
+    assert attrs["dataset"] == "digits (validation fraction 0.1)"
+    assert attrs["objective"] == "val_accuracy (maximize, final epoch)"
+    assert attrs["file"] == "t.yaml" and set(attrs) == {
+        "sampler",
+        "pruner",
+        "dataset",
+        "objective",
+        "file",
+    }  # the machine-readable summary is a system attribute, out of the dashboard's table
+    assert record.study_summary(study) is not None and record.base_config(study)
+    # a study created before names and labels existed gets them when it is resumed
+    internals.set_study_system_attr(study, "study:metric_names", None)
+    writable = open_study("t", spec.storage, read_only=False)
+    writable.set_user_attr("sampler", "")
+    assert open_study("t", spec.storage).metric_names is None
+    prepare(spec)
+    study = open_study("t", spec.storage)
+    assert study.metric_names == ["val_accuracy"]
+    assert study.user_attrs["sampler"] == "random (seed 0)"

@@ -1,0 +1,157 @@
+"""`hpsearch launch --slurm` on a real single-node Slurm cluster (tests/conftest.py starts a
+throw-away one: munged, slurmctld and slurmd, 2 CPUs), with the study on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import re
+import stat
+import subprocess
+import sys
+import time
+from typing import Any
+
+from optuna.trial import TrialState
+
+from hpsearch.record import counted
+from hpsearch.record import fixed_params
+from hpsearch.results import open_study
+from tests.conftest import SlurmCluster
+from tests.helpers import hpsearch
+from tests.helpers import write_study
+
+PASSWORD = "s3cret-pw"  # the test server trusts loopback: any password is accepted
+
+
+def _with_password(url: str) -> str:
+    return url.replace("postgres@", f"postgres:{PASSWORD}@", 1)
+
+
+def _launch(path: Path, url: str, *args: str, timeout: float = 420) -> Any:
+    """`hpsearch launch --slurm`, the storage URL in the environment (not argv)."""
+    return subprocess.run(
+        [sys.executable, "-m", "hpsearch", "launch", str(path), "--slurm", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        cwd=path.parent,
+        env={**os.environ, "HPSEARCH_STORAGE": url},
+        timeout=timeout,
+    )
+
+
+def _detached(tmp_path: Path, url: str, trials: int, epochs: int, *args: str) -> str:
+    """Submits a digits study of slow trials (batch 16) with --detach; returns the job id."""
+    fixed = {"epochs": epochs, "scheduler": "none", "optimizer": "adam", "batch_size": 16}
+    path = write_study(tmp_path, budget={"trials": trials}, fixed=fixed)
+    proc = _launch(path, url, *args, "--detach", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return str(proc.stdout.strip())
+
+
+def _job_id(err: str) -> str:
+    match = re.search(r"Slurm job array (\d+)", err)
+    assert match, err
+    return match.group(1)
+
+
+def _wait(condition: Any, what: str, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"never: {what}")
+
+
+def _queue_empty(cluster: SlurmCluster, job: str) -> bool:
+    return not cluster.run("squeue", "-h", "-j", job, check=False).stdout.strip()
+
+
+def test_sqlite_is_refused_for_several_nodes_and_bad_options_name_themselves(
+    tmp_path: Path,
+) -> None:
+    path = write_study(tmp_path)
+    proc = hpsearch("launch", str(path), "--slurm", "--nodes", "2")
+    assert proc.returncode == 2 and "is a SQLite file" in proc.stderr
+    assert "PostgreSQL" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "hp.db").exists()  # refused before anything was written
+    for args, message in (
+        (["--time", "soon"], "--time 'soon': not a Slurm time"),
+        (["--slurm-option", "array=0-9"], "--slurm-option array: set by hpsearch"),
+        (["--slurm-option", "qos"], "--slurm-option 'qos': give KEY=VALUE"),
+    ):
+        bad = hpsearch("launch", str(path), "--slurm", *args)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+    local = hpsearch("launch", str(path), "--nodes", "2")
+    assert local.returncode == 2 and "need --slurm" in local.stderr
+
+
+def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    url = _with_password(postgres_url)
+    path = write_study(tmp_path, budget={"trials": 6})
+    proc = _launch(path, url, "--nodes", "2")
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    job = _job_id(proc.stderr)
+    assert f"squeue -j {job}" in proc.stderr and f"scancel {job}" in proc.stderr
+    assert "6/6 trials finished" in proc.stdout
+    trials = open_study("t", url).get_trials()
+    assert len(trials) == 6 and {t.state for t in trials} == {TrialState.COMPLETE}
+    workers = {t.user_attrs["worker"] for t in trials}
+    assert {w.rsplit("-", 1)[0] for w in workers} <= {f"slurm-{job}_0", f"slurm-{job}_1"}
+    # the password is in no command line, script or job record; its file is the user's
+    logs = tmp_path / "hpsearch-logs" / "t"
+    script = next((logs / "slurm").glob("job-*.sh")).read_text()
+    shown = slurm_cluster.run("scontrol", "show", "job", job, "-dd").stdout
+    assert f"JobId={job}" in shown or f"ArrayJobId={job}" in shown
+    for text in (script, shown, proc.stdout, proc.stderr):
+        assert PASSWORD not in text
+    secret = logs / "slurm" / "storage-url"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and PASSWORD in secret.read_text()
+    status = hpsearch("status", "t", "--storage", url)
+    assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
+
+
+def test_scancel_of_one_task_mid_trial_queues_its_trial_again(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    url = postgres_url
+    job = _detached(tmp_path, url, 3, 150, "--nodes", "2")  # trials of about 15 s
+
+    def both_running() -> list[Any]:
+        running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
+        return running if len({t.user_attrs.get("worker") for t in running}) == 2 else []
+
+    running = _wait(both_running, "both tasks run a trial")
+    status = hpsearch("status", "t", "--storage", url).stdout
+    assert f"slurm       jobs {job}: 2 tasks, 0 pending, 2 running, 0 done" in status
+    victim = next(t for t in running if t.user_attrs["worker"].startswith(f"slurm-{job}_1"))
+    slurm_cluster.run("scancel", f"{job}_1")
+    _wait(lambda: _queue_empty(slurm_cluster, job), "the array ends", timeout=400)
+    trials = open_study("t", url).get_trials()
+    cut = next(t for t in trials if t.number == victim.number)
+    assert cut.state == TrialState.FAIL  # stopped at an epoch end (or found stale) ...
+    retry = [t for t in trials if t.system_attrs.get("retry_history") == [victim.number]]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE  # ... and run again
+    assert retry[0].user_attrs["worker"].startswith(f"slurm-{job}_0")
+    done = [t for t in counted(trials) if t.state == TrialState.COMPLETE]
+    assert len(done) == 3 and len(counted(trials)) == 3  # the budget, exactly
+
+
+def test_a_time_limit_mid_trial_queues_the_trial_again(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    url = postgres_url
+    job = _detached(tmp_path, url, 1, 2000, "--time", "00:02:00")  # a trial of minutes
+    _wait(lambda: _queue_empty(slurm_cluster, job), "the time limit ends the task", timeout=300)
+    trials = open_study("t", url).get_trials()
+    first = trials[0]
+    assert first.state == TrialState.FAIL, [t.state for t in trials]
+    assert len(trials) == 2 and trials[1].state == TrialState.WAITING  # not lost: queued
+    assert fixed_params(trials[1]) == first.params  # the same point, to run on a resume
+    assert trials[1].system_attrs.get("retry_history") == [first.number]
+    log = next((tmp_path / "hpsearch-logs" / "t").glob("slurm-*.log")).read_text()
+    assert "Traceback" not in log
