@@ -207,7 +207,7 @@ class SlurmCluster:
             "\n".join(
                 [
                     "ClusterName=hpsearchtest",
-                    f"SlurmctldHost={host}",
+                    f"SlurmctldHost={host}(127.0.0.1)",  # no name lookup needed
                     "SlurmUser=root",
                     f"SlurmctldPort={_free_port()}",
                     f"SlurmdPort={_free_port()}",
@@ -229,7 +229,7 @@ class SlurmCluster:
                     "SchedulerParameters=sched_interval=1",
                     "KillWait=10",
                     "MinJobAge=600",
-                    f"NodeName={host} CPUs=2 RealMemory=2000 State=UNKNOWN",
+                    f"NodeName={host} NodeAddr=127.0.0.1 CPUs=2 RealMemory=2000 State=UNKNOWN",
                     "PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
                 ]
             )
