@@ -139,7 +139,7 @@ def _importances_of(study: optuna.Study, complete: list[FrozenTrial]) -> dict[st
     shared = _shared(complete)
     if not shared:
         raise Missing("no parameter is set in every completed trial")
-    return _importance_values(_in_memory(study, complete), shared)
+    return _importance_values(study, shared)  # every completed trial has them: no copy
 
 
 def _conditional_importances(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import re
+from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution
@@ -92,20 +93,18 @@ def test_multi_objective_report_has_pareto_front(tmp_path: Path) -> None:
     assert "plotly-graph-div" in sections["Optimization history"]
 
 
-def test_one_factor_report_draws_each_factor(tmp_path: Path) -> None:
-    spec = parse_study(
-        study_doc(
-            tmp_path,
-            sampler="ofat",
-            budget=None,
-            space={"activation": ["relu", "tanh"], "batch_size": [64, 16]},
-            fixed={"epochs": 2},
-        ),
-        source="t.yaml",
-    )
+def _one_factor_study(tmp_path: Path, space: dict[str, Any]) -> optuna.Study:
+    """A one-factor digits study of 2-epoch runs, run to the end."""
+    doc = study_doc(tmp_path, sampler="ofat", budget=None, space=space, fixed={"epochs": 2})
+    spec = parse_study(doc, source="t.yaml")
     storage, _, _ = prepare(spec)
     run_worker(spec, storage)
-    sections = _sections(build_report(open_study("t", spec.storage)))
+    return open_study("t", spec.storage)
+
+
+def test_one_factor_report_draws_each_factor(tmp_path: Path) -> None:
+    study = _one_factor_study(tmp_path, {"activation": ["relu", "tanh"], "batch_size": [64, 16]})
+    sections = _sections(build_report(study))
     for factor in ("activation", "batch_size"):
         html = sections[f"Factor: {factor}"]
         assert "validation loss" in html and "training seconds" in html
@@ -283,19 +282,7 @@ def test_an_all_failed_study_says_why(tmp_path: Path) -> None:
 
 
 def test_one_factor_losses_of_different_kinds_get_their_own_axes(tmp_path: Path) -> None:
-    spec = parse_study(
-        study_doc(
-            tmp_path,
-            sampler="ofat",
-            budget=None,
-            space={"loss": ["cross_entropy", "mse"]},
-            fixed={"epochs": 2},
-        ),
-        source="t.yaml",
-    )
-    storage, _, _ = prepare(spec)
-    run_worker(spec, storage)
-    data = report._Data.load(open_study("t", spec.storage))
+    data = report._Data.load(_one_factor_study(tmp_path, {"loss": ["cross_entropy", "mse"]}))
     (title, fig), *_ = report._one_factor(data)
     assert title == "Factor: loss"
     titles = [a.text for a in fig.layout.annotations]
