@@ -59,7 +59,8 @@ class _Data:
     study: optuna.Study
     records: list[TrialRecord]
     complete: list[FrozenTrial]  # best first
-    importances: dict[str, float] | Exception  # of the params every completed trial has
+    shared_params: list[str]  # the params every completed trial has, in suggestion order
+    importances: dict[str, float] | Exception  # of the shared params
     # a conditional param's importance among the trials that have it, and how many do
     conditional: dict[str, tuple[float, int]]
 
@@ -69,19 +70,16 @@ class _Data:
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = best_first(study.directions)
         complete.sort(key=lambda t: (best(t), t.number))
+        first = complete[0].params if complete else {}
+        shared = [n for n in first if all(n in t.params for t in complete)]
         conditional: dict[str, tuple[float, int]] = {}
         try:
-            importances: dict[str, float] | Exception = _importances_of(study, complete)
-            conditional = _conditional_importances(study, complete)
+            importances: dict[str, float] | Exception = _importances_of(study, complete, shared)
+            conditional = _conditional_importances(study, complete, shared)
         except Exception as e:  # drawn as "not available" where needed
             _log.debug("importances not computed", exc_info=not isinstance(e, Missing))
             importances = e
-        return cls(study, records(study, trials), complete, importances, conditional)
-
-    @property
-    def shared_params(self) -> list[str]:
-        """The params every completed trial has, in the order they were suggested."""
-        return _shared(self.complete)
+        return cls(study, records(study, trials), complete, shared, importances, conditional)
 
     def need(self, n: int, what: str) -> None:
         if len(self.complete) < n:
@@ -97,8 +95,7 @@ class _Data:
         if len(rest) > others:
             rest = random.Random(0).sample(rest, others)
         chosen = sorted(chosen + rest, key=lambda t: t.number)
-        sample = optuna.create_study(directions=self.study.directions)
-        sample.add_trials(chosen)
+        sample = _in_memory(self.study, chosen)
         if len(chosen) == len(self.complete):
             return sample, ""
         return sample, (
@@ -122,12 +119,9 @@ def _target(study: optuna.Study) -> dict[str, Any]:
     return {"target": lambda t: t.values[0], "target_name": _objective_name(study)}
 
 
-def _shared(trials: list[FrozenTrial]) -> list[str]:
-    names = [n for n in (trials[0].params if trials else {}) if all(n in t.params for t in trials)]
-    return names
-
-
-def _importances_of(study: optuna.Study, complete: list[FrozenTrial]) -> dict[str, float]:
+def _importances_of(
+    study: optuna.Study, complete: list[FrozenTrial], shared: list[str]
+) -> dict[str, float]:
     """Importances of the params every completed trial has, computed once for the importance
     plot and the contour. A conditional param (momentum, only for some optimizers) is left
     out: Optuna would read its absence as a value (see :func:`_conditional_importances`)."""
@@ -136,18 +130,16 @@ def _importances_of(study: optuna.Study, complete: list[FrozenTrial]) -> dict[st
             "parameter importance needs at least 2 completed trials; the study has "
             f"{len(complete)}"
         )
-    shared = _shared(complete)
     if not shared:
         raise Missing("no parameter is set in every completed trial")
     return _importance_values(study, shared)  # every completed trial has them: no copy
 
 
 def _conditional_importances(
-    study: optuna.Study, complete: list[FrozenTrial]
+    study: optuna.Study, complete: list[FrozenTrial], shared: list[str]
 ) -> dict[str, tuple[float, int]]:
     """Each conditional param's importance next to the shared params, computed over only the
     completed trials that have it, with how many those are (fewer than 3: left out)."""
-    shared = _shared(complete)
     found = {}
     for name in dict.fromkeys(n for t in complete for n in t.params):
         having = [t for t in complete if name in t.params]
@@ -159,6 +151,7 @@ def _conditional_importances(
 
 
 def _in_memory(study: optuna.Study, trials: list[FrozenTrial]) -> optuna.Study:
+    """An in-memory study of ``trials`` with the directions of ``study``."""
     copy = optuna.create_study(directions=study.directions)
     copy.add_trials(trials)
     return copy

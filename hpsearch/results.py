@@ -147,11 +147,12 @@ def select_columns(rows: list[dict[str, Any]], columns: str) -> list[dict[str, A
     """
     wanted = [c.strip() for c in columns.split(",") if c.strip()]
     known = _columns(rows)
-    unknown = [c for c in wanted if resolve_column(c, known) is None and rows]
+    resolved = {c: resolve_column(c, known) for c in wanted}  # once, not once per row
+    unknown = [c for c, full in resolved.items() if full is None and rows]
     if unknown:
         names = ", ".join(map(shorten, unknown))
         raise ConfigError([f"--columns: no column {names}; columns: {', '.join(known)}"])
-    return [{c: r.get(resolve_column(c, known) or c) for c in wanted} for r in rows]
+    return [{c: r.get(resolved[c] or c) for c in wanted} for r in rows]
 
 
 TABLE_WIDTH = 120  # characters the default ``trials`` table fits in
@@ -315,7 +316,8 @@ def best_trials(study: optuna.Study, top: int = 1) -> list[FrozenTrial]:
     """
     if len(study.directions) == 1:
         return internals.top_trials(study, top)
-    return sorted(study.best_trials, key=lambda t: (best_first(study.directions)(t), t.number))
+    rank = best_first(study.directions)
+    return sorted(study.best_trials, key=lambda t: (rank(t), t.number))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ import sys
 import time
 from typing import Any
 
+from hpsearch import internals
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
 from hpsearch.storage import redact
@@ -317,17 +318,13 @@ def task_states(job_ids: list[str]) -> Counter[str]:
 
 def record_job(study: Any, job_id: str, tasks: int) -> None:
     """Remembers a submitted array with its study (``hpsearch status`` shows it)."""
-    from hpsearch import internals
-
-    jobs = list(internals.study_system_attrs(study).get(JOBS_ATTR) or [])
+    jobs = recorded_jobs(study)
     jobs.append({"job_id": job_id, "tasks": tasks, "submitted": time.time()})
     internals.set_study_system_attr(study, JOBS_ATTR, jobs)
 
 
 def recorded_jobs(study: Any) -> list[dict[str, Any]]:
     """The arrays submitted for a study, oldest first."""
-    from hpsearch import internals
-
     return list(internals.study_system_attrs(study).get(JOBS_ATTR) or [])
 
 

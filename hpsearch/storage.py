@@ -489,9 +489,8 @@ class ResilientRDBStorage(RDBStorage):
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
         def done() -> bool | None:
-            # A claim (WAITING -> RUNNING) that may have committed is taken as ours: a trial
-            # left RUNNING without a worker would never be recovered; a rare double claim
-            # only makes the slower worker discard its result.
+            # A state change that may have committed is taken as done (hpsearch's own claims
+            # go through internals.claim_waiting_trial, which records a heartbeat with them).
             return True if self.get_trial(trial_id).state == state else None
 
         return bool(
