@@ -13,6 +13,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from collections.abc import Container
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+import contextlib
+import copy
 from dataclasses import dataclass
 from datetime import datetime
 import json
@@ -23,6 +28,7 @@ from typing import cast
 from typing import TypeVar
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
@@ -51,27 +57,35 @@ def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
     return trial._trial_id
 
 
-def claim_waiting_trial(study: optuna.Study) -> int | None:
+def claim_waiting_trial(study: optuna.Study, attrs: Mapping[str, Any] | None = None) -> int | None:
     """Moves one WAITING trial to RUNNING atomically and returns its id, or ``None``.
 
     Unlike ``Study.ask`` it never creates a trial: workers only run what the budget queued.
     On an RDB storage it reads the ids of the first few WAITING trials only (Optuna's own
     ``_pop_waiting_trial_id`` reads every WAITING trial with all its attributes: the whole
     remaining budget, on every claim), then claims the first one no other worker took.
+
+    Args:
+        study: The study.
+        attrs: User attributes to store with the claimed trial, in the claim's own
+            transaction on an RDB storage (who runs it, for a launcher looking).
     """
     storage = storage_of(study)
     rdb = _rdb(storage)
     if rdb is None:
-        return study._pop_waiting_trial_id()
+        trial_id = study._pop_waiting_trial_id()
+        if trial_id is not None and attrs:
+            set_trial_user_attrs(study, trial_id, attrs)
+        return trial_id
     beat = bool(rdb.heartbeat_interval)
     while True:
         ids = _query(rdb, lambda s, m: _waiting_ids(s, m, study_id(study), CLAIM_WINDOW))
         if not ids:
             return None
         for trial_id in ids:
-            if _claim(rdb, trial_id, beat):
-                if isinstance(storage, _StartedTrialsCache):  # its params are written
-                    storage.refresh(study_id(study))  # through the cache next
+            if _claim(rdb, trial_id, beat, attrs or {}):
+                if isinstance(storage, _StartedTrialsCache):
+                    storage.refresh(study_id(study), claimed=trial_id)
                 return trial_id
 
 
@@ -90,20 +104,22 @@ def _waiting_ids(session: Any, models: Any, sid: int, limit: int) -> list[int]:
     return [int(r[0]) for r in rows]
 
 
-def _claim(rdb: RDBStorage, trial_id: int, beat: bool) -> bool:
+def _claim(rdb: RDBStorage, trial_id: int, beat: bool, attrs: Mapping[str, Any]) -> bool:
     def done() -> bool | None:
         # After a drop mid-commit, a trial found RUNNING is taken as ours: left RUNNING
         # without a worker it would only come back through its heartbeat going stale.
         return True if rdb.get_trial(trial_id).state == TrialState.RUNNING else None
 
-    return _query(rdb, lambda s, m: _start_trial(s, m, trial_id, beat), done)
+    return _query(rdb, lambda s, m: _start_trial(rdb, s, m, trial_id, beat, attrs), done)
 
 
-def _start_trial(session: Any, models: Any, trial_id: int, beat: bool) -> bool:
+def _start_trial(
+    rdb: RDBStorage, session: Any, models: Any, trial_id: int, beat: bool, attrs: Mapping[str, Any]
+) -> bool:
     """Moves a WAITING trial to RUNNING and, with heartbeats on, records its first heartbeat
     in the same transaction: a trial whose worker died before its first beat would stay
     RUNNING forever (Optuna finds only trials with a heartbeat stale), and every other worker
-    would wait for it. ``False``: another worker was first."""
+    would wait for it. ``attrs`` are written in it too. ``False``: another worker was first."""
     trial = (
         session.query(models.TrialModel)
         .filter(models.TrialModel.trial_id == trial_id)
@@ -116,6 +132,9 @@ def _start_trial(session: Any, models: Any, trial_id: int, beat: bool) -> bool:
     trial.datetime_start = datetime.now()  # as Optuna's set_trial_state_values does
     if beat:
         session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+    if attrs:
+        session.flush()  # the state first: the attributes' writer checks it
+        _upsert_user_attrs(rdb, session, models, trial_id, attrs)
     return True
 
 
@@ -164,6 +183,11 @@ class _StartedTrialsCache(_CachedStorage):
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._read_at: dict[int, float] = {}
+        # A trial just claimed, as the refresh after its claim read it: the next get_trial
+        # of it (optuna.Trial's first) is answered with this copy instead of a read.
+        self._claimed: dict[int, FrozenTrial] = {}
+        # Trials whose params are being suggested: their writes wait to go together.
+        self._pending: dict[int, list[tuple[str, float, BaseDistribution]]] = {}
         # Optuna's cache filters and sorts every trial on each call (several per epoch): the
         # lists are kept until the cache changes.
         self._lists: dict[tuple[int, frozenset[TrialState] | None], list[FrozenTrial]] = {}
@@ -189,10 +213,66 @@ class _StartedTrialsCache(_CachedStorage):
             trials = self._lists[key] = super().get_all_trials(study_id, False, states)
         return list(trials)
 
-    def refresh(self, study_id: int) -> None:
-        """Reads what changed now (after a claim: the claimed trial must be in the cache)."""
+    def refresh(self, study_id: int, claimed: int | None = None) -> None:
+        """Reads what changed now (after a claim: the claimed trial must be in the cache,
+        its params are written through it)."""
         self._read_at.pop(study_id, None)
         self._read_trials_from_remote_storage(study_id)
+        with self._lock:
+            where = self._trial_id_to_study_id_and_number.get(claimed or -1)
+            if where is not None:
+                trial = self._studies[where[0]].trials[where[1]]
+                if trial._trial_id == claimed and trial.state == TrialState.RUNNING:
+                    self._claimed[trial._trial_id] = trial
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            claimed = self._claimed.pop(trial_id, None)
+        if claimed is not None:
+            return copy.deepcopy(claimed)
+        return super().get_trial(trial_id)
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        with self._lock:
+            pending = self._pending.get(trial_id)
+            if pending is not None:
+                pending.append((param_name, param_value_internal, distribution))
+                return
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+
+    @contextlib.contextmanager
+    def params_together(self, trial_id: int) -> Iterator[None]:
+        """Holds back the params suggested for ``trial_id`` inside the block and writes them
+        in one transaction at its end (Optuna writes each in a transaction of its own: four
+        round trips a param). Also at an error: the params drawn so far stay recorded."""
+        with self._lock:
+            self._pending[trial_id] = []
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._write_params(trial_id)
+            raise
+        self._write_params(trial_id)
+
+    def _write_params(self, trial_id: int) -> None:
+        with self._lock:
+            params = self._pending.pop(trial_id, [])
+            if not params:
+                return
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            known = self._studies[study_id].param_distribution
+            previous = {name: known.get(name) for name, _, _ in params}
+        set_trial_params(self._backend, trial_id, params, previous)
+        with self._lock:
+            for name, _, distribution in params:
+                known.setdefault(name, distribution)
 
     def _read_trials_from_remote_storage(self, study_id: int) -> None:
         with self._lock:
@@ -220,7 +300,7 @@ class _StartedTrialsCache(_CachedStorage):
                 study.unfinished_trial_ids.discard(trial._trial_id)
 
 
-def set_trial_user_attrs(study: optuna.Study, trial_id: int, attrs: dict[str, Any]) -> None:
+def set_trial_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:
     """Writes several user attributes of a running trial in one transaction (Optuna writes
     each in a transaction of its own).
 
@@ -235,12 +315,99 @@ def set_trial_user_attrs(study: optuna.Study, trial_id: int, attrs: dict[str, An
         return
 
     def write(session: Any, models: Any) -> None:
-        for key, value in attrs.items():
-            rdb._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial_id, key, value
-            )
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        rdb.check_trial_is_updatable(trial_id, trial.state)
+        _upsert_user_attrs(rdb, session, models, trial_id, attrs)
 
     _query(rdb, write)
+
+
+def _upsert_user_attrs(
+    rdb: RDBStorage, session: Any, models: Any, trial_id: int, attrs: Mapping[str, Any]
+) -> None:
+    """Inserts or replaces a trial's user attributes, as Optuna's ``set_trial_user_attr``
+    does one key at a time (two round trips a key), in one statement on SQLite and
+    PostgreSQL. The caller has checked that the trial may be updated."""
+    model = models.TrialUserAttributeModel
+    dialect = rdb.engine.name
+    if dialect not in ("sqlite", "postgresql"):
+        for key, value in attrs.items():
+            rdb._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        return
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite
+
+    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
+    rows = [
+        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+    ]
+    statement = insert(model).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[model.trial_id, model.key],
+            set_={"value_json": statement.excluded.value_json},
+        )
+    )
+
+
+def params_together(study: optuna.Study, trial_id: int) -> contextlib.AbstractContextManager[None]:
+    """A block whose suggestions for ``trial_id`` are written in one transaction at its end
+    (on a worker's storage, see :func:`worker_storage`; elsewhere each as it is drawn)."""
+    storage = storage_of(study)
+    if isinstance(storage, _StartedTrialsCache):
+        return storage.params_together(trial_id)
+    return contextlib.nullcontext()
+
+
+def set_trial_params(
+    rdb: RDBStorage,
+    trial_id: int,
+    params: Sequence[tuple[str, float, BaseDistribution]],
+    previous: Mapping[str, BaseDistribution | None],
+) -> None:
+    """Writes a running trial's params (name, internal value, distribution) in one
+    transaction, each checked against the distribution the study already has for its name
+    (``previous``, else read) as Optuna's ``set_trial_param`` does.
+
+    Raises:
+        UpdateFinishedTrialError: The trial is finished; nothing is written.
+        ValueError: A distribution is incompatible with the study's; nothing is written.
+    """
+    from optuna.distributions import check_distribution_compatibility
+    from optuna.distributions import distribution_to_json
+    from optuna.distributions import json_to_distribution
+
+    def write(session: Any, models: Any) -> None:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        rdb.check_trial_is_updatable(trial_id, trial.state)
+        for name, _, distribution in params:
+            before = previous.get(name)
+            if before is None:
+                row = (
+                    session.query(models.TrialParamModel.distribution_json)
+                    .join(models.TrialModel)
+                    .filter(models.TrialModel.study_id == trial.study_id)
+                    .filter(models.TrialParamModel.param_name == name)
+                    .first()
+                )
+                before = None if row is None else json_to_distribution(row[0])
+            if before is not None:
+                check_distribution_compatibility(before, distribution)
+        session.add_all(
+            models.TrialParamModel(
+                trial_id=trial_id,
+                param_name=name,
+                param_value=value,
+                distribution_json=distribution_to_json(distribution),
+            )
+            for name, value, distribution in params
+        )
+
+    def done() -> bool | None:  # committed before a connection drop: not written twice
+        written = rdb.get_trial(trial_id).params
+        return True if all(name in written for name, _, _ in params) else None
+
+    _query(rdb, write, done)
 
 
 def trial_for(study: optuna.Study, trial_id: int) -> optuna.Trial:
@@ -479,22 +646,27 @@ def trial_counts(study: optuna.Study) -> TrialCounts:
     return _query(rdb, read)
 
 
-def user_attr_values(study: optuna.Study, key: str) -> list[Any]:
-    """Every trial's value of one user attribute (trials without it left out), one query."""
+def user_attr_sum(study: optuna.Study, key: str) -> float:
+    """The sum of one numeric user attribute over a study's trials (those without it, or
+    with it null, left out), summed by the database: one row, however many trials."""
     rdb = _rdb(storage_of(study))
     if rdb is None:
-        return [t.user_attrs[key] for t in study.get_trials(deepcopy=False) if key in t.user_attrs]
+        values = (t.user_attrs.get(key) for t in study.get_trials(deepcopy=False))
+        return sum(float(v) for v in values if v is not None)
     sid = study_id(study)
 
-    def read(session: Any, models: Any) -> list[Any]:
+    def read(session: Any, models: Any) -> float:
+        import sqlalchemy as sa
+
         attr, trial = models.TrialUserAttributeModel, models.TrialModel
-        rows = (
-            session.query(attr.value_json)
+        number = sa.cast(sa.func.nullif(attr.value_json, "null"), sa.Float)
+        total = (
+            session.query(sa.func.sum(number))
             .join(trial, trial.trial_id == attr.trial_id)
             .filter(trial.study_id == sid, attr.key == key)
-            .all()
+            .scalar()
         )
-        return [json.loads(v) for (v,) in rows]
+        return float(total or 0.0)
 
     return _query(rdb, read)
 

@@ -397,7 +397,6 @@ def status(study: optuna.Study) -> dict[str, Any]:
     first, last = counts.first_start, counts.last_complete
     wall = (last - first).total_seconds() if first and last else 0.0
     finished = counts.finished
-    train_seconds = internals.user_attr_values(study, TRAIN_SECONDS)
     return {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
@@ -414,7 +413,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
         ],
         "wall_seconds": wall,
         "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
-        "train_seconds": sum(float(v) for v in train_seconds if v is not None),
+        "train_seconds": internals.user_attr_sum(study, TRAIN_SECONDS),
     }
 
 

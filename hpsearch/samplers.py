@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from collections.abc import Sequence
+import copy
 import heapq
 from typing import Any
 
@@ -24,38 +25,61 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpsearch.record import best_first
+from hpsearch.record import STARTED
 
 # sampler name -> (best trials, most recent trials) it models at most
-WINDOWS: dict[str, tuple[int, int]] = {"tpe": (250, 750), "gp": (100, 100)}
+WINDOWS: dict[str, tuple[int, int]] = {"tpe": (100, 400), "gp": (100, 100)}
 
 
 def window(
-    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], best: int, recent: int
+    trials: Sequence[FrozenTrial],
+    directions: Sequence[StudyDirection],
+    best: int,
+    recent: int,
+    top: Sequence[FrozenTrial] | None = None,
 ) -> list[FrozenTrial]:
     """The ``best`` completed trials by the first objective (none for several objectives,
     where no order is "best") and the ``recent`` last others, in their order (Optuna's: by
-    number); all of them when there are no more than that. Linear in the trials: it runs on
-    every ask."""
+    number); all of them when there are no more than that.
+
+    Args:
+        trials: The study's trials, by number.
+        directions: The study's directions.
+        best: How many of the best to keep.
+        recent: How many of the most recent others to keep.
+        top: The best trials, if the caller has them (:func:`best_trials` of an earlier,
+            shorter list: the cut then costs ``best + recent``, not a pass over ``trials``).
+    """
     if len(trials) <= best + recent:
         return list(trials)
-    keep: set[int] = set()
-    if len(directions) == 1:
-        done = (t for t in trials if t.state == TrialState.COMPLETE and t.values)
-        keep = {t.number for t in heapq.nsmallest(best, done, key=best_first(directions))}
+    picked = list(best_trials(trials, directions, best) if top is None else top)
+    keep = {t.number for t in picked}
     more = best + recent - len(keep)  # at least ``recent``: fewer completed trials, more recent
     for t in reversed(trials):
         if more == 0:
             break
         if t.number not in keep:
             keep.add(t.number)
+            picked.append(t)
             more -= 1
-    return [t for t in trials if t.number in keep]
+    return sorted(picked, key=lambda t: t.number)
+
+
+def best_trials(
+    trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection], n: int
+) -> list[FrozenTrial]:
+    """The ``n`` best completed trials by the first objective; none for several objectives."""
+    if len(directions) != 1:
+        return []
+    done = (t for t in trials if t.state == TrialState.COMPLETE and t.values)
+    return heapq.nsmallest(n, done, key=best_first(directions))
 
 
 class _WindowView:
     """A study as the wrapped sampler sees it: every attribute the study's own, but its trial
-    lists cut to the window. A worker's storage that says when its trials changed
-    (``version``, see ``internals.worker_storage``) lets windows be kept until then."""
+    lists cut to the window of its started trials. A worker's storage that says when its
+    trials changed (``version``, see ``internals.worker_storage``) lets the window be kept
+    until then: one cut per change, whatever states the sampler asks for."""
 
     def __init__(self, study: optuna.Study, owner: Windowed) -> None:
         self._study, self._owner = study, owner
@@ -70,21 +94,42 @@ class _WindowView:
         use_cache: bool = False,
     ) -> list[FrozenTrial]:
         version = getattr(self._study._storage, "version", None)
-        states_key = None if states is None else frozenset(states)  # type: ignore[call-overload]
-        key = (id(self._study._storage), self._study._study_id, deepcopy, use_cache, states_key)
+        key = (id(self._study._storage), self._study._study_id)
         kept = self._owner.windows.get(key)
-        if version is not None and not deepcopy and kept is not None and kept[0] == version:
-            return list(kept[1])
-        trials = self._study._get_trials(deepcopy=deepcopy, states=states, use_cache=use_cache)
-        cut = window(trials, self._study.directions, self._owner.best, self._owner.recent)
-        if version is not None and not deepcopy:
-            self._owner.windows[key] = (version, cut)
-        return cut
+        if version is not None and kept is not None and kept[0] == version:
+            cut = kept[1]
+        else:
+            # WAITING trials (a queued budget) are never "recent": the window is cut from
+            # the trials that started.
+            started = self._study._get_trials(deepcopy=False, states=STARTED, use_cache=use_cache)
+            cut = window(
+                started,
+                self._study.directions,
+                self._owner.best,
+                self._owner.recent,
+                top=self._top(key, started),
+            )
+            if version is not None:
+                self._owner.windows[key] = (version, cut)
+        if states is not None:
+            cut = [t for t in cut if t.state in states]
+        return copy.deepcopy(cut) if deepcopy else list(cut)
 
     def get_trials(
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         return self._get_trials(deepcopy=deepcopy, states=states)
+
+    def _top(self, key: Any, started: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+        """The window's best trials, found again once a quarter of ``recent`` trials more
+        started (a pass over every trial; completed trials never change, and those that
+        finished since are in the recent part)."""
+        owner = self._owner
+        found = owner.tops.get(key)
+        if found is None or len(started) - found[0] >= max(1, owner.recent // 4):
+            found = (len(started), best_trials(started, self._study.directions, owner.best))
+            owner.tops[key] = found
+        return found[1]
 
 
 class Windowed(BaseSampler):
@@ -94,6 +139,7 @@ class Windowed(BaseSampler):
     def __init__(self, sampler: BaseSampler, best: int, recent: int) -> None:
         self.sampler, self.best, self.recent = sampler, best, recent
         self.windows: dict[Any, tuple[int, list[FrozenTrial]]] = {}
+        self.tops: dict[Any, tuple[int, list[FrozenTrial]]] = {}
 
     def _view(self, study: optuna.Study) -> optuna.Study:
         return _WindowView(study, self)  # type: ignore[return-value]

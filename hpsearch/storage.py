@@ -34,6 +34,7 @@ from optuna.distributions import BaseDistribution
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._rdb import storage as rdb_storage_module
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal import JournalStorage
 from optuna.trial import FrozenTrial
@@ -211,7 +212,11 @@ def open_storage(
             "postgresql+psycopg://user@host/db or journal:FILE"
         ) from e
     is_sqlite = parsed.get_backend_name() == "sqlite"
-    if not create:  # never turn a missing file, or another tool's database, into Optuna's
+    # Never turn a missing file, or another tool's database, into Optuna's. A writer checks
+    # before Optuna's set-up writes; a reader's set-up writes nothing, so a reader of a server
+    # database checks through its own engine once it is open (one connection, not two).
+    check_after = read_only and not is_sqlite
+    if not create and not check_after:
         _require_optuna_database(url, parsed)
     engine_kwargs: dict[str, Any] = {}
     if is_sqlite:
@@ -227,20 +232,20 @@ def open_storage(
             "grace_period": grace_period or 4 * heartbeat_interval,
             "heartbeat_stale_trial_callback": RetryCleanly(MAX_RETRIES),
         }
-    # A reader skips creating tables and Optuna's schema check (0.3 s of every command):
-    # _require_optuna_database found Optuna's tables, and writers still check the schema.
     try:
         storage = ResilientRDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            skip_table_creation=read_only,
-            skip_compatibility_check=read_only,
-            **heartbeat,
+            url, engine_kwargs=engine_kwargs, read_only=read_only, **heartbeat
         )
     except StorageError:
         raise
     except Exception as e:
         raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
+    if check_after and not create:
+        try:
+            _require_optuna_database(url, parsed, storage.engine)
+        except StorageError:
+            storage.engine.dispose()
+            raise
     if is_sqlite and not read_only:
         _IMMEDIATE.add(storage.engine)
     return storage
@@ -267,8 +272,14 @@ def _stamped(execute: Callable[[str], Any]) -> bool:
 _OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 
 
-def _require_optuna_database(url: str, parsed: URL) -> None:
+def _require_optuna_database(url: str, parsed: URL, engine: Engine | None = None) -> None:
     """Checks, without writing anything, that ``url`` names an existing Optuna database.
+
+    Args:
+        url: The storage URL.
+        parsed: ``url`` parsed.
+        engine: A server database's engine to check through (a reader's own: one connection
+            instead of two); by default a throw-away one.
 
     Raises:
         StorageError: A missing SQLite file, a file that is not SQLite, or a database that
@@ -286,8 +297,9 @@ def _require_optuna_database(url: str, parsed: URL) -> None:
         except sqlite3.DatabaseError as e:
             raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
     elif parsed.get_backend_name() != "sqlite":
+        own = engine is None
         try:
-            engine = sqlalchemy.create_engine(parsed)
+            engine = engine or sqlalchemy.create_engine(parsed)
             try:
                 with engine.connect() as conn:
                     tables = set(sqlalchemy.inspect(conn).get_table_names())
@@ -295,7 +307,8 @@ def _require_optuna_database(url: str, parsed: URL) -> None:
                         lambda q: conn.execute(sqlalchemy.text(q))
                     )
             finally:
-                engine.dispose()
+                if own:
+                    engine.dispose()
         except Exception as e:
             raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
     else:
@@ -360,6 +373,28 @@ def transient(error: BaseException) -> bool:
     return False
 
 
+class _LazySchemaVersions:
+    """A reader's stand-in for Optuna's schema version manager, built only when something
+    asks for a schema version (optuna-dashboard does, once): a command that reads trials
+    never imports Alembic. On a database Optuna finished creating (which readers check
+    first) the real manager only reads."""
+
+    def __init__(self, url: str, engine: Engine, scoped_session: Any) -> None:
+        self._args = (url, engine, scoped_session)
+        self._manager: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set up (a copy): no manager to build
+            raise AttributeError(name)
+        if self._manager is None:
+            self._manager = _OPTUNA_VERSION_MANAGER(*self._args)
+        return getattr(self._manager, name)
+
+
+_OPTUNA_VERSION_MANAGER = rdb_storage_module._VersionManager
+_VERSION_MANAGER_SWAP = threading.Lock()
+
+
 class ResilientRDBStorage(RDBStorage):
     """Optuna's RDB storage, with every call waiting out a database outage.
 
@@ -374,6 +409,28 @@ class ResilientRDBStorage(RDBStorage):
     _outage_lock = threading.Lock()
     _outage_since: float | None = None  # this process's current outage, if any
     _outage_ended_at: float = -math.inf  # when this process's last outage ended
+
+    def __init__(self, url: str, *, read_only: bool = False, **kwargs: Any) -> None:
+        """Opens the storage; ``read_only``: for a database known to be Optuna's (see
+        :func:`open_storage`), skip every set-up step that writes or checks the schema.
+
+        Optuna's set-up always builds a schema version manager, which imports Alembic and
+        queries its version table even with the schema check skipped: 0.25 s of every
+        reading command, for nothing a reader uses (it serves only ``optuna storage
+        upgrade`` and the dashboard's schema line). A reader builds it only when asked
+        (:class:`_LazySchemaVersions`).
+        """
+        if not read_only:
+            super().__init__(url, **kwargs)
+            return
+        with _VERSION_MANAGER_SWAP:
+            rdb_storage_module._VersionManager = _LazySchemaVersions  # type: ignore[misc,assignment]
+            try:
+                super().__init__(
+                    url, skip_table_creation=True, skip_compatibility_check=True, **kwargs
+                )
+            finally:
+                rdb_storage_module._VersionManager = _OPTUNA_VERSION_MANAGER  # type: ignore[misc]
 
     def _retry(self, call: Callable[[], Any], done: Callable[[], Any] = lambda: None) -> Any:
         """Runs ``call``; after a transient failure, returns ``done()`` if it is not None (the

@@ -260,8 +260,6 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
     Raises:
         ConfigError: The suggested values make an invalid config.
     """
-    # First, before any work: a launcher (or an operator) finds which process runs a trial.
-    _write(trial, record.start_attrs(worker))
     _log.info(
         "trial %d of %s started on worker %s, device %s",
         trial.number,
@@ -269,7 +267,8 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
         worker,
         resolve_device(spec.base.device),
     )
-    values = spec.space.suggest(trial)
+    with internals.params_together(trial.study, internals.trial_id(trial)):
+        values = spec.space.suggest(trial)
     return make_config(values, spec.base, source=f"trial {trial.number}")
 
 
@@ -466,14 +465,19 @@ def run_worker(
     breaker = _SameErrorBreaker(max_same_failures)
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     population = spec.population
+    stale_check_at = 0.0
     while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
         if _STOP.is_set():
             stats.interrupted = True
             break
-        fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
+        if time.monotonic() >= stale_check_at:
+            fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
+            # A trial goes stale only after a grace period of missed beats: checking more
+            # often than once a heartbeat interval (a query each) finds none sooner.
+            stale_check_at = time.monotonic() + internals.heartbeat_interval(study)
         claimed: list[int] = []
         try:
-            claimed = _claim(study, population)
+            claimed = _claim(study, population, worker)
             if not claimed:
                 if not internals.may_go_stale(study):
                     break
@@ -515,11 +519,13 @@ def run_worker(
     return stats
 
 
-def _claim(study: optuna.Study, population: int) -> list[int]:
+def _claim(study: optuna.Study, population: int, worker: str) -> list[int]:
     """Claims up to ``population`` WAITING trials, each atomically (see internals)."""
     claimed: list[int] = []
     while len(claimed) < population:
-        trial_id = internals.claim_waiting_trial(study)
+        # Who runs it is stored with the claim: a launcher (or an operator) finds which
+        # process runs a trial from the moment it runs.
+        trial_id = internals.claim_waiting_trial(study, record.start_attrs(worker))
         if trial_id is None:
             break
         claimed.append(trial_id)

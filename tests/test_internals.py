@@ -168,3 +168,77 @@ def test_a_workers_trial_cache_skips_waiting_trials_until_claimed(
     assert len(worker.get_trials(deepcopy=False)) == 2  # not yet seen
     internals.storage_of(worker).refresh(internals.study_id(worker))  # type: ignore[attr-defined]
     assert len(worker.get_trials(deepcopy=False)) == 3
+
+
+def test_a_claim_records_who_runs_the_trial_in_its_own_transaction(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.enqueue_trial({})
+    claimed = internals.claim_waiting_trial(study, {"worker": "w1", "pid": 42})
+    assert claimed is not None
+    trial = internals.get_trial(study, claimed)
+    assert trial.state == TrialState.RUNNING and trial.user_attrs == {"worker": "w1", "pid": 42}
+
+
+def test_params_drawn_together_are_written_at_the_end_of_the_block(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": _X}, value=1))
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    worker = optuna.load_study(
+        study_name="c", storage=internals.worker_storage(internals.storage_of(study))
+    )
+    claimed = internals.claim_waiting_trial(worker)
+    assert claimed is not None
+    trial = internals.trial_for(worker, claimed)
+    journal = any_storage_url.startswith("journal:")  # no cache of ours: written at once
+    with internals.params_together(worker, claimed):
+        x = trial.suggest_float("x", 0, 1)
+        y = trial.suggest_int("y", 1, 8)
+        written = internals.get_trial(study, claimed).params
+        assert written == ({"x": x, "y": y} if journal else {})
+    assert internals.get_trial(study, claimed).params == {"x": x, "y": y}
+    if journal:
+        return
+    # A drawn param that conflicts with the study's distribution: nothing is written.
+    second = internals.claim_waiting_trial(worker)
+    assert second is not None
+    clash = internals.trial_for(worker, second)
+    with pytest.raises(ValueError), internals.params_together(worker, second):
+        clash.suggest_int("y", 1, 8)
+        clash.suggest_categorical("x", ["a", "b"])  # x is a float in this study
+    assert internals.get_trial(study, second).params == {}
+    # A finished trial: refused whole.
+    study.tell(internals.get_trial(study, second).number, state=TrialState.FAIL)
+    storage = internals.storage_of(worker)
+    with pytest.raises(UpdateFinishedTrialError):
+        internals.set_trial_params(
+            storage._backend,  # type: ignore[attr-defined]
+            second,
+            [("y", 3.0, optuna.distributions.IntDistribution(1, 8))],
+            {},
+        )
+    assert internals.get_trial(study, second).params == {}
+
+
+_X = optuna.distributions.FloatDistribution(0, 1)
+
+
+def test_a_workers_first_read_of_its_claimed_trial_is_the_claims_own(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if any_storage_url.startswith("journal:"):
+        pytest.skip("no cache of ours on the journal storage")
+    study = _study(any_storage_url)
+    study.enqueue_trial({"x": 0.25})
+    storage = internals.worker_storage(internals.storage_of(study))
+    worker = optuna.load_study(study_name="c", storage=storage)
+    claimed = internals.claim_waiting_trial(worker, {"worker": "w1"})
+    assert claimed is not None
+    reads: list[int] = []
+    backend = storage._backend  # type: ignore[attr-defined]
+    read = backend.get_trial
+    monkeypatch.setattr(backend, "get_trial", lambda i: reads.append(i) or read(i))
+    trial = internals.trial_for(worker, claimed)  # optuna.Trial reads its trial once
+    assert reads == [] and trial.number == 0 and trial.user_attrs == {"worker": "w1"}
+    assert trial.suggest_float("x", 0, 1) == 0.25  # the queued params came with the copy
+    assert storage.get_trial(claimed).state == TrialState.RUNNING and reads == [claimed]

@@ -6,6 +6,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from hpsearch.samplers import best_trials
 from hpsearch.samplers import window
 from hpsearch.samplers import Windowed
 
@@ -43,5 +44,20 @@ def test_a_windowed_tpe_models_at_most_its_window_and_still_converges() -> None:
     inner.sample_relative = spy  # type: ignore[method-assign]
     study = optuna.create_study(sampler=Windowed(inner, best=5, recent=15))
     study.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2.0) ** 2, n_trials=80)
-    assert max(seen) == 20 and len(study.trials) == 80  # the whole study kept, 20 modelled
+    # the whole study kept; 20 modelled, the asking (running) trial one of the recent 15
+    assert max(seen) == 19 and len(study.trials) == 80
     assert study.best_value < 0.05
+
+
+def test_the_best_part_of_a_window_is_kept_and_found_again_as_trials_start() -> None:
+    trials = _trials([5.0, 1.0, 9.0, None, 2.0, 7.0, None, 8.0, 6.0, None])
+    minimize = [StudyDirection.MINIMIZE]
+    top = best_trials(trials, minimize, 2)
+    assert [t.number for t in top] == [1, 4]
+    assert window(trials, minimize, 2, 3, top=top) == window(trials, minimize, 2, 3)
+    sampler = Windowed(optuna.samplers.TPESampler(seed=0, n_startup_trials=2), best=2, recent=8)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(lambda t: (t.suggest_float("x", -10, 10) - 2.0) ** 2, n_trials=30)
+    ((started, kept),) = sampler.tops.values()
+    assert 30 - started < 8 // 4  # found again every quarter of ``recent`` trials
+    assert kept == best_trials(study.trials[:started], minimize, 2)

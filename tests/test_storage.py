@@ -101,6 +101,39 @@ def test_reading_a_plain_optuna_database_leaves_it_byte_for_byte(tmp_path: Path)
     assert _digest(db) == before
 
 
+_READER = """
+import sys
+import optuna
+from hpsearch.storage import open_storage
+storage = open_storage(sys.argv[1], read_only=True)
+study = optuna.load_study(study_name="s", storage=storage)
+print(len(study.trials), "alembic" in sys.modules)
+print(storage.get_current_version() == storage.get_head_version())
+"""
+
+
+@pytest.mark.parametrize(
+    "server", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_reader_skips_schema_versions_until_asked(
+    server: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # Alembic (a quarter of a reading command's start) is imported only for the schema
+    # version, which optuna-dashboard asks for and the reading commands never do.
+    url = (
+        f"sqlite:///{tmp_path / 'hp.db'}"
+        if server == "sqlite"
+        else str(request.getfixturevalue("postgres_url"))
+    )
+    study = optuna.create_study(study_name="s", storage=url)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    proc = subprocess.run(
+        [sys.executable, "-c", _READER, url], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["2", "False", "True"]
+
+
 @pytest.mark.postgres
 def test_reading_an_empty_postgres_database_creates_no_table(postgres_url: str) -> None:
     import psycopg

@@ -30,6 +30,7 @@ from hpsearch.study import run_worker
 from hpsearch.studyfile import parse_study
 from hpsearch.studyfile import StudySpec
 from tests.helpers import hpsearch
+from tests.helpers import stand_in_study
 from tests.helpers import study_doc
 from tests.helpers import write_study
 
@@ -267,10 +268,13 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> N
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until a trial has finished
         if db.exists():
-            with sqlite3.connect(db) as conn:
-                done = conn.execute(
-                    "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
-                ).fetchone()[0]
+            try:
+                with sqlite3.connect(db) as conn:
+                    done = conn.execute(
+                        "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+                    ).fetchone()[0]
+            except sqlite3.OperationalError:  # the file is there, Optuna's tables not yet
+                done = 0
             if done >= 1:
                 break
         time.sleep(0.2)
@@ -505,3 +509,21 @@ def test_objectives_are_named_and_the_study_labelled_at_creation_and_on_resume(
     study = open_study("t", spec.storage)
     assert study.metric_names == ["val_accuracy"]
     assert study.user_attrs["sampler"] == "random (seed 0)"
+
+
+def test_a_worker_looks_for_stale_trials_once_a_heartbeat_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stale trial needs a whole grace period of missed beats: a check (a query) before
+    # every trial would find none sooner. The first check comes before the first trial.
+    from hpsearch import internals
+    from hpsearch import study as study_module
+
+    checks: list[int] = []
+    check = study_module.fail_stale_trials
+    monkeypatch.setattr(study_module, "fail_stale_trials", lambda s: checks.append(1) or check(s))
+    monkeypatch.setattr(internals, "heartbeat_interval", lambda s: 3600)
+    stand_in_study(tmp_path, monkeypatch, trials=12)
+    study = open_study("t", f"sqlite:///{tmp_path / 'hp.db'}")
+    assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)
+    assert checks == [1]
