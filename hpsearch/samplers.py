@@ -1,12 +1,14 @@
-"""History windows: a model-based sampler sees a bounded number of a large study's trials.
+"""History windows: a model-based sampler, or a median or percentile pruner, sees a bounded
+number of a large study's trials.
 
-TPE's ask grows with every trial it models (about 50 ms at 1,000 trials, 120 ms at 10,000 on a
+TPE's ask grows with every trial it models (about 33 ms at 1,000 trials, 250 ms at 10,000 on a
 2-core CPU) and a Gaussian process's much faster (seconds at a few hundred finished trials,
 its fit is cubic). :class:`Windowed` wraps such a sampler so that, once a study is larger than
 its window, it models the best trials (which locate the optimum) plus the most recent ones
 (which carry the running and just-finished trials a parallel search must not repeat), and
 nothing else. Small studies are untouched. The window sizes are in :data:`WINDOWS` and the
-README's sampler table.
+README's sampler table. :class:`WindowedPruner` does the same for the pruners that compare a
+trial with every completed one (:data:`PRUNER_WINDOWS`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.pruners import BasePruner
 from optuna.samplers import BaseSampler
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
@@ -29,6 +32,8 @@ from hpsearch.record import STARTED
 
 # sampler name -> (best trials, most recent trials) it models at most
 WINDOWS: dict[str, tuple[int, int]] = {"tpe": (100, 400), "gp": (100, 100)}
+# pruner name -> the most recent completed trials it compares a trial with
+PRUNER_WINDOWS: dict[str, int] = {"median": 1000, "percentile": 1000}
 
 
 def window(
@@ -186,3 +191,44 @@ def windowed(name: str, sampler: BaseSampler) -> BaseSampler:
     if name not in WINDOWS:
         return sampler
     return Windowed(sampler, *WINDOWS[name])
+
+
+class _RecentCompleted:
+    """A study as a windowed pruner sees it: every attribute the study's own, but its trial
+    lists cut to the most recent ``recent`` (by number) of the states asked for."""
+
+    def __init__(self, study: optuna.Study, recent: int) -> None:
+        self._study, self._recent = study, recent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._study, name)
+
+    def get_trials(
+        self, deepcopy: bool = True, states: Container[TrialState] | None = None
+    ) -> list[FrozenTrial]:
+        trials = self._study.get_trials(deepcopy=False, states=states)[-self._recent :]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+
+class WindowedPruner(BasePruner):
+    """``pruner``, comparing a trial with at most the ``recent`` most recent completed trials.
+
+    Median and percentile pruners compare each epoch's value with every completed trial's
+    at that epoch: a pass over all of them per epoch of every trial (3 ms at 7,000 completed
+    trials on a 2-core CPU, 20 ms of a 10-epoch trial). A window of the most recent keeps it
+    bounded, and follows the study where it now searches. Small studies are untouched.
+    """
+
+    def __init__(self, pruner: BasePruner, recent: int) -> None:
+        self.pruner, self.recent = pruner, recent
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        view = _RecentCompleted(study, self.recent)
+        return self.pruner.prune(view, trial)  # type: ignore[arg-type]
+
+
+def windowed_pruner(name: str, pruner: BasePruner) -> BasePruner:
+    """The pruner named ``name``, in its window if it has one (see :data:`PRUNER_WINDOWS`)."""
+    if name not in PRUNER_WINDOWS:
+        return pruner
+    return WindowedPruner(pruner, PRUNER_WINDOWS[name])

@@ -41,6 +41,7 @@ from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.samplers import windowed
+from hpsearch.samplers import windowed_pruner
 from hpsearch.space import CategoricalParam
 from hpsearch.space import FloatParam
 from hpsearch.space import IntParam
@@ -212,7 +213,7 @@ class StudySpec:
         return plain
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        pruner = PRUNERS[self.pruner](**self.pruner_options)
+        pruner = windowed_pruner(self.pruner, PRUNERS[self.pruner](**self.pruner_options))
         if self.patience:
             return optuna.pruners.PatientPruner(pruner, **self.patience)
         return pruner

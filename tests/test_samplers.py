@@ -9,6 +9,8 @@ from optuna.trial import TrialState
 from hpsearch.samplers import best_trials
 from hpsearch.samplers import window
 from hpsearch.samplers import Windowed
+from hpsearch.samplers import windowed_pruner
+from hpsearch.samplers import WindowedPruner
 
 
 def _trials(values: list[float | None]) -> list[optuna.trial.FrozenTrial]:
@@ -61,3 +63,18 @@ def test_the_best_part_of_a_window_is_kept_and_found_again_as_trials_start() -> 
     ((started, kept),) = sampler.tops.values()
     assert 30 - started < 8 // 4  # found again every quarter of ``recent`` trials
     assert kept == best_trials(study.trials[:started], minimize, 2)
+
+
+def test_a_windowed_pruner_compares_with_the_most_recent_completed_trials() -> None:
+    study = optuna.create_study(direction="maximize")
+    for value in [0.9] * 6 + [0.1] * 4:  # the first trials did well, the last ones badly
+        study.add_trial(optuna.trial.create_trial(value=value, intermediate_values={1: value}))
+    running = study.ask()
+    running.report(0.5, 1)
+    trial = study._storage.get_trial(running._trial_id)
+    median = optuna.pruners.MedianPruner(n_startup_trials=0, n_warmup_steps=0)
+    assert median.prune(study, trial)  # below the median of all ten (0.9)
+    assert not WindowedPruner(median, recent=4).prune(study, trial)  # above the last four's
+    assert isinstance(windowed_pruner("median", median), WindowedPruner)
+    hyperband = optuna.pruners.HyperbandPruner()
+    assert windowed_pruner("hyperband", hyperband) is hyperband  # rungs, not a history
