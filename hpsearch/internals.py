@@ -410,6 +410,53 @@ def set_trial_params(
     _query(rdb, write, done)
 
 
+def set_intermediate_value(rdb: RDBStorage, trial_id: int, step: int, value: float) -> None:
+    """Optuna's ``set_trial_intermediate_value`` as one statement on SQLite and PostgreSQL:
+    an upsert guarded by the trial's state (Optuna reads the trial, then the step, then
+    writes: three statements each epoch of every trial).
+
+    Raises:
+        KeyError: No such trial.
+        UpdateFinishedTrialError: The trial is finished; nothing is written.
+    """
+    if rdb.engine.name not in ("sqlite", "postgresql"):
+        RDBStorage.set_trial_intermediate_value(rdb, trial_id, step, value)
+        return
+
+    def write(session: Any, models: Any) -> None:
+        import sqlalchemy as sa
+        from sqlalchemy.dialects import postgresql
+        from sqlalchemy.dialects import sqlite
+
+        model, trial = models.TrialIntermediateValueModel, models.TrialModel
+        stored, kind = model.intermediate_value_to_stored_repr(value)
+        row = sa.select(
+            sa.literal(trial_id),
+            sa.literal(step),
+            sa.literal(stored, sa.Float),
+            sa.literal(kind, model.intermediate_value_type.type),
+        ).where(trial.trial_id == trial_id, trial.state.in_(_UPDATABLE))
+        insert = sqlite.insert if rdb.engine.name == "sqlite" else postgresql.insert
+        columns = ["trial_id", "step", "intermediate_value", "intermediate_value_type"]
+        statement = insert(model).from_select(columns, row)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[model.trial_id, model.step],
+            set_={
+                "intermediate_value": statement.excluded.intermediate_value,
+                "intermediate_value_type": statement.excluded.intermediate_value_type,
+            },
+        )
+        written = session.execute(upsert.returning(model.step)).first()
+        if written is None:  # no such trial, or it is finished
+            found = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            rdb.check_trial_is_updatable(trial_id, found.state)
+
+    _query(rdb, write)
+
+
+_UPDATABLE = (TrialState.RUNNING, TrialState.WAITING)  # Optuna's check_trial_is_updatable
+
+
 def trial_for(study: optuna.Study, trial_id: int) -> optuna.Trial:
     """A live ``Trial`` for a claimed trial id (its suggestions go through the sampler)."""
     return optuna.Trial(study, trial_id)

@@ -575,6 +575,12 @@ class ResilientRDBStorage(RDBStorage):
             done=lambda: True if param_name in self.get_trial(trial_id).params else None,
         )
 
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        # One guarded upsert each epoch (idempotent: retried through an outage as it is).
+        internals.set_intermediate_value(self, trial_id, step, intermediate_value)
+
     def record_heartbeat(self, trial_id: int) -> None:
         super().record_heartbeat(trial_id)  # not retried: a missed beat is sent next interval
 
@@ -615,7 +621,6 @@ for _name in (
     "get_trial_system_attrs",
     "get_all_studies",
     "get_trial_param",
-    "set_trial_intermediate_value",
     "set_trial_user_attr",
     "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number",

@@ -242,3 +242,25 @@ def test_a_workers_first_read_of_its_claimed_trial_is_the_claims_own(
     assert reads == [] and trial.number == 0 and trial.user_attrs == {"worker": "w1"}
     assert trial.suggest_float("x", 0, 1) == 0.25  # the queued params came with the copy
     assert storage.get_trial(claimed).state == TrialState.RUNNING and reads == [claimed]
+
+
+def test_an_epochs_value_is_one_guarded_write(any_storage_url: str) -> None:
+    study = _study(any_storage_url)
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    storage = internals.storage_of(study)
+    running = internals.claim_waiting_trial(study)
+    assert running is not None
+    for step, value in ((1, 0.5), (2, float("nan")), (3, float("inf")), (1, 0.25)):
+        storage.set_trial_intermediate_value(running, step, value)
+    values = internals.get_trial(study, running).intermediate_values
+    assert values[1] == 0.25 and values[3] == float("inf") and values[2] != values[2]  # NaN
+    finished = internals.claim_waiting_trial(study)
+    assert finished is not None
+    study.tell(internals.get_trial(study, finished).number, 1.0)
+    with pytest.raises(UpdateFinishedTrialError):
+        storage.set_trial_intermediate_value(finished, 1, 0.5)
+    assert internals.get_trial(study, finished).intermediate_values == {}
+    if not any_storage_url.startswith("journal:"):
+        with pytest.raises(KeyError):
+            storage.set_trial_intermediate_value(10**6, 1, 0.5)
