@@ -218,12 +218,14 @@ class _StartedTrialsCache(_CachedStorage):
         its params are written through it)."""
         self._read_at.pop(study_id, None)
         self._read_trials_from_remote_storage(study_id)
+        if claimed is None:
+            return
         with self._lock:
-            where = self._trial_id_to_study_id_and_number.get(claimed or -1)
+            where = self._trial_id_to_study_id_and_number.get(claimed)
             if where is not None:
                 trial = self._studies[where[0]].trials[where[1]]
                 if trial._trial_id == claimed and trial.state == TrialState.RUNNING:
-                    self._claimed[trial._trial_id] = trial
+                    self._claimed[claimed] = trial
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
@@ -329,15 +331,11 @@ def _upsert_user_attrs(
     does one key at a time (two round trips a key), in one statement on SQLite and
     PostgreSQL. The caller has checked that the trial may be updated."""
     model = models.TrialUserAttributeModel
-    dialect = rdb.engine.name
-    if dialect not in ("sqlite", "postgresql"):
+    insert = _upsert_builder(rdb)
+    if insert is None:
         for key, value in attrs.items():
             rdb._set_trial_attr_without_commit(session, model, trial_id, key, value)
         return
-    from sqlalchemy.dialects import postgresql
-    from sqlalchemy.dialects import sqlite
-
-    insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
     rows = [
         {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
     ]
@@ -348,6 +346,20 @@ def _upsert_user_attrs(
             set_={"value_json": statement.excluded.value_json},
         )
     )
+
+
+def _upsert_builder(rdb: RDBStorage) -> Callable[[Any], Any] | None:
+    """The ``INSERT ... ON CONFLICT`` builder of the storage's database (SQLite's or
+    PostgreSQL's), or ``None`` for another database: the caller falls back on Optuna's
+    writes."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite
+
+    builders: dict[str, Callable[[Any], Any]] = {
+        "sqlite": sqlite.insert,
+        "postgresql": postgresql.insert,
+    }
+    return builders.get(rdb.engine.name)
 
 
 def params_together(study: optuna.Study, trial_id: int) -> contextlib.AbstractContextManager[None]:
@@ -419,14 +431,13 @@ def set_intermediate_value(rdb: RDBStorage, trial_id: int, step: int, value: flo
         KeyError: No such trial.
         UpdateFinishedTrialError: The trial is finished; nothing is written.
     """
-    if rdb.engine.name not in ("sqlite", "postgresql"):
+    insert = _upsert_builder(rdb)
+    if insert is None:
         RDBStorage.set_trial_intermediate_value(rdb, trial_id, step, value)
         return
 
     def write(session: Any, models: Any) -> None:
         import sqlalchemy as sa
-        from sqlalchemy.dialects import postgresql
-        from sqlalchemy.dialects import sqlite
 
         model, trial = models.TrialIntermediateValueModel, models.TrialModel
         stored, kind = model.intermediate_value_to_stored_repr(value)
@@ -436,7 +447,6 @@ def set_intermediate_value(rdb: RDBStorage, trial_id: int, step: int, value: flo
             sa.literal(stored, sa.Float),
             sa.literal(kind, model.intermediate_value_type.type),
         ).where(trial.trial_id == trial_id, trial.state.in_(_UPDATABLE))
-        insert = sqlite.insert if rdb.engine.name == "sqlite" else postgresql.insert
         columns = ["trial_id", "step", "intermediate_value", "intermediate_value_type"]
         statement = insert(model).from_select(columns, row)
         upsert = statement.on_conflict_do_update(
