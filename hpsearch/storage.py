@@ -215,7 +215,7 @@ def open_storage(
     # Never turn a missing file, or another tool's database, into Optuna's. A writer checks
     # before Optuna's set-up writes; a reader's set-up writes nothing, so a reader of a server
     # database checks through its own engine once it is open (one connection, not two).
-    check_after = read_only and not is_sqlite
+    check_after = read_only and not is_sqlite and not create
     if not create and not check_after:
         _require_optuna_database(url, parsed)
     engine_kwargs: dict[str, Any] = {}
@@ -240,7 +240,7 @@ def open_storage(
         raise
     except Exception as e:
         raise StorageError(f"storage {redact(url)}: cannot open: {_reason(e, url)}") from e
-    if check_after and not create:
+    if check_after:
         try:
             _require_optuna_database(url, parsed, storage.engine)
         except StorageError:
