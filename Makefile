@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint install system-deps clean
+.PHONY: demo test test-fast lint install system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,12 +22,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check hpsearch tests bench
 	$(BIN)/ruff format --check hpsearch tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 system-deps:
 	./scripts/install-system-deps.sh
 
+# The daily tier: lint and every test that needs no server, cluster, browser, MNIST or
+# minutes of training (under 3 minutes on 2 cores).
+FAST := not slow and not postgres and not slurm and not browser and not mnist
+
+test-fast: lint
+	$(BIN)/python -m pytest -m "$(FAST)" --durations=10
+
+# Everything: what .ci/run calls.
 test: lint system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

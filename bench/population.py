@@ -25,10 +25,10 @@ import time
 
 import torch
 
-from hpsearch.config import make_config
-from hpsearch.config import TrainConfig
-from hpsearch.trainer import resolve_device
-from hpsearch.trainer import train_population
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import TrainConfig
+from hpsearch.training.trainer import resolve_device
+from hpsearch.training.trainer import train_population
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -106,8 +106,8 @@ def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, flo
 
 
 def bench_study(sizes: list[int], args: argparse.Namespace) -> None:
-    from hpsearch.study import run_study  # Optuna only here: (a) needs the trainer alone
-    from hpsearch.studyfile import load_spec
+    from hpsearch.spec.studyfile import load_spec
+    from hpsearch.study.worker import run_study  # Optuna only here: (a) needs the trainer alone
 
     print(f"(b) {args.study} as a whole study, on {resolve_device(args.device)}")
     print(f"{'K':>5} {'wall s':>9} {'best':>8} {'complete':>9} {'pruned':>7}")
@@ -132,12 +132,12 @@ def group_sizes() -> None:
     groups members that can share kernels."""
     import optuna
 
-    from hpsearch.config import make_config
-    from hpsearch.studyfile import load_spec
-    from hpsearch.trainer import plan_groups
+    from hpsearch.spec.config import make_config
+    from hpsearch.spec.studyfile import load_spec
+    from hpsearch.training.trainer import plan_groups
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from hpsearch import trainer
+    from hpsearch.training import trainer
 
     print("(c) group sizes of the shipped studies' populations (one population each)")
     print(f"{'study':<28} {'population':>10} {'mean size on a CPU':>19} {'on a GPU':>9}")

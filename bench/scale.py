@@ -47,8 +47,10 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
-from hpsearch import study as study_module  # noqa: E402
-from hpsearch.studyfile import load_spec  # noqa: E402
+from hpsearch.spec.studyfile import load_spec  # noqa: E402
+from hpsearch.study import lifecycle  # noqa: E402
+from hpsearch.study import worker as study_module  # noqa: E402
+from hpsearch.study.budget import used_budget  # noqa: E402
 from tests.helpers import stand_in  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # gp's fallback warnings, once per ask
@@ -87,7 +89,7 @@ def build(path: Path) -> tuple[float, float]:
     """
     spec = load_spec(str(path))
     study_module.train_population = stand_in  # the ONE replacement: see the module docstring
-    storage, _, _ = study_module.prepare(spec)
+    storage, _, _ = lifecycle.prepare(spec)
     times: list[float] = []
     start = time.perf_counter()
     study_module.run_worker(spec, storage, on_trial=lambda t: times.append(time.perf_counter()))
@@ -99,7 +101,7 @@ def extend(path: Path, more: int) -> tuple[float, float]:
     :func:`build`): what each trial costs at the study's size, sampler and pruner included."""
     spec = load_spec(str(path))
     study = optuna.load_study(study_name=spec.name, storage=spec.storage)
-    budget = study_module.used_budget(study) + more
+    budget = used_budget(study) + more
     bigger = path.with_name(f"{path.stem}-more.yaml")
     bigger.write_text(path.read_text().replace(f"trials: {spec.trials}", f"trials: {budget}"))
     return build(bigger)
@@ -132,7 +134,7 @@ def command(args: list[str], cwd: Path) -> tuple[float, float, int]:
 
 def dashboard(url: str, name: str) -> tuple[float, float, float]:
     """The first ``/api/studies/<id>`` response (seconds, MB) and the importances' seconds."""
-    from hpsearch.dashboard import make_dashboard
+    from hpsearch.results.dashboard import make_dashboard
 
     server = make_dashboard(url, port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -160,7 +162,7 @@ def gp_ask(url: str, name: str, work: Path, asks: int = 3) -> tuple[float, float
     copy = f"sqlite:///{work / 'gp-copy.db'}"
     optuna.copy_study(from_study_name=name, from_storage=url, to_storage=copy)
     spec = load_spec(str(_write(work, "gp", copy, 1, name=name, sampler="gp")))
-    study = study_module.load_existing_study(spec, study_module.open_spec_storage(spec))
+    study = lifecycle.load_existing_study(spec, lifecycle.open_spec_storage(spec))
     times = []
     for _ in range(asks):
         start = time.perf_counter()

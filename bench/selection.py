@@ -32,8 +32,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hpsearch.record import records  # noqa: E402
-from hpsearch.results import open_study  # noqa: E402
+from hpsearch.results.reading import open_study  # noqa: E402
+from hpsearch.study.record import records  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "accuracy": {"objective": {"metric": "val_accuracy", "reduce": "best"}},

@@ -22,10 +22,10 @@ from torch.utils.data import Subset
 from torchvision import datasets
 from torchvision import transforms
 
-from hpsearch.config import make_config
-from hpsearch.data import split_indices
-from hpsearch.trainer import resolve_device
-from hpsearch.trainer import train
+from hpsearch.spec.config import make_config
+from hpsearch.training.data import split_indices
+from hpsearch.training.trainer import resolve_device
+from hpsearch.training.trainer import train
 
 
 class Net(nn.Module):

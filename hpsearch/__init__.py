@@ -1,14 +1,11 @@
 """hpsearch: hyperparameter search for PyTorch MLPs, built on Optuna.
 
-The package reads as its architecture (see ARCHITECTURE.md): :mod:`~hpsearch.choices` and
-:mod:`~hpsearch.config` (the trainer's settings), :mod:`~hpsearch.data`,
-:mod:`~hpsearch.model`, :mod:`~hpsearch.optim` and :mod:`~hpsearch.trainer` (one training
-run), :mod:`~hpsearch.space` and :mod:`~hpsearch.studyfile` (study definitions),
-:mod:`~hpsearch.record` (what is stored per trial), :mod:`~hpsearch.storage` and
-:mod:`~hpsearch.internals`, :mod:`~hpsearch.study` (running trials), :mod:`~hpsearch.workers`
-(pools of worker processes), :mod:`~hpsearch.results` (the reading API),
-:mod:`~hpsearch.predict` (saved models), :mod:`~hpsearch.report`, :mod:`~hpsearch.dashboard`
-and :mod:`~hpsearch.cli`."""
+The package reads as its architecture (see ARCHITECTURE.md), one folder per layer, each
+importing only the layers below it: :mod:`~hpsearch.spec` (what a user asks for, validated),
+:mod:`~hpsearch.training` (all the torch code), :mod:`~hpsearch.storage` (storages, outages,
+Optuna's private API behind one door), :mod:`~hpsearch.study` (records, the budget, the
+worker loop), :mod:`~hpsearch.launch` (worker processes, pools, Slurm),
+:mod:`~hpsearch.results` (reading, the report, the dashboard) and :mod:`~hpsearch.cli`."""
 
 from __future__ import annotations
 
@@ -27,16 +24,16 @@ from typing import Any
 def load_model(path: str | Path, device: str = "cpu") -> Any:
     """Loads a model that ``hpsearch retrain`` saved as a ready ``nn.Module`` with its
     preprocessing: ``load_model("runs/best").predict(raw_images)`` gives classes (see
-    :func:`hpsearch.predict.load_model`; torch is imported only when this is called).
+    :func:`hpsearch.training.saved.load_model`; torch is imported only when this is called).
 
     Args:
         path: The model file, or the directory holding ``model.pt``.
         device: Where to put its weights.
 
     Returns:
-        A :class:`hpsearch.predict.Predictor`.
+        A :class:`hpsearch.training.saved.Predictor`.
     """
-    from hpsearch.predict import load_model as load
+    from hpsearch.training.saved import load_model as load
 
     return load(path, device)
 

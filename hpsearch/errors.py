@@ -8,6 +8,7 @@ exits with status 2 instead of showing a traceback.
 from __future__ import annotations
 
 # Exit statuses of every command and worker process.
+FAILED_EXIT = 1  # trials ran and every one failed, or a launch ended short of its budget
 USAGE_EXIT = 2  # bad input or an environment that cannot run the study: nothing was written
 BROKEN_EXIT = 3  # a worker stopped because trials kept failing with the same error
 OUTAGE_EXIT = 4  # the storage stayed unreachable longer than the configured wait
@@ -44,6 +45,11 @@ class ConfigError(HPSearchError):
         if len(self.problems) > MAX_PROBLEMS:
             shown.append(f"... and {len(self.problems) - MAX_PROBLEMS} more problems")
         super().__init__("\n".join(prefix + p for p in shown))
+
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str], str | None]]:
+        # Rebuilt from its problems, not its message: an error that crosses a process pool
+        # (pickled) reads the same on the other side.
+        return type(self), (self.problems, self.source)
 
 
 class DataError(HPSearchError):

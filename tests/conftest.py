@@ -286,3 +286,33 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         else:
             os.environ["SLURM_CONF"] = old
         cluster.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "journal"])
+def any_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh storage URL: SQLite, PostgreSQL (marked) and the journal storage."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hp.db'}"
+    if request.param == "journal":
+        return f"journal:{tmp_path / 'hp.log'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+# A marker is true: a test that uses what a marker names carries that marker, so that
+# `make test-fast` (which deselects them) never starts a server, a cluster or reads MNIST.
+_NEEDS = {
+    "mnist": {"mnist_dir"},
+    "postgres": {"postgres_cluster", "postgres_server", "postgres_url", "own_postgres"},
+    "slurm": {"slurm_cluster"},
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    untrue = [
+        f"{item.nodeid} uses {sorted(fixtures & set(item.fixturenames))} without @{mark}"
+        for item in items
+        for mark, fixtures in _NEEDS.items()
+        if fixtures & set(getattr(item, "fixturenames", ())) and not item.get_closest_marker(mark)
+    ]
+    if untrue:
+        raise pytest.UsageError("markers that are not true:\n" + "\n".join(untrue))

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 import yaml
 
 if TYPE_CHECKING:
-    from hpsearch.config import TrainConfig
-    from hpsearch.trainer import TrainResult
+    from hpsearch.spec.config import TrainConfig
+    from hpsearch.training.trainer import TrainResult
 
 # Every trial fails the same way (two activations for one hidden layer), while the fixed
 # settings alone train fine: the pre-flight check passes, every trial raises.
@@ -104,7 +104,7 @@ def start(*args: str) -> subprocess.Popen[str]:
 def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.trial.FrozenTrial]:
     """The first ``n`` trials (by number) of study ``t`` that run with their worker's pid
     recorded, once that many do."""
-    from hpsearch.results import open_study
+    from hpsearch.results.reading import open_study
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,14 +120,15 @@ def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.tria
 
 
 def stand_in(configs: Sequence[TrainConfig], on_epoch: Any = None) -> list[TrainResult]:
-    """A STAND-IN for ``trainer.train_population`` (patch ``hpsearch.study.train_population``)
-    that trains nothing: real-looking curves at once, accuracy rising towards a level set by
-    the learning rate and width, about 5% diverging, every epoch reported. For tests and
+    """A STAND-IN for ``trainer.train_population`` (patch
+    ``hpsearch.study.worker.train_population``) that trains nothing: real-looking curves at
+    once, accuracy rising towards a level set by the learning rate and width, about 5%
+    diverging, every epoch reported. For tests and
     benchmarks of everything around training; its results say ``device: stand-in``."""
-    from hpsearch.data import load_raw
-    from hpsearch.data import split_indices
-    from hpsearch.trainer import EpochStats
-    from hpsearch.trainer import TrainResult
+    from hpsearch.training.data import load_raw
+    from hpsearch.training.data import split_indices
+    from hpsearch.training.trainer import EpochStats
+    from hpsearch.training.trainer import TrainResult
 
     results = []
     for i, c in enumerate(configs):
@@ -171,8 +172,9 @@ def stand_in(configs: Sequence[TrainConfig], on_epoch: Any = None) -> list[Train
 def stand_in_study(tmp_path: Path, monkeypatch: Any, trials: int = 30, **overrides: Any) -> Path:
     """A study file whose whole budget ran through the real worker loop with
     :func:`stand_in` training (seconds for dozens of trials; median pruning, 6 epochs)."""
-    from hpsearch import study as study_module
-    from hpsearch.studyfile import load_spec
+    from hpsearch.spec.studyfile import load_spec
+    from hpsearch.study import lifecycle
+    from hpsearch.study import worker as study_module
 
     doc = {
         "budget": {"trials": trials},
@@ -183,6 +185,6 @@ def stand_in_study(tmp_path: Path, monkeypatch: Any, trials: int = 30, **overrid
     path = write_study(tmp_path, **doc)
     monkeypatch.setattr(study_module, "train_population", stand_in)
     spec = load_spec(str(path))
-    storage, _, _ = study_module.prepare(spec)
+    storage, _, _ = lifecycle.prepare(spec)
     study_module.run_worker(spec, storage)
     return path

@@ -145,9 +145,9 @@ def test_report_sections_fit_the_page_and_read_right(
     """A study with a conditional param, failures and pruned trials: every figure fits a
     1280 px window, the parallel plot's labels stay inside it; screenshots of the sections
     are left in the test's temp dir."""
-    from hpsearch.report import build_report
-    from hpsearch.results import open_study
-    from hpsearch.studyfile import load_spec
+    from hpsearch.results.reading import open_study
+    from hpsearch.results.report import build_report
+    from hpsearch.spec.studyfile import load_spec
     from tests.helpers import CONDITIONAL_SPACE
 
     keep = {"name": "percentile", "percentile": 80, "n_startup_trials": 3, "n_warmup_steps": 3}

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from typing import Any
 
+import optuna
 from optuna.trial import TrialState
 import pytest
 import torch
 import yaml
 
 from hpsearch import __version__ as hpsearch_version
-from hpsearch.results import open_study
+from hpsearch.results.reading import open_study
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import CONDITIONAL_SPACE
 from tests.helpers import hpsearch
@@ -139,6 +140,7 @@ def test_train_on_a_device_this_machine_lacks() -> None:
     assert proc.stderr == "error: device cuda: no CUDA GPU is visible to this process\n"
 
 
+@pytest.mark.slow
 def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
     path, _ = _study(tmp_path, budget={"trials": 2})
     assert hpsearch("run", str(path), "--no-progress").returncode == 0
@@ -156,6 +158,7 @@ def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
         assert err == ""
 
 
+@pytest.mark.slow
 def test_messages_name_the_absolute_path_of_a_relative_sqlite_url(tmp_path: Path) -> None:
     path, _ = _study(tmp_path, budget={"trials": 1}, storage="sqlite:///rel.db")
     proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)
@@ -165,6 +168,7 @@ def test_messages_name_the_absolute_path_of_a_relative_sqlite_url(tmp_path: Path
     assert f"{tmp_path / 'other.db'} does not exist" in missing.stderr
 
 
+@pytest.mark.slow
 def test_retrain_writes_valid_json(tmp_path: Path) -> None:
     path, _ = _study(tmp_path, budget={"trials": 2})
     assert hpsearch("run", str(path), "--no-progress").returncode == 0
@@ -180,6 +184,7 @@ def test_retrain_writes_valid_json(tmp_path: Path) -> None:
     assert result["epochs"][0]["val_loss"] is None and result["test_accuracy"] > 0.5
 
 
+@pytest.mark.slow
 def test_run_checks_its_environment_before_writing_anything(tmp_path: Path) -> None:
     empty = tmp_path / "nodata"
     empty.mkdir()
@@ -190,6 +195,7 @@ def test_run_checks_its_environment_before_writing_anything(tmp_path: Path) -> N
     assert not (tmp_path / "hp.db").exists()  # nothing queued, nothing failed
 
 
+@pytest.mark.slow
 @no_gpu
 def test_a_worker_without_its_gpu_claims_nothing(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 3})
@@ -200,6 +206,7 @@ def test_a_worker_without_its_gpu_claims_nothing(tmp_path: Path) -> None:
     assert _states(url) == [TrialState.WAITING] * 3
 
 
+@pytest.mark.slow
 def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 6}, **BROKEN_SPACE)
     proc = hpsearch("run", str(path), "--no-progress")
@@ -215,6 +222,7 @@ def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None
     assert "no failed trial to retry" in hpsearch("retry", str(path)).stdout
 
 
+@pytest.mark.slow
 def test_run_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 4}, **BROKEN_SPACE)
     proc = hpsearch("-v", "run", str(path), "--no-progress", "--max-same-failures", "0")
@@ -233,6 +241,7 @@ def test_run_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
     assert "Traceback (most recent call last)" in shown and "in make_config" in shown
 
 
+@pytest.mark.slow
 def test_a_changed_study_file_is_refused(tmp_path: Path) -> None:
     path, url = _study(
         tmp_path,
@@ -259,6 +268,7 @@ def test_a_changed_study_file_is_refused(tmp_path: Path) -> None:
     assert len(_states(url)) == 2
 
 
+@pytest.mark.slow
 def test_threads_are_set_and_recorded(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 2})
     assert hpsearch("run", str(path), "--no-progress", "--threads", "2").returncode == 0
@@ -271,6 +281,7 @@ def test_threads_are_set_and_recorded(tmp_path: Path) -> None:
     assert [t.user_attrs["threads"] for t in trials] == [2, 2, 1, 1]
 
 
+@pytest.mark.slow
 def test_trials_sort_top_and_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = stand_in_study(tmp_path, monkeypatch, trials=30)
 
@@ -309,6 +320,7 @@ def test_trials_sort_top_and_columns(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert status["train_seconds"] == pytest.approx(total, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_the_default_trials_table_fits_120_columns_and_rounds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -345,8 +357,8 @@ def test_the_default_trials_table_fits_120_columns_and_rounds(
 def test_best_says_when_the_top_trials_are_within_validation_noise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from hpsearch.results import selection_noise
-    from hpsearch.studyfile import load_spec
+    from hpsearch.results.reading import selection_noise
+    from hpsearch.spec.studyfile import load_spec
 
     path = stand_in_study(tmp_path, monkeypatch, trials=20)
     study = open_study("t", load_spec(str(path)).storage)
@@ -367,6 +379,7 @@ def test_best_says_when_the_top_trials_are_within_validation_noise(
     assert len(re.findall(r"^  trial \d+", top, re.M)) == 3
 
 
+@pytest.mark.slow
 def test_multi_objective_best_lists_the_pareto_set_and_asks_which_to_write(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -393,3 +406,28 @@ def test_multi_objective_best_lists_the_pareto_set_and_asks_which_to_write(
     chosen = front[-1]["number"]
     ok = hpsearch("best", str(path), "--write-config", str(target), "--trial", str(chosen))
     assert ok.returncode == 0 and yaml.safe_load(target.read_text())["trial"] == chosen
+
+
+def test_delete_counts_the_trials_it_asks_about_without_loading_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from hpsearch.cli import main
+    from hpsearch.storage import open_storage
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = optuna.create_study(study_name="s", storage=open_storage(url, create=True))
+    for value in (1.0, 2.0, 3.0):
+        study.add_trial(optuna.trial.create_trial(value=value))
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("delete loaded every trial to count them")
+
+    monkeypatch.setattr(optuna.Study, "_get_trials", load)
+    runner = CliRunner()
+    kept = runner.invoke(main, ["delete", "s", "--storage", url], input="n\n")
+    assert "delete study 's' (3 trials)?" in kept.output and kept.exit_code == 1
+    assert runner.invoke(main, ["delete", "s", "--storage", url, "--yes"]).exit_code == 0
+    monkeypatch.undo()
+    assert optuna.get_all_study_names(url) == []

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from hpsearch.config import load_config_file
-from hpsearch.config import make_config
-from hpsearch.config import parse_assignment
-from hpsearch.config import TrainConfig
 from hpsearch.errors import ConfigError
+from hpsearch.spec.config import load_config_file
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import parse_assignment
+from hpsearch.spec.config import TrainConfig
 
 
 def test_defaults_are_the_reference_configuration() -> None:

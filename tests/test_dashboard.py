@@ -15,8 +15,8 @@ import urllib.request
 import optuna
 import pytest
 
-from hpsearch.dashboard import is_loopback
-from hpsearch.results import open_study
+from hpsearch.results.dashboard import is_loopback
+from hpsearch.results.reading import open_study
 from tests.helpers import hpsearch
 from tests.helpers import write_study
 
@@ -54,13 +54,15 @@ def _serve(
     lines = []
     for line in proc.stderr:
         lines.append(line)
-        match = re.search(r"at http://[^:]+:(\d+)/dashboard", line)
+        match = re.search(r"at http://(\[[0-9a-f:]+\]|[^:/]+):(\d+)/dashboard", line)
         if match:
             # Requests go to loopback only, whatever interface the server bound.
-            return proc, f"http://127.0.0.1:{match.group(1)}", "".join(lines)
+            loopback = "[::1]" if match.group(1).startswith("[") else "127.0.0.1"
+            return proc, f"http://{loopback}:{match.group(2)}", "".join(lines)
     raise AssertionError("".join(lines))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("host", ["0.0.0.0", ""])
 def test_dashboard_beyond_loopback_is_read_only(host: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 1})
@@ -78,6 +80,21 @@ def test_dashboard_beyond_loopback_is_read_only(host: str, tmp_path: Path) -> No
     assert len(open_study("t", f"sqlite:///{tmp_path / 'hp.db'}").get_trials()) == 1
 
 
+@pytest.mark.parametrize(("host", "exposed"), [("::1", False), ("::", True)])
+def test_the_dashboard_listens_on_ipv6_hosts(host: str, exposed: bool, tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 1})
+    assert hpsearch("create", str(path)).returncode == 0
+    proc, base, banner = _serve(path, "--host", host)
+    try:
+        assert base.startswith("http://[::1]:")  # it said where, bracketed, and listens there
+        assert ("warning: the dashboard listens on" in banner) is exposed
+        assert _request(f"{base}/api/studies", "GET") == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+
+
+@pytest.mark.slow
 def test_allow_writes_is_explicit(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 1})
     assert hpsearch("run", str(path), "--no-progress").returncode == 0
@@ -96,7 +113,7 @@ def test_allow_writes_is_explicit(tmp_path: Path) -> None:
 def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
     from optuna_dashboard import wsgi
 
-    from hpsearch.dashboard import paged
+    from hpsearch.results.dashboard import paged
     from hpsearch.storage import open_storage
 
     url = f"sqlite:///{tmp_path / 'hp.db'}"
@@ -122,6 +139,7 @@ def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
     assert len(get("/api/studies")["study_summaries"]) == 1  # other routes pass through
 
 
+@pytest.mark.slow
 def test_the_dashboard_stops_on_sigint_even_when_started_with_it_ignored(tmp_path: Path) -> None:
     """A script's background job (`hpsearch dashboard &`) inherits SIGINT ignored."""
     path = write_study(tmp_path, budget={"trials": 1})

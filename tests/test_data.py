@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
-from hpsearch.config import make_config
-from hpsearch.data import device_data
-from hpsearch.data import load_raw
 from hpsearch.errors import DataError
-from hpsearch.trainer import train
+from hpsearch.spec.config import make_config
+from hpsearch.training.data import device_data
+from hpsearch.training.data import load_raw
+from hpsearch.training.trainer import train
 
 
 def test_digits_split_is_fixed_and_disjoint() -> None:

@@ -1,30 +1,22 @@
-"""Contract of hpsearch.internals, the one door to Optuna's private API, on every storage:
+"""Contract of hpsearch.storage, the one door to Optuna's private API, on every storage:
 an Optuna upgrade that changes what it relies on fails here, not in a worker."""
 
 from __future__ import annotations
 
-from pathlib import Path
 import time
+from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 import pytest
 
-from hpsearch import internals
+from hpsearch import storage as db
 from hpsearch.storage import open_storage
+from hpsearch.storage._optuna import trials as trials_module
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "journal"])
-def any_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hp.db'}"
-    if request.param == "journal":
-        return f"journal:{tmp_path / 'hp.log'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-def _study(url: str, **heartbeat: int) -> optuna.Study:
+def _study(url: str, **heartbeat: Any) -> optuna.Study:
     storage = open_storage(url, create=True, **heartbeat)
     return optuna.create_study(study_name="c", storage=storage)
 
@@ -33,84 +25,92 @@ def test_claim_takes_each_waiting_trial_once_and_creates_none(any_storage_url: s
     study = _study(any_storage_url)
     study.enqueue_trial({"x": 1.0})
     study.enqueue_trial({"x": 2.0})
-    first = internals.claim_waiting_trial(study)
-    second = internals.claim_waiting_trial(study)
+    first = db.claim_waiting_trial(study)
+    second = db.claim_waiting_trial(study)
     assert first is not None and second is not None and first != second
-    assert internals.claim_waiting_trial(study) is None  # an empty queue creates nothing
+    assert db.claim_waiting_trial(study) is None  # an empty queue creates nothing
     trials = study.get_trials()
     assert len(trials) == 2 and {t.state for t in trials} == {TrialState.RUNNING}
-    assert {internals.trial_id(t) for t in trials} == {first, second}
-    trial = internals.trial_for(study, first)
+    assert {db.trial_id(t) for t in trials} == {first, second}
+    trial = db.trial_for(study, first)
     assert trial.suggest_float("x", 0, 3) == 1.0  # the queued params are what it suggests
-    assert internals.get_trial(study, first).number == trial.number
-    assert internals.storage_of(study) is study._storage
-    assert internals.study_id(study) == study._study_id
+    assert db.get_trial(study, first).number == trial.number
+    assert db.storage_of(study) is study._storage
+    assert db.study_id(study) == study._study_id
 
 
 def test_fail_running_trial_records_why_and_only_once(any_storage_url: str) -> None:
     study = _study(any_storage_url)
     study.enqueue_trial({})
-    trial_id = internals.claim_waiting_trial(study)
+    trial_id = db.claim_waiting_trial(study)
     assert trial_id is not None
-    assert internals.fail_running_trial(study, trial_id, "stale: no heartbeat for 3 s")
-    assert not internals.fail_running_trial(study, trial_id, "again")  # no longer RUNNING
-    trial = internals.get_trial(study, trial_id)
+    assert db.fail_running_trial(study, trial_id, {"fail_reason": "stale: no heartbeat for 3 s"})
+    assert not db.fail_running_trial(
+        study, trial_id, {"fail_reason": "again"}
+    )  # no longer RUNNING
+    trial = db.get_trial(study, trial_id)
     assert trial.state == TrialState.FAIL
     assert trial.user_attrs["fail_reason"] == "stale: no heartbeat for 3 s"
     assert trial.datetime_complete is not None
     study.enqueue_trial({})
-    done = internals.claim_waiting_trial(study)
+    done = db.claim_waiting_trial(study)
     assert done is not None
-    study.tell(internals.get_trial(study, done).number, 1.0)
-    assert not internals.fail_running_trial(study, done, "late")  # a COMPLETE trial stays so
-    assert "fail_reason" not in internals.get_trial(study, done).user_attrs
+    study.tell(db.get_trial(study, done).number, 1.0)
+    assert not db.fail_running_trial(
+        study, done, {"fail_reason": "late"}
+    )  # a COMPLETE trial stays so
+    assert "fail_reason" not in db.get_trial(study, done).user_attrs
 
 
 def test_study_system_attrs_round_trip(any_storage_url: str) -> None:
     study = _study(any_storage_url)
-    internals.set_study_system_attr(study, "hpsearch:definition", {"space": {"lr": [1, 2]}})
-    assert internals.study_system_attrs(study)["hpsearch:definition"] == {"space": {"lr": [1, 2]}}
+    db.set_study_system_attr(study, "hpsearch:definition", {"space": {"lr": [1, 2]}})
+    assert db.study_system_attrs(study)["hpsearch:definition"] == {"space": {"lr": [1, 2]}}
 
 
 def test_stale_trials_are_found_where_heartbeats_exist(any_storage_url: str) -> None:
     if any_storage_url.startswith("journal:"):
         study = _study(any_storage_url)
-        assert internals.grace_period(study) is None and internals.stale_trial_ids(study) == []
-        assert internals.stale_trial_callback(study) is None
+        assert db.grace_period(study) is None and db.stale_trial_ids(study) == []
+        assert db.stale_trial_callback(study) is None
         return
-    study = _study(any_storage_url, heartbeat_interval=1, grace_period=1)
-    assert internals.grace_period(study) == 1 and internals.heartbeat_interval(study) == 1
-    assert internals.stale_trial_callback(study) is not None
-    assert not internals.may_go_stale(study)
+
+    def on_stale(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        pass  # the study layer's rule (a retry): the storage only hands it back
+
+    study = _study(any_storage_url, heartbeat_interval=1, grace_period=1, on_stale=on_stale)
+    assert db.grace_period(study) == 1 and db.heartbeat_interval(study) == 1
+    assert db.stale_trial_callback(study) is on_stale
+    assert not db.may_go_stale(study)
     study.enqueue_trial({})
     # No heartbeat is sent after the claim (its worker died at once): the claim itself
     # recorded the first one, so the trial still goes stale rather than stay RUNNING forever.
-    trial_id = internals.claim_waiting_trial(study)
+    trial_id = db.claim_waiting_trial(study)
     assert trial_id is not None
-    assert internals.stale_trial_ids(study) == [] and internals.may_go_stale(study)
+    assert db.stale_trial_ids(study) == [] and db.may_go_stale(study)
     time.sleep(2.5)
-    assert internals.stale_trial_ids(study) == [trial_id]
+    assert db.stale_trial_ids(study) == [trial_id]
     # A RUNNING trial no heartbeat will ever come from (Optuna's ask) is not waited for.
-    assert internals.fail_running_trial(study, trial_id, "stale")
+    assert db.fail_running_trial(study, trial_id, {"fail_reason": "stale"})
     with pytest.warns(UserWarning, match="Heartbeat"):
         study.ask()
-    assert not internals.may_go_stale(study) and internals.stale_trial_ids(study) == []
+    assert not db.may_go_stale(study) and db.stale_trial_ids(study) == []
 
 
 def test_trial_attrs_are_written_together_or_not_at_all(any_storage_url: str) -> None:
     study = _study(any_storage_url)
     study.enqueue_trial({})
     study.enqueue_trial({})
-    running = internals.claim_waiting_trial(study)
+    running = db.claim_waiting_trial(study)
     assert running is not None
-    internals.set_trial_user_attrs(study, running, {"a": 1, "b": [0.5, None], "c": "x"})
-    assert internals.get_trial(study, running).user_attrs == {"a": 1, "b": [0.5, None], "c": "x"}
-    finished = internals.claim_waiting_trial(study)
+    db.set_trial_user_attrs(study, running, {"a": 1, "b": [0.5, None], "c": "x"})
+    assert db.get_trial(study, running).user_attrs == {"a": 1, "b": [0.5, None], "c": "x"}
+    finished = db.claim_waiting_trial(study)
     assert finished is not None
-    study.tell(internals.get_trial(study, finished).number, 1.0)
+    study.tell(db.get_trial(study, finished).number, 1.0)
     with pytest.raises(UpdateFinishedTrialError):
-        internals.set_trial_user_attrs(study, finished, {"a": 2, "b": 3})
-    assert internals.get_trial(study, finished).user_attrs == {}  # nothing half-written
+        db.set_trial_user_attrs(study, finished, {"a": 2, "b": 3})
+    assert db.get_trial(study, finished).user_attrs == {}  # nothing half-written
 
 
 def test_counts_and_top_trials_match_loading_every_trial(any_storage_url: str) -> None:
@@ -120,62 +120,60 @@ def test_counts_and_top_trials_match_loading_every_trial(any_storage_url: str) -
     study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL))
     study.enqueue_trial({})
-    retry = internals.claim_waiting_trial(study)
+    retry = db.claim_waiting_trial(study)
     assert retry is not None
-    internals.storage_of(study).set_trial_system_attr(retry, "retry_history", [5])
-    counts = internals.trial_counts(study)
+    db.storage_of(study).set_trial_system_attr(retry, "retry_history", [5])
+    counts = db.trial_counts(study)
     assert counts.states == {"COMPLETE": 4, "PRUNED": 1, "FAIL": 1, "RUNNING": 1}
     assert counts.retried == {5}
     assert counts.first_start is not None and counts.last_complete is not None
-    assert [t.values[0] for t in internals.top_trials(study, 3)] == [1.0, 2.0, 3.0]
-    assert internals.trial_by_number(study, 3).values == [5.0]
+    assert [t.values[0] for t in db.top_trials(study, 3)] == [1.0, 2.0, 3.0]
+    assert db.trial_by_number(study, 3).values == [5.0]
     with pytest.raises(KeyError):
-        internals.trial_by_number(study, 99)
+        db.trial_by_number(study, 99)
 
 
 def test_a_workers_trial_cache_skips_waiting_trials_until_claimed(
     any_storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(internals, "REFRESH_S", 0.0)  # every read goes to the database
+    monkeypatch.setattr(trials_module, "REFRESH_S", 0.0)  # every read goes to the database
     study = _study(any_storage_url)
     for _ in range(4):
         study.enqueue_trial({})
-    worker = optuna.load_study(
-        study_name="c", storage=internals.worker_storage(internals.storage_of(study))
-    )
+    worker = optuna.load_study(study_name="c", storage=db.worker_storage(db.storage_of(study)))
     journal = any_storage_url.startswith("journal:")  # no cache of ours: Optuna's own reads
     if not journal:
         assert worker.get_trials(deepcopy=False) == []
-    claimed = internals.claim_waiting_trial(worker)
+    claimed = db.claim_waiting_trial(worker)
     assert claimed is not None
-    trial = internals.trial_for(worker, claimed)
+    trial = db.trial_for(worker, claimed)
     trial.suggest_float("x", 0, 1)  # writes through the cache: the claimed trial is in it
     worker.tell(trial, 0.5)
-    other = internals.claim_waiting_trial(study)  # another process runs the next one
+    other = db.claim_waiting_trial(study)  # another process runs the next one
     assert other is not None
-    study.tell(internals.get_trial(study, other).number, 0.25)
+    study.tell(db.get_trial(study, other).number, 0.25)
     states = [t.state for t in worker.get_trials(deepcopy=False)]
     done = [TrialState.COMPLETE] * 2
     assert states == (done + [TrialState.WAITING] * 2 if journal else done)
     if journal:
         return
     # within REFRESH_S, the sampler's and pruner's view is not read again
-    monkeypatch.setattr(internals, "REFRESH_S", 3600.0)
+    monkeypatch.setattr(trials_module, "REFRESH_S", 3600.0)
     worker.get_trials(deepcopy=False)
-    third = internals.claim_waiting_trial(study)
+    third = db.claim_waiting_trial(study)
     assert third is not None
-    study.tell(internals.get_trial(study, third).number, 0.125)
+    study.tell(db.get_trial(study, third).number, 0.125)
     assert len(worker.get_trials(deepcopy=False)) == 2  # not yet seen
-    internals.storage_of(worker).refresh(internals.study_id(worker))  # type: ignore[attr-defined]
+    db.storage_of(worker).refresh(db.study_id(worker))  # type: ignore[attr-defined]
     assert len(worker.get_trials(deepcopy=False)) == 3
 
 
 def test_a_claim_records_who_runs_the_trial_in_its_own_transaction(any_storage_url: str) -> None:
     study = _study(any_storage_url)
     study.enqueue_trial({})
-    claimed = internals.claim_waiting_trial(study, {"worker": "w1", "pid": 42})
+    claimed = db.claim_waiting_trial(study, {"worker": "w1", "pid": 42})
     assert claimed is not None
-    trial = internals.get_trial(study, claimed)
+    trial = db.get_trial(study, claimed)
     assert trial.state == TrialState.RUNNING and trial.user_attrs == {"worker": "w1", "pid": 42}
 
 
@@ -184,40 +182,38 @@ def test_params_drawn_together_are_written_at_the_end_of_the_block(any_storage_u
     study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions={"x": _X}, value=1))
     study.enqueue_trial({})
     study.enqueue_trial({})
-    worker = optuna.load_study(
-        study_name="c", storage=internals.worker_storage(internals.storage_of(study))
-    )
-    claimed = internals.claim_waiting_trial(worker)
+    worker = optuna.load_study(study_name="c", storage=db.worker_storage(db.storage_of(study)))
+    claimed = db.claim_waiting_trial(worker)
     assert claimed is not None
-    trial = internals.trial_for(worker, claimed)
+    trial = db.trial_for(worker, claimed)
     journal = any_storage_url.startswith("journal:")  # no cache of ours: written at once
-    with internals.params_together(worker, claimed):
+    with db.params_together(worker, claimed):
         x = trial.suggest_float("x", 0, 1)
         y = trial.suggest_int("y", 1, 8)
-        written = internals.get_trial(study, claimed).params
+        written = db.get_trial(study, claimed).params
         assert written == ({"x": x, "y": y} if journal else {})
-    assert internals.get_trial(study, claimed).params == {"x": x, "y": y}
+    assert db.get_trial(study, claimed).params == {"x": x, "y": y}
     if journal:
         return
     # A drawn param that conflicts with the study's distribution: nothing is written.
-    second = internals.claim_waiting_trial(worker)
+    second = db.claim_waiting_trial(worker)
     assert second is not None
-    clash = internals.trial_for(worker, second)
-    with pytest.raises(ValueError), internals.params_together(worker, second):
+    clash = db.trial_for(worker, second)
+    with pytest.raises(ValueError), db.params_together(worker, second):
         clash.suggest_int("y", 1, 8)
         clash.suggest_categorical("x", ["a", "b"])  # x is a float in this study
-    assert internals.get_trial(study, second).params == {}
+    assert db.get_trial(study, second).params == {}
     # A finished trial: refused whole.
-    study.tell(internals.get_trial(study, second).number, state=TrialState.FAIL)
-    storage = internals.storage_of(worker)
+    study.tell(db.get_trial(study, second).number, state=TrialState.FAIL)
+    storage = db.storage_of(worker)
     with pytest.raises(UpdateFinishedTrialError):
-        internals.set_trial_params(
+        db.set_trial_params(
             storage._backend,  # type: ignore[attr-defined]
             second,
             [("y", 3.0, optuna.distributions.IntDistribution(1, 8))],
             {},
         )
-    assert internals.get_trial(study, second).params == {}
+    assert db.get_trial(study, second).params == {}
 
 
 _X = optuna.distributions.FloatDistribution(0, 1)
@@ -230,15 +226,15 @@ def test_a_workers_first_read_of_its_claimed_trial_is_the_claims_own(
         pytest.skip("no cache of ours on the journal storage")
     study = _study(any_storage_url)
     study.enqueue_trial({"x": 0.25})
-    storage = internals.worker_storage(internals.storage_of(study))
+    storage = db.worker_storage(db.storage_of(study))
     worker = optuna.load_study(study_name="c", storage=storage)
-    claimed = internals.claim_waiting_trial(worker, {"worker": "w1"})
+    claimed = db.claim_waiting_trial(worker, {"worker": "w1"})
     assert claimed is not None
     reads: list[int] = []
     backend = storage._backend  # type: ignore[attr-defined]
     read = backend.get_trial
     monkeypatch.setattr(backend, "get_trial", lambda i: reads.append(i) or read(i))
-    trial = internals.trial_for(worker, claimed)  # optuna.Trial reads its trial once
+    trial = db.trial_for(worker, claimed)  # optuna.Trial reads its trial once
     assert reads == [] and trial.number == 0 and trial.user_attrs == {"worker": "w1"}
     assert trial.suggest_float("x", 0, 1) == 0.25  # the queued params came with the copy
     assert storage.get_trial(claimed).state == TrialState.RUNNING and reads == [claimed]
@@ -248,19 +244,33 @@ def test_an_epochs_value_is_one_guarded_write(any_storage_url: str) -> None:
     study = _study(any_storage_url)
     study.enqueue_trial({})
     study.enqueue_trial({})
-    storage = internals.storage_of(study)
-    running = internals.claim_waiting_trial(study)
+    storage = db.storage_of(study)
+    running = db.claim_waiting_trial(study)
     assert running is not None
     for step, value in ((1, 0.5), (2, float("nan")), (3, float("inf")), (1, 0.25)):
         storage.set_trial_intermediate_value(running, step, value)
-    values = internals.get_trial(study, running).intermediate_values
+    values = db.get_trial(study, running).intermediate_values
     assert values[1] == 0.25 and values[3] == float("inf") and values[2] != values[2]  # NaN
-    finished = internals.claim_waiting_trial(study)
+    finished = db.claim_waiting_trial(study)
     assert finished is not None
-    study.tell(internals.get_trial(study, finished).number, 1.0)
+    study.tell(db.get_trial(study, finished).number, 1.0)
     with pytest.raises(UpdateFinishedTrialError):
         storage.set_trial_intermediate_value(finished, 1, 0.5)
-    assert internals.get_trial(study, finished).intermediate_values == {}
+    assert db.get_trial(study, finished).intermediate_values == {}
     if not any_storage_url.startswith("journal:"):
         with pytest.raises(KeyError):
             storage.set_trial_intermediate_value(10**6, 1, 0.5)
+
+
+def test_a_claim_drops_the_queued_trials_create_token(any_storage_url: str) -> None:
+    # The token only lets a retried insert find its trial; a running trial keeps none.
+    from hpsearch.storage._optuna.rdb import CREATE_TOKEN
+
+    study = _study(any_storage_url)
+    study.enqueue_trial({})
+    queued = study.get_trials()[0]
+    journal = any_storage_url.startswith("journal:")
+    assert (CREATE_TOKEN in queued.system_attrs) is not journal  # RDB inserts carry one
+    claimed = db.claim_waiting_trial(study)
+    assert claimed is not None
+    assert CREATE_TOKEN not in db.get_trial(study, claimed).system_attrs

@@ -8,14 +8,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from hpsearch.choices import OPTIMIZERS
-from hpsearch.choices import SCHEDULERS
-from hpsearch.config import make_config
-from hpsearch.config import TrainConfig
-from hpsearch.optim import LOSSES
-from hpsearch.optim import PopulationOptimizer
-from hpsearch.optim import schedule
-from hpsearch.optim import Slot
+from hpsearch.spec.choices import OPTIMIZERS
+from hpsearch.spec.choices import SCHEDULERS
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import TrainConfig
+from hpsearch.training.optim import LOSSES
+from hpsearch.training.optim import PopulationOptimizer
+from hpsearch.training.optim import schedule
+from hpsearch.training.optim import Slot
 
 STEPS = 8
 

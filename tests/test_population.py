@@ -13,19 +13,19 @@ from optuna.trial import TrialState
 import pytest
 import torch
 
-from hpsearch import trainer
-from hpsearch.choices import ACTIVATIONS
-from hpsearch.choices import OPTIMIZERS
-from hpsearch.choices import SCHEDULERS
-from hpsearch.config import make_config
-from hpsearch.config import TrainConfig
-from hpsearch.results import open_study
-from hpsearch.trainer import fit
-from hpsearch.trainer import group_key
-from hpsearch.trainer import plan_groups
-from hpsearch.trainer import train
-from hpsearch.trainer import train_population
-from hpsearch.trainer import TrainResult
+from hpsearch.results.reading import open_study
+from hpsearch.spec.choices import ACTIVATIONS
+from hpsearch.spec.choices import OPTIMIZERS
+from hpsearch.spec.choices import SCHEDULERS
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import TrainConfig
+from hpsearch.training import trainer
+from hpsearch.training.trainer import fit
+from hpsearch.training.trainer import group_key
+from hpsearch.training.trainer import plan_groups
+from hpsearch.training.trainer import train
+from hpsearch.training.trainer import train_population
+from hpsearch.training.trainer import TrainResult
 from tests.helpers import hpsearch
 from tests.helpers import start
 from tests.helpers import wait_running
@@ -222,6 +222,7 @@ def _states(path: Path, url: str) -> list[optuna.trial.FrozenTrial]:
     return open_study("t", url).get_trials()
 
 
+@pytest.mark.slow
 def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> None:
     path = write_study(
         tmp_path,
@@ -247,11 +248,23 @@ def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> No
         assert epochs == 6 if t.state == TrialState.COMPLETE else 1 <= epochs <= 6
         last = t.user_attrs["curves"]["val_accuracy"][-1]  # stored to 5 digits
         assert t.intermediate_values[epochs] == pytest.approx(last, rel=1e-4)
-    # three populations of four, one after the other, in one worker
-    starts = sorted(t.datetime_start for t in trials if t.datetime_start)
-    assert len({t.user_attrs["worker"] for t in trials}) == 1 and len(starts) == 12
+    # three populations of four, one after the other, in one worker: every member of a
+    # population started before any of them ended, and after the last one before it ended
+    assert len({t.user_attrs["worker"] for t in trials}) == 1
+    ordered = sorted(trials, key=lambda t: t.number)
+    batches = [ordered[i : i + 4] for i in range(0, 12, 4)]
+    ended_before = None
+    for batch in batches:
+        starts = [t.datetime_start for t in batch]
+        ends = [t.datetime_complete for t in batch]
+        assert None not in starts and None not in ends
+        assert max(starts) <= min(ends)  # type: ignore[type-var]  # trained together
+        if ended_before is not None:
+            assert min(starts) >= ended_before  # type: ignore[operator]  # after the last
+        ended_before = max(ends)  # type: ignore[type-var]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 6}, fixed=SLOW, space=POPULATION_SPACE)
     url = f"sqlite:///{tmp_path / 'hp.db'}"
@@ -270,6 +283,7 @@ def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path)
     assert sorted(t.system_attrs["failed_trial"] for t in queued) == sorted(running)
 
 
+@pytest.mark.slow
 def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     fixed = {**SLOW, "epochs": 40}
@@ -301,6 +315,7 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
     assert len(counted) == 8 and all(t.state == TrialState.COMPLETE for t in counted)
 
 
+@pytest.mark.slow
 def test_members_of_other_depths_share_a_population_where_depths_merge(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

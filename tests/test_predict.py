@@ -10,11 +10,11 @@ import pytest
 import torch
 
 import hpsearch
-from hpsearch.data import load_raw
-from hpsearch.predict import Predictor
-from hpsearch.study import prepare
-from hpsearch.study import run_worker
-from hpsearch.studyfile import load_spec
+from hpsearch.spec.studyfile import load_spec
+from hpsearch.study.lifecycle import prepare
+from hpsearch.study.worker import run_worker
+from hpsearch.training.data import load_raw
+from hpsearch.training.saved import Predictor
 from tests.helpers import hpsearch as cli
 from tests.helpers import write_study
 
@@ -34,6 +34,7 @@ def _accuracy(model: Predictor, x: torch.Tensor, y: torch.Tensor) -> float:
     return int((model.predict(x) == y).sum()) / len(y)
 
 
+@pytest.mark.slow
 def test_a_retrained_model_loads_back_and_scores_its_recorded_test_accuracy(
     tmp_path: Path,
 ) -> None:
@@ -73,6 +74,7 @@ def test_a_retrained_model_loads_back_and_scores_its_recorded_test_accuracy(
     assert sum(int(r[1]) == w for r, w in zip(rows, want, strict=False)) >= 3  # resampled
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -102,6 +104,8 @@ def test_a_file_that_is_not_a_saved_model_is_refused(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no such model file" in missing.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.mnist
 def test_a_retrained_mnist_model_scores_its_recorded_test_accuracy(
     tmp_path: Path, mnist_dir: str
 ) -> None:

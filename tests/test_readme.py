@@ -16,7 +16,7 @@ import click
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.studyfile import parse_study
+from hpsearch.spec.studyfile import parse_study
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text()
@@ -35,7 +35,7 @@ def _commands(text: str) -> Iterator[str]:
 def test_readme_study_files_validate() -> None:
     yamls = [text for lang, text in BLOCKS if lang == "yaml"]
     assert yamls, "the README shows no study file"
-    from hpsearch.yamlfile import load_yaml
+    from hpsearch.spec.yamlfile import load_yaml
 
     for text in yamls:
         spec = parse_study(load_yaml(text), source="README.md")
@@ -87,6 +87,7 @@ def _labels(lines: list[str]) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_readme_console_sessions_run_as_shown(tmp_path: Path) -> None:
     shutil.copytree(REPO / "studies", tmp_path / "studies")
     env = {
@@ -115,6 +116,7 @@ def test_readme_console_sessions_run_as_shown(tmp_path: Path) -> None:
     assert ran >= 10
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path: Path) -> None:
     blocks = [text for lang, text in BLOCKS if lang == "python"]
     assert len(blocks) == 1, "the README shows one Python example"

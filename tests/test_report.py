@@ -11,17 +11,17 @@ from optuna.distributions import IntDistribution
 from optuna.trial import TrialState
 import pytest
 
-from hpsearch import report
-from hpsearch.config import make_config
-from hpsearch.record import records
-from hpsearch.report import build_report
-from hpsearch.results import open_study
-from hpsearch.study import create_study
-from hpsearch.study import open_spec_storage
-from hpsearch.study import prepare
-from hpsearch.study import run_worker
-from hpsearch.studyfile import load_spec
-from hpsearch.studyfile import parse_study
+from hpsearch.results import report
+from hpsearch.results.reading import open_study
+from hpsearch.results.report import build_report
+from hpsearch.spec.config import make_config
+from hpsearch.spec.studyfile import load_spec
+from hpsearch.spec.studyfile import parse_study
+from hpsearch.study.lifecycle import create_study
+from hpsearch.study.lifecycle import open_spec_storage
+from hpsearch.study.lifecycle import prepare
+from hpsearch.study.record import records
+from hpsearch.study.worker import run_worker
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import CONDITIONAL_SPACE
 from tests.helpers import hpsearch
@@ -47,6 +47,7 @@ def _sections(page: str) -> dict[str, str]:
     return dict(zip(parts[1::2], parts[2::2], strict=True))
 
 
+@pytest.mark.slow
 def test_report_of_a_finished_study_has_every_plot(tmp_path: Path) -> None:
     path = write_study(
         tmp_path, budget={"trials": 6}, pruner={"name": "median", "n_startup_trials": 2}
@@ -142,6 +143,7 @@ def test_report_of_a_large_study_bounds_and_says_what_it_samples(
     assert "hidden_layers.width_1" in parallel  # only in deeper trials: named as left out
 
 
+@pytest.mark.slow
 def test_a_study_in_the_old_attribute_layout_reads_and_resumes(tmp_path: Path) -> None:
     """Trials written before 0.3 hold their whole config and full-precision curves."""
     path = write_study(tmp_path, budget={"trials": 3})
@@ -270,6 +272,7 @@ def test_failed_and_pruned_trials_have_their_section(
     assert f"{len(pruned)} pruned trials, by the epoch they were stopped at" in section
 
 
+@pytest.mark.slow
 def test_an_all_failed_study_says_why(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 3}, **BROKEN_SPACE)
     assert hpsearch("run", str(path), "--no-progress").returncode != 0

@@ -6,11 +6,11 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hpsearch.samplers import best_trials
-from hpsearch.samplers import window
-from hpsearch.samplers import Windowed
-from hpsearch.samplers import windowed_pruner
-from hpsearch.samplers import WindowedPruner
+from hpsearch.study.windows import best_trials
+from hpsearch.study.windows import window
+from hpsearch.study.windows import Windowed
+from hpsearch.study.windows import windowed_pruner
+from hpsearch.study.windows import WindowedPruner
 
 
 def _trials(values: list[float | None]) -> list[optuna.trial.FrozenTrial]:

@@ -13,13 +13,22 @@ import time
 from typing import Any
 
 from optuna.trial import TrialState
+import pytest
 
-from hpsearch.record import counted
-from hpsearch.record import fixed_params
-from hpsearch.results import open_study
+from hpsearch.results.reading import open_study
+from hpsearch.study.budget import counted
+from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
 from tests.helpers import hpsearch
 from tests.helpers import write_study
+
+
+def _on_cluster(test: Any) -> Any:
+    """A test on the throw-away Slurm cluster and PostgreSQL server: minutes of waiting."""
+    for mark in (pytest.mark.slurm, pytest.mark.postgres, pytest.mark.slow):
+        test = mark(test)
+    return test
+
 
 PASSWORD = "s3cret-pw"  # the test server trusts loopback: any password is accepted
 
@@ -69,6 +78,7 @@ def _queue_empty(cluster: SlurmCluster, job: str) -> bool:
     return not cluster.run("squeue", "-h", "-j", job, check=False).stdout.strip()
 
 
+@pytest.mark.slow
 def test_sqlite_is_refused_for_several_nodes_and_bad_options_name_themselves(
     tmp_path: Path,
 ) -> None:
@@ -85,9 +95,10 @@ def test_sqlite_is_refused_for_several_nodes_and_bad_options_name_themselves(
         bad = hpsearch("launch", str(path), "--slurm", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     local = hpsearch("launch", str(path), "--nodes", "2")
-    assert local.returncode == 2 and "need --slurm" in local.stderr
+    assert local.returncode == 2 and "--nodes: only with --slurm" in local.stderr
 
 
+@_on_cluster
 def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -115,6 +126,7 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
 
 
+@_on_cluster
 def test_scancel_of_one_task_mid_trial_queues_its_trial_again(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
@@ -141,11 +153,13 @@ def test_scancel_of_one_task_mid_trial_queues_its_trial_again(
     assert len(done) == 3 and len(counted(trials)) == 3  # the budget, exactly
 
 
+@_on_cluster
 def test_a_time_limit_mid_trial_queues_the_trial_again(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
     url = postgres_url
-    job = _detached(tmp_path, url, 1, 2000, "--time", "00:02:00")  # a trial of minutes
+    # a trial that cannot finish before the 2-minute limit: a million epochs
+    job = _detached(tmp_path, url, 1, 1_000_000, "--time", "00:02:00")
     _wait(lambda: _queue_empty(slurm_cluster, job), "the time limit ends the task", timeout=300)
     trials = open_study("t", url).get_trials()
     first = trials[0]

@@ -3,11 +3,11 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from hpsearch.space import CategoricalParam
-from hpsearch.space import FloatParam
-from hpsearch.space import IntParam
-from hpsearch.space import LayersParam
-from hpsearch.space import SearchSpace
+from hpsearch.spec.space import CategoricalParam
+from hpsearch.spec.space import FloatParam
+from hpsearch.spec.space import IntParam
+from hpsearch.spec.space import LayersParam
+from hpsearch.spec.space import SearchSpace
 
 
 def _drawn(space: SearchSpace, n: int) -> set[str]:

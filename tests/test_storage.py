@@ -29,6 +29,11 @@ URL_FORMS = [
     ),
     ("postgresql://:S3cr3t@db/hp", "postgresql://:***@db/hp"),
     ("mysql+pymysql://me:pa:S3cr3t@db/hp", "mysql+pymysql://me:***@db/hp"),
+    ("postgresql+psycopg://me:S3c?r3t@db/hp", "postgresql+psycopg://me:***@db/hp"),
+    (
+        "postgresql+psycopg://me:S3c?r3t@db/hp?sslmode=require",
+        "postgresql+psycopg://me:***@db/hp?sslmode=require",
+    ),
     ("postgresql://me@db:5432/hp", "postgresql://me@db:5432/hp"),
     ("journal:runs/hp.log", "journal:runs/hp.log"),
 ]
@@ -64,6 +69,7 @@ READERS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", READERS, ids=[a[0] for a in READERS])
 def test_reading_never_creates_or_changes_a_database(args: list[str], tmp_path: Path) -> None:
     other = tmp_path / "other.db"
@@ -90,6 +96,7 @@ def test_reading_never_creates_or_changes_a_database(args: list[str], tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "other.db"]
 
 
+@pytest.mark.slow
 def test_reading_a_plain_optuna_database_leaves_it_byte_for_byte(tmp_path: Path) -> None:
     db = tmp_path / "plain.db"
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{db}")
@@ -181,3 +188,19 @@ def test_a_password_never_reaches_output_logs_or_files(postgres_url: str, tmp_pa
     written = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert any(p.suffix == ".log" for p in written)  # the workers' logs are searched too
     assert not [p for p in written if secret.encode() in p.read_bytes()]
+
+
+@pytest.mark.parametrize("command", ["run", "create"])
+def test_a_study_is_never_created_in_another_tools_database(command: str, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    before = _digest(other)
+    study = write_study(tmp_path)
+    proc = hpsearch(command, str(study), "--storage", f"sqlite:///{other}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr == (
+        f"error: storage sqlite:///{other}: {other} holds another tool's tables (notes), not "
+        "Optuna's; nothing was changed: name a new file or database\n"
+    )
+    assert _digest(other) == before

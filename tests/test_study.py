@@ -16,19 +16,19 @@ import optuna
 from optuna.trial import TrialState
 import pytest
 
-from hpsearch import record
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
-from hpsearch.record import records
-from hpsearch.results import open_study
-from hpsearch.study import fail_stale_trials
-from hpsearch.study import finished_count
-from hpsearch.study import open_spec_storage
-from hpsearch.study import prepare
-from hpsearch.study import retry_failed
-from hpsearch.study import run_worker
-from hpsearch.studyfile import parse_study
-from hpsearch.studyfile import StudySpec
+from hpsearch.results.reading import open_study
+from hpsearch.spec.studyfile import parse_study
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study import record
+from hpsearch.study.budget import finished_count
+from hpsearch.study.budget import retry_failed
+from hpsearch.study.lifecycle import open_spec_storage
+from hpsearch.study.lifecycle import prepare
+from hpsearch.study.record import records
+from hpsearch.study.worker import fail_stale_trials
+from hpsearch.study.worker import run_worker
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import study_doc
@@ -216,6 +216,7 @@ def test_optuna_cli_reads_hpsearch_study(tmp_path: Path) -> None:
     assert len(rows) == 3 and all(r["state"] == "COMPLETE" for r in rows)
 
 
+@pytest.mark.slow
 def test_cli_run_and_inspect(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 3})
     proc = hpsearch("run", str(path), "--no-progress")
@@ -256,6 +257,7 @@ def test_cli_run_and_inspect(tmp_path: Path) -> None:
     assert "no studies" in hpsearch("studies", "--storage", url).stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 6}, fixed={"epochs": 40, "scheduler": "none"})
     proc = subprocess.Popen(
@@ -367,11 +369,43 @@ def test_same_seed_from_scratch_gives_the_same_trials(
     assert _points(first) == _points(second)
 
 
-def test_interrupted_run_resumes_with_new_points(tmp_path: Path) -> None:
+def test_interrupted_run_resumes_with_new_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stop (Ctrl-C, SIGTERM) requested in the first epoch of the third trial: that trial
+    # fails as interrupted and is queued again with its point; the resume runs it once more
+    # and draws new points for the rest, never one already drawn.
+    import hpsearch.study.worker as study_module
+
+    monkeypatch.setattr(study_module, "_STOP", threading.Event())  # this test's own flag
+    real = study_module.train_population
+    calls: list[int] = []
+
+    def interrupted(configs: Any, on_epoch: Any = None) -> Any:
+        calls.append(len(configs))
+
+        def epoch(i: int, stats: Any) -> bool:
+            if len(calls) == 3:
+                study_module.request_stop()
+            return bool(on_epoch(i, stats))
+
+        return real(configs, epoch)
+
+    monkeypatch.setattr(study_module, "train_population", interrupted)
     spec = _spec(tmp_path, trials=6)
-    _run(spec, stop_after=2)  # stopped after 2 trials, as Ctrl-C would
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert stats.interrupted and stats.completed + stats.pruned == 2
+    cut = study.get_trials()[2]
+    assert cut.state == TrialState.FAIL and cut.user_attrs["fail_reason"] == "interrupted"
+    monkeypatch.setattr(study_module, "_STOP", threading.Event())  # the next run's process
+    monkeypatch.setattr(study_module, "train_population", real)
     study = _run(_spec(tmp_path, trials=6))
-    assert len(set(_points(study))) == 6
+    done = [t for t in study.get_trials() if t.state != TrialState.FAIL]
+    assert len(done) == 6 and all(t.state.is_finished() for t in done)
+    points = [json.dumps(t.params, sort_keys=True) for t in done]
+    assert len(set(points)) == 6  # no point drawn twice
+    assert json.dumps(cut.params, sort_keys=True) in points  # the cut one ran again
 
 
 def test_a_changed_study_file_is_refused_before_anything_is_written(tmp_path: Path) -> None:
@@ -410,7 +444,7 @@ def test_a_changed_study_file_is_refused_before_anything_is_written(tmp_path: Pa
 def test_repeated_same_error_stops_the_worker_and_retry_requeues(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import hpsearch.study as study_module
+    import hpsearch.study.worker as study_module
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("CUDA error: an illegal memory access was encountered")
@@ -445,12 +479,16 @@ def test_divergence_does_not_trip_the_breaker(tmp_path: Path) -> None:
     assert all(t.user_attrs["fail_reason"].startswith("diverged") for t in study.get_trials())
 
 
+@pytest.mark.slow
 def test_heartbeat_keeps_beating_under_a_cpu_hog(tmp_path: Path, cpu_hog: None) -> None:
-    # One long trial on a loaded machine; another process checks for stale trials all along.
+    # One trial that cannot finish (100,000 epochs) on a loaded machine; another process
+    # checks for stale trials until it has watched the trial run for three grace periods
+    # (3 s each), then stops the run: the trial was never found stale, and is queued again
+    # as interrupted.
     path = write_study(
         tmp_path,
         budget={"trials": 1},
-        fixed={"epochs": 20, "batch_size": 16, "scheduler": "none", "optimizer": "adam"},
+        fixed={"epochs": 100_000, "batch_size": 16, "scheduler": "none", "optimizer": "adam"},
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress", "--threads", "2"],
@@ -459,27 +497,33 @@ def test_heartbeat_keeps_beating_under_a_cpu_hog(tmp_path: Path, cpu_hog: None) 
         text=True,
     )
     storage = f"sqlite:///{tmp_path / 'hp.db'}"
-    checks = 0
-    while proc.poll() is None:
-        try:
-            study = optuna.load_study(study_name="t", storage=open_spec_storage(_spec(tmp_path)))
-        except (KeyError, StorageError):  # not created yet
-            time.sleep(0.2)
-            continue
-        assert fail_stale_trials(study) == 0
-        checks += 1
-        time.sleep(0.5)
-    _, err = proc.communicate()
-    assert proc.returncode == 0, err
-    assert checks >= 5  # the trial ran for several grace periods (3 s)
-    trials = open_study("t", storage).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE]
+    grace = _spec(tmp_path).grace_period
+    watched: list[float] = []  # when a check found the trial running
+    try:
+        while not watched or watched[-1] - watched[0] < 3 * grace:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                study = optuna.load_study(
+                    study_name="t", storage=open_spec_storage(_spec(tmp_path))
+                )
+            except (KeyError, StorageError):  # not created yet
+                time.sleep(0.2)
+                continue
+            assert fail_stale_trials(study) == 0
+            if any(t.state == TrialState.RUNNING for t in study.get_trials()):
+                watched.append(time.monotonic())
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+    first = open_study("t", storage).get_trials()[0]
+    assert first.state == TrialState.FAIL and first.user_attrs["fail_reason"] == "interrupted"
 
 
 def test_objectives_are_named_and_the_study_labelled_at_creation_and_on_resume(
     tmp_path: Path,
 ) -> None:
-    from hpsearch import internals
+    from hpsearch import storage as db
 
     spec = parse_study(
         study_doc(tmp_path, pruner={"name": "median", "n_startup_trials": 2}), source="t.yaml"
@@ -501,7 +545,7 @@ def test_objectives_are_named_and_the_study_labelled_at_creation_and_on_resume(
     }  # the machine-readable summary is a system attribute, out of the dashboard's table
     assert record.study_summary(study) is not None and record.base_config(study)
     # a study created before names and labels existed gets them when it is resumed
-    internals.set_study_system_attr(study, "study:metric_names", None)
+    db.set_study_system_attr(study, "study:metric_names", None)
     writable = open_study("t", spec.storage, read_only=False)
     writable.set_user_attr("sampler", "")
     assert open_study("t", spec.storage).metric_names is None
@@ -516,13 +560,13 @@ def test_a_worker_looks_for_stale_trials_once_a_heartbeat_interval(
 ) -> None:
     # A stale trial needs a whole grace period of missed beats: a check (a query) before
     # every trial would find none sooner. The first check comes before the first trial.
-    from hpsearch import internals
-    from hpsearch import study as study_module
+    from hpsearch import storage as db
+    from hpsearch.study import worker as study_module
 
     checks: list[int] = []
     check = study_module.fail_stale_trials
     monkeypatch.setattr(study_module, "fail_stale_trials", lambda s: checks.append(1) or check(s))
-    monkeypatch.setattr(internals, "heartbeat_interval", lambda s: 3600)
+    monkeypatch.setattr(db, "heartbeat_interval", lambda s: 3600)
     stand_in_study(tmp_path, monkeypatch, trials=12)
     study = open_study("t", f"sqlite:///{tmp_path / 'hp.db'}")
     assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)

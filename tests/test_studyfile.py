@@ -8,12 +8,14 @@ import jsonschema
 import pytest
 
 from hpsearch.errors import ConfigError
-from hpsearch.samplers import Windowed
-from hpsearch.samplers import WINDOWS
-from hpsearch.studyfile import load_spec
-from hpsearch.studyfile import parse_study
-from hpsearch.studyfile import SAMPLERS
-from hpsearch.yamlfile import read_yaml
+from hpsearch.spec.studyfile import load_spec
+from hpsearch.spec.studyfile import parse_study
+from hpsearch.spec.studyfile import SAMPLERS
+from hpsearch.spec.yamlfile import read_yaml
+from hpsearch.study.samplers import make_pruner
+from hpsearch.study.samplers import make_sampler
+from hpsearch.study.windows import Windowed
+from hpsearch.study.windows import WINDOWS
 from tests.helpers import hpsearch
 from tests.helpers import study_doc
 from tests.helpers import write_study
@@ -29,7 +31,7 @@ def test_shipped_studies_are_valid(path: Path) -> None:
     assert spec.name == doc["name"] and spec.base.dataset == doc["dataset"]
     sampler = doc["sampler"] if isinstance(doc["sampler"], str) else doc["sampler"]["name"]
     assert spec.sampler == sampler
-    made = spec.make_sampler()
+    made = make_sampler(spec)
     assert isinstance(made.sampler if isinstance(made, Windowed) else made, SAMPLERS[sampler])
     assert isinstance(made, Windowed) == (sampler in WINDOWS)
     assert [p.name for p in spec.space.params] == list(doc["space"])
@@ -37,7 +39,7 @@ def test_shipped_studies_are_valid(path: Path) -> None:
     points = len(spec.points())
     assert spec.budget() == (min(trials or points, points) if spec.is_finite else trials)
     assert spec.budget() > 0
-    spec.make_pruner()
+    make_pruner(spec)
     # An accuracy measured on a small validation split saturates: trials tie at the top and
     # the pick among them is chance (bench/selection.py). Shipped studies select on the loss
     # there, or on an accuracy over thousands of validation images.
@@ -244,6 +246,7 @@ def test_cli_rejects_bad_file_without_touching_storage(
     assert not (tmp_path / "hp.db").exists()
 
 
+@pytest.mark.slow
 def test_cli_storage_that_cannot_be_opened(tmp_path: Path) -> None:
     path = write_study(tmp_path, storage="postgresql+psycopg://me:hunter2@127.0.0.1:9/db")
     proc = hpsearch("run", str(path), "--no-progress")
@@ -272,6 +275,7 @@ def test_study_names_that_could_leave_their_box_are_refused(name: str, tmp_path:
     assert not (tmp_path / "hp.db").exists() and not (tmp_path / "hpsearch-logs").exists()
 
 
+@pytest.mark.slow
 def test_valid_names_keep_logs_in_their_directory(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 1})
     path.write_text(path.read_text().replace("name: t\n", "name: my_study-1.v2\n"))

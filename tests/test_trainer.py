@@ -4,24 +4,24 @@ import typing
 
 import pytest
 
-from hpsearch import choices
-from hpsearch.config import make_config
-from hpsearch.config import TrainConfig
-from hpsearch.data import DATASETS
-from hpsearch.data import PREPROCESSING
-from hpsearch.model import ACTIVATIONS
-from hpsearch.optim import LOSSES
-from hpsearch.optim import OPTIMIZERS
-from hpsearch.trainer import EpochStats
-from hpsearch.trainer import fit
-from hpsearch.trainer import train
-from hpsearch.trainer import TrainResult
+from hpsearch.spec import choices
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import TrainConfig
+from hpsearch.training.data import DATASETS
+from hpsearch.training.data import PREPROCESSING
+from hpsearch.training.model import ACTIVATIONS
+from hpsearch.training.optim import LOSSES
+from hpsearch.training.optim import OPTIMIZERS
+from hpsearch.training.trainer import EpochStats
+from hpsearch.training.trainer import fit
+from hpsearch.training.trainer import train
+from hpsearch.training.trainer import TrainResult
 
 CHANCE = 0.1  # ten classes
 
 
 def test_every_name_a_config_accepts_has_its_torch_code() -> None:
-    # hpsearch.choices lists the names without torch; the tables beside the trainer hold the
+    # hpsearch.spec.choices lists the names without torch; the tables beside the trainer hold the
     # code: the two must name the same things
     assert set(DATASETS) == set(choices.DATASETS)
     assert set(PREPROCESSING) == set(choices.PREPROCESSING)

@@ -8,14 +8,16 @@ import signal
 import subprocess
 import time
 from typing import Any
+import urllib.error
+import urllib.request
 
 import optuna
 from optuna.trial import TrialState
 import pytest
 
 from hpsearch.errors import ConfigError
-from hpsearch.results import open_study
-from hpsearch.workers import plan_slots
+from hpsearch.launch.pool import plan_slots
+from hpsearch.results.reading import open_study
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import hpsearch
 from tests.helpers import start
@@ -45,6 +47,7 @@ def _trials(path: Path, storage: str) -> list[optuna.trial.FrozenTrial]:
     return open_study("t", storage).get_trials()
 
 
+@pytest.mark.slow
 def test_launch_three_workers_grid_exactly_once(storage_url: str, tmp_path: Path) -> None:
     path = write_study(
         tmp_path,
@@ -70,6 +73,7 @@ def test_launch_three_workers_grid_exactly_once(storage_url: str, tmp_path: Path
     ]
 
 
+@pytest.mark.slow
 def test_launch_budget_is_global(tmp_path: Path) -> None:
     path = write_study(
         tmp_path, sampler={"name": "tpe", "seed": 0, "n_startup_trials": 3}, budget={"trials": 7}
@@ -89,6 +93,7 @@ def _launch(path: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
     return start("launch", str(path), "--no-progress", "--log-dir", log_dir, *extra)
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
     launcher = _launch(path, tmp_path, "--workers", "2")
@@ -109,6 +114,7 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
     launcher = _launch(path, tmp_path, "--workers", "2")
@@ -133,6 +139,7 @@ def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) 
     assert not [t for t in trials if t.state in FINISHED and "fail_reason" in t.user_attrs]
 
 
+@pytest.mark.slow
 def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path, cpu_hog: None) -> None:
     # Beside a CPU hog: 8 workers and 4 busy processes share 2 cores, as on a loaded machine.
     tiny: dict[str, Any] = {
@@ -168,6 +175,7 @@ def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path, cpu_hog: No
     assert "database is locked" not in logs and "Traceback" not in logs
 
 
+@pytest.mark.slow
 def test_a_late_worker_discards_its_stale_trial_and_goes_on(
     storage_url: str, tmp_path: Path
 ) -> None:
@@ -202,6 +210,7 @@ def test_a_late_worker_discards_its_stale_trial_and_goes_on(
     assert "exited" not in err  # the late worker did not crash
 
 
+@pytest.mark.slow
 def test_launch_of_a_study_whose_trials_all_fail_exits_non_zero(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 4}, **BROKEN_SPACE)
     proc = hpsearch(
@@ -221,6 +230,7 @@ def test_launch_of_a_study_whose_trials_all_fail_exits_non_zero(tmp_path: Path) 
     assert [t.state for t in trials] == [TrialState.FAIL] * 4
 
 
+@pytest.mark.slow
 def test_launch_does_not_restart_a_worker_stopped_by_repeated_errors(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 12}, **BROKEN_SPACE)
     proc = hpsearch(
@@ -233,6 +243,7 @@ def test_launch_does_not_restart_a_worker_stopped_by_repeated_errors(tmp_path: P
     assert states.count(TrialState.WAITING) == 6
 
 
+@pytest.mark.slow
 def test_worker_needs_an_existing_study(tmp_path: Path) -> None:
     path = write_study(tmp_path)
     proc = hpsearch("worker", str(path))
@@ -246,6 +257,7 @@ def test_worker_needs_an_existing_study(tmp_path: Path) -> None:
     assert "no study 't'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_grid_under_contention_runs_each_point_once(tmp_path: Path) -> None:
     # Plain Optuna GridSampler shared by 8 processes repeats points; queued claims must not.
     tiny = {"epochs": 1, "hidden_layers": [], "optimizer": "adam", "scheduler": "none"}
@@ -266,21 +278,35 @@ def test_grid_under_contention_runs_each_point_once(tmp_path: Path) -> None:
     assert len({round(t.params["lr"], 6) for t in trials}) == 40
 
 
+@pytest.mark.slow
 def test_launch_with_dashboard_serves_beside_the_pool(tmp_path: Path) -> None:
-    path = write_study(tmp_path, budget={"trials": 2})
-    proc = hpsearch(
-        "launch",
-        str(path),
-        "--workers",
-        "1",
-        "--no-progress",
-        "--dashboard",
-        "--dashboard-port",
-        "0",
-        "--log-dir",
-        str(tmp_path / "logs"),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(
-        r"optuna-dashboard on sqlite:///\S+ at http://127\.0\.0\.1:\d+/dashboard", proc.stderr
-    )
+    # Trials of 100,000 epochs cannot finish while the test looks: the dashboard is fetched
+    # while the pool runs, and goes away with it.
+    slow = {"epochs": 100_000, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+    path = write_study(tmp_path, budget={"trials": 2}, fixed=slow)
+    launch = start(
+        "launch", str(path), "--workers", "1", "--no-progress", "--dashboard",
+        "--dashboard-port", "0", "--log-dir", str(tmp_path / "logs"),
+    )  # fmt: skip
+    assert launch.stderr is not None
+    seen = []
+    for line in launch.stderr:
+        seen.append(line)
+        found = re.search(
+            r"optuna-dashboard on sqlite:///\S+ at http://127\.0\.0\.1:(\d+)/dashboard", line
+        )
+        if found:
+            break
+    assert found, "".join(seen)
+    base = f"http://127.0.0.1:{found.group(1)}"
+    try:
+        with urllib.request.urlopen(f"{base}/api/studies", timeout=60) as response:
+            studies = json.load(response)["study_summaries"]
+        assert [s["study_name"] for s in studies] == ["t"]
+        assert launch.poll() is None  # served beside the running pool
+    finally:
+        launch.send_signal(signal.SIGINT)
+        launch.communicate(timeout=120)
+    assert launch.returncode == 130
+    with pytest.raises(urllib.error.URLError):  # it stopped with the pool
+        urllib.request.urlopen(f"{base}/api/studies", timeout=10)

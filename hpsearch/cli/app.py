@@ -1,0 +1,70 @@
+"""The ``hpsearch`` command group: logging, and user errors as one line and an exit status.
+
+User errors (:class:`~hpsearch.errors.HPSearchError`) become one message on stderr and exit
+status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from hpsearch.errors import HPSearchError
+from hpsearch.errors import INTERRUPTED_EXIT
+from hpsearch.errors import OUTAGE_EXIT
+from hpsearch.errors import StorageOutage
+from hpsearch.errors import USAGE_EXIT
+
+
+class _Group(click.Group):
+    """Turns user errors (bad input, a file that cannot be written) into short messages and
+    exit status 2, and Ctrl-C into exit status 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away (`hpsearch trials ... | head`): a normal end, not an error.
+            # Point stdout at /dev/null so that flushing it at exit raises nothing more.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(0)
+        except (HPSearchError, OSError) as e:
+            if ctx.params.get("debug"):
+                raise
+            message = str(e) if isinstance(e, HPSearchError) else f"{e.filename}: {e.strerror}"
+            for line in message.splitlines():
+                click.echo(f"error: {line}", err=True)
+            sys.exit(OUTAGE_EXIT if isinstance(e, StorageOutage) else USAGE_EXIT)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(INTERRUPTED_EXIT)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks instead of short messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log every trial's start and end (info).")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    help="Level of the hpsearch logger on stderr [warning; info with -v; debug with --debug].",
+)
+@click.version_option(package_name="hpsearch")
+def main(debug: bool, verbose: bool, log_level: str | None) -> None:
+    """hpsearch: hyperparameter search for PyTorch MLPs on Optuna."""
+    default = "debug" if debug else "info" if verbose else "warning"
+    _configure_logging(getattr(logging, (log_level or default).upper()))
+
+
+def _configure_logging(level: int) -> None:
+    """Log records of the ``hpsearch`` logger go to stderr, with the time and level."""
+    logger = logging.getLogger("hpsearch")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%X"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(level)

@@ -1,0 +1,75 @@
+"""Changing a study by hand: ``retry`` its failed trials, ``delete`` it; and ``schema``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from hpsearch.cli import output
+from hpsearch.cli.app import main
+from hpsearch.cli.options import resolve
+from hpsearch.cli.options import storage_option
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+def retry(study: str, storage: str | None) -> None:
+    """Queue the params of STUDY's failed trials again, so that they count once more.
+
+    For failures whose cause is now fixed (missing data, a full disk, a driver). Each failed
+    trial is queued once; run the study (or start workers) to run them.
+    """
+    from hpsearch.results.reading import open_study
+    from hpsearch.study.budget import retry_failed
+
+    name, url = resolve(study, storage)
+    queued = retry_failed(open_study(name, url, read_only=False))
+    if not queued:
+        click.echo(f"study {name}: no failed trial to retry")
+        return
+    click.echo(
+        f"study {name}: queued {len(queued)} failed trials again "
+        f"({', '.join(map(str, queued[:20]))}{', ...' if len(queued) > 20 else ''}); "
+        "run the study to run them"
+    )
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(study: str, storage: str | None, yes: bool) -> None:
+    """Delete STUDY and all its trials from the storage."""
+    from hpsearch.results.reading import open_study
+    from hpsearch.results.reading import trial_count
+    from hpsearch.study.lifecycle import delete_study
+
+    name, url = resolve(study, storage)  # parses a study file once
+    s = open_study(name, url)
+    if not yes:
+        click.confirm(f"delete study {name!r} ({trial_count(s)} trials)?", abort=True)
+    delete_study(s)
+    click.echo(f"deleted {name} from {output.redact(url)}")
+
+
+@main.command()
+@click.option("--output", "-o", "out", type=click.Path(), help="Write it to this file.")
+def schema(out: str | None) -> None:
+    """Print the JSON Schema of study files, for editors that check YAML while you type.
+
+    Save it beside your studies and put this first line in a study file (VS Code's YAML
+    extension, and any editor using yaml-language-server, then complete and check keys):
+
+        # yaml-language-server: $schema=study.schema.json
+    """
+    from hpsearch.spec.studyfile import study_schema
+
+    text = json.dumps(study_schema(), indent=2) + "\n"
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    Path(out).write_text(text)
+    click.echo(f"wrote {out}", err=True)

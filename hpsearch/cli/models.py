@@ -1,0 +1,52 @@
+"""``retrain`` (the best trial on training + validation data, saved) and ``predict``."""
+
+from __future__ import annotations
+
+import click
+
+from hpsearch.cli import output
+from hpsearch.cli.app import main
+from hpsearch.cli.options import format_option
+from hpsearch.cli.options import open_target
+from hpsearch.cli.options import storage_option
+from hpsearch.cli.options import trial_option
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+@click.option(
+    "--output",
+    "-o",
+    "out",
+    type=click.Path(),
+    default="runs/best",
+    show_default=True,
+    help="Directory for model.pt, config.yaml and result.json.",
+)
+@trial_option("Retrain this completed trial instead (a Pareto set of several needs one).")
+def retrain(study: str, storage: str | None, out: str, number: int | None) -> None:
+    """Train the best configuration on training + validation data and save the model
+    (model.pt: weights, config and preprocessing; `hpsearch predict` and
+    `hpsearch.load_model` read it)."""
+    from hpsearch.results.retrain import retrain_best
+
+    click.echo("retraining on training + validation data", err=True)
+    done = retrain_best(open_target(study, storage), out, number)
+    click.echo(f"trial          {done.trial}")
+    click.echo(f"test_accuracy  {done.result['test_accuracy']:.4f}")
+    click.echo(f"test_loss      {done.result['test_loss']:.4f}")
+    click.echo(f"saved          {', '.join(map(str, done.files))}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("inputs", type=click.Path())
+@format_option
+@click.option("--device", default="cpu", show_default=True, help="Where to run the model.")
+def predict(model_dir: str, inputs: str, fmt: str, device: str) -> None:
+    """Classify INPUTS with the model `hpsearch retrain` saved in MODEL_DIR: a .npy or .pt
+    tensor of examples on the data set's raw scale, or a directory of PNG images."""
+    from hpsearch.training.saved import predict_file
+
+    output.rows(predict_file(model_dir, inputs, device), fmt)

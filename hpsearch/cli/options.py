@@ -1,0 +1,146 @@
+"""Options several commands share, and how a command finds its study: a study file, or a
+study name in ``--storage``.
+
+Nothing here imports torch, pydantic or Optuna at import time: ``--help`` and the reading
+commands start at once (``tests/cli/test_cli.py`` checks they never load torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+from typing import TYPE_CHECKING
+
+import click
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hpsearch.spec.config import TrainConfig
+    from hpsearch.spec.studyfile import StudySpec
+
+STORAGE_FILE_ENV = "HPSEARCH_STORAGE_FILE"  # hpsearch.launch.slurm's (a Slurm job's storage)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+trials_option = click.option("--trials", type=click.IntRange(min=1), help="Override the budget.")
+storage_option = click.option(
+    "--storage", envvar="HPSEARCH_STORAGE", help="Override the storage URL [$HPSEARCH_STORAGE]."
+)
+population_option = click.option(
+    "--population",
+    type=click.IntRange(min=1, max=4096),
+    help="Trials a worker trains at once on its device [the study file's, else 1].",
+)
+max_same_failures_option = click.option(
+    "--max-same-failures",
+    type=click.IntRange(min=0),
+    default=3,  # hpsearch.study.worker.MAX_SAME_FAILURES, not imported: it would load torch
+    show_default=True,
+    help="Stop a worker after this many trials in a row fail with the same error (0: never).",
+)
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+
+
+def _set_storage_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
+    if value is not None:  # through the environment, so that launched workers wait as long
+        from hpsearch.storage.outages import OUTAGE_WAIT_ENV
+
+        os.environ[OUTAGE_WAIT_ENV] = str(value)
+
+
+storage_wait_option = click.option(
+    "--storage-wait",
+    type=click.FloatRange(min=0),
+    expose_value=False,
+    callback=_set_storage_wait,
+    help="Seconds to wait out a storage outage before giving up [$HPSEARCH_STORAGE_WAIT, 300].",
+)
+
+
+def threads_option(default_help: str) -> Decorator:
+    """``--threads``, its default described by ``default_help``."""
+    return click.option(
+        "--threads", type=click.IntRange(min=1), help=f"Torch CPU threads [{default_help}]."
+    )
+
+
+def trial_option(text: str) -> Decorator:
+    """``--trial N``, stored as ``number``."""
+    return click.option("--trial", "number", type=click.IntRange(min=0), help=text)
+
+
+def default_storage() -> str:
+    """Where studies are stored unless a file or flag says otherwise."""
+    from hpsearch.spec.defaults import DEFAULT_STORAGE
+
+    return DEFAULT_STORAGE
+
+
+def storage_or_file(storage: str | None) -> str | None:
+    """``--storage``, else the URL in ``$HPSEARCH_STORAGE_FILE`` (how a Slurm job gets it
+    without it being on a command line or in its script)."""
+    if storage is None and os.environ.get(STORAGE_FILE_ENV):
+        from hpsearch.launch.slurm import read_storage_file
+
+        return read_storage_file(os.environ[STORAGE_FILE_ENV])
+    return storage
+
+
+def load_spec(
+    path: str, storage: str | None, trials: int | None = None, population: int | None = None
+) -> StudySpec:
+    """The validated study file, with the command line's overrides."""
+    from hpsearch.spec.studyfile import load_spec as load
+
+    spec = load(path, storage=storage_or_file(storage), trials=trials)
+    return dataclasses.replace(spec, population=population) if population else spec
+
+
+def resolve(target: str, storage: str | None) -> tuple[str, str]:
+    """A study file, or a study name in ``--storage`` (default: the default SQLite file).
+
+    Reading a study needs only the file's name and storage: the rest is not validated (a
+    file edited since may still show its study), which also spares these commands loading
+    the validation models.
+    """
+    if target.endswith((".yaml", ".yml")) or Path(target).is_file():
+        from hpsearch.spec.yamlfile import study_location
+
+        found = study_location(target)
+        if found is None:  # no usable name: the whole file's problems, worded
+            spec = load_spec(target, storage)
+            return spec.name, spec.storage
+        name, url = found
+        return name, storage_or_file(storage) or url or default_storage()
+    return target, storage_or_file(storage) or default_storage()
+
+
+def open_target(target: str, storage: str | None, read_only: bool = True) -> optuna.Study:
+    """The study a reading command names (see :func:`resolve`)."""
+    from hpsearch.results.reading import open_study
+
+    return open_study(*resolve(target, storage), read_only=read_only)
+
+
+def build_config(
+    config_file: str | None, assignments: tuple[str, ...], **overrides: Any
+) -> TrainConfig:
+    """A trainer config from ``--config FILE``, ``--set KEY=VALUE`` and named flags."""
+    from hpsearch.spec.config import load_config_file
+    from hpsearch.spec.config import make_config
+    from hpsearch.spec.config import parse_assignment
+
+    base = load_config_file(config_file) if config_file else None
+    values = dict(parse_assignment(a) for a in assignments)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return make_config(values, base, source="--set" if assignments else None)

@@ -1,0 +1,253 @@
+"""What the command line prints: every table, record and summary goes through here, so the
+commands only parse, call and print.
+
+Tables are laid out by :mod:`hpsearch.results.tables` (short names, 4 significant digits,
+120 columns; CSV and JSON at full precision); text a study stores (names, reasons) is
+printed through :func:`plain`, so it cannot move the cursor or forge a line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from typing import Any
+from typing import TYPE_CHECKING
+
+import click
+
+from hpsearch.errors import BROKEN_EXIT
+from hpsearch.errors import FAILED_EXIT
+from hpsearch.errors import INTERRUPTED_EXIT
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+    from hpsearch.launch.pool import PoolResult
+    from hpsearch.study.record import TrialRecord
+    from hpsearch.study.worker import WorkerStats
+    from hpsearch.training.trainer import EpochStats
+    from hpsearch.training.trainer import TrainResult
+
+
+def plain(text: str) -> str:
+    """Stored text made safe to print (no control characters)."""
+    from hpsearch.results.tables import plain as safe
+
+    return safe(text)
+
+
+def redact(url: str) -> str:
+    """A storage URL as messages show it (passwords hidden)."""
+    from hpsearch.storage.urls import redact as hide
+
+    return hide(url)
+
+
+def rows(data: list[dict[str, Any]] | dict[str, Any], fmt: str) -> None:
+    """Prints rows (or one record) as a table, CSV or JSON."""
+    from hpsearch.results.tables import format_rows
+
+    click.echo(format_rows(data, fmt))
+
+
+def table(data: list[dict[str, Any]]) -> None:
+    """Prints rows as a table that fits 120 columns, naming the columns it left out."""
+    from hpsearch.results.tables import fit_table
+
+    click.echo(fit_table(data))
+
+
+def best_line(study: optuna.Study) -> str:
+    """``best: VALUE (trial N)``, or the size of a Pareto front, for progress lines."""
+    from hpsearch.results.reading import best_trials
+
+    best = best_trials(study)
+    if not best:
+        return "best: none yet"
+    if len(study.directions) > 1:
+        return f"pareto front: {len(best)} trials"
+    return f"best: {best[0].value:.4f} (trial {best[0].number})"
+
+
+def epoch_line(stats: EpochStats, epochs: int) -> None:
+    """One epoch of ``hpsearch train``, on stderr."""
+    click.echo(
+        f"epoch {stats.epoch:>3}/{epochs}  train_loss {stats.train_loss:.4f}  "
+        f"val_loss {stats.val_loss:.4f}  val_acc {stats.val_accuracy:.2%}  "
+        f"{stats.seconds:.2f}s",
+        err=True,
+    )
+
+
+def train_result(result: TrainResult) -> None:
+    """The final metrics of ``hpsearch train``."""
+    final = result.final
+    click.echo(f"outcome        {result.outcome}")
+    if final is not None:
+        click.echo(f"val_accuracy   {final.val_accuracy:.4f}")
+        click.echo(f"val_loss       {final.val_loss:.4f}")
+    if result.test_accuracy is not None and result.test_loss is not None:
+        click.echo(f"test_accuracy  {result.test_accuracy:.4f}")
+        click.echo(f"test_loss      {result.test_loss:.4f}")
+    click.echo(f"params         {result.param_count}")
+    click.echo(f"train_seconds  {result.train_seconds:.2f}")
+    click.echo(f"device         {result.device}")
+
+
+def best_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:
+    """Each trial's values, test accuracy and params, as ``run`` and ``best`` show them."""
+    from hpsearch.results.tables import significant
+    from hpsearch.study.record import records
+
+    for t in records(study, trials):
+        values = ", ".join(f"{v:.4g}" for v in t.values or ())
+        test = t.test_accuracy
+        click.echo(
+            f"  trial {t.number}: values [{values}]"
+            + (f"  test_accuracy {test:.4g}" if test is not None else "")
+        )
+        for key, value in significant(dict(t.params)).items():
+            click.echo(f"    {key}: {value}")
+
+
+def noise(study: optuna.Study) -> None:
+    """Says whether the best trial stands out of the validation set's noise."""
+    from hpsearch.results.reading import selection_noise
+
+    found = selection_noise(study)
+    if found is None:
+        return
+    on = f" on {found.val_size} validation images" if found.val_size else ""
+    se = f"one standard error ({found.standard_error:.2g}{on})"
+    if len(found.within) > 1:
+        others = ", ".join(str(n) for n in found.within[1:])
+        click.echo(
+            f"noise: trials {others} are within {se} of the best {found.metric} "
+            f"{found.value:.4g}: which of these is best is chance; compare them on more data "
+            "(a larger fixed: val_fraction, or the test accuracy above)"
+        )
+    else:
+        click.echo(f"noise: the best is ahead of the next trial by more than {se}")
+
+
+def exit_if_failing(stats: WorkerStats, study_file: str) -> None:
+    """Exit statuses for a worker that stopped on repeated errors, or whose trials all failed."""
+    if stats.broken:
+        click.echo(
+            f"error: stopped after {stats.failed} failed trials, the last ones all with: "
+            f"{stats.broken.splitlines()[0][:300]}",
+            err=True,
+        )
+        click.echo(
+            f"error: fix the cause, then `hpsearch retry {study_file}` queues the failed "
+            "trials again",
+            err=True,
+        )
+        sys.exit(BROKEN_EXIT)
+    if stats.all_failed:
+        click.echo(
+            f"error: every trial of this run failed; see `hpsearch trials {study_file}`",
+            err=True,
+        )
+        sys.exit(FAILED_EXIT)
+
+
+def status(info: dict[str, Any]) -> None:
+    """``hpsearch status`` as text (see :func:`hpsearch.results.reading.status`)."""
+    from hpsearch.results.tables import significant
+
+    states = "  ".join(f"{k.lower()} {v}" for k, v in info["states"].items())
+    click.echo(f"study       {plain(info['study'])} ({', '.join(info['directions'])})")
+    click.echo(f"trials      {info['trials']}: {states}")
+    rate = info["trials_per_minute"]
+    click.echo(
+        f"time        {info['wall_seconds']:.1f}s wall, {info['train_seconds']:.1f}s "
+        f"training" + (f", {rate:.1f} trials/min" if rate else "")
+    )
+    jobs = info.get("slurm")
+    if jobs is not None:
+        tasks = (
+            f"{jobs['pending']} pending, {jobs['running']} running, {jobs['done']} done"
+            if jobs["pending"] is not None
+            else "states unknown (squeue failed)"
+        )
+        click.echo(
+            f"slurm       jobs {', '.join(jobs['job_ids'])}: {jobs['tasks']} tasks, {tasks}"
+        )
+    best = significant(info["best"])
+    if len(best) > 1:
+        click.echo(f"best        a Pareto set of {len(best)} trials (`hpsearch best` lists them)")
+        best = best[:1]
+    for one in best:
+        click.echo(
+            f"best        trial {one['number']}: {one['values']}  "
+            f"test_accuracy {one['test_accuracy']}"
+        )
+        click.echo(f"params      {json.dumps(one['params'])}")
+
+
+def trial_record(record: TrialRecord) -> None:
+    """``hpsearch trial`` as text: everything stored of one trial."""
+    doc = dataclasses.asdict(record)
+    for key in ("number", "state", "values", "outcome", "worker", "device", "host", "threads"):
+        click.echo(f"{key:<14} {plain(str(doc[key]))}")
+    for key in ("test_accuracy", "train_seconds", "duration_s", "param_count"):
+        click.echo(f"{key:<14} {doc[key]}")
+    click.echo(f"params         {json.dumps(doc['params'])}")
+    if record.config:
+        click.echo(f"config         {json.dumps(doc['config'])}")
+    for metric, curve in record.curves.items():
+        click.echo(f"{metric:<14} {json.dumps(curve)}")
+    if record.fail_reason:
+        click.echo(f"fail_reason    {plain(record.fail_reason.splitlines()[0])}")
+    if record.traceback:
+        click.echo(record.traceback.rstrip())
+
+
+class Progress:
+    """A progress bar of budget trials on stderr, its last words the best trial so far."""
+
+    def __init__(self, total: int, initial: int = 0, hidden: bool = False) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=total,
+            initial=min(initial, total),
+            unit="trial",
+            disable=hidden,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def show(self, done: int | None, study: optuna.Study, more: str = "") -> None:
+        """``done`` budget trials finished (``None``: one more), with the best and ``more``."""
+        if done is None:
+            self._bar.update(1)
+        else:
+            self._bar.n = min(done, self._bar.total)
+        self._bar.set_postfix_str(best_line(study) + (f"; {more}" if more else ""), refresh=True)
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def launch_result(result: PoolResult, study: optuna.Study, study_file: str | None) -> None:
+    """How a local launch ended, and its exit status when it did not reach its budget."""
+    click.echo(f"{result.finished}/{result.budget} trials finished; {best_line(study)}")
+    for line in result.failures:
+        click.echo(f"worker failure: {line}", err=True)
+    if result.interrupted:
+        click.echo("interrupted: every worker stopped; run the same command to resume", err=True)
+        sys.exit(INTERRUPTED_EXIT)
+    if result.all_failed:
+        click.echo(
+            f"error: every trial of this launch failed; see `hpsearch trials {study_file}` "
+            "and the worker logs",
+            err=True,
+        )
+        sys.exit(FAILED_EXIT)
+    if not result.ok:
+        click.echo("the budget was not reached: see the worker logs above", err=True)
+        sys.exit(FAILED_EXIT)

@@ -1,0 +1,120 @@
+"""``hpsearch launch``: a pool of worker processes on this machine, one per GPU (or K per
+GPU), else CPU workers sharing the cores, with optuna-dashboard beside them if asked."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import dataclasses
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import subprocess
+import sys
+
+import optuna
+
+from hpsearch.launch.pool import plan_slots
+from hpsearch.launch.pool import Pool
+from hpsearch.launch.pool import PoolResult
+from hpsearch.launch.pool import WorkerSlot
+from hpsearch.spec.config import make_config
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study.lifecycle import preflight
+from hpsearch.study.lifecycle import prepare
+from hpsearch.study.worker import MAX_SAME_FAILURES
+
+LOG_ROOT = Path("hpsearch-logs")
+
+
+def log_dir(spec: StudySpec, given: str | Path | None = None) -> Path:
+    """Where a launch writes its workers' logs: ``given``, else ``hpsearch-logs/STUDY``."""
+    return Path(given) if given else LOG_ROOT / spec.name
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """How a local launch places its workers (the ``launch`` flags without ``--slurm``).
+
+    Attributes:
+        gpus: ``all`` (the default when GPUs are visible), ``none``, or indices ``0,2,3``.
+        workers_per_gpu: Workers on each selected GPU.
+        cpu_workers: CPU workers when no GPU is used [one per core].
+        max_restarts: Replacements per worker slot after a crash.
+        max_same_failures: A worker stops after this many trials in a row fail alike.
+        log_dir: Worker logs [``hpsearch-logs/STUDY``].
+        dashboard_port: Serve optuna-dashboard on this port beside the pool (``None``: no).
+    """
+
+    gpus: str | None = None
+    workers_per_gpu: int = 1
+    cpu_workers: int | None = None
+    max_restarts: int = 3
+    max_same_failures: int = MAX_SAME_FAILURES
+    log_dir: str | None = None
+    dashboard_port: int | None = None
+
+
+@dataclass(frozen=True)
+class LaunchStart:
+    """What a launch has set up when its workers start (for a progress line)."""
+
+    study: optuna.Study
+    queued: int
+    slots: tuple[WorkerSlot, ...]
+    logs: Path
+
+
+def launch_local(
+    spec: StudySpec,
+    options: LocalOptions = LocalOptions(),
+    on_start: Callable[[LaunchStart], None] | None = None,
+    on_tick: Callable[[Pool], None] | None = None,
+) -> PoolResult:
+    """Creates (or resumes) the study, queues its budget, and runs a pool of workers on this
+    machine until the budget is reached, every worker has stopped, or Ctrl-C / SIGTERM.
+
+    Before anything is written, the data set loads and a batch trains on the workers' kind
+    of device (each worker checks its own device again before it claims a trial).
+
+    Args:
+        spec: The study file (workers read it again: it must have a path).
+        options: Where the workers run (see :class:`LocalOptions`).
+        on_start: Called once the study is prepared, before the workers start.
+        on_tick: Called about once a second with the pool while it runs.
+
+    Raises:
+        ConfigError: A GPU that does not exist, or a study file without a path.
+        PreflightError: The data or the device cannot train: nothing was written.
+    """
+    import torch  # the launcher counts GPUs; it never initialises CUDA, so it may fork
+
+    slots = plan_slots(
+        options.gpus,
+        options.workers_per_gpu,
+        options.cpu_workers,
+        torch.cuda.device_count(),
+        os.cpu_count() or 1,
+    )
+    preflight(dataclasses.replace(spec, base=make_config({"device": slots[0].device}, spec.base)))
+    _, study, queued = prepare(spec)
+    logs = log_dir(spec, options.log_dir)
+    if on_start is not None:
+        on_start(LaunchStart(study, queued, tuple(slots), logs))
+    pool = Pool(spec, study, slots, logs, options.max_restarts, options.max_same_failures)
+    dashboard = None
+    if options.dashboard_port is not None:
+        dashboard = start_dashboard(spec, options.dashboard_port)
+    try:
+        return pool.run(on_tick=on_tick)
+    finally:
+        if dashboard is not None:
+            dashboard.terminate()
+            dashboard.wait()
+
+
+def start_dashboard(spec: StudySpec, port: int) -> subprocess.Popen[bytes]:
+    """optuna-dashboard on the study's storage, in a process of its own (it prints its URL)."""
+    assert spec.path is not None
+    cmd = [sys.executable, "-m", "hpsearch", "dashboard", spec.path, "--port", str(port)]
+    env = {**os.environ, "HPSEARCH_STORAGE": spec.storage}  # not argv: it may hold a password
+    return subprocess.Popen(cmd, env=env)

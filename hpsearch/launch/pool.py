@@ -1,0 +1,337 @@
+"""Worker pools: one process per worker, pinned to a GPU or sharing the CPU cores.
+
+``launch`` creates (or resumes) the study and tops up its budget once, then starts workers
+that only claim queued trials (see :mod:`hpsearch.study.worker`), so the budget is global. It
+watches them: a worker that dies is reported and replaced (up to ``max_restarts``), and the
+launcher itself fails stale trials, so a trial whose worker was killed is re-queued even if
+no other worker is alive to notice. Ctrl-C or SIGTERM stops every worker within seconds;
+interrupted trials are re-queued, and running ``launch`` again resumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+import contextlib
+from dataclasses import dataclass
+from dataclasses import field
+import logging
+import os
+from pathlib import Path
+import signal
+import subprocess
+import sys
+import time
+from types import FrameType
+from typing import Any
+from typing import IO
+
+import optuna
+from optuna.trial import TrialState
+
+from hpsearch import storage as db
+from hpsearch.errors import BROKEN_EXIT
+from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
+from hpsearch.errors import StorageOutage
+from hpsearch.errors import USAGE_EXIT
+from hpsearch.launch.worker import LAUNCHER_ENV
+from hpsearch.launch.worker import THREADS_ENV
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study import record
+from hpsearch.study.budget import finished_count
+from hpsearch.study.budget import requeue
+from hpsearch.study.worker import fail_stale_trials
+from hpsearch.study.worker import MAX_SAME_FAILURES
+
+_log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 10.0  # after SIGTERM, a worker gets this long before SIGKILL
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Where one worker runs: a name, its device, and its environment additions."""
+
+    name: str
+    device: str
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def plan_slots(
+    gpus: str | None,
+    workers_per_gpu: int,
+    cpu_workers: int | None,
+    visible_gpus: int,
+    cores: int,
+) -> list[WorkerSlot]:
+    """Decides the workers: one (or K) per selected GPU, else CPU workers sharing the cores.
+
+    Args:
+        gpus: ``all``, ``none`` or a comma list of indices; ``None`` means all visible.
+        workers_per_gpu: Workers on each GPU (a small MLP uses a few percent of one).
+        cpu_workers: Number of CPU workers (default: one per core) when no GPU is used.
+        visible_gpus: GPUs this machine has.
+        cores: CPU cores this machine has.
+
+    Raises:
+        ConfigError: A GPU index that does not exist, or a malformed ``--gpus``.
+    """
+    selected = _select_gpus(gpus, visible_gpus)
+    if selected:
+        return [
+            WorkerSlot(f"gpu{g}-{k}", "cuda", {"CUDA_VISIBLE_DEVICES": str(g)})
+            for g in selected
+            for k in range(workers_per_gpu)
+        ]
+    n = cpu_workers or cores
+    threads = str(max(1, cores // n))  # divide the cores, do not oversubscribe them
+    env = {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
+    return [WorkerSlot(f"cpu-{i}", "cpu", env) for i in range(n)]
+
+
+def _select_gpus(gpus: str | None, visible: int) -> list[int]:
+    if gpus in (None, "all"):
+        return list(range(visible))
+    if gpus == "none":
+        return []
+    try:
+        selected = [int(g) for g in gpus.split(",") if g.strip()]
+    except ValueError as e:
+        raise ConfigError(
+            [f"--gpus: expected all, none or indices like 0,2,3; got {shorten(gpus)}"]
+        ) from e
+    bad = [g for g in selected if not 0 <= g < visible]
+    if bad:
+        raise ConfigError(
+            [
+                f"--gpus: no GPU {bad[0]}; this machine has {visible} (indices 0..{visible - 1})"
+                if visible
+                else f"--gpus: GPU {bad[0]} requested but no GPU is visible"
+            ]
+        )
+    return selected
+
+
+@dataclass
+class _Worker:
+    slot: WorkerSlot
+    log: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    handle: IO[bytes] | None = None
+    state: str = "starting"
+    exit_codes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class PoolResult:
+    """How a pool ended."""
+
+    budget: int
+    finished: int
+    interrupted: bool
+    failures: list[str]
+    all_failed: bool = False  # trials finished in this launch, and every one of them failed
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and self.finished >= self.budget
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def worker_command(
+    spec: StudySpec, slot: WorkerSlot, max_same_failures: int = MAX_SAME_FAILURES
+) -> list[str]:
+    """The command line of one worker process."""
+    assert spec.path is not None
+    return [
+        sys.executable,
+        "-m",
+        "hpsearch",
+        "--log-level",  # the worker's log file shows each trial's start and end
+        "info",
+        "worker",
+        spec.path,
+        "--device",
+        slot.device,
+        "--name",
+        slot.name,
+        "--max-same-failures",
+        str(max_same_failures),
+        "--population",  # the launcher's --population, or the file's
+        str(spec.population),
+    ]
+
+
+class Pool:
+    """Starts, watches, restarts and stops worker processes for one study."""
+
+    def __init__(
+        self,
+        spec: StudySpec,
+        study: optuna.Study,
+        slots: Sequence[WorkerSlot],
+        log_dir: Path,
+        max_restarts: int = 3,
+        max_same_failures: int = MAX_SAME_FAILURES,
+    ) -> None:
+        self.spec = spec
+        self.study = study
+        self.max_restarts = max_restarts
+        self.max_same_failures = max_same_failures
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.workers = [_Worker(slot, log_dir / f"{slot.name}.log") for slot in slots]
+        self._states_before = self._states()
+
+    def _states(self) -> dict[str, int]:
+        return db.trial_counts(self.study).states
+
+    def _start(self, worker: _Worker) -> None:
+        if worker.handle is not None:
+            worker.handle.close()
+        worker.handle = open(worker.log, "ab")  # noqa: SIM115 - lives as long as the process
+        env = {
+            **os.environ,
+            **worker.slot.env,
+            LAUNCHER_ENV: str(os.getpid()),  # the worker stops if this process goes away
+            "PYTHONUNBUFFERED": "1",
+            # the URL may hold a password: the environment, unlike argv, is not public
+            "HPSEARCH_STORAGE": self.spec.storage,
+        }
+        worker.process = subprocess.Popen(
+            worker_command(self.spec, worker.slot, self.max_same_failures),
+            stdout=worker.handle,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # our signals only: the launcher decides when they stop
+        )
+        worker.state = "running"
+
+    def run(self, on_tick: Any = None, poll_s: float = 1.0) -> PoolResult:
+        """Runs the pool until every worker has exited, or until Ctrl-C / SIGTERM."""
+        old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+        interrupted = False
+        try:
+            for worker in self.workers:
+                self._start(worker)
+            while any(w.state == "running" for w in self.workers):
+                self._check_workers()
+                try:
+                    fail_stale_trials(self.study)
+                except StorageOutage:
+                    raise
+                except Exception as e:  # a busy database: try next tick
+                    _log.warning("stale-trial check failed: %s", e)
+                if on_tick is not None:
+                    on_tick(self)
+                time.sleep(poll_s)
+        except (_Stop, KeyboardInterrupt):
+            interrupted = True
+            self.stop()
+        except BaseException:  # an outage past its wait, or a bug: no worker is left behind
+            self.stop()
+            raise
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
+            for worker in self.workers:
+                if worker.handle is not None:
+                    worker.handle.close()
+        return PoolResult(
+            self.spec.budget(), self.finished(), interrupted, self.failures(), self._all_failed()
+        )
+
+    def _all_failed(self) -> bool:
+        now, before = self._states(), self._states_before
+        new = {s: now.get(s, 0) - before.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        return new["FAIL"] > 0 and new["COMPLETE"] + new["PRUNED"] == 0
+
+    def _check_workers(self) -> None:
+        for worker in self.workers:
+            if worker.state != "running" or worker.process is None:
+                continue
+            code = worker.process.poll()
+            if code is None:
+                continue
+            worker.exit_codes.append(code)
+            if code == 0:
+                worker.state = "done"
+            elif code in (USAGE_EXIT, BROKEN_EXIT):
+                worker.state = "broken"  # its environment fails every trial: not restarted
+            elif worker.restarts < self.max_restarts and self._work_left():
+                worker.restarts += 1
+                self._start(worker)
+            else:
+                worker.state = "dead"
+
+    def _work_left(self) -> bool:
+        states = self._states()  # counted by the database: the queue is never loaded
+        return states.get("WAITING", 0) + states.get("RUNNING", 0) > 0
+
+    def stop(self) -> None:
+        """SIGTERM to every worker, SIGKILL after a grace period, then re-queue what any
+        killed worker left RUNNING, so that no trial stays RUNNING."""
+        running = [w for w in self.workers if w.process and w.process.poll() is None]
+        for worker in running:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + STOP_GRACE_S
+        for worker in running:
+            assert worker.process is not None
+            try:
+                worker.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            worker.state = "stopped"
+        names = {w.slot.name for w in self.workers}
+        try:
+            requeue_running(self.study, names)
+        except Exception as e:  # the storage is down: the heartbeat check re-queues them later
+            _log.warning("could not re-queue the stopped workers' trials: %s", e)
+
+    def finished(self) -> int:
+        return finished_count(self.study)
+
+    def failures(self) -> list[str]:
+        lines = []
+        for w in self.workers:
+            bad = [c for c in w.exit_codes if c != 0]
+            if bad:
+                lines.append(
+                    f"{w.slot.name}: exited {len(bad)}x with {bad} "
+                    f"(restarted {w.restarts}x, now {w.state}); log {w.log}"
+                )
+        return lines
+
+    def states(self) -> str:
+        """Each worker's state (counts alone beyond 8 workers), for the progress line."""
+        if len(self.workers) > 8:
+            counts: dict[str, int] = {}
+            for w in self.workers:
+                counts[w.state] = counts.get(w.state, 0) + 1
+            return " ".join(f"{k} {v}" for k, v in counts.items())
+        return " ".join(
+            f"{w.slot.name}:{w.state}" + (f"(restarted {w.restarts}x)" if w.restarts else "")
+            for w in self.workers
+        )
+
+
+def requeue_running(study: optuna.Study, workers: set[str]) -> int:
+    """Fails the RUNNING trials of the given (stopped) workers and queues their params again."""
+    count = 0
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if record.worker_of(trial) not in workers:
+            continue
+        try:
+            count += requeue(study, db.trial_id(trial), "worker stopped")
+        except Exception as e:  # a busy database: the heartbeat check re-queues it later
+            _log.warning("could not re-queue trial %d: %s", trial.number, e)
+    return count

@@ -1,0 +1,313 @@
+"""Reading results back out of a study: the Python API behind the reading commands.
+
+Everything ``hpsearch studies``, ``status``, ``trials``, ``trial`` and ``best`` do is a
+function here that the command line calls and prints, so a notebook can do the same (see the
+README's "From Python")::
+
+    from hpsearch.results.reading import open_study, status, best_trials, write_best_config
+    study = open_study("quickstart", "sqlite:///hpsearch.db")
+    print(status(study)["best"])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+import yaml
+
+from hpsearch import storage as db
+from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
+from hpsearch.errors import StorageError
+from hpsearch.launch.slurm import job_summary
+from hpsearch.results.tables import columns_of
+from hpsearch.results.tables import resolve_column
+from hpsearch.results.tables import sort_key
+from hpsearch.storage import open_storage
+from hpsearch.storage import redact
+from hpsearch.storage.states import best_first
+from hpsearch.study import budget
+from hpsearch.study.record import base_config
+from hpsearch.study.record import records
+from hpsearch.study.record import study_summary
+from hpsearch.study.record import TRAIN_SECONDS
+from hpsearch.study.record import TrialRecord
+
+STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
+
+
+def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
+    """Opens an existing study, by default for reading (see :func:`open_storage`).
+
+    Raises:
+        StorageError: The storage cannot be opened (a SQLite file that does not exist) or
+            holds no such study.
+    """
+    storage = open_storage(url, read_only=read_only)
+    try:
+        return optuna.load_study(study_name=name, storage=storage)
+    except KeyError as e:
+        names = [repr(s.study_name) for s in optuna.get_all_study_summaries(storage)]
+        known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
+        raise StorageError(f"no study {shorten(name)} in {redact(url)}{known}") from e
+
+
+def study_rows(url: str) -> list[dict[str, Any]]:
+    """One row per study in a storage: name, trial count, directions and best values."""
+    summaries = optuna.get_all_study_summaries(open_storage(url, read_only=True))
+    return [
+        {
+            "study": s.study_name,
+            "trials": s.n_trials,
+            "directions": ",".join(d.name.lower() for d in s.directions),
+            "best": None if s.best_trial is None else s.best_trial.values,
+        }
+        for s in summaries
+    ]
+
+
+def trial_rows(
+    study: optuna.Study, trials: list[FrozenTrial] | None = None
+) -> list[dict[str, Any]]:
+    """One flat row per trial: number, state, values, params and the main metrics.
+
+    Args:
+        study: The study.
+        trials: Only these trials, in this order (default: all, by number).
+    """
+    multi = len(study.directions) > 1
+    rows = []
+    for r in records(study, study.get_trials(deepcopy=False) if trials is None else trials):
+        row: dict[str, Any] = {"number": r.number, "state": r.state}
+        values = r.values or ()
+        if multi:
+            row.update({f"value_{i}": v for i, v in enumerate(values)})
+        else:
+            row["value"] = values[0] if values else None
+        row.update({f"param.{k}": v for k, v in r.params.items()})
+        row.update(
+            test_accuracy=r.test_accuracy,
+            train_seconds=r.train_seconds,
+            param_count=r.param_count,
+            worker=r.worker,
+            fail_reason=(r.fail_reason or "").splitlines()[0] if r.fail_reason else None,
+            duration_s=r.duration_s,
+        )
+        rows.append(row)
+    return rows
+
+
+SORT_VALUE = "value"  # sorts by the first objective, best first
+
+
+def sorted_trials(
+    study: optuna.Study, sort: str = SORT_VALUE, top: int | None = None
+) -> list[FrozenTrial]:
+    """The study's trials in the order a table shows them, the first ``top`` only.
+
+    ``value`` sorts the completed trials by the first objective, best first, then the others
+    by number; ``number`` by number; any other key is a column of :func:`trial_rows` (such as
+    ``param.lr`` or ``duration_s``), ascending, trials without it last. The best ``top`` by
+    value are read directly, without loading the rest of a large study.
+
+    Raises:
+        ConfigError: ``sort`` names no column.
+    """
+    if sort == SORT_VALUE and top is not None:
+        best = db.top_trials(study, top)
+        if len(best) == top:
+            return best
+    trials = study.get_trials(deepcopy=False)
+    if sort == SORT_VALUE:
+        # A pruned trial's value is its last report, not a result: it is not ranked.
+        done, rank = TrialState.COMPLETE, best_first(study.directions)
+        trials.sort(key=lambda t: (t.state != done, rank(t) if t.state == done else 0))
+    elif sort != "number":
+        rows = {r["number"]: r for r in trial_rows(study, trials)}
+        columns = columns_of(list(rows.values()))
+        column = resolve_column(sort, columns)
+        if column is None:
+            known = ", ".join(dict.fromkeys([SORT_VALUE, *columns]))
+            raise ConfigError([f"--sort {shorten(sort)}: no such column; columns: {known}"])
+        trials.sort(key=lambda t: sort_key(rows[t.number].get(column)))
+    return trials if top is None else trials[:top]
+
+
+def best_trials(study: optuna.Study, top: int = 1) -> list[FrozenTrial]:
+    """The best trial (the ``top`` best), or the Pareto set of a multi-objective study, best
+    first by its first objective (empty if none).
+
+    The best trials of a single objective are read directly (one ordered query on a
+    database), not found among every trial.
+    """
+    if len(study.directions) == 1:
+        return db.top_trials(study, top)
+    rank = best_first(study.directions)
+    return sorted(study.best_trials, key=lambda t: (rank(t), t.number))
+
+
+@dataclass(frozen=True)
+class Noise:
+    """How far apart the best trials are, measured in the validation set's noise.
+
+    Attributes:
+        metric: The objective's metric.
+        value: The best trial's value.
+        standard_error: Of that value: the spread another draw of as many validation
+            images would give (see :meth:`hpsearch.study.record.TrialRecord.standard_error`).
+        val_size: Validation images the value was measured on.
+        within: Numbers of the trials (of the best :data:`NOISE_TOP`) within one standard
+            error of the best, the best first: more than one means their order is chance.
+    """
+
+    metric: str
+    value: float
+    standard_error: float
+    val_size: int | None
+    within: tuple[int, ...]
+
+
+NOISE_TOP = 20  # trials compared with the best
+
+
+def selection_noise(study: optuna.Study) -> Noise | None:
+    """Which of the best trials are within one standard error of the best; ``None`` when it
+    cannot be told (several objectives, a metric without one, trials stored without it)."""
+    summary = study_summary(study)
+    if len(study.directions) != 1 or summary is None or not summary.metrics:
+        return None
+    top = records(study, db.top_trials(study, NOISE_TOP))
+    if not top or not top[0].values:
+        return None
+    value = top[0].values[0]
+    se = top[0].standard_error(summary.metrics[0], value)
+    if se is None:
+        return None
+    within = tuple(t.number for t in top if t.values and abs(t.values[0] - value) <= se)
+    return Noise(summary.metrics[0], value, se, top[0].val_size, within)
+
+
+def require_best(study: optuna.Study) -> list[FrozenTrial]:
+    """:func:`best_trials`, or an error when nothing has completed yet.
+
+    Raises:
+        ConfigError: The study has no completed trial.
+    """
+    trials = best_trials(study)
+    if not trials:
+        raise ConfigError([f"study {study.study_name!r} has no completed trial yet"])
+    return trials
+
+
+def trial_count(study: optuna.Study) -> int:
+    """How many trials the study has, in any state (counted by the database)."""
+    return sum(db.trial_counts(study).states.values())
+
+
+def trial_record(study: optuna.Study, number: int) -> TrialRecord:
+    """The stored record of one trial, by number (its traceback included).
+
+    Raises:
+        ConfigError: The study has no trial of that number.
+    """
+    try:
+        trial = db.trial_by_number(study, number)
+    except KeyError:
+        count = trial_count(study)
+        raise ConfigError(
+            [f"study {study.study_name!r} has no trial {number} (0-{count - 1})"]
+        ) from None
+    return TrialRecord.from_trial(trial, base_config(study))
+
+
+def status(study: optuna.Study) -> dict[str, Any]:
+    """Counts by state, the best trial, time spent and the trial rate: a few small queries,
+    however many trials the study has; and, for a study launched on Slurm, its job arrays
+    (``slurm``: see :func:`hpsearch.launch.slurm.job_summary`)."""
+    counts = db.trial_counts(study)
+    states = counts.states
+    first, last = counts.first_start, counts.last_complete
+    wall = (last - first).total_seconds() if first and last else 0.0
+    finished = budget.finished(counts)
+    info: dict[str, Any] = {
+        "study": study.study_name,
+        "directions": [d.name.lower() for d in study.directions],
+        "trials": sum(states.values()),
+        "states": {s: states.get(s, 0) for s in STATES},
+        "best": [
+            {
+                "number": r.number,
+                "values": list(r.values or ()),
+                "params": dict(r.params),
+                "test_accuracy": r.test_accuracy,
+            }
+            for r in records(study, best_trials(study))
+        ],
+        "wall_seconds": wall,
+        "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
+        "train_seconds": db.user_attr_sum(study, TRAIN_SECONDS),
+    }
+    jobs = job_summary(study)
+    if jobs is not None:
+        info["slurm"] = jobs
+    return info
+
+
+def best_config(study: optuna.Study, number: int | None = None) -> dict[str, Any]:
+    """The best trial's resolved trainer config, with where it came from: the document
+    ``hpsearch train --config`` reads.
+
+    Args:
+        study: The study.
+        number: This completed trial's config instead; required when the study has several
+            objectives and its Pareto set more than one trial.
+
+    Raises:
+        ConfigError: The study has no completed trial; ``number`` is not a completed trial;
+            or it is needed and missing.
+    """
+    best = chosen_trial(study, number)
+    return {
+        "study": study.study_name,
+        "trial": best.number,
+        "values": list(best.values or ()),
+        "config": dict(best.config or {}),
+    }
+
+
+def write_best_config(study: optuna.Study, path: str | Path, number: int | None = None) -> Path:
+    """Writes :func:`best_config` as YAML; returns the path."""
+    out = Path(path)
+    out.write_text(yaml.safe_dump(best_config(study, number), sort_keys=False))
+    return out
+
+
+def chosen_trial(study: optuna.Study, number: int | None = None) -> TrialRecord:
+    """The record of the best trial, or of completed trial ``number``.
+
+    Raises:
+        ConfigError: No completed trial; ``number`` is not one; or ``number`` is missing
+            where a Pareto set of several trials leaves the choice to the user.
+    """
+    best = require_best(study)
+    if number is None:
+        if len(best) > 1:
+            members = ", ".join(str(t.number) for t in best)
+            raise ConfigError(
+                [
+                    f"study {study.study_name!r}: its Pareto set has {len(best)} trials "
+                    f"({members}); choose one with --trial N"
+                ]
+            )
+        return TrialRecord.from_trial(best[0], base_config(study))
+    found = trial_record(study, number)
+    if found.state != "COMPLETE":
+        raise ConfigError(
+            [f"study {study.study_name!r}: trial {number} is {found.state}, not COMPLETE"]
+        )
+    return found

@@ -1,0 +1,69 @@
+"""Retraining the best trial on training + validation data, and saving the model that
+``hpsearch predict`` and :func:`hpsearch.load_model` read (torch is imported when called)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import json
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from hpsearch.results.reading import chosen_trial
+from hpsearch.results.tables import json_safe
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """What :func:`retrain_best` wrote.
+
+    Attributes:
+        trial: The number of the retrained trial.
+        result: The training result as a dict (``hpsearch.training.trainer.TrainResult.to_dict``).
+        files: The model, its config and the result, in that order.
+    """
+
+    trial: int
+    result: dict[str, Any]
+    files: tuple[Path, ...]
+
+
+def retrain_best(study: optuna.Study, output: str | Path, number: int | None = None) -> Retrained:
+    """Trains the best configuration (or completed trial ``number``'s) on training +
+    validation data and saves the model (``model.pt``: self-describing, see
+    :func:`hpsearch.load_model`), its config and its result (``config.yaml``,
+    ``result.json``) in ``output``.
+
+    Raises:
+        ConfigError: As :func:`chosen_trial`.
+    """
+    # torch only here: reading results must not load it
+    from hpsearch.spec.config import make_config
+    from hpsearch.training.saved import MODEL_FILE
+    from hpsearch.training.saved import save_model
+    from hpsearch.training.trainer import fit
+    from hpsearch.training.trainer import load_data
+    from hpsearch.training.trainer import resolve_device
+
+    best = chosen_trial(study, number)
+    config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
+    result, model = fit(config)
+    data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
+    save_model(
+        model,
+        config.to_dict(),
+        data.preprocessing,
+        data.num_features,
+        data.num_classes,
+        files[0],
+        metrics={"test_accuracy": result.test_accuracy, "test_loss": result.test_loss},
+        origin={"study": study.study_name, "trial": best.number},
+    )
+    files[1].write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    files[2].write_text(json.dumps(json_safe(result.to_dict()), indent=2))
+    return Retrained(best.number, result.to_dict(), files)

@@ -1,0 +1,29 @@
+"""The names a trainer config may choose from, without the torch code behind them.
+
+The command line, the study-file schema and the JSON Schema read these names; the tables
+that map each name to torch code live beside the trainer (:mod:`hpsearch.training.data`,
+:mod:`hpsearch.training.model`, :mod:`hpsearch.training.optim`) and are tested to hold
+exactly these keys. So ``hpsearch --help`` and every reading command start without
+importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+from typing import Literal
+
+Dataset = Literal["digits", "mnist", "fashion-mnist", "synthetic"]
+Preprocess = Literal["raw", "scale", "standardize"]
+Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
+Loss = Literal["cross_entropy", "mse", "bce", "nll"]
+Optimizer = Literal["sgd", "adam", "adamw", "adagrad", "adadelta", "rmsprop"]
+Scheduler = Literal["none", "step", "cosine", "onecycle"]
+
+DATASETS: tuple[str, ...] = get_args(Dataset)
+PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+# NLL over a log-softmax output *is* cross-entropy on the logits: one choice, two names.
+LOSS_ALIASES = {"nll": "cross_entropy"}
+LOSSES: tuple[str, ...] = tuple(n for n in get_args(Loss) if n not in LOSS_ALIASES)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)

@@ -1,0 +1,227 @@
+"""The trainer's configuration: one frozen, validated dataclass.
+
+Every hyperparameter is a plain value (a number, a name or a tuple of them), never code, so
+that a search space can set it and a batched trainer could later hold it as a tensor. No
+torch here: the command line reads configs without loading it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import dataclasses
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
+
+import pydantic
+from pydantic import ConfigDict
+from pydantic import Field
+import yaml
+
+from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
+from hpsearch.spec.choices import Activation
+from hpsearch.spec.choices import Dataset
+from hpsearch.spec.choices import Loss
+from hpsearch.spec.choices import LOSS_ALIASES
+from hpsearch.spec.choices import Optimizer
+from hpsearch.spec.choices import Preprocess
+from hpsearch.spec.choices import Scheduler
+from hpsearch.spec.validation import Problems
+from hpsearch.spec.validation import problems
+from hpsearch.spec.validation import StrictBool
+from hpsearch.spec.validation import StrictFloat
+from hpsearch.spec.validation import StrictInt
+from hpsearch.spec.validation import StrictStr
+from hpsearch.spec.validation import Wording
+from hpsearch.spec.yamlfile import load_yaml
+from hpsearch.spec.yamlfile import read_yaml
+
+Fraction = Annotated[StrictFloat, Field(ge=0.0, lt=1.0)]
+NonNegative = Annotated[StrictFloat, Field(ge=0.0)]
+AtLeastOne = Annotated[StrictInt, Field(ge=1)]
+Device = Annotated[StrictStr, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
+
+_WORDING = Wording(
+    unknown="setting",
+    rules={
+        "hidden_layers": "widths must be positive integers",
+        "device": "allowed: auto, cpu, cuda, cuda:N, mps",
+    },
+    whole_fields=True,
+)
+
+
+@pydantic.dataclasses.dataclass(
+    frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True)
+)
+class TrainConfig:
+    """Everything one training run depends on; defaults are the classic PyTorch MNIST setup.
+
+    Validated on construction (pydantic): types are strict (``"3"`` is not an integer), lists
+    become tuples, ``nll`` becomes ``cross_entropy``. Build one from user input with
+    :func:`make_config`, which words every problem for a person.
+    """
+
+    __wording__: ClassVar[Wording] = _WORDING
+
+    # data
+    dataset: Dataset = "digits"
+    """Data set: digits (offline default), mnist, fashion-mnist (read from data_dir), synthetic."""
+    data_dir: StrictStr | None = None
+    """Where mnist / fashion-mnist live; null: $HPSEARCH_DATA_DIR, else ./data."""
+    val_fraction: Fraction = 0.1
+    """Share of the training set held out (fixed seed) for validation: what a search optimizes."""
+    train_subset: Annotated[StrictInt, Field(ge=2)] | None = None
+    """Use only the first N training images (quick checks on MNIST)."""
+    preprocess: Preprocess = "standardize"
+    """raw, scale (to [0, 1]) or standardize (training mean and std)."""
+    # architecture
+    hidden_layers: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (128,)
+    """Hidden layer widths; [] is a linear model, [128] is 784-128-10."""
+    activation: Activation | tuple[Activation, ...] = "relu"
+    """One activation for all hidden layers, or one per layer."""
+    dropout: Fraction | tuple[Fraction, ...] = 0.0
+    """One dropout probability for all hidden layers, or one per layer."""
+    batch_norm: StrictBool = False
+    """BatchNorm1d after each hidden linear layer."""
+    # loss and regularization
+    loss: Loss = "cross_entropy"
+    """cross_entropy (= nll over log-softmax); mse and bce use one-hot targets."""
+    label_smoothing: Fraction = 0.0
+    """Mixes the one-hot target with uniform, for every loss."""
+    weight_decay: NonNegative = 0.0
+    """L2 penalty, through the optimizer."""
+    l1: NonNegative = 0.0
+    """Coefficient of the sum of |weights| added to the loss."""
+    # optimization
+    optimizer: Optimizer = "adadelta"
+    """The optimizer; adadelta is the classic example's choice."""
+    lr: Annotated[StrictFloat, Field(gt=0.0)] = 1.0
+    """Learning rate: 1.0 is Adadelta's customary rate; ~1e-3 for adam."""
+    momentum: Fraction = 0.0
+    """Momentum of sgd and rmsprop."""
+    nesterov: StrictBool = False
+    """Nesterov momentum (sgd only; needs momentum > 0)."""
+    scheduler: Scheduler = "step"
+    """Learning-rate schedule: none, step, cosine or onecycle."""
+    step_size: AtLeastOne = 1
+    """Epochs between StepLR decays."""
+    gamma: Annotated[StrictFloat, Field(gt=0.0, le=1.0)] = 0.7
+    """StepLR decay factor, as in the classic example."""
+    epochs: AtLeastOne = 14
+    """Training epochs; 14 in the classic example."""
+    batch_size: AtLeastOne = 64
+    """Training batch size."""
+    eval_batch_size: AtLeastOne = 1000
+    """Evaluation batch size: larger is faster and changes nothing."""
+    seed: StrictInt = 1
+    """Seed of initialisation, shuffling and dropout."""
+    device: Device = "auto"
+    """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
+
+    @pydantic.field_validator("loss")
+    @classmethod
+    def _resolve_alias(cls, loss: str) -> str:
+        return LOSS_ALIASES.get(loss, loss)
+
+    @pydantic.model_validator(mode="after")
+    def _check_together(self, info: pydantic.ValidationInfo) -> TrainConfig:
+        # Rules that tie fields together; a search space checks one parameter at a time
+        # without them (context cross_field=False).
+        if info.context is not None and not info.context.get("cross_field", True):
+            return self
+        found = []
+        n = len(self.hidden_layers)
+        for key in ("activation", "dropout"):
+            value = getattr(self, key)
+            if isinstance(value, tuple) and len(value) != n:
+                found.append((key, f"{len(value)} values for {n} hidden layers; give one or {n}"))
+        if self.nesterov and self.momentum <= 0.0:
+            found.append(("nesterov", f"needs momentum > 0, got {self.momentum}"))
+        if found:
+            raise Problems(found)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as plain JSON/YAML-friendly values (tuples become lists)."""
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+        }
+
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each hidden layer."""
+        return _per_layer(self.activation, len(self.hidden_layers))
+
+    def dropouts(self) -> tuple[float, ...]:
+        """The dropout probability of each hidden layer."""
+        return _per_layer(self.dropout, len(self.hidden_layers))
+
+
+def _per_layer(value: Any, n: int) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, tuple) else (value,) * n
+
+
+FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrainConfig))
+_ADAPTER = pydantic.TypeAdapter(TrainConfig)
+
+
+def make_config(
+    values: Mapping[str, Any],
+    base: TrainConfig | None = None,
+    source: str | None = None,
+    cross_field: bool = True,
+) -> TrainConfig:
+    """Builds a validated config from ``values`` laid over ``base`` (default: the defaults).
+
+    Args:
+        values: Field names and values, as parsed from YAML or ``--set``.
+        base: The config whose values are kept where ``values`` says nothing.
+        source: Where the values came from, named in error messages.
+        cross_field: Also check rules that tie fields together (``nesterov`` needs
+            ``momentum``); a search space checks one parameter at a time without them.
+
+    Raises:
+        ConfigError: Listing every unknown key, wrong type and out-of-range value at once.
+    """
+    merged = {**(base or TrainConfig()).to_dict(), **values}
+    try:
+        config: TrainConfig = _ADAPTER.validate_python(
+            merged, context={"cross_field": cross_field}
+        )
+    except pydantic.ValidationError as e:
+        raise ConfigError(problems(e, TrainConfig), source) from None
+    return config
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parses ``key=value`` where value is YAML (``[256,128]``, ``3e-4``, ``adam``).
+
+    Raises:
+        ConfigError: The text has no ``=`` or the value is not valid YAML.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError([f"--set {shorten(text)}: expected KEY=VALUE, e.g. --set lr=0.01"])
+    try:
+        return key.strip(), load_yaml(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError([f"{key.strip()}: value {shorten(raw)} is not valid YAML ({e})"]) from e
+
+
+def load_config_file(path: str, base: TrainConfig | None = None) -> TrainConfig:
+    """Reads a YAML mapping of :class:`TrainConfig` fields (what ``hpsearch best`` writes).
+
+    Raises:
+        ConfigError: The file is unreadable, not a mapping, or has invalid settings.
+    """
+    values = read_yaml(path)
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(["expected a mapping of config fields at the top level"], path)
+    # `hpsearch best` writes the config under a `config:` key beside its metrics.
+    if set(values) >= {"config"} and isinstance(values["config"], dict):
+        values = values["config"]
+    return make_config(values, base, source=path)

@@ -1,0 +1,795 @@
+"""Study files: one YAML file declares a whole study; this module holds its schema.
+
+The schema is a set of pydantic models (:class:`StudyFile` at the top); ``hpsearch schema``
+prints it as JSON Schema for editors. Validation reports every violation at once, each as
+``FILE: key.path: what is wrong (what is allowed)`` (see :mod:`hpsearch.spec.validation`), and
+turns a valid file into a :class:`StudySpec`. Nothing touches a storage before the file is
+valid. See ``studies/*.yaml`` and the README for the syntax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+import dataclasses
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+import difflib
+import functools
+import inspect
+import json
+import logging
+import operator
+import re
+from typing import Annotated
+from typing import Any
+from typing import Literal
+from typing import TYPE_CHECKING
+import zlib
+
+import optuna
+import pydantic
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import WithJsonSchema
+
+from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
+from hpsearch.spec.choices import Dataset
+from hpsearch.spec.config import FIELDS
+from hpsearch.spec.config import make_config
+from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.defaults import DEFAULT_STORAGE
+from hpsearch.spec.space import CategoricalParam
+from hpsearch.spec.space import FloatParam
+from hpsearch.spec.space import IntParam
+from hpsearch.spec.space import LayersParam
+from hpsearch.spec.space import Param
+from hpsearch.spec.space import SearchSpace
+from hpsearch.spec.validation import Problems
+from hpsearch.spec.validation import problems
+from hpsearch.spec.validation import StrictBool
+from hpsearch.spec.validation import StrictFloat
+from hpsearch.spec.validation import StrictInt
+from hpsearch.spec.validation import StrictStr
+from hpsearch.spec.yamlfile import read_yaml
+
+_log = logging.getLogger(__name__)
+
+Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value, Optuna params)
+
+# metric -> (natural direction, whether it is measured per epoch)
+METRICS: dict[str, tuple[str, bool]] = {
+    "val_accuracy": ("maximize", True),
+    "val_loss": ("minimize", True),
+    "train_loss": ("minimize", True),
+    "train_seconds": ("minimize", False),
+    "param_count": ("minimize", False),
+}
+
+SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "gp": optuna.samplers.GPSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    # Finite studies: every point is queued up front and claimed exactly once by a worker,
+    # so the sampler never samples (see hpsearch.study.worker.top_up).
+    "grid": optuna.samplers.RandomSampler,
+    "ofat": optuna.samplers.RandomSampler,
+}
+FINITE_SAMPLERS = ("grid", "ofat")
+MAX_POPULATION = 4096
+SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
+
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+}
+PATIENCE_KEYS = ("patience", "min_delta")  # wrap the pruner in optuna's PatientPruner
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One objective: a metric of the trial's result, reduced over epochs, and a direction."""
+
+    metric: str
+    direction: str
+    reduce: str = "final"
+
+    @property
+    def per_epoch(self) -> bool:
+        return METRICS[self.metric][1]
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study file."""
+
+    name: str
+    storage: str
+    objectives: tuple[Objective, ...]
+    sampler: str
+    sampler_options: Mapping[str, Any]
+    pruner: str
+    pruner_options: Mapping[str, Any]
+    patience: Mapping[str, Any]
+    trials: int | None
+    timeout: float | None
+    base: TrainConfig
+    space: SearchSpace
+    heartbeat_interval: int = 5
+    grace_period: int = 20
+    path: str | None = None
+    description: str = ""
+    # Grid or one-factor points as (factor, value, optuna params), expanded once at parse time.
+    finite_points: tuple[Point, ...] = field(default=())
+    seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
+    population: int = 1  # trials a worker claims and trains at once
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.objectives]
+
+    @property
+    def is_finite(self) -> bool:
+        return self.sampler in FINITE_SAMPLERS
+
+    def points(self) -> list[Point]:
+        """The points of a grid or one-factor study, as ``(factor, value, params)``."""
+        return list(self.finite_points)
+
+    def budget(self) -> int:
+        """Trials to run: the file's (or override's), capped by a finite study's points."""
+        if self.is_finite:
+            n = len(self.finite_points)
+            return min(n, self.trials) if self.trials else n
+        return self.trials or 0
+
+    def for_worker(self, worker: str) -> StudySpec:
+        """The spec as one of several workers sees it: a seeded sampler draws a stream of its
+        own (see :func:`hpsearch.study.samplers.make_sampler`), or every worker would draw
+        the same "random" points."""
+        return dataclasses.replace(self, seed_stream=worker)
+
+    def definition(self) -> dict[str, Any]:
+        """What gives a trial's values their meaning: the data set, the objectives, the search
+        space and the trainer settings the space does not set.
+
+        Stored with the study; a resume with a different definition is refused (see
+        :func:`definition_changes`). Settings that change how, not what, a study computes
+        (budget, timeout, heartbeat, sampler, pruner, device, data_dir, eval_batch_size) are
+        left out, so they may change between runs.
+        """
+        searched = {p.target for p in self.space.params}
+        fixed = {
+            k: v
+            for k, v in self.base.to_dict().items()
+            if k not in searched and k not in _HOW_NOT_WHAT and k != "dataset"
+        }
+        space = {
+            p.name: {"type": type(p).__name__.removesuffix("Param").lower(), **asdict(p)}  # type: ignore[call-overload]
+            for p in self.space.params
+        }
+        for entry in space.values():
+            entry.pop("name")
+        doc = {
+            "dataset": self.base.dataset,
+            "objectives": [vars(o) for o in self.objectives],
+            "space": space,
+            "fixed": fixed,
+        }
+        plain: dict[str, Any] = json.loads(json.dumps(doc))  # tuples become lists
+        return plain
+
+
+# A study's name becomes a directory name (worker logs) and a database key: nothing that can
+# leave a directory, hide in a listing, forge a line of output or overflow a column.
+STUDY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+STUDY_NAME_RULE = (
+    "a study name is 1 to 100 letters, digits, '-', '_' and '.', not starting with '.' or '-'"
+)
+
+# Trainer settings that change how a trial runs, not what its values mean.
+_HOW_NOT_WHAT = ("device", "data_dir", "eval_batch_size")
+
+
+def derive_seed(seed: int, stream: str, started: int) -> int:
+    """A seed of its own for each (file seed, worker stream, trials already started)."""
+    return zlib.crc32(f"{seed}/{stream}/{started}".encode()) % 2**31
+
+
+def definition_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any], path: str = ""
+) -> list[str]:
+    """Each key path whose value differs, as ``key: old -> new`` (``(absent)`` if missing);
+    a parameter added or removed is one line."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        where = _join(path, str(key))
+        a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            changes += definition_changes(a, b, where)
+        elif (
+            isinstance(a, list)
+            and isinstance(b, list)
+            and key == "objectives"
+            and (len(a) == len(b))
+        ):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                changes += definition_changes(x, y, f"{where}[{i}]")
+        elif a != b:
+            changes.append(f"{where}: {_short(a)} -> {_short(b)}")
+    return changes
+
+
+_ABSENT = "(absent)"
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)  # (absent) stays bare
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# --- the study file's schema -------------------------------------------------------------
+
+
+class _Strict(pydantic.BaseModel):
+    """A block of a study file: unknown keys are errors, scalars are strictly typed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+Metric = Literal["val_accuracy", "val_loss", "train_loss", "train_seconds", "param_count"]
+Direction = Literal["maximize", "minimize"]
+
+
+class ObjectiveFile(_Strict):
+    """One objective: a metric (a name alone is a shorthand for this mapping)."""
+
+    metric: Metric = "val_accuracy"
+    """What to optimize."""
+    direction: Direction | None = None
+    """maximize or minimize; the metric's natural direction when left out."""
+    reduce: Literal["final", "best"] = "final"
+    """A per-epoch metric's value of the final epoch, or of its best epoch."""
+
+    @pydantic.model_validator(mode="after")
+    def _consistent(self) -> ObjectiveFile:
+        natural, per_epoch = METRICS[self.metric]
+        found = []
+        if self.direction is not None and self.direction != natural:
+            found.append(
+                (
+                    "direction",
+                    f"{self.direction} does not match {self.metric}, which is {natural}d",
+                )
+            )
+        if self.reduce == "best" and not per_epoch:
+            found.append(("reduce", f"{self.metric} has one value per trial: use final"))
+        if found:
+            raise Problems(found)
+        return self
+
+
+def _named(key: str) -> Callable[[Any], Any]:
+    """Reads the shorthand ``sampler: tpe`` as ``sampler: {name: tpe}``."""
+    return lambda value: {key: value} if isinstance(value, str) else value
+
+
+ObjectiveField = Annotated[
+    ObjectiveFile,
+    pydantic.BeforeValidator(_named("metric"), json_schema_input_type=Metric | ObjectiveFile),
+]
+
+_SCALARS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
+_STRICT = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
+
+
+def _scalar_options(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Constructor options of a sampler or pruner that a YAML scalar can set: each one's type
+    (from its hint) and whether it is required.
+
+    Options typed as callables, sequences or objects (``gamma``, ``search_space``) cannot
+    come from a file and are left out, so naming one is an unknown key.
+    """
+    result: dict[str, tuple[Any, bool]] = {}
+    for name, prm in inspect.signature(cls).parameters.items():
+        hint = str(prm.annotation)
+        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or re.search(
+            r"Callable|Sequence|Mapping|dict|list|\[", hint
+        ):
+            continue
+        kinds = [
+            _STRICT[t]
+            for word, ts in _SCALARS.items()
+            if re.search(rf"\b{word}\b", hint)
+            for t in ts[-1:]
+        ]
+        if kinds:
+            kind: Any = functools.reduce(operator.or_, kinds)
+            result[name] = (kind, prm.default is inspect.Parameter.empty)
+    return result
+
+
+def _component(
+    kind: str, name: str, cls: type, extra: dict[str, Any], base: type[_Strict]
+) -> type[_Strict]:
+    """The model of one sampler's or pruner's block: ``name`` and its constructor options."""
+    fields: dict[str, Any] = {"name": (Literal[name], ...)}
+    if name not in FINITE_SAMPLERS:
+        for option, (hint, required) in _scalar_options(cls).items():
+            fields[option] = (hint, ...) if required else (hint | None, None)
+    else:  # a grid's or ofat's points come from the space: only the seed means something
+        fields["seed"] = (StrictInt | None, None)
+    fields.update(extra)
+    return pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
+
+
+class _Options(_Strict):
+    """A sampler's or pruner's options: built from a constructor's signature, so there is no
+    source to read attribute docstrings from (looking for it costs a command 0.2 s)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=False)
+
+
+class _PatienceCheck(_Options):
+    @pydantic.model_validator(mode="after")
+    def _patience(self) -> _PatienceCheck:
+        extra = self.model_dump(exclude_unset=True)
+        if "min_delta" in extra and "patience" not in extra:
+            raise Problems([("min_delta", "needs pruner.patience")])
+        return self
+
+
+def _by_name(union: Any, names: Mapping[str, Any]) -> Any:
+    """A sampler's or pruner's block, which may be its name alone."""
+    shorthand: Any = Literal[tuple(names)]
+    return Annotated[
+        union, pydantic.BeforeValidator(_named("name"), json_schema_input_type=shorthand | union)
+    ]
+
+
+def _union(models: list[type[_Strict]], tag: str) -> Any:
+    union: Any = functools.reduce(operator.or_, models)
+    return Annotated[union, Field(discriminator=tag)]
+
+
+_PATIENCE = {
+    "patience": (Annotated[StrictInt, Field(ge=0)] | None, None),
+    "min_delta": (StrictFloat | None, None),
+}
+SamplerFile = _union(
+    [_component("sampler", n, c, {}, _Options) for n, c in SAMPLERS.items()], "name"
+)
+PrunerFile = _union(
+    [_component("pruner", n, c, _PATIENCE, _PatienceCheck) for n, c in PRUNERS.items()], "name"
+)
+
+
+class BudgetFile(_Strict):
+    """How much to run."""
+
+    trials: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Trials to run in total, across all workers (a grid or ofat study counts its points)."""
+    timeout: Annotated[StrictFloat, Field(gt=0)] | None = None
+    """Seconds after which each worker stops claiming trials."""
+
+
+class HeartbeatFile(_Strict):
+    """How a dead worker's trial is found (see the README)."""
+
+    interval: Annotated[StrictInt, Field(ge=1)] = 5
+    """Seconds between a running trial's heartbeats."""
+    grace_period: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Seconds without a heartbeat after which a trial is failed and queued again
+    [max(20, 4 x interval)]."""
+
+
+When = dict[str, Any]
+
+
+class _ParamFile(_Strict):
+    when: When | None = None
+    """Exists only if each named earlier parameter took one of the given values."""
+
+
+class _RangeFile(_ParamFile):
+    """A number in [low, high]; its subclasses give the number's type."""
+
+    low: float
+    high: float
+    log: StrictBool = False
+    step: float | None = None
+
+    @pydantic.model_validator(mode="after")
+    def _range(self) -> _RangeFile:
+        _check_range(self.low, self.high, self.log, self.step, isinstance(self, IntParamFile))
+        return self
+
+
+class FloatParamFile(_RangeFile):
+    """A float in [low, high], optionally on a log scale or on a step grid."""
+
+    type: Literal["float"]
+    low: StrictFloat
+    high: StrictFloat
+    step: Annotated[StrictFloat, Field(gt=0)] | None = None
+
+
+class IntParamFile(_RangeFile):
+    """An integer in [low, high] in steps of step, optionally on a log scale."""
+
+    type: Literal["int"]
+    low: StrictInt
+    high: StrictInt
+    step: Annotated[StrictInt, Field(gt=0)] | None = None
+
+
+def _check_range(low: float, high: float, log: bool, step: float | None, integer: bool) -> None:
+    found = []
+    if low > high:
+        found.append(("", f"low ({low}) is above high ({high})"))
+    if log and low <= 0:
+        found.append(("low", f"log scale needs low > 0, got {low}"))
+    if log and step is not None and (not integer or step != 1):
+        found.append(("step", "cannot be combined with log scale"))
+    if found:
+        raise Problems(found)
+
+
+class CategoricalParamFile(_ParamFile):
+    """One of a list of values (a value may itself be a list, e.g. layer widths); a list
+    alone is a shorthand for this mapping."""
+
+    type: Literal["categorical"] = "categorical"
+    values: Annotated[list[Any], Field(min_length=1)] | None = None
+    choices: Annotated[list[Any], Field(min_length=1)] | None = None
+    """Another name for values."""
+
+    @pydantic.model_validator(mode="after")
+    def _given(self) -> CategoricalParamFile:
+        if (self.values is None) == (self.choices is None):
+            raise Problems(
+                [
+                    (
+                        "values",
+                        "expected a non-empty list of values (give values: or choices:, not both)",
+                    )
+                ]
+            )
+        return self
+
+
+class DepthFile(_Strict):
+    low: Annotated[StrictInt, Field(ge=0)] = 1
+    high: StrictInt = 3
+
+
+class WidthFile(_Strict):
+    low: Annotated[StrictInt, Field(ge=1)] = 16
+    high: StrictInt = 256
+    log: StrictBool = False
+    step: Annotated[StrictInt, Field(gt=0)] = 1
+
+
+class LayersParamFile(_ParamFile):
+    """Hidden layers: a depth, then a width per layer (or one for all)."""
+
+    type: Literal["layers"]
+    depth: DepthFile = DepthFile()
+    width: WidthFile = WidthFile()
+    same_width: StrictBool = False
+    """One width for every layer instead of one per layer."""
+
+    @pydantic.model_validator(mode="after")
+    def _ranges(self) -> LayersParamFile:
+        found = []
+        for key, r in (("depth", self.depth), ("width", self.width)):
+            try:
+                _check_range(
+                    r.low, r.high, getattr(r, "log", False), getattr(r, "step", None), True
+                )
+            except Problems as e:
+                found += [(_join(key, k), m) for k, m in e.problems]
+        if found:
+            raise Problems(found)
+        return self
+
+
+def _param_shorthand(value: Any) -> Any:
+    # `activation: [relu, tanh]` and `{values: [...]}` are categorical parameters.
+    if isinstance(value, list):
+        return {"type": "categorical", "values": value}
+    if (
+        isinstance(value, dict)
+        and "type" not in value
+        and ("values" in value or "choices" in value)
+    ):
+        return {"type": "categorical", **value}
+    return value
+
+
+ParamFile = Annotated[
+    FloatParamFile | IntParamFile | CategoricalParamFile | LayersParamFile,
+    Field(discriminator="type"),
+    pydantic.BeforeValidator(
+        _param_shorthand,
+        json_schema_input_type=list[Any]
+        | FloatParamFile
+        | IntParamFile
+        | CategoricalParamFile
+        | LayersParamFile,
+    ),
+]
+
+
+class StudyFile(_Strict):
+    """A study file: what to search, how, for how long, and where trials are stored."""
+
+    name: Annotated[
+        Any,
+        WithJsonSchema(
+            {
+                "type": "string",
+                "pattern": f"^{STUDY_NAME.pattern}$",
+                "description": STUDY_NAME_RULE,
+            }
+        ),
+    ] = None
+    description: StrictStr | None = None
+    storage: StrictStr | None = None
+    """Storage URL: sqlite:///FILE (default sqlite:///hpsearch.db), postgresql+psycopg://...,
+    journal:FILE."""
+    dataset: Dataset | None = None
+    """Shorthand for fixed.dataset."""
+    data_dir: StrictStr | None = None
+    """Shorthand for fixed.data_dir."""
+    objective: ObjectiveField | None = None
+    """The one objective [val_accuracy, maximized]."""
+    objectives: Annotated[list[ObjectiveField], Field(min_length=1)] | None = None
+    """Several objectives (a multi-objective study, a Pareto front)."""
+    if TYPE_CHECKING:  # built from Optuna's signatures at import: no static type
+        sampler: Any
+        pruner: Any
+    else:
+        sampler: _by_name(SamplerFile, SAMPLERS) | None = Field(
+            None, description="A sampler name, or a mapping of name and options [tpe]."
+        )
+        pruner: _by_name(PrunerFile, PRUNERS) | None = Field(
+            None,
+            description="A pruner name, or a mapping of name, options, patience and min_delta.",
+        )
+    budget: BudgetFile | None = None
+    fixed: TrainConfig | None = None
+    """Trainer settings the space does not search."""
+    space: dict[str, ParamFile]
+    """The parameters to search, in order: a trainer setting each (or hidden layers)."""
+    heartbeat: HeartbeatFile | None = None
+    population: Annotated[StrictInt, Field(ge=1, le=MAX_POPULATION)] | None = None
+    """Trials a worker claims and trains together on its device, in the same kernels [1];
+    16-64 suits a GPU (see the README's Speed)."""
+
+    @pydantic.field_validator("name")
+    @classmethod
+    def _name(cls, name: Any) -> str:
+        if not name:
+            raise Problems([("", f"required: {STUDY_NAME_RULE}")])
+        if not isinstance(name, str) or not STUDY_NAME.fullmatch(name):
+            raise Problems([("", f"{shorten(name)} is not allowed: {STUDY_NAME_RULE}")])
+        return name
+
+    @pydantic.field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, Any]) -> dict[str, Any]:
+        if not space:
+            raise Problems([("", "required: at least one parameter to search")])
+        found: list[tuple[str, str]] = []
+        seen: set[str] = set()
+        for name, spec in space.items():
+            target = "hidden_layers" if spec.type == "layers" else name
+            if target not in FIELDS:
+                close = difflib.get_close_matches(name, FIELDS, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "see `hpsearch schema`"
+                found.append((name, f"not a trainer setting ({hint})"))
+            for key in spec.when or {}:
+                if key not in seen:
+                    found.append(
+                        (f"{name}.when.{key}", "must name a parameter listed earlier in space")
+                    )
+            seen.add(name)
+            if target in FIELDS:
+                found += _check_values(_param(name, spec), name)
+        if found:
+            raise Problems(found)
+        return space
+
+    @pydantic.model_validator(mode="after")
+    def _together(self) -> StudyFile:
+        found = []
+        sampler = self.sampler.name if self.sampler else "tpe"
+        pruner = self.pruner.name if self.pruner else "none"
+        if self.objective is not None and self.objectives is not None:
+            found.append(
+                ("objectives", "give either objective: (one) or objectives: (a list), not both")
+            )
+        objectives = self.objectives or [self.objective or ObjectiveFile()]
+        if (self.budget or BudgetFile()).trials is None and sampler not in FINITE_SAMPLERS:
+            found.append(
+                (
+                    "budget.trials",
+                    "required: how many trials to run (a grid or ofat study counts its points)",
+                )
+            )
+        if sampler in FINITE_SAMPLERS:
+            for name, spec in self.space.items():
+                if not _param(name, spec).finite:
+                    found.append(
+                        (
+                            f"space.{name}",
+                            f"a {sampler} study needs finite values: give values: or a step",
+                        )
+                    )
+        if len(objectives) > 1:
+            if sampler in SINGLE_OBJECTIVE_SAMPLERS:
+                found.append(
+                    ("sampler.name", f"{sampler} supports one objective; use nsga2, tpe or random")
+                )
+            if pruner != "none":
+                found.append(
+                    ("pruner", "pruning needs a single objective (Optuna prunes on one value)")
+                )
+        elif pruner != "none" and not METRICS[objectives[0].metric][1]:
+            found.append(
+                (
+                    "pruner",
+                    f"{objectives[0].metric} is not measured per epoch: nothing to prune on",
+                )
+            )
+        if found:
+            raise Problems(found)
+        return self
+
+
+def study_schema() -> dict[str, Any]:
+    """The JSON Schema of study files (what ``hpsearch schema`` prints)."""
+    schema = StudyFile.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "hpsearch study file",
+        **schema,
+    }
+
+
+def _param(name: str, spec: Any) -> Param:
+    """The search-space parameter a validated block describes."""
+    when = {
+        str(k): tuple(v) if isinstance(v, list) else (v,) for k, v in (spec.when or {}).items()
+    }
+    if isinstance(spec, FloatParamFile):
+        return FloatParam(name, spec.low, spec.high, spec.log, spec.step, when)
+    if isinstance(spec, IntParamFile):
+        return IntParam(name, spec.low, spec.high, spec.log, spec.step or 1, when)
+    if isinstance(spec, CategoricalParamFile):
+        return CategoricalParam(name, tuple(spec.values or spec.choices or ()), when)
+    d, w = spec.depth, spec.width
+    return LayersParam(name, d.low, d.high, w.low, w.high, w.log, w.step, spec.same_width, when)
+
+
+def _check_values(param: Param, path: str) -> list[tuple[str, str]]:
+    """Every value the parameter can take must be a valid setting of its field."""
+    for i, value in enumerate(param.extremes()):
+        try:
+            make_config({param.target: value}, cross_field=False)
+        except ConfigError as e:
+            where = f"{path}.values[{i}]" if isinstance(param, CategoricalParam) else path
+            return [(where, e.problems[0])]
+    return []
+
+
+GP_BUDGET = 200  # a larger gp budget is warned about at validation time
+GP_COST = (
+    "sampler gp: each ask refits a Gaussian process, about 0.25 s on a 2-core CPU once 100 "
+    "trials have finished (bench/scale.py), and it then models only the best 100 and the 100 "
+    "most recent trials; for budgets of thousands of trials tpe asks take 50 ms at 1,000 "
+    "trials and 60 ms at 10,000 (see the README's sampler table)"
+)
+
+
+# --- reading a study file ----------------------------------------------------------------
+
+
+def load_spec(path: str, storage: str | None = None, trials: int | None = None) -> StudySpec:
+    """Reads and validates a study file.
+
+    Args:
+        path: The YAML file.
+        storage: Overrides the file's storage URL.
+        trials: Overrides the file's trial budget.
+
+    Raises:
+        ConfigError: Every problem in the file, each with its key path.
+    """
+    doc = read_yaml(path)
+    return parse_study(doc, source=path, storage=storage, trials=trials)
+
+
+def parse_study(
+    doc: Any, source: str = "<study>", storage: str | None = None, trials: int | None = None
+) -> StudySpec:
+    """Validates a parsed study document; see :func:`load_spec`."""
+    if not isinstance(doc, dict):
+        raise ConfigError(["expected a mapping at the top level (name:, space:, ...)"], source)
+    try:
+        f = StudyFile.model_validate(doc)
+    except pydantic.ValidationError as e:
+        raise ConfigError(problems(e, StudyFile), source) from None
+    base = f.fixed or TrainConfig()
+    top = {k: v for k, v in (("dataset", f.dataset), ("data_dir", f.data_dir)) if v is not None}
+    if top:
+        base = make_config(top, base, source)
+    sampler = f.sampler.model_dump(exclude_none=True) if f.sampler else {"name": "tpe"}
+    pruner = f.pruner.model_dump(exclude_none=True) if f.pruner else {"name": "none"}
+    patience = {k: pruner.pop(k) for k in PATIENCE_KEYS if k in pruner}
+    sampler_name, pruner_name = sampler.pop("name"), pruner.pop("name")
+    params = [_param(name, spec) for name, spec in f.space.items()]
+    if sampler_name == "ofat":
+        params = [_one_factor_param(prm, base) for prm in params]
+    space = SearchSpace(tuple(params))
+    objectives = f.objectives or [f.objective or ObjectiveFile()]
+    budget, heartbeat = f.budget or BudgetFile(), f.heartbeat or HeartbeatFile()
+    interval = heartbeat.interval
+    n_trials = budget.trials if trials is None else trials
+    if sampler_name == "gp" and (n_trials or 0) > GP_BUDGET:
+        _log.warning("%s: %s", source, GP_COST)
+    return StudySpec(
+        name=f.name,
+        storage=storage or f.storage or DEFAULT_STORAGE,
+        objectives=tuple(
+            Objective(o.metric, o.direction or METRICS[o.metric][0], o.reduce) for o in objectives
+        ),
+        sampler=sampler_name,
+        sampler_options=sampler,
+        pruner=pruner_name,
+        pruner_options=pruner,
+        patience=patience,
+        trials=budget.trials if trials is None else trials,
+        timeout=budget.timeout,
+        base=base,
+        space=space,
+        heartbeat_interval=interval,
+        grace_period=heartbeat.grace_period or max(20, 4 * interval),
+        path=source,
+        description=f.description or "",
+        finite_points=_finite_points(sampler_name, space, base),
+        population=f.population or 1,
+    )
+
+
+def _finite_points(sampler: str, space: SearchSpace, base: TrainConfig) -> tuple[Point, ...]:
+    if sampler == "ofat":
+        return tuple(space.one_factor_points(base.to_dict()))
+    if sampler == "grid":
+        return tuple((None, None, params) for params in space.grid_points())
+    return ()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _one_factor_param(param: Param, base: TrainConfig) -> Param:
+    """In a one-factor study each parameter is a choice among its values and the baseline's."""
+    baseline = base.to_dict()[param.target]
+    values = [baseline]
+    for _, value in param.options() or []:
+        # compare resolved values: `nll` is the baseline's `cross_entropy`, not a variation
+        resolved = make_config({param.target: value}, base, cross_field=False)
+        if (v := resolved.to_dict()[param.target]) not in values:
+            values.append(v)
+    return CategoricalParam(param.target, tuple(values))

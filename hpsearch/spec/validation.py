@@ -1,0 +1,313 @@
+"""Pydantic's validation errors as hpsearch's one-line problems.
+
+The study-file and trainer-config schemas are pydantic models (:mod:`hpsearch.spec.studyfile`,
+:mod:`hpsearch.spec.config`); pydantic finds every problem at once. This module words each as
+``key.path: what is wrong (what is allowed)``, the way a person reading a YAML file needs it:
+the path in the file (no pydantic union labels), the value quoted and shortened, the allowed
+names with a did-you-mean, a range as ``[0, 1)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Mapping
+import dataclasses
+import difflib
+import types
+import typing
+from typing import Annotated
+from typing import Any
+from typing import Literal
+
+import pydantic
+from pydantic import Strict
+
+from hpsearch.errors import MAX_QUOTE
+from hpsearch.errors import shorten
+
+# Strict scalars: YAML's `"3"` is not an integer and `yes` not a number; an int is a float.
+StrictInt = Annotated[int, Strict()]
+StrictFloat = Annotated[float, Strict()]
+StrictBool = Annotated[bool, Strict()]
+StrictStr = Annotated[str, Strict()]
+
+
+class Problems(ValueError):
+    """Raised by a validator for problems it finds, each ``(key path below the validated
+    object, message)``; an empty path means the object itself."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{k}: {m}" if k else m for k, m in self.problems))
+
+
+@dataclasses.dataclass(frozen=True)
+class Wording:
+    """How a model's problems read.
+
+    Attributes:
+        unknown: What an unknown key is called (``key``, ``setting``).
+        rules: Per field, a message for a value out of its range, instead of one derived
+            from the field's bounds.
+        whole_fields: Report a problem with a list item at the field, not at the item.
+    """
+
+    unknown: str = "key"
+    rules: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    whole_fields: bool = False
+
+
+_BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
+
+
+def problems(error: pydantic.ValidationError, root: Any) -> list[str]:
+    """One ``key.path: message`` line per problem pydantic found validating ``root``.
+
+    Args:
+        error: What pydantic raised.
+        root: The validated type (a model, a pydantic dataclass).
+    """
+    lines: list[str] = []
+    for e in error.errors():
+        for line in (_line(e, root) or "").splitlines():
+            if line not in lines:
+                lines.append(line)
+    return lines
+
+
+def _line(e: Any, root: Any) -> str | None:
+    path, hint, wording, field, field_hint = "", root, _wording(root), None, None
+    loc = list(e["loc"])
+    for i, part in enumerate(loc):
+        tagged = _tagged_union(hint)
+        if tagged is not None:
+            if part not in tagged[1]:
+                break
+            hint = tagged[1][part]  # pydantic names the variant by its tag: not a key
+            continue
+        hint = _unwrap(hint)
+        model_fields = _fields(hint)
+        if model_fields is not None:
+            wording = _wording(hint)
+            if part not in model_fields:  # an unknown key, or one that is not a string
+                path = _join(path, str(part))
+                break
+            field = str(part)
+            path, hint = _join(path, field), model_fields[part]
+            field_hint = hint
+            continue
+        if _is_union(hint) and isinstance(part, str):  # pydantic's label of a union branch
+            listy = part.startswith(("tuple[", "list["))
+            if _wrong_branch(listy, e, last=i == len(loc) - 1):
+                return None
+            hint = next(
+                (
+                    a
+                    for a in _args(hint)
+                    if (typing.get_origin(_unwrap(a)) in (tuple, list)) == listy
+                ),
+                hint,
+            )
+            continue
+        origin = typing.get_origin(hint)
+        if origin is dict:
+            path, hint = _join(path, str(part)), typing.get_args(hint)[1]
+        elif origin in (list, tuple):
+            if not (wording.whole_fields and field):
+                path = f"{path}[{part}]"
+            hint = typing.get_args(hint)[0]
+        else:
+            path = _join(path, str(part))
+    if wording.whole_fields and field_hint is not None and _is_type_error(e["type"]):
+        hint = field_hint  # "expected a list of integers", not "expected an integer"
+    message = _message(e, hint, wording, field, loc)
+    return "\n".join(filter(None, (_say(path, m) for m in message.splitlines())))
+
+
+def _say(path: str, message: str) -> str:
+    sub, sep, rest = message.partition(": ")
+    if sep and sub.startswith("."):  # a validator's problem below the validated object
+        path, message = _join(path, sub[1:]), rest
+    if len(path) > MAX_QUOTE:  # a key is user input too
+        path = f"{path[: MAX_QUOTE - 3]}..."
+    return f"{path}: {message}" if path else message
+
+
+def _message(e: Any, hint: Any, wording: Wording, field: str | None, loc: list[Any]) -> str:
+    kind, value = e["type"], e.get("input")
+    ctx = e.get("ctx") or {}
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        keys = list(_fields(_unwrap(hint)) or ())
+        close = _close(str(loc[-1]), keys)
+        hint_text = f"did you mean {close!r}?" if close else f"allowed: {', '.join(keys)}"
+        return f"unknown {wording.unknown} ({hint_text})"
+    if kind == "invalid_key":
+        return f"key {shorten(value)} is not a string"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag, tags = _tagged_union(hint) or ("type", {})
+        where = f".{tag}: "
+        if kind == "union_tag_not_found":
+            return f"{where}required (allowed: {', '.join(tags)})"
+        got = ctx.get("tag")
+        return f"{where}unknown {shorten(got)}{did_you_mean(str(got), tags)}"
+    if kind == "literal_error":
+        return f"unknown {shorten(value)}{did_you_mean(str(value), _literals(hint))}"
+    if kind in ("value_error", "assertion_error") and isinstance(ctx.get("error"), Problems):
+        found = ctx["error"].problems
+        return "\n".join(f".{k}: {m}" if k else m for k, m in found)  # split by the caller
+    if kind in _BOUNDS or kind == "string_pattern_mismatch":
+        rule = wording.rules.get(field or "") or _rule(hint, ctx)
+        return f"{rule}, got {shorten(value)}"
+    if kind == "too_short":
+        return "expected a non-empty list"
+    if kind == "missing":
+        return "required"
+    if _is_type_error(kind):
+        return f"expected {_describe(hint)}, got {shorten(value)}"
+    return str(e["msg"])
+
+
+def _is_type_error(kind: str) -> bool:
+    return kind.endswith(("_type", "_parsing")) or kind == "is_instance_of"
+
+
+def did_you_mean(value: str, allowed: Iterable[str]) -> str:
+    """`` (did you mean 'x'?); allowed: a, b`` for a value not among ``allowed``."""
+    choices = [str(a) for a in allowed]
+    close = _close(value, choices)
+    hint = f" (did you mean {close!r}?)" if close else ""
+    return f"{hint}; allowed: {', '.join(choices)}" if choices else hint
+
+
+def _close(value: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(value[:MAX_QUOTE], [str(c) for c in choices], n=1)
+    return close[0] if close else None
+
+
+def _rule(hint: Any, ctx: Mapping[str, Any]) -> str:
+    bounds = _bounds(hint) or {k: v for k, v in ctx.items() if k in ("gt", "ge", "lt", "le")}
+    if "pattern" in ctx:
+        return f"must match {ctx['pattern']}"
+    low = (
+        ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+    )
+    high = (
+        ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
+    )
+    if low and high:
+        return f"must be in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+    if low:
+        return f"must be {'>=' if low[0] == '[' else '>'} {low[1]:g}"
+    if high:
+        return f"must be {'<=' if high[0] == ']' else '<'} {high[1]:g}"
+    return "out of range"
+
+
+def _bounds(hint: Any) -> dict[str, float]:
+    found: dict[str, float] = {}
+    for item in _metadata(hint):
+        for attr in ("gt", "ge", "lt", "le"):
+            if (v := getattr(item, attr, None)) is not None:
+                found[attr] = v
+    return found
+
+
+def _metadata(hint: Any) -> list[Any]:
+    if isinstance(hint, pydantic.fields.FieldInfo):
+        return [*hint.metadata, *_metadata(hint.annotation)]
+    if typing.get_origin(hint) is Annotated:
+        base, *meta = typing.get_args(hint)
+        flat = [m for item in meta for m in getattr(item, "metadata", [item])]
+        return [*flat, *_metadata(base)]
+    if _is_union(hint):  # a scalar's bounds, not its list form's
+        return _metadata(next(a for a in _args(hint) if typing.get_origin(a) is not tuple))
+    return []
+
+
+def _describe(hint: Any) -> str:
+    hint = _unwrap(hint)
+    if _is_union(hint):
+        return " or ".join(dict.fromkeys(_describe(a) for a in _args(hint)))
+    origin = typing.get_origin(hint)
+    if origin in (tuple, list):
+        item = _describe(typing.get_args(hint)[0])
+        plural = {"an integer": "integers", "a number": "numbers", "true/false": "true/false"}
+        return f"a list of {plural.get(item, 'strings' if item == 'a string' else 'values')}"
+    if origin is dict or _fields(hint) is not None:
+        return "a mapping"
+    if origin is Literal:
+        return "a string"
+    names = {type(None): "null", int: "an integer", float: "a number", bool: "true/false"}
+    return names.get(hint, "a string" if hint is str else "a value")
+
+
+def _wrong_branch(listy: bool, e: Any, last: bool) -> bool:
+    """Whether a union branch's error is beside the point: the scalar branch's complaint about
+    a list, or the list branch's complaint that a scalar is not a list."""
+    if listy:
+        return last and e["type"] in ("tuple_type", "list_type")
+    return isinstance(e.get("input"), list | tuple)
+
+
+def _unwrap(hint: Any) -> Any:
+    """The type itself: without ``Annotated`` metadata and without ``| None``."""
+    if isinstance(hint, pydantic.fields.FieldInfo):
+        hint = hint.annotation
+    while typing.get_origin(hint) is Annotated:
+        hint = typing.get_args(hint)[0]
+    if _is_union(hint):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return _unwrap(args[0])
+    return hint
+
+
+def _args(hint: Any) -> list[Any]:
+    return [a for a in typing.get_args(hint) if a is not type(None)]
+
+
+def _is_union(hint: Any) -> bool:
+    return typing.get_origin(hint) in (types.UnionType, typing.Union)
+
+
+def _fields(hint: Any) -> dict[str, Any] | None:
+    """A model's or pydantic dataclass's fields by name, ``None`` for other types."""
+    fields = getattr(hint, "__pydantic_fields__", None)
+    if not isinstance(hint, type) or fields is None:
+        return None
+    return dict(fields)
+
+
+def _wording(hint: Any) -> Wording:
+    return getattr(_unwrap(hint), "__wording__", None) or Wording()
+
+
+def _tagged_union(hint: Any) -> tuple[str, dict[str, Any]] | None:
+    """A discriminated union's tag field and its variants by tag, ``None`` for other types."""
+    tag: Any = None
+    if isinstance(hint, pydantic.fields.FieldInfo):
+        tag, hint = hint.discriminator, hint.annotation
+    if _is_union(hint) and len(_args(hint)) == 1:  # X | None
+        hint = _args(hint)[0]
+    while typing.get_origin(hint) is Annotated:
+        hint, *meta = typing.get_args(hint)
+        tag = next((m.discriminator for m in meta if getattr(m, "discriminator", None)), tag)
+    if not isinstance(tag, str) or not _is_union(hint):
+        return None
+    variants = {}
+    for variant in _args(hint):
+        fields = _fields(_unwrap(variant)) or {}
+        for name in _literals(fields.get(tag)):
+            variants[name] = variant
+    return tag, variants
+
+
+def _literals(hint: Any) -> tuple[str, ...]:
+    hint = _unwrap(hint)
+    if _is_union(hint):
+        return tuple(x for a in _args(hint) for x in _literals(a))
+    return typing.get_args(hint) if typing.get_origin(hint) is Literal else ()
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key

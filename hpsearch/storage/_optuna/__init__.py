@@ -1,0 +1,52 @@
+"""Every use of Optuna's private API in hpsearch, behind one door.
+
+hpsearch needs a few things Optuna does not expose: an atomic claim of a WAITING trial that
+never creates one, writes batched into one transaction, counts and best trials read by
+query on a large study, a storage that waits out database outages, and a worker's trial
+cache that skips the queued budget. Nothing outside this package touches a private name of
+Optuna; :mod:`hpsearch.storage` re-exports what the other layers call. Optuna is pinned
+exactly (``constraints.txt``), and ``tests/storage/test_optuna_contract.py`` checks every
+name in :data:`PRIVATE_NAMES` and runs every use on SQLite, PostgreSQL and the journal
+storage (overridden methods included: each is shown to be called).
+
+The uses, by module:
+
+- ``trials``: ``Study._storage``, ``Study._study_id``, ``Trial._trial_id`` (ids of a study
+  and a trial); ``Study._pop_waiting_trial_id`` (claims on journal and in-memory storages);
+  a subclass of ``optuna.storages._cached_storage._CachedStorage`` (its ``_backend``,
+  ``_studies``, ``_lock``, ``_trial_id_to_study_id_and_number``; overrides
+  ``_read_trials_from_remote_storage`` and ``_add_trials_to_cache``) with ``_StudyInfo``;
+  ``RDBStorage._get_trials``.
+- ``rdb``: ``ResilientRDBStorage`` overrides ``RDBStorage._create_new_trial`` and
+  ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods),
+  retries ``_get_stale_trial_ids``, ``_get_trials`` and ``_get_best_trial_id``, and swaps
+  ``optuna.storages._rdb.storage._VersionManager`` while a reader is set up (no Alembic).
+- ``sessions``: ``optuna.storages._rdb.models`` (the ORM tables) and
+  ``optuna.storages._rdb.storage._create_scoped_session``;
+  ``RDBStorage._set_trial_attr_without_commit`` (upserts on other databases).
+- ``queries``: the private columns ``TrialModel._datetime_start_utc`` and
+  ``TrialModel._datetime_complete_utc``; ``RDBStorage._get_trials``.
+- ``views``: calls and overrides ``Study._get_trials`` (a sampler's window of a study).
+"""
+
+from __future__ import annotations
+
+# (module or class path, private attribute): each must exist in the pinned Optuna.
+PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
+    ("optuna.study.Study", "_get_trials"),
+    ("optuna.study.Study", "_pop_waiting_trial_id"),
+    ("optuna.storages._cached_storage", "_CachedStorage"),
+    ("optuna.storages._cached_storage", "_StudyInfo"),
+    ("optuna.storages._cached_storage._CachedStorage", "_read_trials_from_remote_storage"),
+    ("optuna.storages._cached_storage._CachedStorage", "_add_trials_to_cache"),
+    ("optuna.storages.RDBStorage", "_get_trials"),
+    ("optuna.storages.RDBStorage", "_create_new_trial"),
+    ("optuna.storages.RDBStorage", "_set_trial_param"),
+    ("optuna.storages.RDBStorage", "_get_stale_trial_ids"),
+    ("optuna.storages.RDBStorage", "_get_best_trial_id"),
+    ("optuna.storages.RDBStorage", "_set_trial_attr_without_commit"),
+    ("optuna.storages._rdb.storage", "_VersionManager"),
+    ("optuna.storages._rdb.storage", "_create_scoped_session"),
+    ("optuna.storages._rdb.models.TrialModel", "_datetime_start_utc"),
+    ("optuna.storages._rdb.models.TrialModel", "_datetime_complete_utc"),
+)

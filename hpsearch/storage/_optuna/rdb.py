@@ -1,0 +1,303 @@
+"""Optuna's RDB storage, waiting out database outages (see :class:`ResilientRDBStorage`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from collections.abc import Sequence
+import contextlib
+import copy
+import logging
+import math
+import os
+import threading
+import time
+from typing import Any
+from typing import cast
+import uuid
+
+from optuna.distributions import BaseDistribution
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import storage as rdb_storage_module
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+from sqlalchemy.engine import Engine
+
+from hpsearch.errors import StorageOutage
+from hpsearch.storage._optuna import sessions
+from hpsearch.storage.outages import disk_full
+from hpsearch.storage.outages import outage_wait
+from hpsearch.storage.outages import OUTAGE_WAIT_ENV
+from hpsearch.storage.outages import reason
+from hpsearch.storage.outages import transient
+from hpsearch.storage.urls import redact
+from hpsearch.storage.urls import sqlite_path
+
+_log = logging.getLogger(__name__)
+
+# System attribute of a queued trial: finds a retried insert's trial after a dropped
+# connection. The claim removes it (it means nothing once the trial runs).
+CREATE_TOKEN = "hpsearch:create_token"
+
+
+class _LazySchemaVersions:
+    """A reader's stand-in for Optuna's schema version manager, built only when something
+    asks for a schema version (optuna-dashboard does, once): a command that reads trials
+    never imports Alembic. On a database Optuna finished creating (which readers check
+    first) the real manager only reads."""
+
+    def __init__(self, url: str, engine: Engine, scoped_session: Any) -> None:
+        self._args = (url, engine, scoped_session)
+        self._manager: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # not set up (a copy): no manager to build
+            raise AttributeError(name)
+        if self._manager is None:
+            self._manager = _OPTUNA_VERSION_MANAGER(*self._args)
+        return getattr(self._manager, name)
+
+
+_OPTUNA_VERSION_MANAGER = rdb_storage_module._VersionManager
+_VERSION_MANAGER_SWAP = threading.Lock()
+
+
+class ResilientRDBStorage(RDBStorage):
+    """Optuna's RDB storage, with every call waiting out a database outage.
+
+    A call that fails with a connection error is retried with backoff for
+    :func:`outage_wait` seconds, logged once when the outage starts and once when it ends;
+    past the wait it raises :class:`~hpsearch.errors.StorageOutage`. A full disk raises it
+    at once. Writes that may have committed before the connection dropped are checked
+    before they are redone: a new trial carries a token that the retry looks for, a state
+    change or a param is not written twice. Heartbeats are not retried (the next beat is).
+    """
+
+    _outage_lock = threading.Lock()
+    _outage_since: float | None = None  # this process's current outage, if any
+    _outage_ended_at: float = -math.inf  # when this process's last outage ended
+
+    def __init__(self, url: str, *, read_only: bool = False, **kwargs: Any) -> None:
+        """Opens the storage; ``read_only``: for a database known to be Optuna's (see
+        :func:`open_storage`), skip every set-up step that writes or checks the schema.
+
+        Optuna's set-up always builds a schema version manager, which imports Alembic and
+        queries its version table even with the schema check skipped: 0.25 s of every
+        reading command, for nothing a reader uses (it serves only ``optuna storage
+        upgrade`` and the dashboard's schema line). A reader builds it only when asked
+        (:class:`_LazySchemaVersions`).
+        """
+        if not read_only:
+            super().__init__(url, **kwargs)
+            return
+        with _VERSION_MANAGER_SWAP:
+            rdb_storage_module._VersionManager = _LazySchemaVersions  # type: ignore[misc,assignment]
+            try:
+                super().__init__(
+                    url, skip_table_creation=True, skip_compatibility_check=True, **kwargs
+                )
+            finally:
+                rdb_storage_module._VersionManager = _OPTUNA_VERSION_MANAGER  # type: ignore[misc]
+
+    def retry(self, call: Callable[[], Any], done: Callable[[], Any] = lambda: None) -> Any:
+        """Runs ``call``; after a transient failure, returns ``done()`` if it is not None (the
+        write had committed), else runs ``call`` again, until the wait runs out."""
+        wait = outage_wait()
+        deadline: float | None = None
+        pause = 0.2
+        while True:
+            try:
+                result = call()
+            except Exception as e:
+                if disk_full(e):
+                    raise StorageOutage(self._full_message(e)) from e
+                if not transient(e):
+                    raise
+                # This thread's session may be broken by the drop: start the retry afresh.
+                with contextlib.suppress(Exception):
+                    self.scoped_session.remove()
+                now = time.monotonic()
+                deadline = deadline or now + wait
+                self._outage_started(e)
+                if now >= deadline:
+                    raise StorageOutage(
+                        f"storage {redact(self.url)}: unreachable for {wait:.0f} s "
+                        f"({reason(e, self.url)}); set ${OUTAGE_WAIT_ENV} to wait longer"
+                    ) from e
+                time.sleep(pause)
+                pause = min(2 * pause, 5.0)
+                try:
+                    finished = done()
+                except Exception as check:  # still down: try the call itself next time round
+                    _log.debug("checking whether a write took effect failed: %s", check)
+                    finished = None
+                if finished is not None:
+                    result = finished
+                else:
+                    continue
+            self._outage_ended()
+            return result
+
+    def _outage_started(self, error: BaseException) -> None:
+        with self._outage_lock:
+            if ResilientRDBStorage._outage_since is None:
+                ResilientRDBStorage._outage_since = time.monotonic()
+                _log.warning(
+                    "storage %s unreachable (%s); waiting up to %.0f s for it",
+                    redact(self.url),
+                    reason(error, self.url),
+                    outage_wait(),
+                )
+
+    def _outage_ended(self) -> None:
+        if ResilientRDBStorage._outage_since is None:
+            return
+        with self._outage_lock:
+            since = ResilientRDBStorage._outage_since
+            ResilientRDBStorage._outage_since = None
+            ResilientRDBStorage._outage_ended_at = time.monotonic()
+        if since is not None:
+            _log.warning(
+                "storage %s is back after %.0f s", redact(self.url), time.monotonic() - since
+            )
+
+    def _full_message(self, error: BaseException) -> str:
+        path = sqlite_path(self.url)
+        where = f"the file system holding {path.parent}" if path else "the database server's disk"
+        free = ""
+        if path is not None:
+            with contextlib.suppress(OSError):
+                stats = os.statvfs(path.parent)
+                free = f" ({stats.f_bavail * stats.f_frsize // 1024} KiB free)"
+        return (
+            f"storage {redact(self.url)}: {where} is full or failing{free}; free some space, "
+            "then run the same command again to resume"
+        )
+
+    # Writes that are not simply idempotent: check before redoing.
+
+    # Optuna's cache calls these private methods of its backend, so they are the ones wrapped.
+
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        create = super()._create_new_trial
+        if template_trial is None:
+            return cast(FrozenTrial, self.retry(lambda: create(study_id)))
+        token = uuid.uuid4().hex
+        template = copy.copy(template_trial)
+        template.system_attrs = {**template_trial.system_attrs, CREATE_TOKEN: token}
+
+        def done() -> FrozenTrial | None:
+            trial_id = self._trial_with_token(token)
+            return None if trial_id is None else self.get_trial(trial_id)
+
+        return cast(FrozenTrial, self.retry(lambda: create(study_id, template), done))
+
+    def _trial_with_token(self, token: str) -> int | None:
+        return sessions.trial_with_system_attr(self, CREATE_TOKEN, token)
+
+    def fail_running_trial(self, trial_id: int, attrs: Mapping[str, Any]) -> bool:
+        """See :func:`hpsearch.storage.fail_running_trial`; waits out outages too."""
+
+        def done() -> bool | None:
+            trial = self.get_trial(trial_id)
+            ours = trial.state == TrialState.FAIL and all(
+                trial.user_attrs.get(k) == v for k, v in attrs.items()
+            )
+            return True if ours else None
+
+        return bool(self.retry(lambda: sessions.fail_running(self, trial_id, attrs), done))
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        def done() -> bool | None:
+            # A state change that may have committed is taken as done (hpsearch's own claims
+            # go through claim_waiting_trial, which records a heartbeat with them).
+            return True if self.get_trial(trial_id).state == state else None
+
+        return bool(
+            self.retry(
+                lambda: super(ResilientRDBStorage, self).set_trial_state_values(
+                    trial_id, state, values
+                ),
+                done=done,
+            )
+        )
+
+    def _set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+        previous_distribution: BaseDistribution | None,
+    ) -> None:
+        write = super()._set_trial_param
+        self.retry(
+            lambda: write(
+                trial_id, param_name, param_value_internal, distribution, previous_distribution
+            ),
+            done=lambda: True if param_name in self.get_trial(trial_id).params else None,
+        )
+
+    def set_trial_intermediate_value(
+        self, trial_id: int, step: int, intermediate_value: float
+    ) -> None:
+        # One guarded upsert each epoch (idempotent: retried through an outage as it is).
+        self.retry(
+            lambda: sessions.set_intermediate_value(self, trial_id, step, intermediate_value)
+        )
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        super().record_heartbeat(trial_id)  # not retried: a missed beat is sent next interval
+
+
+def in_or_after_outage(seconds: float) -> bool:
+    """Whether this process is in a storage outage or left one less than ``seconds`` ago.
+
+    Heartbeats stop during an outage, so right after one every running trial looks stale:
+    the stale-trial check waits until live workers had time to beat again.
+    """
+    cls = ResilientRDBStorage
+    return cls._outage_since is not None or time.monotonic() - cls._outage_ended_at < seconds
+
+
+def _retried(name: str) -> Callable[..., Any]:
+    method = getattr(RDBStorage, name)
+
+    def call(self: ResilientRDBStorage, *args: Any, **kwargs: Any) -> Any:
+        return self.retry(lambda: method(self, *args, **kwargs))
+
+    call.__name__ = name
+    call.__doc__ = method.__doc__
+    return call
+
+
+# Reads and idempotent writes (upserts of attributes and intermediate values): plain retries.
+for _name in (
+    "create_new_study",
+    "delete_study",
+    "set_study_user_attr",
+    "set_study_system_attr",
+    "get_study_id_from_name",
+    "get_study_name_from_id",
+    "get_study_directions",
+    "get_study_user_attrs",
+    "get_study_system_attrs",
+    "get_trial_user_attrs",
+    "get_trial_system_attrs",
+    "get_all_studies",
+    "get_trial_param",
+    "set_trial_user_attr",
+    "set_trial_system_attr",
+    "get_trial_id_from_study_id_trial_number",
+    "get_trial",
+    "get_all_trials",
+    "get_best_trial",
+    "_get_stale_trial_ids",
+    "_get_trials",
+    "_get_best_trial_id",
+):
+    setattr(ResilientRDBStorage, _name, _retried(_name))

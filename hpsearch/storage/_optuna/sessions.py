@@ -1,0 +1,142 @@
+"""One transaction on Optuna's RDB tables: the statements hpsearch writes in place of
+Optuna's own (upserts, a guarded intermediate value, failing a running trial with its reason).
+
+Nothing here waits out an outage: :class:`~hpsearch.storage._optuna.rdb.ResilientRDBStorage`
+and :func:`hpsearch.storage._optuna.trials.query` retry these calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Mapping
+from datetime import datetime
+import json
+from typing import Any
+from typing import TypeVar
+
+from optuna.storages import RDBStorage
+from optuna.storages._rdb import models as rdb_models
+from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import TrialState
+import sqlalchemy as sa
+
+_T = TypeVar("_T")
+
+
+def transaction(rdb: RDBStorage, run: Callable[[Any, Any], _T]) -> _T:
+    """Runs ``run(session, models)`` in one transaction of ``rdb`` (Optuna's ORM models)."""
+    with _create_scoped_session(rdb.scoped_session) as session:
+        return run(session, rdb_models)
+
+
+def upsert_user_attrs(
+    rdb: RDBStorage, session: Any, models: Any, trial_id: int, attrs: Mapping[str, Any]
+) -> None:
+    """Inserts or replaces a trial's user attributes, as Optuna's ``set_trial_user_attr``
+    does one key at a time (two round trips a key), in one statement on SQLite and
+    PostgreSQL. The caller has checked that the trial may be updated."""
+    model = models.TrialUserAttributeModel
+    insert = upsert_builder(rdb)
+    if insert is None:
+        for key, value in attrs.items():
+            rdb._set_trial_attr_without_commit(session, model, trial_id, key, value)
+        return
+    rows = [
+        {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+    ]
+    statement = insert(model).values(rows)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=[model.trial_id, model.key],
+            set_={"value_json": statement.excluded.value_json},
+        )
+    )
+
+
+def upsert_builder(rdb: RDBStorage) -> Callable[[Any], Any] | None:
+    """The ``INSERT ... ON CONFLICT`` builder of the storage's database (SQLite's or
+    PostgreSQL's), or ``None`` for another database: the caller falls back on Optuna's
+    writes."""
+    from sqlalchemy.dialects import postgresql
+    from sqlalchemy.dialects import sqlite
+
+    builders: dict[str, Callable[[Any], Any]] = {
+        "sqlite": sqlite.insert,
+        "postgresql": postgresql.insert,
+    }
+    return builders.get(rdb.engine.name)
+
+
+def set_intermediate_value(rdb: RDBStorage, trial_id: int, step: int, value: float) -> None:
+    """Optuna's ``set_trial_intermediate_value`` as one statement on SQLite and PostgreSQL:
+    an upsert guarded by the trial's state (Optuna reads the trial, then the step, then
+    writes: three statements each epoch of every trial).
+
+    Raises:
+        KeyError: No such trial.
+        UpdateFinishedTrialError: The trial is finished; nothing is written.
+    """
+    insert = upsert_builder(rdb)
+    if insert is None:
+        RDBStorage.set_trial_intermediate_value(rdb, trial_id, step, value)
+        return
+
+    def write(session: Any, models: Any) -> None:
+
+        model, trial = models.TrialIntermediateValueModel, models.TrialModel
+        stored, kind = model.intermediate_value_to_stored_repr(value)
+        row = sa.select(
+            sa.literal(trial_id),
+            sa.literal(step),
+            sa.literal(stored, sa.Float),
+            sa.literal(kind, model.intermediate_value_type.type),
+        ).where(trial.trial_id == trial_id, trial.state.in_(_UPDATABLE))
+        columns = ["trial_id", "step", "intermediate_value", "intermediate_value_type"]
+        statement = insert(model).from_select(columns, row)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[model.trial_id, model.step],
+            set_={
+                "intermediate_value": statement.excluded.intermediate_value,
+                "intermediate_value_type": statement.excluded.intermediate_value_type,
+            },
+        )
+        written = session.execute(upsert.returning(model.step)).first()
+        if written is None:  # no such trial, or it is finished
+            found = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            rdb.check_trial_is_updatable(trial_id, found.state)
+
+    transaction(rdb, write)
+
+
+_UPDATABLE = (TrialState.RUNNING, TrialState.WAITING)  # Optuna's check_trial_is_updatable
+
+
+def fail_running(rdb: RDBStorage, trial_id: int, attrs: Mapping[str, Any]) -> bool:
+    """Fails a RUNNING trial and writes ``attrs`` with it: one transaction, the row locked.
+    ``False``, changing nothing, when the trial is no longer RUNNING."""
+
+    def write(session: Any, models: Any) -> bool:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+        if trial.state != TrialState.RUNNING:
+            return False
+        upsert_user_attrs(rdb, session, models, trial_id, attrs)
+        trial.state = TrialState.FAIL
+        trial.datetime_complete = datetime.now()
+        return True
+
+    return transaction(rdb, write)
+
+
+def trial_with_system_attr(rdb: RDBStorage, key: str, value: Any) -> int | None:
+    """The id of a trial whose system attribute ``key`` is ``value`` (one indexed query)."""
+
+    def read(session: Any, models: Any) -> int | None:
+        attr = models.TrialSystemAttributeModel
+        row = (
+            session.query(attr.trial_id)
+            .filter(attr.key == key, attr.value_json == json.dumps(value))
+            .first()
+        )
+        return None if row is None else int(row[0])
+
+    return transaction(rdb, read)

@@ -1,0 +1,494 @@
+"""Claims, writes and the worker's trial cache: the parts of hpsearch's trial life that need
+Optuna's private API (see the list in :mod:`hpsearch.storage._optuna`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Container
+from collections.abc import Iterator
+from collections.abc import Mapping
+from collections.abc import Sequence
+import contextlib
+import copy
+from datetime import datetime
+import math
+import time
+from typing import Any
+from typing import cast
+from typing import TypeVar
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import BaseStorage
+from optuna.storages import RDBStorage
+from optuna.storages._cached_storage import _CachedStorage
+from optuna.storages._cached_storage import _StudyInfo
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpsearch.storage._optuna import sessions
+from hpsearch.storage._optuna.rdb import CREATE_TOKEN
+from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage.states import STARTED
+
+_T = TypeVar("_T")
+
+
+def storage_of(study: optuna.Study) -> BaseStorage:
+    """The storage a study reads and writes (Optuna may wrap an RDB storage in a cache)."""
+    return study._storage
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of a study."""
+    return study._study_id
+
+
+def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
+    """The storage's id of a trial (not its number)."""
+    return trial._trial_id
+
+
+def claim_waiting_trial(study: optuna.Study, attrs: Mapping[str, Any] | None = None) -> int | None:
+    """Moves one WAITING trial to RUNNING atomically and returns its id, or ``None``.
+
+    Unlike ``Study.ask`` it never creates a trial: workers only run what the budget queued.
+    On an RDB storage it reads the ids of the first few WAITING trials only (Optuna's own
+    ``_pop_waiting_trial_id`` reads every WAITING trial with all its attributes: the whole
+    remaining budget, on every claim), then claims the first one no other worker took.
+
+    Args:
+        study: The study.
+        attrs: User attributes to store with the claimed trial, in the claim's own
+            transaction on an RDB storage (who runs it, for a launcher looking).
+    """
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:
+        trial_id = study._pop_waiting_trial_id()
+        if trial_id is not None and attrs:
+            set_trial_user_attrs(study, trial_id, attrs)
+        return trial_id
+    beat = bool(rdb.heartbeat_interval)
+    while True:
+        ids = query(rdb, lambda s, m: _waiting_ids(s, m, study_id(study), CLAIM_WINDOW))
+        if not ids:
+            return None
+        for trial_id in ids:
+            if _claim(rdb, trial_id, beat, attrs or {}):
+                if isinstance(storage, _StartedTrialsCache):
+                    storage.refresh(study_id(study), claimed=trial_id)
+                return trial_id
+
+
+CLAIM_WINDOW = 8  # WAITING trial ids read per claim; more only when others took all of them
+
+
+def _waiting_ids(session: Any, models: Any, sid: int, limit: int) -> list[int]:
+    rows = (
+        session.query(models.TrialModel.trial_id)
+        .filter(models.TrialModel.study_id == sid)
+        .filter(models.TrialModel.state == TrialState.WAITING)
+        .order_by(models.TrialModel.trial_id)
+        .limit(limit)
+        .all()
+    )
+    return [int(r[0]) for r in rows]
+
+
+def _claim(rdb: RDBStorage, trial_id: int, beat: bool, attrs: Mapping[str, Any]) -> bool:
+    def done() -> bool | None:
+        # After a drop mid-commit, a trial found RUNNING is taken as ours: left RUNNING
+        # without a worker it would only come back through its heartbeat going stale.
+        return True if rdb.get_trial(trial_id).state == TrialState.RUNNING else None
+
+    return query(rdb, lambda s, m: _start_trial(rdb, s, m, trial_id, beat, attrs), done)
+
+
+def _start_trial(
+    rdb: RDBStorage, session: Any, models: Any, trial_id: int, beat: bool, attrs: Mapping[str, Any]
+) -> bool:
+    """Moves a WAITING trial to RUNNING and, with heartbeats on, records its first heartbeat
+    in the same transaction: a trial whose worker died before its first beat would stay
+    RUNNING forever (Optuna finds only trials with a heartbeat stale), and every other worker
+    would wait for it. ``attrs`` are written in it too, and the queued trial's create token
+    (:data:`CREATE_TOKEN`, which only served its insert) is removed. ``False``: another
+    worker was first."""
+    trial = (
+        session.query(models.TrialModel)
+        .filter(models.TrialModel.trial_id == trial_id)
+        .with_for_update()
+        .one_or_none()
+    )
+    if trial is None or trial.state != TrialState.WAITING:
+        return False
+    trial.state = TrialState.RUNNING
+    trial.datetime_start = datetime.now()  # as Optuna's set_trial_state_values does
+    token = models.TrialSystemAttributeModel
+    session.query(token).filter(token.trial_id == trial_id, token.key == CREATE_TOKEN).delete()
+    if beat:
+        session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+    if attrs:
+        session.flush()  # the state first: the attributes' writer checks it
+        sessions.upsert_user_attrs(rdb, session, models, trial_id, attrs)
+    return True
+
+
+def query(
+    rdb: RDBStorage, run: Callable[[Any, Any], _T], done: Callable[[], Any] | None = None
+) -> _T:
+    """Runs ``run(session, models)`` in one transaction; hpsearch's storage retries it
+    through an outage (``done``: see :meth:`ResilientRDBStorage.retry`)."""
+
+    def once() -> _T:
+        return sessions.transaction(rdb, run)
+
+    if not isinstance(rdb, ResilientRDBStorage):
+        return once()
+    return cast(_T, rdb.retry(once) if done is None else rdb.retry(once, done))
+
+
+def worker_storage(storage: BaseStorage) -> BaseStorage:
+    """The storage a worker's study should read through: Optuna's trial cache, minus the
+    WAITING trials.
+
+    Optuna's cache re-reads every unfinished trial, with all its attributes, on each
+    ``get_trials`` (the sampler's and the pruner's, several per epoch); a study whose whole
+    budget is queued has thousands of WAITING trials, which made each read cost as much as
+    the budget left. WAITING trials are claimed in id order (:func:`claim_waiting_trial`)
+    and every new one gets a larger id, so a trial skipped while WAITING is always read
+    later, once a worker has claimed it. Non-RDB storages are returned as they are.
+    """
+    rdb = _rdb(storage)
+    return storage if rdb is None else _StartedTrialsCache(rdb)
+
+
+REFRESH_S = 1.0  # a worker's view of other workers' trials is at most this old
+
+
+class _StartedTrialsCache(_CachedStorage):
+    """Optuna's ``_CachedStorage`` that reads RUNNING and finished trials only, at most once
+    every :data:`REFRESH_S` (the sampler and the pruner ask several times per epoch; news from
+    other workers a second late changes nothing). The worker's own trials are read and written
+    directly, as by Optuna's cache."""
+
+    def __init__(self, backend: RDBStorage) -> None:
+        super().__init__(backend)
+        self._read_at: dict[int, float] = {}
+        # A trial just claimed, as the refresh after its claim read it: the next get_trial
+        # of it (optuna.Trial's first) is answered with this copy instead of a read.
+        self._claimed: dict[int, FrozenTrial] = {}
+        # Trials whose params are being suggested: their writes wait to go together.
+        self._pending: dict[int, list[tuple[str, float, BaseDistribution]]] = {}
+        # Optuna's cache filters and sorts every trial on each call (several per epoch): the
+        # lists are kept until the cache changes.
+        self._lists: dict[tuple[int, frozenset[TrialState] | None], list[FrozenTrial]] = {}
+        self.version = 0  # counts changes: what is derived from the trials (a window) is stale
+
+    def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
+        super()._add_trials_to_cache(study_id, trials)
+        self._lists.clear()
+        self.version += 1
+
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        if deepcopy or not (states is None or isinstance(states, tuple | list | set | frozenset)):
+            return super().get_all_trials(study_id, deepcopy, states)
+        self._read_trials_from_remote_storage(study_id)
+        key = (study_id, None if states is None else frozenset(states))
+        trials = self._lists.get(key)
+        if trials is None:
+            trials = self._lists[key] = super().get_all_trials(study_id, False, states)
+        return list(trials)
+
+    def refresh(self, study_id: int, claimed: int | None = None) -> None:
+        """Reads what changed now (after a claim: the claimed trial must be in the cache,
+        its params are written through it)."""
+        self._read_at.pop(study_id, None)
+        self._read_trials_from_remote_storage(study_id)
+        if claimed is None:
+            return
+        with self._lock:
+            where = self._trial_id_to_study_id_and_number.get(claimed)
+            if where is not None:
+                trial = self._studies[where[0]].trials[where[1]]
+                if trial._trial_id == claimed and trial.state == TrialState.RUNNING:
+                    self._claimed[claimed] = trial
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            claimed = self._claimed.pop(trial_id, None)
+        if claimed is not None:
+            return copy.deepcopy(claimed)
+        return super().get_trial(trial_id)
+
+    def set_trial_param(
+        self,
+        trial_id: int,
+        param_name: str,
+        param_value_internal: float,
+        distribution: BaseDistribution,
+    ) -> None:
+        with self._lock:
+            pending = self._pending.get(trial_id)
+            if pending is not None:
+                pending.append((param_name, param_value_internal, distribution))
+                return
+        super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+
+    @contextlib.contextmanager
+    def params_together(self, trial_id: int) -> Iterator[None]:
+        """Holds back the params suggested for ``trial_id`` inside the block and writes them
+        in one transaction at its end (Optuna writes each in a transaction of its own: four
+        round trips a param). Also at an error: the params drawn so far stay recorded."""
+        with self._lock:
+            self._pending[trial_id] = []
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._write_params(trial_id)
+            raise
+        self._write_params(trial_id)
+
+    def _write_params(self, trial_id: int) -> None:
+        with self._lock:
+            params = self._pending.pop(trial_id, [])
+            if not params:
+                return
+            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            known = self._studies[study_id].param_distribution
+            previous = {name: known.get(name) for name, _, _ in params}
+        set_trial_params(self._backend, trial_id, params, previous)
+        with self._lock:
+            for name, _, distribution in params:
+                known.setdefault(name, distribution)
+
+    def _read_trials_from_remote_storage(self, study_id: int) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._read_at.get(study_id, -math.inf) < REFRESH_S:
+                return
+            self._read_at[study_id] = now
+            if study_id not in self._studies:
+                self._studies[study_id] = _StudyInfo()
+            study = self._studies[study_id]
+            trials = self._backend._get_trials(
+                study_id,
+                states=STARTED,
+                included_trial_ids=study.unfinished_trial_ids,
+                trial_id_greater_than=study.last_finished_trial_id,
+            )
+            if not trials:
+                return
+            self._add_trials_to_cache(study_id, trials)
+            for trial in trials:
+                if not trial.state.is_finished():
+                    study.unfinished_trial_ids.add(trial._trial_id)
+                    continue
+                study.last_finished_trial_id = max(study.last_finished_trial_id, trial._trial_id)
+                study.unfinished_trial_ids.discard(trial._trial_id)
+
+
+def set_trial_user_attrs(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> None:
+    """Writes several user attributes of a running trial in one transaction (Optuna writes
+    each in a transaction of its own).
+
+    Raises:
+        UpdateFinishedTrialError: The trial is finished (another process failed it).
+    """
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return
+
+    def write(session: Any, models: Any) -> None:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        rdb.check_trial_is_updatable(trial_id, trial.state)
+        sessions.upsert_user_attrs(rdb, session, models, trial_id, attrs)
+
+    query(rdb, write)
+
+
+def params_together(study: optuna.Study, trial_id: int) -> contextlib.AbstractContextManager[None]:
+    """A block whose suggestions for ``trial_id`` are written in one transaction at its end
+    (on a worker's storage, see :func:`worker_storage`; elsewhere each as it is drawn)."""
+    storage = storage_of(study)
+    if isinstance(storage, _StartedTrialsCache):
+        return storage.params_together(trial_id)
+    return contextlib.nullcontext()
+
+
+def set_trial_params(
+    rdb: RDBStorage,
+    trial_id: int,
+    params: Sequence[tuple[str, float, BaseDistribution]],
+    previous: Mapping[str, BaseDistribution | None],
+) -> None:
+    """Writes a running trial's params (name, internal value, distribution) in one
+    transaction, each checked against the distribution the study already has for its name
+    (``previous``, else read) as Optuna's ``set_trial_param`` does.
+
+    Raises:
+        UpdateFinishedTrialError: The trial is finished; nothing is written.
+        ValueError: A distribution is incompatible with the study's; nothing is written.
+    """
+    from optuna.distributions import check_distribution_compatibility
+    from optuna.distributions import distribution_to_json
+    from optuna.distributions import json_to_distribution
+
+    def write(session: Any, models: Any) -> None:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+        rdb.check_trial_is_updatable(trial_id, trial.state)
+        for name, _, distribution in params:
+            before = previous.get(name)
+            if before is None:
+                row = (
+                    session.query(models.TrialParamModel.distribution_json)
+                    .join(models.TrialModel)
+                    .filter(models.TrialModel.study_id == trial.study_id)
+                    .filter(models.TrialParamModel.param_name == name)
+                    .first()
+                )
+                before = None if row is None else json_to_distribution(row[0])
+            if before is not None:
+                check_distribution_compatibility(before, distribution)
+        session.add_all(
+            models.TrialParamModel(
+                trial_id=trial_id,
+                param_name=name,
+                param_value=value,
+                distribution_json=distribution_to_json(distribution),
+            )
+            for name, value, distribution in params
+        )
+
+    def done() -> bool | None:  # committed before a connection drop: not written twice
+        written = rdb.get_trial(trial_id).params
+        return True if all(name in written for name, _, _ in params) else None
+
+    query(rdb, write, done)
+
+
+def trial_for(study: optuna.Study, trial_id: int) -> optuna.Trial:
+    """A live ``Trial`` for a claimed trial id (its suggestions go through the sampler)."""
+    return optuna.Trial(study, trial_id)
+
+
+def stale_trial_callback(
+    study: optuna.Study,
+) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+    """The storage's callback for a stale trial (hpsearch's retry), if heartbeats are on."""
+    rdb = _rdb(storage_of(study))
+    return None if rdb is None else rdb.get_heartbeat_stale_trial_callback()
+
+
+def _rdb(storage: BaseStorage) -> RDBStorage | None:
+    inner = getattr(storage, "_backend", storage)  # optuna's _CachedStorage wraps an RDB
+    return inner if isinstance(inner, RDBStorage) else None
+
+
+def stale_trial_ids(study: optuna.Study) -> list[int]:
+    """RUNNING trials whose heartbeat is older than the storage's grace period."""
+    storage = storage_of(study)
+    if not getattr(_rdb(storage), "heartbeat_interval", None):
+        return []
+    return list(storage._get_stale_trial_ids(study_id(study)))  # type: ignore[attr-defined]
+
+
+def may_go_stale(study: optuna.Study) -> bool:
+    """Whether some RUNNING trial has a heartbeat, so may yet be failed and queued again.
+
+    A RUNNING trial without one (started by a client without heartbeats) is never found
+    stale: a worker waiting for it would wait forever.
+    """
+    rdb = _rdb(storage_of(study))
+    if rdb is None or not rdb.heartbeat_interval:
+        return False
+
+    def beating(session: Any, models: Any) -> bool:
+        trials, beats = models.TrialModel, models.TrialHeartbeatModel
+        query = (
+            session.query(trials.trial_id)
+            .join(beats, beats.trial_id == trials.trial_id)
+            .filter(trials.study_id == study_id(study))
+            .filter(trials.state == TrialState.RUNNING)
+        )
+        return query.first() is not None
+
+    return query(rdb, beating)
+
+
+def grace_period(study: optuna.Study) -> int | None:
+    """Seconds without a heartbeat after which a trial is stale (``None``: no heartbeats)."""
+    rdb = _rdb(storage_of(study))
+    if rdb is None or not rdb.heartbeat_interval:
+        return None
+    return rdb.grace_period or 2 * rdb.heartbeat_interval
+
+
+def heartbeat_interval(study: optuna.Study) -> int:
+    """Seconds between heartbeats (0: no heartbeats)."""
+    rdb = _rdb(storage_of(study))
+    return int(rdb.heartbeat_interval or 0) if rdb is not None else 0
+
+
+def fail_running_trial(study: optuna.Study, trial_id: int, attrs: Mapping[str, Any]) -> bool:
+    """Fails a RUNNING trial and stores ``attrs`` (its reason) with it, atomically.
+
+    Returns ``False``, changing nothing, when the trial is no longer RUNNING (its worker, or
+    another process, finished it first): so a COMPLETE trial never carries a fail reason, and
+    exactly one of several processes that race to fail a trial wins.
+    """
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:
+        return _fail_without_transaction(storage, trial_id, attrs)
+    if isinstance(rdb, ResilientRDBStorage):
+        return rdb.fail_running_trial(trial_id, attrs)
+    return sessions.fail_running(rdb, trial_id, attrs)
+
+
+def _fail_without_transaction(
+    storage: BaseStorage, trial_id: int, attrs: Mapping[str, Any]
+) -> bool:
+    # Journal and in-memory storages apply each write in order: check, tag, fail.
+    try:
+        if storage.get_trial(trial_id).state != TrialState.RUNNING:
+            return False
+        for key, value in attrs.items():
+            storage.set_trial_user_attr(trial_id, key, value)
+        return storage.set_trial_state_values(trial_id, TrialState.FAIL)
+    except UpdateFinishedTrialError:
+        return False
+
+
+def get_trial(study: optuna.Study, trial_id: int) -> FrozenTrial:
+    """A trial by id, as the database has it now (not a cached copy)."""
+    storage = storage_of(study)
+    return (_rdb(storage) or storage).get_trial(trial_id)
+
+
+def set_study_system_attr(study: optuna.Study, key: str, value: Any) -> None:
+    """Stores machine-readable study data that the dashboard does not show as a user attr."""
+    storage_of(study).set_study_system_attr(study_id(study), key, value)
+
+
+def study_system_attrs(study: optuna.Study) -> dict[str, Any]:
+    """The study's system attributes."""
+    return dict(storage_of(study).get_study_system_attrs(study_id(study)))
+
+
+def drop_session(storage: BaseStorage) -> None:
+    """Discards this thread's database session (after an interrupt left it unusable)."""
+    rdb = _rdb(storage)
+    if rdb is not None:
+        rdb.scoped_session.remove()

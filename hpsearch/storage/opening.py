@@ -1,0 +1,239 @@
+"""Opening a storage from its URL: SQLite tuned for many processes, PostgreSQL, journals.
+
+SQLite serialises writers, but its default deferred transactions let two processes both read
+a WAITING trial and both claim it, and a reader upgrading to a writer fails at once with
+"database is locked" whatever the timeout. Worker connections therefore start every
+transaction with ``BEGIN IMMEDIATE`` (claims become atomic, waits honour the busy timeout) and
+use WAL so that readers (dashboard, status) never block writers.
+
+A missing file, or another tool's database, is never turned into Optuna's: writers check
+before Optuna's set-up writes, readers check once open.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import contextlib
+import sqlite3
+from typing import Any
+import warnings
+import weakref
+
+import optuna
+from optuna.storages import BaseStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.storages.journal import JournalStorage
+from optuna.trial import FrozenTrial
+import sqlalchemy
+from sqlalchemy import event
+from sqlalchemy.dialects import plugins
+from sqlalchemy.engine import CreateEnginePlugin
+from sqlalchemy.engine import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL
+
+from hpsearch.errors import StorageError
+from hpsearch.spec.defaults import DEFAULT_STORAGE
+from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage.outages import reason
+from hpsearch.storage.urls import JOURNAL_PREFIX
+from hpsearch.storage.urls import redact
+from hpsearch.storage.urls import sqlite_path
+
+# Heartbeats, their retry callback and PatientPruner are "experimental" since Optuna 2.8-3.0:
+# a warning on every start is noise to our users.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+SQLITE_TIMEOUT_S = 120  # generous: 8+ workers queue for the one writer lock
+
+
+class _SQLiteTuning(CreateEnginePlugin):
+    """SQLAlchemy engine plugin: busy timeout, WAL, and explicit transaction starts."""
+
+    def __init__(self, url: URL, kwargs: dict[str, Any]) -> None:
+        super().__init__(url, kwargs)
+        self.read_only = bool(kwargs.pop("hpsearch_read_only", False))
+
+    def update_url(self, url: URL) -> URL:
+        return url
+
+    def engine_created(self, engine: Engine) -> None:
+        read_only = self.read_only
+
+        @event.listens_for(engine, "connect")
+        def _connect(dbapi_conn: sqlite3.Connection, record: Any) -> None:
+            dbapi_conn.isolation_level = None  # no implicit BEGIN: we emit ours, below
+            dbapi_conn.execute(f"PRAGMA busy_timeout = {SQLITE_TIMEOUT_S * 1000}")
+            if not read_only:  # switching a file to WAL writes its header: readers never do
+                dbapi_conn.execute("PRAGMA journal_mode = WAL")
+            dbapi_conn.execute("PRAGMA synchronous = NORMAL")
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: sqlalchemy.Connection) -> None:
+            # Workers take the write lock up front: atomic claims, and no failed upgrades.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if engine in _IMMEDIATE else "BEGIN")
+
+
+# Engines switched to BEGIN IMMEDIATE once opened (Optuna's own set-up nests two
+# connections, which an immediate transaction would deadlock).
+_IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()
+plugins.register("hpsearch_sqlite", __name__, "_SQLiteTuning")
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = None,
+    grace_period: int | None = None,
+    read_only: bool = False,
+    create: bool = False,
+    on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> BaseStorage:
+    """Opens the storage at ``url`` (any SQLAlchemy URL, or ``journal:PATH``).
+
+    Args:
+        url: ``sqlite:///file.db``, ``postgresql+psycopg://user:pw@host/db``, ``journal:f.log``.
+        heartbeat_interval: Seconds between heartbeats of a running trial (RDB only); with
+            ``grace_period``, a trial whose worker died is failed and re-queued.
+        grace_period: Seconds without a heartbeat after which a trial counts as stale.
+        read_only: For commands that only read (status, trials, report, the dashboard):
+            SQLite transactions never take the write lock. Writers (workers, ``run``) get
+            claim-safe ``BEGIN IMMEDIATE`` transactions.
+        create: Whether a missing SQLite file may be created (only when creating a study);
+            otherwise it is an error, not a new empty database.
+        on_stale: What to do with a trial whose heartbeat went stale, once it is failed
+            (the study layer's retry rule); with heartbeats only.
+
+    Raises:
+        StorageError: The URL is malformed or the database cannot be opened.
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        path = url[len(JOURNAL_PREFIX) :].removeprefix("//")
+        try:
+            return JournalStorage(JournalFileBackend(path))
+        except OSError as e:
+            raise StorageError(f"storage {url}: cannot open journal file: {e.strerror}") from e
+    try:
+        parsed = make_url(url)
+    except Exception as e:
+        raise StorageError(
+            f"storage {redact(url)}: not a database URL; expected e.g. {DEFAULT_STORAGE}, "
+            "postgresql+psycopg://user@host/db or journal:FILE"
+        ) from e
+    is_sqlite = parsed.get_backend_name() == "sqlite"
+    # Never turn a missing file, or another tool's database, into Optuna's. A writer checks
+    # before Optuna's set-up writes; a reader's set-up writes nothing, so a reader of a server
+    # database checks through its own engine once it is open (one connection, not two).
+    check_after = read_only and not is_sqlite and not create
+    if not check_after:
+        _require_optuna_database(url, parsed, creating=create)
+    engine_kwargs: dict[str, Any] = {}
+    if is_sqlite:
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT_S}
+        engine_kwargs["plugins"] = ["hpsearch_sqlite"]
+        engine_kwargs["hpsearch_read_only"] = read_only
+    else:
+        engine_kwargs["pool_pre_ping"] = True  # a connection that died in a restart is replaced
+    heartbeat: dict[str, Any] = {}
+    if heartbeat_interval:
+        heartbeat = {
+            "heartbeat_interval": heartbeat_interval,
+            "grace_period": grace_period or 4 * heartbeat_interval,
+            "heartbeat_stale_trial_callback": on_stale,
+        }
+    try:
+        storage = ResilientRDBStorage(
+            url, engine_kwargs=engine_kwargs, read_only=read_only, **heartbeat
+        )
+    except StorageError:
+        raise
+    except Exception as e:
+        raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
+    if check_after:
+        try:
+            _require_optuna_database(url, parsed, storage.engine)
+        except StorageError:
+            storage.engine.dispose()
+            raise
+    if is_sqlite and not read_only:
+        _IMMEDIATE.add(storage.engine)
+    return storage
+
+
+def _stamped(execute: Callable[[str], Any]) -> bool:
+    """Whether Optuna finished creating the database (its version rows are written): opening
+    it earlier would make this reader write them too, racing the creator."""
+    return all(
+        execute(f"SELECT 1 FROM {table} LIMIT 1").fetchone() is not None
+        for table in ("version_info", "alembic_version")
+    )
+
+
+# Tables every Optuna RDB storage has; a database without them is not one.
+_OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
+
+
+def _require_optuna_database(
+    url: str, parsed: URL, engine: Engine | None = None, creating: bool = False
+) -> None:
+    """Checks, without writing anything, that ``url`` names an existing Optuna database (or,
+    ``creating``, one Optuna may create its tables in: a missing SQLite file, an empty
+    database, or one with Optuna's tables).
+
+    Args:
+        url: The storage URL.
+        parsed: ``url`` parsed.
+        engine: A server database's engine to check through (a reader's own: one connection
+            instead of two); by default a throw-away one.
+        creating: Whether a study is being created (``run``, ``launch``, ``create``).
+
+    Raises:
+        StorageError: A missing SQLite file, a file that is not SQLite, or a database that
+            holds no Optuna tables (when creating: one that holds tables of another tool).
+    """
+    file = sqlite_path(url)
+    if file is not None:
+        if creating and not file.exists():
+            return  # Optuna creates it
+        if not file.is_file():
+            raise StorageError(f"storage {redact(url)}: {file} does not exist")
+        try:
+            with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)) as c:
+                rows = c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                tables = {name for (name,) in rows}
+                ready = tables >= _OPTUNA_TABLES and _stamped(c.execute)
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
+    elif parsed.get_backend_name() != "sqlite":
+        own = engine is None
+        try:
+            engine = engine or sqlalchemy.create_engine(parsed)
+            try:
+                with engine.connect() as conn:
+                    tables = set(sqlalchemy.inspect(conn).get_table_names())
+                    ready = tables >= _OPTUNA_TABLES and _stamped(
+                        lambda q: conn.execute(sqlalchemy.text(q))
+                    )
+            finally:
+                if own:
+                    engine.dispose()
+        except Exception as e:
+            raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
+    else:
+        return  # in-memory
+    if creating:
+        if tables and not tables & _OPTUNA_TABLES:
+            shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+            raise StorageError(
+                f"storage {redact(url)}: {file or 'the database'} holds another tool's tables "
+                f"({shown}), not Optuna's; nothing was changed: name a new file or database"
+            )
+        return  # empty, or Optuna's (perhaps being created by another launcher right now)
+    if tables >= _OPTUNA_TABLES and not ready:  # another process is creating it right now
+        raise StorageError(f"storage {redact(url)}: the Optuna tables are still being created")
+    if not tables >= _OPTUNA_TABLES:
+        where = file or "the database"
+        raise StorageError(
+            f"storage {redact(url)}: {where} is not an Optuna database (no study tables); "
+            "nothing was changed"
+        )

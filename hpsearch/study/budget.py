@@ -1,0 +1,102 @@
+"""The budget: which trials count against it, which have finished, and what a retry keeps.
+
+One definition each, whether Python computes it over loaded trials or the database counts
+it (:func:`hpsearch.storage.trial_counts`): a trial counts against the budget unless it
+FAILed and some trial's retry history names it (Optuna's ``retry_history``, written when a
+failed trial is queued again). A trial has *finished* when it is COMPLETE, PRUNED or FAIL
+and counts. ``tests/study/test_budget.py`` checks the two ways agree on random mixes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+import copy
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
+
+from hpsearch import storage as db
+from hpsearch.storage import TrialCounts
+from hpsearch.storage.states import FINISHED
+from hpsearch.storage.states import STARTED
+from hpsearch.study import record
+
+MAX_RETRIES = 3  # a trial whose worker died is re-queued at most this often
+
+
+def counted(trials: Iterable[FrozenTrial]) -> list[FrozenTrial]:
+    """Trials that use up budget: all but those failed and then queued again as a retry."""
+    trials = list(trials)
+    again = db.retried_numbers(trials)
+    return [t for t in trials if not (t.state == TrialState.FAIL and t.number in again)]
+
+
+def _sum(counts: TrialCounts, states: tuple[TrialState, ...]) -> int:
+    return sum(counts.states.get(s.name, 0) for s in states)
+
+
+def used(counts: TrialCounts) -> int:
+    """Trials that use up budget, in any state: the length of :func:`counted`."""
+    return sum(counts.states.values()) - counts.retried_failed
+
+
+def finished(counts: TrialCounts) -> int:
+    """Budget trials that finished: complete, pruned, or failed and not retried."""
+    return _sum(counts, FINISHED) - counts.retried_failed
+
+
+def started(counts: TrialCounts) -> int:
+    """Trials that are not WAITING (retried or not: a seeded sampler moves on past them)."""
+    return _sum(counts, STARTED)
+
+
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The study's trials that use up budget (a load of every trial)."""
+    return counted(study.get_trials(deepcopy=False))
+
+
+def finished_count(study: optuna.Study) -> int:
+    """Budget trials of the study that have finished (a few queries, no load)."""
+    return finished(db.trial_counts(study))
+
+
+def used_budget(study: optuna.Study) -> int:
+    """Trials of the study that use up budget, in any state (a few queries, no load)."""
+    return used(db.trial_counts(study))
+
+
+class RetryCleanly(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry (a WAITING copy with the same params), minus the attempt's attributes:
+    the copy keeps only what describes its point (:data:`record.POINT_ATTRS`)."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = record.point_attrs(trial)
+        super().__call__(study, trial)
+
+
+def requeue(study: optuna.Study, trial_id: int, reason: str) -> bool:
+    """Fails a RUNNING trial with ``reason`` and queues a copy of its params.
+
+    Returns:
+        ``False`` (and changes nothing) if the trial was no longer RUNNING.
+    """
+    if not db.fail_running_trial(study, trial_id, record.fail_attrs(reason)):
+        return False
+    RetryCleanly()(study, db.get_trial(study, trial_id))
+    return True
+
+
+def retry_failed(study: optuna.Study) -> list[int]:
+    """Queues again the params of every FAILed trial that was not retried yet, so that they
+    count against the budget again (after the cause of the failures was fixed).
+
+    Returns:
+        The numbers of the failed trials that were queued again.
+    """
+    failed = [t for t in counted_trials(study) if t.state == TrialState.FAIL]
+    for trial in failed:
+        RetryCleanly()(study, trial)
+    return [t.number for t in failed]

@@ -1,0 +1,217 @@
+"""A study's life on its storage: opening it, creating or resuming it (its definition and
+labels stored, a changed definition refused), queueing its budget, deleting it.
+
+Only the process that creates or resumes a study queues trials (:func:`top_up`); workers
+only claim them (:mod:`hpsearch.study.worker`), so the budget is exact across any number of
+processes and hosts.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+import warnings
+
+import optuna
+from optuna.storages import BaseStorage
+
+import hpsearch
+from hpsearch import storage as db
+from hpsearch.errors import ConfigError
+from hpsearch.errors import StorageError
+from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.studyfile import definition_changes
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.storage import open_storage
+from hpsearch.storage import redact
+from hpsearch.study import budget
+from hpsearch.study import record
+from hpsearch.study.budget import MAX_RETRIES
+from hpsearch.study.budget import RetryCleanly
+from hpsearch.study.samplers import make_pruner
+from hpsearch.study.samplers import make_sampler
+
+
+def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
+    """Opens the storage a study file names, with its heartbeat settings, for writing.
+
+    Args:
+        spec: The study file.
+        create: Whether a missing SQLite file may be created (when creating the study).
+    """
+    return open_storage(
+        spec.storage,
+        heartbeat_interval=spec.heartbeat_interval,
+        grace_period=spec.grace_period,
+        create=create,
+        on_stale=RetryCleanly(MAX_RETRIES),
+    )
+
+
+def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+    """Creates the study, or loads it if it exists with the same objectives.
+
+    Raises:
+        StorageError: A study of that name exists with other directions.
+    """
+    study = optuna.create_study(
+        study_name=spec.name,
+        storage=storage,
+        sampler=make_sampler(spec),
+        pruner=make_pruner(spec),
+        directions=[optuna.study.StudyDirection[d.upper()] for d in spec.directions],
+        load_if_exists=True,
+    )
+    existing = [d.name.lower() for d in study.directions]
+    if existing != spec.directions:
+        raise StorageError(
+            f"study {spec.name!r} already exists in {redact(spec.storage)} with directions "
+            f"{existing}, not {spec.directions}: pick another name or delete it"
+        )
+    check_definition(study, spec)
+    if record.study_summary(study) is None:
+        record_study(study, spec, hpsearch.__version__)
+    label_study(study, spec)
+    return study
+
+
+def check_definition(study: optuna.Study, spec: StudySpec) -> None:
+    """Refuses to resume a study whose file now defines its values differently.
+
+    A changed space, objective, data set or fixed trainer setting would make new trials
+    incomparable with the stored ones (or fail outright: Optuna refuses a categorical
+    parameter with other choices). The first run stores the definition; later runs compare.
+
+    Raises:
+        ConfigError: Each changed key, ``old -> new``.
+    """
+    stored = db.study_system_attrs(study).get(record.DEFINITION)
+    current = spec.definition()
+    if stored is None:  # a new study, or one created before definitions were stored
+        db.set_study_system_attr(study, record.DEFINITION, current)
+        return
+    # A trainer setting added to hpsearch after the study was created changes nothing
+    # while it keeps its default.
+    defaults = TrainConfig().to_dict()
+    old_fixed = stored.get("fixed", {})
+    current["fixed"] = {
+        k: v for k, v in current["fixed"].items() if k in old_fixed or v != defaults.get(k)
+    }
+    changes = definition_changes(stored, current)
+    if changes:
+        raise ConfigError(
+            [
+                f"study {spec.name!r} in {redact(spec.storage)} was created with another "
+                "definition; new trials would not be comparable with its trials:",
+                *(f"  {change}" for change in changes),
+                "give the changed study a new `name:` (or delete the old one with "
+                "`hpsearch delete`)",
+            ],
+            spec.path,
+        )
+
+
+def load_existing_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+    """Loads an existing study with the file's sampler and pruner.
+
+    Raises:
+        StorageError: There is no such study in the storage.
+    """
+    try:
+        study = optuna.load_study(
+            study_name=spec.name,
+            storage=storage,
+            sampler=make_sampler(spec),
+            pruner=make_pruner(spec),
+        )
+    except KeyError as e:
+        raise StorageError(
+            f"no study {spec.name!r} in {redact(spec.storage)}: create it with "
+            f"`hpsearch run` or `hpsearch launch`"
+        ) from e
+    check_definition(study, spec)
+    return study
+
+
+def preflight(spec: StudySpec) -> None:
+    """Checks, before anything is queued or claimed, that this process can run the study's
+    trials: its device exists, its data set loads, and one batch of its fixed settings trains.
+
+    Raises:
+        HPSearchError: Naming what is missing (device, data files) or what failed.
+    """
+    # torch only here: creating, resuming and deleting a study must not load it
+    from hpsearch.training.trainer import preflight as preflight_config
+
+    preflight_config(spec.base)
+
+
+def _point_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def top_up(study: optuna.Study, spec: StudySpec) -> int:
+    """Queues WAITING trials for whatever the budget still lacks; returns how many.
+
+    Only the process that creates or resumes a study calls this; workers never do, so two
+    hosts cannot both fill the same gap.
+    """
+    room = spec.budget() - budget.used_budget(study)
+    if room <= 0:
+        return 0
+    if not spec.is_finite:
+        for _ in range(room):
+            study.enqueue_trial({})
+        return room
+    counted = budget.counted_trials(study)  # a grid's or one-factor study's points: a few hundred
+    done = {_point_key(record.fixed_params(t)) for t in counted}
+    missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
+    for factor, value, params in missing:
+        study.enqueue_trial(params, user_attrs=record.one_factor_attrs(factor, value))
+    return len(missing)
+
+
+def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
+    """Opens the storage, creates or loads the study and tops up its budget."""
+    storage = open_spec_storage(spec, create=True)
+    study = create_study(spec, storage)
+    return storage, study, top_up(study, spec)
+
+
+def delete_study(study: optuna.Study) -> None:
+    """Deletes a study and all its trials from its storage."""
+    optuna.delete_study(study_name=study.study_name, storage=db.storage_of(study))
+
+
+def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:
+    """Stores the :class:`StudySummary` (and the file's base config) with a new study."""
+    db.set_study_system_attr(
+        study,
+        record.STUDY_SUMMARY,
+        {
+            "file": spec.path,
+            "sampler": spec.sampler,
+            "sampler_options": dict(spec.sampler_options),
+            "pruner": spec.pruner,
+            "objectives": [vars(o) for o in spec.objectives],
+            "base_config": spec.base.to_dict(),
+            "params": [p.name for p in spec.space.params],
+            "version": version,
+        },
+    )
+
+
+def label_study(study: optuna.Study, spec: StudySpec) -> None:
+    """Names the objectives (so optuna-dashboard and Optuna's plots say ``val_accuracy``, not
+    "Objective 0") and stores the file's main settings as flat, readable user attributes
+    (:func:`record.study_labels`); only what is missing or changed, so a resume labels a study
+    created before labels existed."""
+    names = [o.metric for o in spec.objectives]
+    if study.metric_names != names:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+    stored = study.user_attrs
+    for key, value in record.study_labels(spec).items():
+        if stored.get(key) != value:
+            study.set_user_attr(key, value)

@@ -1,0 +1,47 @@
+"""A study file's sampler and pruner, as a worker builds them: seeds that move on with the
+study, and history windows on large studies (:mod:`hpsearch.study.windows`)."""
+
+from __future__ import annotations
+
+import optuna
+
+from hpsearch.spec.studyfile import derive_seed
+from hpsearch.spec.studyfile import PRUNERS
+from hpsearch.spec.studyfile import SAMPLERS
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study.windows import windowed
+from hpsearch.study.windows import windowed_pruner
+
+
+def make_sampler(spec: StudySpec, started: int = 0) -> optuna.samplers.BaseSampler:
+    """The file's sampler, its seed moved on past what the study already drew.
+
+    A sampler rebuilt with the file's seed in a new process would draw the same sequence
+    again, so a resumed (or extended) study would repeat its first points. The seed is
+    therefore derived from the file's seed, this worker's stream and ``started``, the
+    number of trials the study had already started: a study run from scratch in one
+    process uses the file's seed unchanged (reproducible), and every resume draws anew.
+    A QMC sequence keeps the file's seed and continues where it stopped (Optuna keeps its
+    position in the study); only its independent sampler moves on.
+
+    Args:
+        spec: The study file.
+        started: Trials of the study that are not WAITING when this sampler is built.
+    """
+    options = dict(spec.sampler_options)
+    seed = options.get("seed")
+    if seed is not None and (spec.seed_stream or started):
+        moved = derive_seed(seed, spec.seed_stream, started)
+        if spec.sampler == "qmc":
+            options["independent_sampler"] = optuna.samplers.RandomSampler(seed=moved)
+        else:
+            options["seed"] = moved
+    return windowed(spec.sampler, SAMPLERS[spec.sampler](**options))
+
+
+def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
+    """The file's pruner, in its history window, wrapped in ``PatientPruner`` if asked."""
+    pruner = windowed_pruner(spec.pruner, PRUNERS[spec.pruner](**spec.pruner_options))
+    if spec.patience:
+        return optuna.pruners.PatientPruner(pruner, **spec.patience)
+    return pruner

@@ -1,0 +1,424 @@
+"""Losses, optimizers and learning-rate schedules for a population of models trained at once.
+
+Every member of a population (see :mod:`hpsearch.training.trainer`) has its own
+hyperparameters, held as tensors with one entry per member, so that one kernel updates all
+members. Each rule here is the per-member equivalent of its ``torch.optim`` /
+``torch.optim.lr_scheduler`` / ``torch.nn.functional`` namesake with that library's defaults
+(``tests/test_optim.py`` checks them against it): the same formula, the same order of
+operations.
+
+Parameters are stacks with the member dimension at ``member_dim``; members are ordered by
+optimizer kind, so that each kind updates one contiguous slice (a view, nothing copied).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
+import math
+from typing import Any
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from hpsearch.spec.config import TrainConfig
+
+# --- losses ------------------------------------------------------------------------------
+
+# (logits (K, B, C), targets (B,), label smoothing: one float for all members, or one per
+# member shaped (K, 1, 1)) -> each member's loss per sample (K, B): the mean is the training
+# loss, the spread over validation samples the standard error of the validation loss
+LossFn = Callable[[torch.Tensor, torch.Tensor, float | torch.Tensor], torch.Tensor]
+
+
+def _soft_one_hot(
+    y: torch.Tensor, num_classes: int, smoothing: float | torch.Tensor
+) -> torch.Tensor:
+    one_hot = F.one_hot(y, num_classes).float()  # (B, C), broadcast over members
+    return one_hot * (1.0 - smoothing) + smoothing / num_classes
+
+
+def _cross_entropy(
+    logits: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor
+) -> torch.Tensor:
+    k, b, c = logits.shape
+    if isinstance(smoothing, float):  # one value for all members: torch's fused kernel
+        per_row = F.cross_entropy(
+            logits.reshape(k * b, c), y.repeat(k), reduction="none", label_smoothing=smoothing
+        )
+        return per_row.view(k, b)
+    # F.cross_entropy(label_smoothing=e): (1 - e) * NLL + e * mean over classes of -log p
+    logp = logits.log_softmax(dim=-1)
+    nll = -logp.gather(-1, y.expand(k, -1).unsqueeze(-1)).squeeze(-1)
+    e = smoothing.view(-1, 1)
+    return (1.0 - e) * nll + e * -logp.mean(dim=-1)
+
+
+def _mse(logits: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    # Mean squared error between class probabilities and the (smoothed) one-hot target.
+    target = _soft_one_hot(y, logits.shape[-1], smoothing)
+    return ((logits.softmax(dim=-1) - target) ** 2).mean(dim=2)
+
+
+def _bce(logits: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    target = _soft_one_hot(y, logits.shape[-1], smoothing).expand_as(logits)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return bce.mean(dim=2)
+
+
+LOSSES: dict[str, LossFn] = {
+    "cross_entropy": _cross_entropy,  # log-softmax + NLL (nll is an alias, see choices)
+    "mse": _mse,
+    "bce": _bce,  # BCE-with-logits against one-hot targets
+}
+
+# --- optimizers --------------------------------------------------------------------------
+
+
+@dataclass
+class Slot:
+    """One parameter stack and its optimizer state.
+
+    Attributes:
+        param: The stack (a leaf tensor that requires grad).
+        member_dim: The dimension that indexes members.
+        state: Optimizer state tensors of the same shape, by name.
+    """
+
+    param: torch.Tensor
+    member_dim: int
+    state: dict[str, torch.Tensor]
+
+    def per_member(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` (one per member) shaped to broadcast against :attr:`param`."""
+        shape = [1] * self.param.dim()
+        shape[self.member_dim] = -1
+        return values.view(shape)
+
+
+Hyper = float | torch.Tensor  # a float where one member (or all alike) has the value
+
+
+@dataclass(frozen=True)
+class StepHyper:
+    """One kind's hyperparameters for one step: floats for a slice of one member (the same
+    arithmetic as ``torch.optim``), else one entry per member shaped for the stack."""
+
+    neg_lr: Hyper  # minus the learning rate
+    weight_decay: Hyper | None  # None: 0 for every member (nothing to compute)
+    momentum: Hyper  # SGD and RMSprop momentum, or Adam's beta1 (cycled by onecycle)
+    nesterov: Hyper | None  # bool; None: no member uses it
+    step: int  # 1 for the first update
+
+
+UpdateRule = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], StepHyper], None]
+
+
+def _axpy(p: torch.Tensor, x: torch.Tensor, coef: Hyper) -> None:
+    """``p += coef * x`` in place."""
+    if isinstance(coef, float):
+        p.add_(x, alpha=coef)
+    else:
+        p.addcmul_(x, coef)
+
+
+def _decayed(g: torch.Tensor, p: torch.Tensor, h: StepHyper) -> torch.Tensor:
+    # torch: grad.add(param, alpha=weight_decay), skipped when it is 0
+    if h.weight_decay is None:
+        return g
+    if isinstance(h.weight_decay, float):
+        return g.add(p, alpha=h.weight_decay)
+    return g.add(p * h.weight_decay)
+
+
+def _sgd(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+    g = _decayed(g, p, h)
+    buf = s["momentum_buffer"]
+    if h.step == 1:
+        buf.copy_(g)  # torch: the buffer starts as a copy of the first gradient
+    else:
+        buf.mul_(h.momentum).add_(g)
+    # momentum 0: the buffer is the gradient itself
+    if isinstance(h.nesterov, torch.Tensor):
+        direction = torch.where(h.nesterov, g + h.momentum * buf, buf)
+    elif h.nesterov:
+        direction = g + h.momentum * buf
+    else:
+        direction = buf
+    _axpy(p, direction, h.neg_lr)
+
+
+def _adam(decoupled: bool) -> UpdateRule:
+    beta2, eps = 0.999, 1e-8
+
+    def update(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+        if decoupled:  # AdamW
+            if h.weight_decay is not None:
+                p.mul_(1.0 + h.neg_lr * h.weight_decay)
+        else:
+            g = _decayed(g, p, h)
+        beta1 = h.momentum
+        s["exp_avg"].lerp_(g, 1.0 - beta1)
+        s["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
+        step_size = h.neg_lr / (1.0 - beta1**h.step)
+        denom = (s["exp_avg_sq"].sqrt() / (1.0 - beta2**h.step) ** 0.5).add_(eps)
+        if isinstance(step_size, float):
+            p.addcdiv_(s["exp_avg"], denom, value=step_size)
+        else:
+            p.addcmul_(s["exp_avg"].div(denom), step_size)
+
+    return update
+
+
+def _adagrad(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+    g = _decayed(g, p, h)
+    s["sum"].addcmul_(g, g, value=1.0)
+    _axpy(p, g.div(s["sum"].sqrt().add_(1e-10)), h.neg_lr)
+
+
+def _adadelta(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+    rho, eps = 0.9, 1e-6
+    g = _decayed(g, p, h)
+    s["square_avg"].mul_(rho).addcmul_(g, g, value=1.0 - rho)
+    std = s["square_avg"].add(eps).sqrt_()
+    delta = s["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
+    s["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1.0 - rho)
+    _axpy(p, delta, h.neg_lr)
+
+
+def _rmsprop(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+    alpha, eps = 0.99, 1e-8
+    g = _decayed(g, p, h)
+    s["square_avg"].mul_(alpha).addcmul_(g, g, value=1.0 - alpha)
+    avg = s["square_avg"].sqrt().add_(eps)
+    buf = s["momentum_buffer"]
+    buf.mul_(h.momentum).addcdiv_(g, avg)  # momentum 0: g / avg, plain RMSprop
+    _axpy(p, buf, h.neg_lr)
+
+
+@dataclass(frozen=True)
+class OptimizerKind:
+    """An optimizer: its update rule, the state it keeps, and its default momentum (Adam's
+    beta1), which a onecycle schedule cycles if ``has_momentum``."""
+
+    update: UpdateRule
+    state: tuple[str, ...]
+    has_momentum: Callable[[TrainConfig], bool]
+    momentum: Callable[[TrainConfig], float]
+
+
+OPTIMIZERS: dict[str, OptimizerKind] = {
+    "sgd": OptimizerKind(
+        _sgd, ("momentum_buffer",), lambda c: c.momentum > 0.0, lambda c: c.momentum
+    ),
+    "adam": OptimizerKind(_adam(False), ("exp_avg", "exp_avg_sq"), lambda c: True, lambda c: 0.9),
+    "adamw": OptimizerKind(_adam(True), ("exp_avg", "exp_avg_sq"), lambda c: True, lambda c: 0.9),
+    "adagrad": OptimizerKind(_adagrad, ("sum",), lambda c: False, lambda c: 0.0),
+    "adadelta": OptimizerKind(
+        _adadelta, ("square_avg", "acc_delta"), lambda c: False, lambda c: 0.0
+    ),
+    "rmsprop": OptimizerKind(
+        _rmsprop,
+        ("square_avg", "momentum_buffer"),
+        lambda c: c.momentum > 0.0,
+        lambda c: c.momentum,
+    ),
+}
+
+
+def _shaped(h: StepHyper, slot: Slot) -> StepHyper:
+    """Per-member hyperparameters shaped to broadcast against one stack (floats stay)."""
+
+    def shape(value: Any) -> Any:
+        return slot.per_member(value) if isinstance(value, torch.Tensor) else value
+
+    return StepHyper(
+        neg_lr=shape(h.neg_lr),
+        weight_decay=shape(h.weight_decay),
+        momentum=shape(h.momentum),
+        nesterov=shape(h.nesterov),
+        step=h.step,
+    )
+
+
+@dataclass(frozen=True)
+class _Range:
+    """The members ``[a, b)`` of one optimizer kind, with their constant hyperparameters."""
+
+    kind: str
+    a: int
+    b: int
+    weight_decay: list[float]
+    nesterov: list[bool]
+
+
+class PopulationOptimizer:
+    """The optimizers of all members: one update per kind per parameter stack per step.
+
+    A kind with a single member updates with Python floats, exactly as ``torch.optim``
+    does; several members use tensors of their hyperparameters. The learning rate and the
+    momentum of every step come from tables (one column per member), on the device for
+    tensors and on the host for floats, so that no step waits for the device.
+
+    Args:
+        slots: The parameter stacks.
+        configs: Each member's config; members of one optimizer must be contiguous.
+        lr: Each step's learning rates, shape (steps, K), on the device.
+        momentum: Each step's momentum (or beta1), shape (steps, K), on the device.
+        lr_host: ``lr`` per member, on the host.
+        momentum_host: ``momentum`` per member, on the host.
+    """
+
+    def __init__(
+        self,
+        slots: Sequence[Slot],
+        configs: Sequence[TrainConfig],
+        lr: torch.Tensor,
+        momentum: torch.Tensor,
+        lr_host: Sequence[Sequence[float]],
+        momentum_host: Sequence[Sequence[float]],
+    ) -> None:
+        self.slots = list(slots)
+        self.steps = 0
+        self.lr, self.momentum = lr, momentum
+        self.lr_host, self.momentum_host = list(lr_host), list(momentum_host)
+        self.weight_decay = [c.weight_decay for c in configs]
+        self.nesterov = [c.nesterov for c in configs]
+        self.kinds = [c.optimizer for c in configs]
+        self._ranges = self._make_ranges()
+        device = lr.device
+        self._wd = torch.tensor(self.weight_decay, device=device)
+        self._nesterov = torch.tensor(self.nesterov, device=device)
+        names = {n for k in set(self.kinds) for n in OPTIMIZERS[k].state}
+        for slot in self.slots:
+            slot.state = {n: torch.zeros_like(slot.param) for n in sorted(names)}
+
+    def _make_ranges(self) -> list[_Range]:
+        ranges: list[_Range] = []
+        start = 0
+        for i in range(1, len(self.kinds) + 1):
+            if i == len(self.kinds) or self.kinds[i] != self.kinds[start]:
+                ranges.append(
+                    _Range(
+                        self.kinds[start],
+                        start,
+                        i,
+                        self.weight_decay[start:i],
+                        self.nesterov[start:i],
+                    )
+                )
+                start = i
+        return ranges
+
+    def _hyper(self, r: _Range, t: int) -> StepHyper:
+        """The hyperparameters of step ``t`` for one kind's members, computed once a step."""
+        if r.b - r.a == 1:  # one member: plain floats, torch.optim's own arithmetic
+            return StepHyper(
+                neg_lr=-self.lr_host[r.a][t],
+                weight_decay=r.weight_decay[0] or None,
+                momentum=self.momentum_host[r.a][t],
+                nesterov=r.nesterov[0] or None,
+                step=self.steps,
+            )
+        return StepHyper(
+            neg_lr=-self.lr[t, r.a : r.b],
+            weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
+            momentum=self.momentum[t, r.a : r.b],
+            nesterov=self._nesterov[r.a : r.b] if any(r.nesterov) else None,
+            step=self.steps,
+        )
+
+    @torch.no_grad()
+    def step(self, t: int) -> None:
+        """Updates every member with the learning rate and momentum of step ``t``."""
+        self.steps += 1
+        whole = len(self._ranges) == 1
+        for r in self._ranges:
+            rule = OPTIMIZERS[r.kind].update
+            hyper = self._hyper(r, t)
+            for slot in self.slots:
+                grad = slot.param.grad
+                if grad is None:
+                    continue
+                shaped = _shaped(hyper, slot)
+                if whole:  # one kind: the stacks themselves, no views
+                    rule(slot.param, grad, slot.state, shaped)
+                    continue
+                d, n = slot.member_dim, r.b - r.a
+                state = {k: v.narrow(d, r.a, n) for k, v in slot.state.items()}
+                rule(slot.param.narrow(d, r.a, n), grad.narrow(d, r.a, n), state, shaped)
+
+    def keep(self, members: list[int]) -> None:
+        """Drops every member not in ``members`` (indices, in order)."""
+        index = torch.tensor(members, device=self.lr.device)
+        self.kinds = [self.kinds[i] for i in members]
+        self.weight_decay = [self.weight_decay[i] for i in members]
+        self.nesterov = [self.nesterov[i] for i in members]
+        self.lr_host = [self.lr_host[i] for i in members]
+        self.momentum_host = [self.momentum_host[i] for i in members]
+        self.lr, self.momentum = self.lr[:, index], self.momentum[:, index]
+        self._wd, self._nesterov = self._wd[index], self._nesterov[index]
+        self._ranges = self._make_ranges()
+        for slot in self.slots:
+            slot.state = {k: v.index_select(slot.member_dim, index) for k, v in slot.state.items()}
+
+
+# --- learning-rate schedules -------------------------------------------------------------
+
+
+def schedule(config: TrainConfig, steps_per_epoch: int) -> tuple[list[float], list[float]]:
+    """One member's learning rate and momentum (or Adam's beta1) for each of its steps, as
+    ``torch.optim.lr_scheduler`` would set them (the same recursions, in double precision)."""
+    kind = OPTIMIZERS[config.optimizer]
+    total = config.epochs * steps_per_epoch
+    momentum = [kind.momentum(config)] * total
+    if config.scheduler == "onecycle":
+        return _one_cycle(config.lr, total, momentum if not kind.has_momentum(config) else None)
+    lrs: list[float] = []
+    lr = config.lr
+    for epoch in range(config.epochs):  # the scheduler steps after each epoch
+        if epoch > 0:
+            lr = _next_epoch_lr(config, epoch, lr)
+        lrs += [lr] * steps_per_epoch
+    return lrs, momentum
+
+
+def _next_epoch_lr(config: TrainConfig, epoch: int, lr: float) -> float:
+    if config.scheduler == "step":
+        return lr * config.gamma if epoch % config.step_size == 0 else lr
+    if config.scheduler == "cosine":  # CosineAnnealingLR's recursive form, eta_min 0
+        t = config.epochs
+        if (epoch - 1 - t) % (2 * t) == 0:
+            return lr + config.lr * (1 - math.cos(math.pi / t)) / 2
+        return (1 + math.cos(math.pi * epoch / t)) / (1 + math.cos(math.pi * (epoch - 1) / t)) * lr
+    return lr
+
+
+def _one_cycle(
+    max_lr: float, total: int, fixed_momentum: list[float] | None
+) -> tuple[list[float], list[float]]:
+    # OneCycleLR's defaults: pct_start 0.3, cosine annealing, div_factor 25, final 1e4,
+    # momentum cycled between 0.95 and 0.85 when the optimizer has one.
+    initial = max_lr / 25.0
+    phases = [
+        (float(0.3 * total) - 1, initial, max_lr, 0.95, 0.85),
+        (total - 1, max_lr, initial / 1e4, 0.85, 0.95),
+    ]
+    lrs, momenta = [], []
+    for step in range(total):
+        start = 0.0
+        for i, (end, lr0, lr1, m0, m1) in enumerate(phases):
+            if step <= end or i == len(phases) - 1:
+                pct = (step - start) / (end - start)
+                lrs.append(_anneal(lr0, lr1, pct))
+                momenta.append(_anneal(m0, m1, pct))
+                break
+            start = end
+    return lrs, fixed_momentum if fixed_momentum is not None else momenta
+
+
+def _anneal(start: float, end: float, pct: float) -> float:
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)

@@ -1,0 +1,510 @@
+"""The trainer: training runs of the configurable MLP, one trial's work or many at once.
+
+One trainer for one run and for a population: :func:`train` is a population of one, and
+:func:`train_population` trains K configs in the same kernels (:class:`StackedMLP`, the
+update rules of :mod:`hpsearch.training.optim`), each member exactly as it would train alone.
+
+Fast by design: the data set lives on the training device as tensors (loaded once per
+process), a batch is an index slice of a per-epoch permutation shared by the members, and
+the batch loop has no host-device synchronisation; losses are summed on the device and read
+once per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import asdict
+from dataclasses import dataclass
+import math
+import time
+from typing import Any
+from typing import Literal
+
+import torch
+from torch import nn
+
+from hpsearch.errors import DeviceError
+from hpsearch.errors import PreflightError
+from hpsearch.spec.config import TrainConfig
+from hpsearch.training.data import device_data
+from hpsearch.training.data import DeviceData
+from hpsearch.training.model import MemberShape
+from hpsearch.training.model import StackedMLP
+from hpsearch.training.optim import LOSSES
+from hpsearch.training.optim import PopulationOptimizer
+from hpsearch.training.optim import schedule
+from hpsearch.training.optim import Slot
+
+Outcome = Literal["completed", "diverged", "stopped"]
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """Metrics of one epoch; ``epoch`` counts from 1."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    val_accuracy: float
+    seconds: float
+    val_loss_se: float = math.nan  # standard error of val_loss: its spread over samples / sqrt(n)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        outcome: ``completed``; ``diverged`` (a non-finite loss stopped it early); or
+            ``stopped`` (the epoch callback asked to stop, e.g. a pruner).
+        epochs: Per-epoch metrics, as many as were run.
+        test_loss: Test-set loss of the final model (``None`` unless completed).
+        test_accuracy: Test-set accuracy of the final model (``None`` unless completed).
+        train_seconds: Wall time of the epochs, evaluation included, data loading excluded.
+        param_count: Number of trainable parameters.
+        device: The device the run used.
+        config: The fully resolved config, enough to repeat the run exactly.
+        val_size: Validation images: the standard error of an accuracy ``p`` measured on
+            them is ``sqrt(p * (1 - p) / val_size)``.
+    """
+
+    outcome: Outcome
+    epochs: tuple[EpochStats, ...]
+    test_loss: float | None
+    test_accuracy: float | None
+    train_seconds: float
+    param_count: int
+    device: str
+    config: dict[str, Any]
+    val_size: int = 0
+
+    @property
+    def final(self) -> EpochStats | None:
+        """The last epoch run, if any."""
+        return self.epochs[-1] if self.epochs else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-friendly values."""
+        return asdict(self)
+
+
+EpochCallback = Callable[[EpochStats], bool | None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; anything else must exist on this machine.
+
+    Raises:
+        DeviceError: A CUDA or MPS device was named that this process cannot see.
+    """
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise DeviceError(f"device {name}: no CUDA GPU is visible to this process")
+        if device.index is not None and device.index >= count:
+            raise DeviceError(f"device {name}: only {count} CUDA GPU(s) visible (0..{count - 1})")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceError(f"device {name}: Apple MPS is not available on this machine")
+    return device
+
+
+def train(config: TrainConfig, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Trains the MLP that ``config`` describes and evaluates it.
+
+    See :func:`fit`, which also returns the trained model.
+    """
+    return fit(config, on_epoch)[0]
+
+
+def fit(
+    config: TrainConfig, on_epoch: EpochCallback | None = None
+) -> tuple[TrainResult, nn.Module]:
+    """Trains the MLP that ``config`` describes, evaluates it, and returns it too: a
+    population of one (see :func:`train_population`).
+
+    Args:
+        config: A validated config (see :func:`hpsearch.spec.config.make_config`).
+        on_epoch: Called after every epoch with its metrics; returning ``True`` stops the run
+            (outcome ``stopped``). This is how an Optuna objective reports and prunes.
+
+    Returns:
+        The result (per-epoch curves, test metrics when completed, the resolved config) and
+        the trained model.
+    """
+    callback = None if on_epoch is None else lambda member, stats: on_epoch(stats)
+    job = _Job([config], callback, [None], models=[None])
+    _train_group(job, [0])
+    result, model = job.results[0], job.models[0] if job.models else None
+    assert result is not None and model is not None
+    return result, model
+
+
+MemberCallback = Callable[[int, EpochStats], bool | None]
+
+
+@dataclass
+class _Job:
+    """The configs one call trains, its callback, and where each member's outcome goes."""
+
+    configs: Sequence[TrainConfig]
+    on_epoch: MemberCallback | None
+    results: list[TrainResult | None]
+    models: list[nn.Module | None] | None = None  # the trained modules, kept for fit only
+
+
+def train_population(
+    configs: Sequence[TrainConfig], on_epoch: MemberCallback | None = None
+) -> list[TrainResult]:
+    """Trains many configs at once: each group of configs that can share kernels (see
+    :func:`group_key`) as one population on its device, groups one after the other.
+
+    Every member trains exactly as it would alone (the same initial weights, batches and
+    update rules; only dropout draws other random masks). A member that is stopped (the
+    callback returns ``True``), diverges or completes its epochs leaves the stacks at that
+    epoch's end, freeing its compute. A group larger than the device's memory holds is
+    split, before training or when it runs out of memory.
+
+    Args:
+        configs: Validated configs.
+        on_epoch: Called as ``on_epoch(i, stats)`` after each epoch of ``configs[i]``.
+
+    Returns:
+        One result per config, in order.
+    """
+    job = _Job(configs, on_epoch, [None] * len(configs))
+    for group in plan_groups(configs):
+        _train_group(job, group)
+    assert all(r is not None for r in job.results)
+    return job.results  # type: ignore[return-value]
+
+
+def group_key(config: TrainConfig) -> tuple[Any, ...]:
+    """Configs with equal keys train as one population: they share the data, its batches
+    (batch size and seed), the loss, batch norm and the device; on a CPU also the depth
+    (on a GPU only whether there is a hidden layer, see :data:`MERGE_DEPTHS`). Everything
+    else (widths, activations, dropout, optimizer and its settings, schedule, epochs, L1,
+    label smoothing) may differ between members."""
+    return (
+        config.dataset,
+        config.data_dir,
+        config.val_fraction,
+        config.train_subset,
+        config.preprocess,
+        config.batch_size,
+        config.seed,
+        config.loss,
+        config.batch_norm,
+        config.device,
+        config.eval_batch_size,
+        _depth_key(config),
+    )
+
+
+# Device types where members of any depth (one hidden layer or more) share a population:
+# on a GPU a step costs its kernel launches, and the layers a shallow member passes through
+# cost little; on a CPU every padded element costs its arithmetic.
+MERGE_DEPTHS = ("cuda",)
+
+
+def _depth_key(config: TrainConfig) -> int:
+    depth = len(config.hidden_layers)
+    return min(depth, 1) if resolve_device(config.device).type in MERGE_DEPTHS else depth
+
+
+def plan_groups(configs: Sequence[TrainConfig]) -> list[list[int]]:
+    """The indices of ``configs`` in groups that train together, each within the device's
+    memory (:func:`max_members`)."""
+    by_key: dict[tuple[Any, ...], list[int]] = {}
+    for i, config in enumerate(configs):
+        by_key.setdefault(group_key(config), []).append(i)
+    groups = []
+    for members in by_key.values():
+        cap = max_members([configs[i] for i in members])
+        groups += [members[i : i + cap] for i in range(0, len(members), cap)]
+    return groups
+
+
+def member_bytes(config: TrainConfig, num_features: int, num_classes: int, width: int) -> int:
+    """An estimate of the device memory one member takes in a population padded to
+    ``width``: its stacks (weights, gradients, up to three optimizer states) and the
+    activations of a training and an evaluation batch."""
+    depth = len(config.hidden_layers)
+    params = num_features * width + max(depth - 1, 0) * width * width + width * num_classes
+    rows = config.batch_size * 6 + config.eval_batch_size * 2
+    return 4 * (params * 5 + rows * width * max(depth, 1))
+
+
+def max_members(configs: Sequence[TrainConfig]) -> int:
+    """How many of these configs one population may hold on their device: a share of the
+    free device memory (of the available RAM on a CPU) over :func:`member_bytes`."""
+    device = resolve_device(configs[0].device)
+    width = max((w for c in configs for w in c.hidden_layers), default=16)
+    per_member = member_bytes(configs[0], 784, 10, width)  # sized for MNIST: an upper bound
+    free = _free_memory(device)
+    return max(1, int(free * MEMORY_SHARE) // per_member) if free else len(configs)
+
+
+MEMORY_SHARE = 0.5  # of the free memory one population may plan to use
+
+
+def _free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class _Population:
+    """One group's members on one device: the stacked model, the optimizer and the
+    per-member settings, in the order of the stacks (sorted by optimizer)."""
+
+    def __init__(
+        self, configs: Sequence[TrainConfig], data: DeviceData, device: torch.device
+    ) -> None:
+        first = configs[0]
+        self.configs = list(configs)
+        self.device = device
+        self.model = StackedMLP(
+            data.num_features,
+            data.num_classes,
+            [MemberShape(c.hidden_layers, c.activations(), c.dropouts()) for c in configs],
+            first.batch_norm,
+            [c.seed for c in configs],
+            device,
+        )
+        self.loss_fn = LOSSES[first.loss]
+        self._set_member_values()
+        n_used = _batches_used(len(data.train_y), first.batch_size)
+        self.steps = math.ceil(n_used / first.batch_size)
+        lrs, momenta = zip(*(schedule(c, self.steps) for c in configs), strict=True)
+        total = max(len(x) for x in lrs)
+        # every step's learning rate and momentum, one column per member, on the device (a
+        # step reads a row, with no host-device copy) and on the host
+        self.optimizer = PopulationOptimizer(
+            [
+                Slot(p, d, {})
+                for p, d in zip(self.model.parameters(), self.model.member_dims(), strict=True)
+            ],
+            configs,
+            _table(lrs, total, device),
+            _table(momenta, total, device),
+            [_padded(x, total) for x in lrs],
+            [_padded(x, total) for x in momenta],
+        )
+
+    def _set_member_values(self) -> None:
+        smoothing = [c.label_smoothing for c in self.configs]
+        # one value for all members: a float, and torch's fused loss
+        self.smoothing: float | torch.Tensor = (
+            smoothing[0]
+            if len(set(smoothing)) == 1
+            else torch.tensor(smoothing, device=self.device).view(-1, 1, 1)
+        )
+        l1 = [c.l1 for c in self.configs]
+        self.l1 = torch.tensor(l1, device=self.device) if any(l1) else None
+
+    def step(self, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        """Training step ``t`` on the shared batch; returns each member's loss (K,)."""
+        losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
+        if self.l1 is not None:
+            losses = losses + self.l1 * self.model.l1_norms()
+        self.model.zero_grad()
+        losses.sum().backward()  # type: ignore[no-untyped-call]
+        self.optimizer.step(t)
+        return losses.detach()
+
+    def keep(self, members: list[int]) -> None:
+        """Keeps only ``members`` (positions in the stacks, in order)."""
+        self.model.keep(torch.tensor(members, device=self.device))
+        self.optimizer.keep(members)
+        for slot, p in zip(self.optimizer.slots, self.model.parameters(), strict=True):
+            slot.param = p  # the stacks are new tensors
+        self.configs = [self.configs[i] for i in members]
+        self._set_member_values()
+
+
+def _padded(column: Sequence[float], rows: int) -> list[float]:
+    # a member with fewer epochs has left the population before its rows run out
+    return list(column) + [column[-1] if column else 0.0] * (rows - len(column))
+
+
+def _table(columns: Sequence[Sequence[float]], rows: int, device: torch.device) -> torch.Tensor:
+    padded = [_padded(c, rows) for c in columns]
+    return torch.tensor(padded, dtype=torch.float32, device=device).T.contiguous()
+
+
+def _train_group(job: _Job, members: list[int]) -> None:
+    """Trains ``job.configs[i]`` for ``i`` in ``members`` as one population; on running out
+    of device memory, as two halves instead."""
+    try:
+        _run_population(job, members)
+    except torch.OutOfMemoryError:
+        if len(members) == 1:
+            raise
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        half = len(members) // 2
+        _train_group(job, members[:half])
+        _train_group(job, members[half:])
+
+
+def _run_population(job: _Job, members: list[int]) -> None:
+    configs, on_epoch = job.configs, job.on_epoch
+    # stacks sorted by optimizer, so that each optimizer updates one contiguous slice, then
+    # by activations, so that each activation runs on a few contiguous slices
+    order = sorted(members, key=lambda i: (configs[i].optimizer, configs[i].activations()))
+    first = configs[order[0]]
+    device = resolve_device(first.device)
+    data = load_data(first, device)
+    pop = _Population([configs[i] for i in order], data, device)
+    shuffle = torch.Generator().manual_seed(first.seed)  # CPU: same order on every device
+    n_train = len(data.train_y)
+    n_used = _batches_used(n_train, first.batch_size)
+    alive = list(order)  # original index of each member, in stack order
+    histories: dict[int, list[EpochStats]] = {i: [] for i in order}
+    start = time.perf_counter()
+    for epoch in range(1, max(configs[i].epochs for i in order) + 1):
+        epoch_start = time.perf_counter()
+        perm = torch.randperm(n_train, generator=shuffle).to(device, non_blocking=True)
+        loss_sum = torch.zeros(len(alive), device=device)  # read once per epoch
+        for s, i in enumerate(range(0, n_used, first.batch_size)):
+            idx = perm[i : min(i + first.batch_size, n_used)]
+            t = (epoch - 1) * pop.steps + s
+            loss_sum += pop.step(data.train_x[idx], data.train_y[idx], t) * len(idx)
+        train_loss = (loss_sum / n_used).tolist()  # note: a CPU-GPU sync, once per epoch
+        val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size)
+        seconds = time.perf_counter() - epoch_start
+        outcomes: dict[int, Outcome] = {}
+        for k, i in enumerate(alive):
+            stats = EpochStats(
+                epoch, train_loss[k], val.loss[k], val.accuracy[k], seconds, val.loss_se[k]
+            )
+            histories[i].append(stats)
+            if not math.isfinite(train_loss[k]) or (
+                len(data.val_y) and not math.isfinite(val.loss[k])
+            ):
+                outcomes[i] = "diverged"
+            elif on_epoch is not None and on_epoch(i, stats):
+                outcomes[i] = "stopped"
+            elif epoch == configs[i].epochs:
+                outcomes[i] = "completed"
+        if not outcomes:
+            continue
+        test = None
+        if "completed" in outcomes.values():
+            test = evaluate(pop, data.test_x, data.test_y, first.eval_batch_size)
+        for k, i in enumerate(alive):
+            if i not in outcomes:
+                continue
+            done = outcomes[i] == "completed"
+            job.results[i] = TrainResult(
+                outcome=outcomes[i],
+                epochs=tuple(histories[i]),
+                test_loss=test.loss[k] if test and done else None,
+                test_accuracy=test.accuracy[k] if test and done else None,
+                train_seconds=time.perf_counter() - start,
+                param_count=pop.model.param_counts[k],
+                device=str(device),
+                config=configs[i].to_dict(),
+                val_size=len(data.val_y),
+            )
+            if job.models is not None:
+                job.models[i] = pop.model.export(k)
+        kept = [k for k, i in enumerate(alive) if i not in outcomes]
+        alive = [alive[k] for k in kept]
+        if not alive:
+            return
+        pop.keep(kept)
+
+
+def _batches_used(n_train: int, batch_size: int) -> int:
+    # A last batch of one sample is dropped: batch norm cannot normalise a single row.
+    return n_train - 1 if n_train % batch_size == 1 else n_train
+
+
+def preflight(config: TrainConfig) -> None:
+    """Checks that runs of ``config`` can start here: the device exists, the data set loads,
+    and one batch trains to a finite loss. Cheap (the data set stays cached for the trials).
+
+    Raises:
+        DeviceError: The device does not exist on this machine.
+        DataError: The data set cannot be loaded.
+        PreflightError: Training one batch raised, or gave a non-finite loss.
+    """
+    device = resolve_device(config.device)
+    data = load_data(config, device)
+    try:
+        pop = _Population([config], data, device)
+        batch = slice(0, min(config.batch_size, len(data.train_y)))
+        value = float(pop.step(data.train_x[batch], data.train_y[batch], 0)[0])
+    except Exception as e:
+        raise PreflightError(
+            f"pre-flight: one training batch on {device} failed: {type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    if not math.isfinite(value):
+        raise PreflightError(f"pre-flight: one training batch on {device} gave loss {value}")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Each member's mean loss, accuracy and the standard error of its mean loss."""
+
+    loss: list[float]
+    accuracy: list[float]
+    loss_se: list[float]
+
+
+@torch.no_grad()
+def evaluate(pop: _Population, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Evaluation:
+    """Each member's loss and accuracy on ``(x, y)``, in evaluation batches."""
+    k, n = len(pop.configs), len(y)
+    if n == 0:  # no validation split (retraining on train + validation)
+        return Evaluation([math.nan] * k, [math.nan] * k, [math.nan] * k)
+    loss_sum = torch.zeros(k, device=x.device)
+    square_sum = torch.zeros(k, device=x.device)
+    correct = torch.zeros(k, device=x.device, dtype=torch.int64)
+    for i in range(0, n, batch_size):
+        xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+        logits = pop.model(xb, train=False)
+        losses = pop.loss_fn(logits, yb, pop.smoothing)  # (K, B)
+        loss_sum += losses.sum(dim=1)
+        square_sum += (losses * losses).sum(dim=1)
+        correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
+    sums = torch.stack([loss_sum, square_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
+    mean = [v / n for v in sums[0]]
+    variance = [max(sq / n - m * m, 0.0) for sq, m in zip(sums[1], mean, strict=True)]
+    se = [math.sqrt(v * n / max(n - 1, 1) / n) for v in variance]
+    return Evaluation(mean, [v / n for v in sums[2]], se)
+
+
+def load_data(config: TrainConfig, device: torch.device) -> DeviceData:
+    """Loads (or fetches from the per-process cache) the tensors a run of ``config`` uses."""
+    return device_data(
+        config.dataset,
+        config.data_dir,
+        config.val_fraction,
+        config.train_subset,
+        config.preprocess,
+        str(device),
+    )
+
+
+def set_threads(threads: int | None) -> None:
+    """Limits torch's intra-op threads in this process (``None`` keeps torch's default)."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -1,0 +1,130 @@
+"""The contract with Optuna's private API (hpsearch/storage/_optuna): every listed name
+exists in the pinned Optuna, and every use works on SQLite, PostgreSQL and the journal
+storage; each method hpsearch overrides is shown to be called, so that a rename in Optuna
+breaks a test here instead of silently bypassing the override."""
+
+from __future__ import annotations
+
+from collections import Counter
+import importlib
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+import pytest
+
+from hpsearch import storage as db
+from hpsearch.storage import open_storage
+from hpsearch.storage._optuna import PRIVATE_NAMES
+from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.study.windows import Windowed
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _resolve(path: str) -> Any:
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found: Any = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            found = getattr(found, attr)
+        return found
+    raise ImportError(path)
+
+
+@pytest.mark.parametrize(("owner", "name"), PRIVATE_NAMES, ids=[n for _, n in PRIVATE_NAMES])
+def test_every_listed_private_name_exists(owner: str, name: str) -> None:
+    assert hasattr(_resolve(owner), name), f"{owner}.{name} is gone: see hpsearch/storage/_optuna"
+
+
+def test_optuna_and_its_neighbours_are_pinned_exactly() -> None:
+    pins = dict(
+        line.split("==")
+        for line in (REPO / "constraints.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    assert pins["optuna"] == optuna.__version__
+    assert {"optuna", "optuna-dashboard", "sqlalchemy"} <= set(pins)
+
+
+def test_every_private_name_in_the_package_is_behind_the_door() -> None:
+    # Outside storage/_optuna no module reaches an Optuna object's private attribute.
+    private = ("._storage", "._study_id", "._trial_id", "._get_trials", "._backend", "_rdb.")
+    for path in (REPO / "hpsearch").rglob("*.py"):
+        if "_optuna" in path.parts:
+            continue
+        text = path.read_text()
+        assert not [p for p in private if p in text], path
+        assert "optuna.storages._" not in text, path
+
+
+def _study(url: str) -> optuna.Study:
+    return optuna.create_study(study_name="c", storage=open_storage(url, create=True))
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, cls: type, name: str) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    method = getattr(cls, name)
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls[name] += 1
+        return method(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, spy)
+    return calls
+
+
+def test_overridden_private_methods_are_the_ones_optuna_calls(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _study(any_storage_url)
+    rdb = isinstance(db.storage_of(study), RDBStorage) or not any_storage_url.startswith("j")
+    created = _spy(monkeypatch, ResilientRDBStorage, "_create_new_trial")
+    param = _spy(monkeypatch, ResilientRDBStorage, "_set_trial_param")
+    reported = _spy(monkeypatch, ResilientRDBStorage, "set_trial_intermediate_value")
+    study.enqueue_trial({})  # Optuna's cache creates trials through _create_new_trial
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)  # ... and writes params through _set_trial_param
+    trial.report(0.5, 0)
+    study.tell(trial, 0.5)
+    if rdb:
+        assert created["_create_new_trial"] == 1  # ask() ran the queued trial
+        assert param["_set_trial_param"] == 1
+        assert reported["set_trial_intermediate_value"] == 1
+    else:  # the journal storage has no override of ours: none of them may be reached
+        assert not (created + param + reported)
+    assert study.trials[-1].params == {"x": trial.params["x"]}
+
+
+def test_a_readers_schema_manager_is_swapped_only_while_it_is_set_up(tmp_path: Path) -> None:
+    from optuna.storages._rdb import storage as rdb_module
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    _study(url)
+    before = rdb_module._VersionManager
+    reader = open_storage(url, read_only=True)
+    assert rdb_module._VersionManager is before  # restored for every other storage
+    assert type(reader._version_manager).__name__ == "_LazySchemaVersions"  # type: ignore[attr-defined]
+    assert reader.get_current_version() == reader.get_head_version()
+
+
+def test_a_sampler_window_cuts_the_trials_optuna_samplers_read(any_storage_url: str) -> None:
+    # TPE reads a study's trials through the private Study._get_trials: the window's view
+    # overrides it, so a window of 2 + 3 trials is what the sampler sees of 12.
+    study = _study(any_storage_url)
+    seen: list[int] = []
+
+    class Recorder(optuna.samplers.RandomSampler):
+        def sample_independent(self, study: Any, trial: Any, name: str, dist: Any) -> Any:
+            seen.append(len(study._get_trials(deepcopy=False, states=None, use_cache=False)))
+            return super().sample_independent(study, trial, name, dist)
+
+    study.sampler = Windowed(Recorder(seed=0), best=2, recent=3)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=12)
+    assert seen[:6] == [1, 2, 3, 4, 5, 5] and set(seen[6:]) == {5}
+    assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
