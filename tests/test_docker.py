@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 import re
 from typing import Any
 
@@ -10,8 +9,8 @@ import pytest
 import yaml
 
 from hpsearch.cli import main
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 
 

@@ -125,11 +125,11 @@ def resolve(target: str, storage: str | None) -> tuple[str, str]:
     return target, storage_or_file(storage) or default_storage()
 
 
-def open_target(target: str, storage: str | None, read_only: bool = True) -> optuna.Study:
-    """The study a reading command names (see :func:`resolve`)."""
+def open_target(target: str, storage: str | None) -> optuna.Study:
+    """The study a reading command names (see :func:`resolve`), opened to read."""
     from hpsearch.results.reading import open_study
 
-    return open_study(*resolve(target, storage), read_only=read_only)
+    return open_study(*resolve(target, storage))
 
 
 def build_config(

@@ -4,7 +4,7 @@ Every member of a population (see :mod:`hpsearch.training.trainer`) has its own
 hyperparameters, held as tensors with one entry per member, so that one kernel updates all
 members. Each rule here is the per-member equivalent of its ``torch.optim`` /
 ``torch.optim.lr_scheduler`` / ``torch.nn.functional`` namesake with that library's defaults
-(``tests/test_optim.py`` checks them against it): the same formula, the same order of
+(``tests/training/test_optim.py`` checks them against it): the same formula, the same order of
 operations.
 
 Parameters are stacks with the member dimension at ``member_dim``; members are ordered by

@@ -20,8 +20,7 @@ from hpsearch.storage import open_storage
 from hpsearch.storage._optuna import PRIVATE_NAMES
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
 from hpsearch.study.windows import Windowed
-
-REPO = Path(__file__).resolve().parent.parent
+from tests.conftest import REPO
 
 
 def _resolve(path: str) -> Any:

@@ -16,11 +16,12 @@ from hpsearch.study.samplers import make_pruner
 from hpsearch.study.samplers import make_sampler
 from hpsearch.study.windows import Windowed
 from hpsearch.study.windows import WINDOWS
+from tests.conftest import REPO
 from tests.helpers import hpsearch
 from tests.helpers import study_doc
 from tests.helpers import write_study
 
-STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.yaml"))
+STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
@@ -80,7 +81,7 @@ def test_schema_is_current_and_rejects_what_validation_rejects(tmp_path: Path) -
 
 
 def test_ofat_study_is_baseline_plus_each_variation() -> None:
-    spec = load_spec(str(Path(__file__).parent.parent / "studies" / "mnist_ofat.yaml"))
+    spec = load_spec(str(REPO / "studies" / "mnist_ofat.yaml"))
     factors = [f for f, _, _ in spec.points()]
     assert factors[0] == "baseline"
     # 4 layer shapes, 2 activations, 1 loss (nll *is* the baseline), 2 batch sizes,
