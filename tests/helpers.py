@@ -90,15 +90,37 @@ def hpsearch(
     )
 
 
-def start(*args: str) -> subprocess.Popen[str]:
-    """Starts the CLI in the background, offline, its output captured."""
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Starts the CLI in the background, offline, its output captured (``env``: more
+    variables, such as a :class:`Gate`'s)."""
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+        env={**os.environ, "HPSEARCH_OFFLINE": "1", **(env or {})},
     )
+
+
+class Gate:
+    """Holds every trial of the processes started with :attr:`env` at its epoch ends until
+    :meth:`open` (see ``tests/gate/sitecustomize.py``): a trial the test means to kill,
+    stop or interrupt cannot finish first, however fast the machine."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "gate-open"
+
+    @property
+    def env(self) -> dict[str, str]:
+        here = str(Path(__file__).resolve().parent / "gate")
+        paths = [here, os.environ.get("PYTHONPATH", "")]
+        return {
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "HPSEARCH_TEST_GATE": str(self.path),
+        }
+
+    def open(self) -> None:
+        self.path.touch()
 
 
 def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.trial.FrozenTrial]:

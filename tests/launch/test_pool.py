@@ -19,13 +19,15 @@ from hpsearch.errors import ConfigError
 from hpsearch.launch.pool import plan_slots
 from hpsearch.results.reading import open_study
 from tests.helpers import BROKEN_SPACE
+from tests.helpers import Gate
 from tests.helpers import hpsearch
 from tests.helpers import start
 from tests.helpers import wait_running
 from tests.helpers import write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-SLOW = {"epochs": 120, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+# Short trials, held at their epoch ends by a Gate until the test opens it.
+GATED = {"epochs": 3, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
 
 
 def test_plan_slots_gpus_and_cpus() -> None:
@@ -88,17 +90,19 @@ def test_launch_budget_is_global(tmp_path: Path) -> None:
     assert len({t.params["lr"] for t in trials}) == 7
 
 
-def _launch(path: Path, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+def _launch(path: Path, tmp_path: Path, *extra: str, gate: Gate) -> subprocess.Popen[str]:
     log_dir = str(tmp_path / "logs")
-    return start("launch", str(path), "--no-progress", "--log-dir", log_dir, *extra)
+    return start("launch", str(path), "--no-progress", "--log-dir", log_dir, *extra, env=gate.env)
 
 
 @pytest.mark.slow
 def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> None:
-    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
-    launcher = _launch(path, tmp_path, "--workers", "2")
-    victim = wait_running(storage_url)[0]
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=GATED)
+    gate = Gate(tmp_path)
+    launcher = _launch(path, tmp_path, "--workers", "2", gate=gate)
+    victim = wait_running(storage_url)[0]  # held at an epoch end: it cannot finish first
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
+    gate.open()
     _, err = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, err
     assert "exited 1x with [-9]" in err  # the launcher reports the dead worker
@@ -116,9 +120,9 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
-    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=SLOW)
-    launcher = _launch(path, tmp_path, "--workers", "2")
-    wait_running(storage_url)[0]
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=GATED)
+    launcher = _launch(path, tmp_path, "--workers", "2", gate=Gate(tmp_path))
+    wait_running(storage_url)[0]  # held at an epoch end until the stop
     start = time.monotonic()
     launcher.send_signal(signal.SIGINT)
     _, err = launcher.communicate(timeout=60)
@@ -179,9 +183,10 @@ def test_eight_workers_four_hundred_trials_on_sqlite(tmp_path: Path, cpu_hog: No
 def test_a_late_worker_discards_its_stale_trial_and_goes_on(
     storage_url: str, tmp_path: Path
 ) -> None:
-    path = write_study(tmp_path, storage=storage_url, budget={"trials": 3}, fixed=SLOW)
-    launcher = _launch(path, tmp_path, "--workers", "2")
-    victim = wait_running(storage_url)[0]
+    path = write_study(tmp_path, storage=storage_url, budget={"trials": 3}, fixed=GATED)
+    gate = Gate(tmp_path)
+    launcher = _launch(path, tmp_path, "--workers", "2", gate=gate)
+    victim = wait_running(storage_url)[0]  # held at an epoch end: it cannot finish first
     pid = victim.user_attrs["pid"]
     stale = None
     for _ in range(5):  # a pause that lands inside a database write blocks the others: retry
@@ -196,6 +201,7 @@ def test_a_late_worker_discards_its_stale_trial_and_goes_on(
             break
         time.sleep(0.5)
     assert stale is not None, "the paused worker's trial was never failed as stale"
+    gate.open()
     _, err = launcher.communicate(timeout=300)
     assert launcher.returncode == 0, err
     assert stale.user_attrs["fail_reason"] == "stale: no heartbeat for 3 s"

@@ -17,39 +17,31 @@ import pytest
 
 from hpsearch.results.reading import open_study
 from tests.conftest import PostgresCluster
+from tests.helpers import Gate
 from tests.helpers import hpsearch
+from tests.helpers import wait_running
 from tests.helpers import write_study
 
 pytestmark = pytest.mark.slow
-# Trials of a few seconds, so that an outage lands in the middle of some.
-MEDIUM = {"epochs": 12, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+# Short trials; a Gate holds the first ones at an epoch end, so an outage lands in the
+# middle of some however fast the machine.
+MEDIUM = {"epochs": 4, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # A grace period longer than a database restart, as the defaults have (5 s / 20 s).
 REAL_HB: dict[str, Any] = {"heartbeat": {"interval": 2, "grace_period": 20}}
 
 
-def _start(kind: str, path: Path, tmp_path: Path, **env: str) -> subprocess.Popen[str]:
+def _start(
+    kind: str, path: Path, tmp_path: Path, gate: Gate | None = None, **env: str
+) -> subprocess.Popen[str]:
     extra = ["--workers", "4", "--log-dir", str(tmp_path / "logs")] if kind == "launch" else []
     return subprocess.Popen(
         [sys.executable, "-m", "hpsearch", kind, str(path), "--no-progress", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "HPSEARCH_OFFLINE": "1", **env},
+        env={**os.environ, "HPSEARCH_OFFLINE": "1", **(gate.env if gate else {}), **env},
     )
-
-
-def _wait_for_finished(url: str, count: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            trials = open_study("t", url).get_trials(deepcopy=False)
-            if sum(t.state in FINISHED for t in trials) >= count:
-                return
-        except Exception:  # not created yet
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"fewer than {count} trials finished")
 
 
 def _check_exact(url: str, budget: int) -> list[Any]:
@@ -77,14 +69,18 @@ def test_an_outage_costs_no_trial(
     url = own_postgres.database()
     budget = 8
     path = write_study(tmp_path, storage=url, budget={"trials": budget}, fixed=MEDIUM, **REAL_HB)
-    proc = _start(kind, path, tmp_path)
-    _wait_for_finished(url, 2)  # mid-study: trials are running
+    gate = Gate(tmp_path)
+    proc = _start(kind, path, tmp_path, gate)
+    wait_running(url)  # mid-study: trials are running, held at an epoch end
     if outage == "stop-30s":
         own_postgres.stop("fast")
+        gate.open()  # the held trials go on into the outage: every process meets it
         time.sleep(30)
         own_postgres.start()
     else:
-        own_postgres.restart(outage.removeprefix("restart-"))
+        own_postgres.stop(outage.removeprefix("restart-"))
+        gate.open()
+        own_postgres.start()
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     trials = _check_exact(url, budget)
@@ -112,9 +108,11 @@ def test_an_outage_past_the_wait_is_one_line_and_resumable(
 ) -> None:
     url = own_postgres.database()
     path = write_study(tmp_path, storage=url, budget={"trials": 6}, fixed=MEDIUM, **REAL_HB)
-    proc = _start(kind, path, tmp_path, HPSEARCH_STORAGE_WAIT="4")
-    _wait_for_finished(url, 1)
+    gate = Gate(tmp_path)
+    proc = _start(kind, path, tmp_path, gate, HPSEARCH_STORAGE_WAIT="4")
+    wait_running(url)  # held at an epoch end
     own_postgres.stop("fast")
+    gate.open()  # the held trials go on into the outage, past the 4 s wait
     try:
         out, err = proc.communicate(timeout=120)
     finally:
@@ -156,20 +154,10 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_worker_does_not_outlive_its_launcher(tmp_path: Path) -> None:
-    slow = {**MEDIUM, "epochs": 200}
-    path = write_study(tmp_path, budget={"trials": 2}, fixed=slow)
-    launcher = _start("launch", path, tmp_path)
+    path = write_study(tmp_path, budget={"trials": 2}, fixed=MEDIUM)
+    launcher = _start("launch", path, tmp_path, Gate(tmp_path))  # trials held: never opened
     url = f"sqlite:///{tmp_path / 'hp.db'}"
-    deadline = time.monotonic() + 120
-    pids: list[int] = []
-    while not pids and time.monotonic() < deadline:
-        try:
-            running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
-            pids = [t.user_attrs["pid"] for t in running if "pid" in t.user_attrs]
-        except Exception:
-            pass
-        time.sleep(0.3)
-    assert pids
+    pids = [t.user_attrs["pid"] for t in wait_running(url)]
     launcher.kill()  # SIGKILL: the launcher cannot stop its workers itself
     launcher.communicate()
     deadline = time.monotonic() + 60

@@ -5,7 +5,6 @@ from pathlib import Path
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -29,9 +28,12 @@ from hpsearch.study.lifecycle import prepare
 from hpsearch.study.record import records
 from hpsearch.study.worker import fail_stale_trials
 from hpsearch.study.worker import run_worker
+from tests.helpers import Gate
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
+from tests.helpers import start
 from tests.helpers import study_doc
+from tests.helpers import wait_running
 from tests.helpers import write_study
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -259,27 +261,10 @@ def test_cli_run_and_inspect(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> None:
-    path = write_study(tmp_path, budget={"trials": 6}, fixed={"epochs": 40, "scheduler": "none"})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpsearch", "run", str(path), "--no-progress"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    path = write_study(tmp_path, budget={"trials": 6}, fixed={"epochs": 3, "scheduler": "none"})
     db = tmp_path / "hp.db"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until a trial has finished
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    done = conn.execute(
-                        "SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
-                    ).fetchone()[0]
-            except sqlite3.OperationalError:  # the file is there, Optuna's tables not yet
-                done = 0
-            if done >= 1:
-                break
-        time.sleep(0.2)
+    proc = start("run", str(path), "--no-progress", env=Gate(tmp_path).env)
+    wait_running(f"sqlite:///{db}")  # held at an epoch end: it cannot finish first
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

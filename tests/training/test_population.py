@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import signal
-import time
 from typing import Any
 
 import optuna
@@ -26,12 +25,14 @@ from hpsearch.training.trainer import plan_groups
 from hpsearch.training.trainer import train
 from hpsearch.training.trainer import train_population
 from hpsearch.training.trainer import TrainResult
+from tests.helpers import Gate
 from tests.helpers import hpsearch
 from tests.helpers import start
 from tests.helpers import wait_running
 from tests.helpers import write_study
 
-SLOW = {"epochs": 120, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
+# Short trials, held at their epoch ends by a Gate until the test opens it.
+GATED = {"epochs": 3, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
 
 LR = {"sgd": 0.05, "adam": 3e-3, "adamw": 3e-3, "adagrad": 0.03, "adadelta": 1.0, "rmsprop": 1e-3}
 
@@ -266,11 +267,10 @@ def test_a_population_study_reports_and_prunes_each_member(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path) -> None:
-    path = write_study(tmp_path, budget={"trials": 6}, fixed=SLOW, space=POPULATION_SPACE)
+    path = write_study(tmp_path, budget={"trials": 6}, fixed=GATED, space=POPULATION_SPACE)
     url = f"sqlite:///{tmp_path / 'hp.db'}"
-    proc = start("run", str(path), "--no-progress", "--population", "3")
-    running = [t.number for t in wait_running(url, 3)]
-    time.sleep(1.0)  # a few batches in
+    proc = start("run", str(path), "--no-progress", "--population", "3", env=Gate(tmp_path).env)
+    running = [t.number for t in wait_running(url, 3)]  # held at an epoch end until the stop
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -286,8 +286,8 @@ def test_ctrl_c_stops_a_population_and_queues_every_member_again(tmp_path: Path)
 @pytest.mark.slow
 def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
-    fixed = {**SLOW, "epochs": 40}
-    path = write_study(tmp_path, budget={"trials": 8}, fixed=fixed, space=POPULATION_SPACE)
+    path = write_study(tmp_path, budget={"trials": 8}, fixed=GATED, space=POPULATION_SPACE)
+    gate = Gate(tmp_path)
     log_dir = str(tmp_path / "logs")
     launcher = start(
         "launch",
@@ -299,10 +299,11 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
         "3",
         "--log-dir",
         log_dir,
+        env=gate.env,
     )
-    pid = wait_running(url, 3)[0].user_attrs["pid"]
-    time.sleep(1.0)  # a few batches in
+    pid = wait_running(url, 3)[0].user_attrs["pid"]  # held at an epoch end: none can finish
     os.kill(pid, signal.SIGKILL)  # in its first population: 3 trials running
+    gate.open()
     _, err = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, err
     trials = _states(path, url)
