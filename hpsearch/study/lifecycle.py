@@ -184,7 +184,7 @@ def delete_study(study: optuna.Study) -> None:
 
 
 def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:
-    """Stores the :class:`StudySummary` (and the file's base config) with a new study."""
+    """Stores the :class:`record.StudySummary` (and the file's base config) with a study."""
     db.set_study_system_attr(
         study,
         record.STUDY_SUMMARY,

@@ -27,13 +27,16 @@ import math
 import os
 import socket
 from typing import Any
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial
 
 from hpsearch import storage as db
-from hpsearch.spec.studyfile import StudySpec
 from hpsearch.storage.states import FIXED_PARAMS
+
+if TYPE_CHECKING:  # the schema's models: a reading command never needs them
+    from hpsearch.spec.studyfile import StudySpec
 
 WORKER = "worker"
 PID = "pid"

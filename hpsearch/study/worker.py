@@ -1,13 +1,12 @@
-"""Running a study: create it, queue its budget, and run trials until none is left.
+"""The worker loop: claim queued trials, train them, record each result, until none is left.
 
-The budget is global and exact across any number of processes and hosts. The process that
-creates or resumes a study (``run``, ``launch``) *tops it up*: it queues one WAITING trial per
-trial still missing from the budget (for a grid or one-factor study, one per missing point,
-with its params fixed). Workers only claim WAITING trials, atomically (``SELECT ... FOR
-UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, see :mod:`hpsearch.storage`), and stop
-when none is left, so no point runs twice and the pool never overshoots. A trial whose worker
-died is failed by the heartbeat check and re-queued with the same params by Optuna's
-``RetryHeartbeatStaleTrialCallback``; a failed-and-retried trial does not count.
+Workers only claim WAITING trials, atomically (``SELECT ... FOR UPDATE`` on PostgreSQL,
+``BEGIN IMMEDIATE`` on SQLite, see :mod:`hpsearch.storage`), and stop when none is left, so
+no point runs twice and a pool never overshoots the budget that
+:func:`hpsearch.study.lifecycle.top_up` queued. A trial whose worker died is failed by the
+heartbeat check (:func:`fail_stale_trials`) and queued again with the same params
+(:class:`hpsearch.study.budget.RetryCleanly`); a failed-and-retried trial does not count.
+:func:`run_study` is ``hpsearch run``: prepare the study, then run the loop in this process.
 """
 
 from __future__ import annotations
