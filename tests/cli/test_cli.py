@@ -119,6 +119,8 @@ def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
         assert "optuna" in modules or args in (["--help"], ["schema"])  # the probe works
         heavy = {m for m in modules if m.split(".")[0] in ("torch", "plotly", "sklearn")}
         assert not heavy, (args, sorted(heavy)[:5])
+        if args[0] not in ("schema", "delete"):  # read by name and storage, no schema
+            assert "hpsearch.spec.studyfile" not in modules, args
 
 
 def _study(tmp_path: Path, **overrides: Any) -> tuple[Path, str]:
