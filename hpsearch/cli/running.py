@@ -55,11 +55,12 @@ def run(
     no_progress: bool,
 ) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
+    spec = load_spec(study_file, storage, trials, population)  # a bad file: before torch
+
     from hpsearch.results.reading import best_trials
     from hpsearch.study.budget import finished_count
     from hpsearch.study.worker import run_study
 
-    spec = load_spec(study_file, storage, trials, population)
     shown: dict[str, Any] = {}
 
     def prepared(study: optuna.Study, queued: int) -> None:
@@ -135,9 +136,10 @@ def worker(
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
+    spec = load_spec(study_file, storage, population=population)  # a bad file: before torch
+
     from hpsearch.launch.worker import join_study
 
-    spec = load_spec(study_file, storage, population=population)
     joined: list[str] = []
 
     def join(me: str) -> None:

@@ -123,6 +123,17 @@ def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
             assert "hpsearch.spec.studyfile" not in modules, args
 
 
+@pytest.mark.parametrize("command", ["run", "create", "worker", "launch"])
+def test_a_bad_study_file_is_refused_before_torch_loads(command: str, tmp_path: Path) -> None:
+    path = write_study(tmp_path, sampler={"name": "bayes"})
+    proc, modules = _imported_modules(command, str(path), cwd=tmp_path)
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {path}: sampler.name: unknown")
+    assert not {m for m in modules if m.split(".")[0] == "torch"}, command
+    assert not (tmp_path / "hp.db").exists()
+
+
 def _study(tmp_path: Path, **overrides: Any) -> tuple[Path, str]:
     path = write_study(tmp_path, **overrides)
     return path, f"sqlite:///{tmp_path / 'hp.db'}"
