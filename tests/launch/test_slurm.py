@@ -122,6 +122,9 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
         assert PASSWORD not in text
     secret = logs / "slurm" / "storage-url"
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and PASSWORD in secret.read_text()
+    # the budget can be done while a task still exits (squeue: COMPLETING): status shows
+    # Slurm's state as it is, so it is read once the array has left the queue
+    _wait(lambda: _queue_empty(slurm_cluster, job), "the array ends")
     status = hpsearch("status", "t", "--storage", url)
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
 
