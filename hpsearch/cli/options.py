@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hpsearch.spec.defaults import STORAGE_FILE_ENV
+
 if TYPE_CHECKING:
     import optuna
 
     from hpsearch.spec.config import TrainConfig
     from hpsearch.spec.studyfile import StudySpec
-
-STORAGE_FILE_ENV = "HPSEARCH_STORAGE_FILE"  # hpsearch.launch.slurm's (a Slurm job's storage)
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING
 from hpsearch import storage as db
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
+from hpsearch.spec.defaults import STORAGE_FILE_ENV
 from hpsearch.storage import redact
 from hpsearch.storage import sqlite_path
 from hpsearch.study.budget import finished_count
@@ -45,7 +46,6 @@ if TYPE_CHECKING:
 
 JOB_ATTR_PREFIX = "hpsearch:slurm_job:"  # study system attribute per submitted job array
 JOBS_ATTR = "hpsearch:slurm_jobs"  # earlier layout: one list of every job (read, not written)
-STORAGE_FILE_ENV = "HPSEARCH_STORAGE_FILE"
 SIGNAL_BEFORE_S = 120  # SIGTERM this long before the time limit: a trial stops at epoch end
 NETWORK_FILE_SYSTEMS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "lustre", "gpfs", "beegfs")
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")  # Slurm's [D-]HH[:MM[:SS]] and MM forms
