@@ -28,7 +28,7 @@ system-deps:
 	./scripts/install-system-deps.sh
 
 # The daily tier: lint and every test that needs no server, cluster, browser, MNIST or
-# minutes of training (under 3 minutes on 2 cores).
+# minutes of training (about 3 minutes on 2 cores).
 FAST := not slow and not postgres and not slurm and not browser and not mnist
 
 test-fast: lint

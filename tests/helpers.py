@@ -76,16 +76,18 @@ def write_study(tmp_path: Path, name: str = "study.yaml", **overrides: Any) -> P
 
 
 def hpsearch(
-    *args: str, cwd: Path | None = None, timeout: float = 300
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 300,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Runs the CLI in a subprocess, as a user would."""
-    env = {**os.environ, "HPSEARCH_OFFLINE": "1"}
+    """Runs the CLI in a subprocess, as a user would (``env`` adds variables)."""
     return subprocess.run(
         [sys.executable, "-m", "hpsearch", *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=env,
+        env={**os.environ, "HPSEARCH_OFFLINE": "1", **(env or {})},
         timeout=timeout,
     )
 

@@ -34,8 +34,9 @@ def retrain(study: str, storage: str | None, out: str, number: int | None) -> No
     click.echo("retraining on training + validation data", err=True)
     done = retrain_best(open_target(study, storage), out, number)
     click.echo(f"trial          {done.trial}")
-    click.echo(f"test_accuracy  {done.result['test_accuracy']:.4f}")
-    click.echo(f"test_loss      {done.result['test_loss']:.4f}")
+    for key in ("test_accuracy", "test_rmse", "test_mae", "test_r2", "test_loss"):
+        if done.result.get(key) is not None:
+            click.echo(f"{key:<15}{done.result[key]:.4f}")
     click.echo(f"saved          {', '.join(map(str, done.files))}")
 
 
@@ -45,8 +46,10 @@ def retrain(study: str, storage: str | None, out: str, number: int | None) -> No
 @format_option
 @click.option("--device", default="cpu", show_default=True, help="Where to run the model.")
 def predict(model_dir: str, inputs: str, fmt: str, device: str) -> None:
-    """Classify INPUTS with the model `hpsearch retrain` saved in MODEL_DIR: a .npy or .pt
-    tensor of examples on the data set's raw scale, or a directory of PNG images."""
+    """Answer for INPUTS with the model `hpsearch retrain` saved in MODEL_DIR, in the data's
+    own labels (class and probability, or a regression's value): a table's new rows (.csv,
+    .tsv, .parquet, .npz; any column order, missing cells allowed), a directory of images,
+    or a .npy / .pt tensor of examples on the data set's raw scale."""
     from hpsearch.training.saved import predict_file
 
     output.rows(predict_file(model_dir, inputs, device), fmt)

@@ -144,3 +144,40 @@ def build_config(
     values = dict(parse_assignment(a) for a in assignments)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return make_config(values, base, source="--set" if assignments else None)
+
+
+def data_source(
+    dataset: str | None,
+    path: str | None,
+    target: str | None,
+    task: str | None,
+    test: str | None,
+) -> dict[str, Any] | None:
+    """``--data PATH --target COLUMN [--task] [--test FILE]`` as a data source mapping
+    (paths from the working directory), or ``None`` without ``--data``.
+
+    Raises:
+        click.UsageError: A data flag without ``--data``, or ``--data`` with ``--dataset``.
+    """
+    if path is None:
+        given = [f for f, v in (("--target", target), ("--task", task), ("--test", test)) if v]
+        if given:
+            raise click.UsageError(f"{', '.join(given)}: only with --data")
+        return None
+    if dataset is not None:
+        raise click.UsageError("--data and --dataset: give one (your data, or a built-in set)")
+    source = {"path": str(Path(path).expanduser().resolve()), "target": target, "task": task}
+    if test:
+        source["test"] = str(Path(test).expanduser().resolve())
+    return {k: v for k, v in source.items() if v is not None}
+
+
+def loss_given(config_file: str | None, assignments: tuple[str, ...]) -> bool:
+    """Whether ``--config`` or ``--set`` names the loss (else a regression trains with mse)."""
+    from hpsearch.spec.yamlfile import read_yaml
+
+    named = {a.partition("=")[0].strip() for a in assignments}
+    doc = read_yaml(config_file) if config_file else None
+    if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
+        doc = doc["config"]
+    return "loss" in named or (isinstance(doc, dict) and "loss" in doc)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpsearch.launch.pool import PoolResult
+    from hpsearch.spec.studyfile import StudySpec
     from hpsearch.study.record import TrialRecord
     from hpsearch.study.worker import WorkerStats
     from hpsearch.training.trainer import EpochStats
@@ -73,24 +74,31 @@ def best_line(study: optuna.Study) -> str:
 
 def epoch_line(stats: EpochStats, epochs: int) -> None:
     """One epoch of ``hpsearch train``, on stderr."""
+    measured = (
+        f"val_rmse {stats.val_rmse:.4g}  val_r2 {stats.val_r2:.4f}"
+        if stats.val_rmse == stats.val_rmse  # not NaN: a regression
+        else f"val_acc {stats.val_accuracy:.2%}"
+    )
     click.echo(
         f"epoch {stats.epoch:>3}/{epochs}  train_loss {stats.train_loss:.4f}  "
-        f"val_loss {stats.val_loss:.4f}  val_acc {stats.val_accuracy:.2%}  "
-        f"{stats.seconds:.2f}s",
+        f"val_loss {stats.val_loss:.4f}  {measured}  {stats.seconds:.2f}s",
         err=True,
     )
 
 
 def train_result(result: TrainResult) -> None:
-    """The final metrics of ``hpsearch train``."""
+    """The final metrics of ``hpsearch train`` (a regression's in the target's units)."""
     final = result.final
     click.echo(f"outcome        {result.outcome}")
+    regression = result.task == "regression"
     if final is not None:
-        click.echo(f"val_accuracy   {final.val_accuracy:.4f}")
+        for key in ("val_rmse", "val_mae", "val_r2") if regression else ("val_accuracy",):
+            click.echo(f"{key:<15}{getattr(final, key):.4f}")
         click.echo(f"val_loss       {final.val_loss:.4f}")
-    if result.test_accuracy is not None and result.test_loss is not None:
-        click.echo(f"test_accuracy  {result.test_accuracy:.4f}")
-        click.echo(f"test_loss      {result.test_loss:.4f}")
+    tests = ("test_rmse", "test_mae", "test_r2") if regression else ("test_accuracy",)
+    for key in (*tests, "test_loss"):
+        if (value := getattr(result, key)) is not None:
+            click.echo(f"{key:<15}{value:.4f}")
     click.echo(f"params         {result.param_count}")
     click.echo(f"train_seconds  {result.train_seconds:.2f}")
     click.echo(f"device         {result.device}")
@@ -103,10 +111,10 @@ def best_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:
 
     for t in records(study, trials):
         values = ", ".join(f"{v:.4g}" for v in t.values or ())
-        test = t.test_accuracy
+        test = t.test_score
         click.echo(
             f"  trial {t.number}: values [{values}]"
-            + (f"  test_accuracy {test:.4g}" if test is not None else "")
+            + (f"  test_{t.score} {test:.4g}" if test is not None else "")
         )
         for key, value in significant(dict(t.params)).items():
             click.echo(f"    {key}: {value}")
@@ -119,14 +127,14 @@ def noise(study: optuna.Study) -> None:
     found = selection_noise(study)
     if found is None:
         return
-    on = f" on {found.val_size} validation images" if found.val_size else ""
+    on = f" on {found.val_size} validation {found.examples}" if found.val_size else ""
     se = f"one standard error ({found.standard_error:.2g}{on})"
     if len(found.within) > 1:
         others = ", ".join(str(n) for n in found.within[1:])
         click.echo(
             f"noise: trials {others} are within {se} of the best {found.metric} "
             f"{found.value:.4g}: which of these is best is chance; compare them on more data "
-            "(a larger fixed: val_fraction, or the test accuracy above)"
+            f"(a larger fixed: val_fraction, or the test_{found.score} above)"
         )
     else:
         click.echo(f"noise: the best is ahead of the next trial by more than {se}")
@@ -181,10 +189,8 @@ def status(info: dict[str, Any]) -> None:
         click.echo(f"best        a Pareto set of {len(best)} trials (`hpsearch best` lists them)")
         best = best[:1]
     for one in best:
-        click.echo(
-            f"best        trial {one['number']}: {one['values']}  "
-            f"test_accuracy {one['test_accuracy']}"
-        )
+        tests = "  ".join(f"{k} {v}" for k, v in one.items() if k.startswith("test_"))
+        click.echo(f"best        trial {one['number']}: {one['values']}  {tests}")
         click.echo(f"params      {json.dumps(one['params'])}")
 
 
@@ -193,7 +199,8 @@ def trial_record(record: TrialRecord) -> None:
     doc = dataclasses.asdict(record)
     for key in ("number", "state", "values", "outcome", "worker", "device", "host", "threads"):
         click.echo(f"{key:<14} {plain(str(doc[key]))}")
-    for key in ("test_accuracy", "train_seconds", "duration_s", "param_count"):
+    tests = ("test_r2", "test_rmse", "test_mae") if record.score == "r2" else ("test_accuracy",)
+    for key in (*tests, "train_seconds", "duration_s", "param_count"):
         click.echo(f"{key:<14} {doc[key]}")
     click.echo(f"params         {json.dumps(doc['params'])}")
     if record.config:
@@ -251,3 +258,13 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
     if not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(FAILED_EXIT)
+
+
+def data_line(spec: StudySpec, nodes: bool = False) -> None:
+    """A user's data set, its task and its split sizes (nothing for a built-in one); with
+    ``nodes``, that Slurm's nodes read its files at the same path."""
+    from hpsearch.study.lifecycle import data_line as line_of
+
+    line = line_of(spec)
+    if line is not None:
+        click.echo(line + ("; every node reads it at this path" if nodes else ""), err=True)

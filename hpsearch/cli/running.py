@@ -70,6 +70,7 @@ def run(
             + (f", population {spec.population}" if spec.population > 1 else ""),
             err=True,
         )
+        output.data_line(spec)
         shown.update(
             study=study, bar=output.Progress(spec.budget(), finished_count(study), no_progress)
         )
@@ -107,14 +108,16 @@ def run(
 @storage_option
 def create(study_file: str, trials: int | None, storage: str | None) -> None:
     """Create the study and queue its budget, without running trials (workers join later)."""
+    from hpsearch.study.lifecycle import fit_task
     from hpsearch.study.lifecycle import prepare
 
-    spec = load_spec(study_file, storage, trials)
+    spec = fit_task(load_spec(study_file, storage, trials))  # its data checked first
     _, _, queued = prepare(spec)
     click.echo(
         f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
         f"{queued} trials queued now"
     )
+    output.data_line(spec)
 
 
 @main.command()
@@ -271,6 +274,7 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
             f"({', '.join(s.name for s in start.slots)}); logs in {start.logs}",
             err=True,
         )
+        output.data_line(spec)
         shown.update(study=start.study, bar=output.Progress(spec.budget(), 0, no_progress))
 
     def tick(pool: Pool) -> None:
@@ -306,6 +310,7 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         f"  squeue -j {job}    scancel {job}",
         err=True,
     )
+    output.data_line(spec, nodes=True)
     if flags["detach"]:
         click.echo(job)
         return

@@ -9,11 +9,26 @@ import click
 from hpsearch.cli import output
 from hpsearch.cli.app import main
 from hpsearch.cli.options import build_config
+from hpsearch.cli.options import data_source
+from hpsearch.cli.options import loss_given
 
 
 @main.command()
 @click.option("--dataset", help="digits (default), mnist, fashion-mnist or synthetic.")
 @click.option("--data-dir", help="Where mnist / fashion-mnist live [$HPSEARCH_DATA_DIR].")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(),
+    help="Your own data: a .csv/.tsv, .parquet or .npz file, or a folder of images by class.",
+)
+@click.option("--target", help="The column of --data to predict.")
+@click.option(
+    "--task",
+    type=click.Choice(["classification", "regression"]),
+    help="Of --data [inferred from the target].",
+)
+@click.option("--test", "test_path", type=click.Path(), help="A held-out file of --data's layout.")
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of config fields.")
 @click.option(
     "--set",
@@ -26,14 +41,21 @@ from hpsearch.cli.options import build_config
 def train(
     dataset: str | None,
     data_dir: str | None,
+    data_path: str | None,
+    target: str | None,
+    task: str | None,
+    test_path: str | None,
     config_file: str | None,
     assignments: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Train once and print the final metrics."""
+    own = data_source(dataset, data_path, target, task, test_path)
+    config = build_config(config_file, assignments, dataset=own or dataset, data_dir=data_dir)
+    from hpsearch.training.sources import fit_config
     from hpsearch.training.trainer import train as run_training
 
-    config = build_config(config_file, assignments, dataset=dataset, data_dir=data_dir)
+    config = fit_config(config, loss_given=loss_given(config_file, assignments))
     result = run_training(config, on_epoch=lambda stats: output.epoch_line(stats, config.epochs))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -95,7 +95,9 @@ def launch_local(
         torch.cuda.device_count(),
         os.cpu_count() or 1,
     )
-    preflight(dataclasses.replace(spec, base=make_config({"device": slots[0].device}, spec.base)))
+    here = make_config({"device": slots[0].device}, spec.base)
+    fitted = preflight(dataclasses.replace(spec, base=here))
+    spec = spec.for_task(fitted.base.task or "classification")
     _, study, queued = prepare(spec)
     logs = log_dir(spec, options.log_dir)
     if on_start is not None:

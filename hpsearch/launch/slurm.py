@@ -394,12 +394,14 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
     check_storage(spec.storage, options)
     if spec.path is None:
         raise ConfigError(["launch --slurm: the study needs a file the nodes can read"])
-    preflight(dataclasses.replace(spec, base=make_config({"device": "cpu"}, spec.base)))
+    study_file = Path(spec.path).resolve()
+    fitted = preflight(dataclasses.replace(spec, base=make_config({"device": "cpu"}, spec.base)))
+    spec = spec.for_task(fitted.base.task or "classification")
     _, study, queued = prepare(spec)
     here = logs.resolve()
     secret = write_storage_file(spec.storage, here / "slurm")
     script = here / "slurm" / f"job-{time.strftime('%Y%m%d-%H%M%S')}.sh"
-    script.write_text(job_script(Path(spec.path).resolve(), secret, here, options, spec.name))
+    script.write_text(job_script(study_file, secret, here, options, spec.name))
     job = submit(script)
     record_job(study, job, options.tasks)
     return SlurmLaunch(job, study, queued, options.tasks, logs)

@@ -95,7 +95,7 @@ def join_study(
     install_stop_signals()
     watch_launcher()
     set_threads(worker_threads(threads))
-    preflight(spec)  # before claiming: a worker that cannot train must not fail trials
+    spec = preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     storage = open_spec_storage(spec)
     load_existing_study(spec, storage)  # fail fast, before any work, if it does not exist
     if on_join is not None:

@@ -28,6 +28,7 @@ from hpsearch.launch.slurm import job_summary
 from hpsearch.results.tables import columns_of
 from hpsearch.results.tables import resolve_column
 from hpsearch.results.tables import sort_key
+from hpsearch.spec.choices import TABLE_SUFFIXES
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 from hpsearch.storage.states import best_first
@@ -90,8 +91,8 @@ def trial_rows(
         else:
             row["value"] = values[0] if values else None
         row.update({f"param.{k}": v for k, v in r.params.items()})
+        row.update(_test_metrics(r))
         row.update(
-            test_accuracy=r.test_accuracy,
             train_seconds=r.train_seconds,
             param_count=r.param_count,
             worker=r.worker,
@@ -170,6 +171,8 @@ class Noise:
     standard_error: float
     val_size: int | None
     within: tuple[int, ...]
+    score: str = "accuracy"  # what rates a model on the test data: accuracy, or r2
+    examples: str = "images"  # what the validation set holds: images, or a table's rows
 
 
 NOISE_TOP = 20  # trials compared with the best
@@ -189,7 +192,14 @@ def selection_noise(study: optuna.Study) -> Noise | None:
     if se is None:
         return None
     within = tuple(t.number for t in top if t.values and abs(t.values[0] - value) <= se)
-    return Noise(summary.metrics[0], value, se, top[0].val_size, within)
+    dataset = (base_config(study) or {}).get("dataset")
+    table = isinstance(dataset, dict) and _is_table(str(dataset.get("path", "")))
+    examples = "rows" if table else "images"
+    return Noise(summary.metrics[0], value, se, top[0].val_size, within, top[0].score, examples)
+
+
+def _is_table(path: str) -> bool:
+    return Path(path).suffix.lower() in TABLE_SUFFIXES
 
 
 def require_best(study: optuna.Study) -> list[FrozenTrial]:
@@ -244,7 +254,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
                 "number": r.number,
                 "values": list(r.values or ()),
                 "params": dict(r.params),
-                "test_accuracy": r.test_accuracy,
+                **_test_metrics(r),
             }
             for r in records(study, best_trials(study))
         ],
@@ -311,3 +321,11 @@ def chosen_trial(study: optuna.Study, number: int | None = None) -> TrialRecord:
             [f"study {study.study_name!r}: trial {number} is {found.state}, not COMPLETE"]
         )
     return found
+
+
+def _test_metrics(r: TrialRecord) -> dict[str, Any]:
+    """A trial's test metrics: a regression's R² and RMSE (in the target's units), else its
+    accuracy."""
+    if r.score == "r2":
+        return {"test_r2": r.test_r2, "test_rmse": r.test_rmse}
+    return {"test_accuracy": r.test_accuracy}

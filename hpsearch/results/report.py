@@ -64,6 +64,11 @@ class _Data:
     # a conditional param's importance among the trials that have it, and how many do
     conditional: dict[str, tuple[float, int]]
 
+    @property
+    def score(self) -> str:
+        """``r2`` for a regression study, else ``accuracy`` (see ``TrialRecord.score``)."""
+        return "r2" if any(t.score == "r2" for t in self.records) else "accuracy"
+
     @classmethod
     def load(cls, study: optuna.Study) -> _Data:
         trials = study.get_trials(deepcopy=False)
@@ -324,15 +329,19 @@ def _importance_target(study: optuna.Study) -> dict[str, Any]:
     return {"target": lambda t: sign * t.values[0]}
 
 
-def _curve_metric(study: optuna.Study) -> str:
-    name = _objective_name(study)
-    return name if name in ("val_accuracy", "val_loss", "train_loss") else "val_accuracy"
+def _curve_metric(data: _Data) -> str:
+    name = _objective_name(data.study)
+    return name if name in PER_EPOCH else f"val_{data.score}"
+
+
+PER_EPOCH = ("val_accuracy", "val_loss", "train_loss", "val_rmse", "val_mae", "val_r2")
+SCORE_WORDS = {"accuracy": "accuracy", "r2": "R²"}
 
 
 def _learning_curves(data: _Data) -> go.Figure:
     """The best trials' curves one by one; every other trial as percentile bands per epoch
     (thousands of lines are one unreadable blot, and megabytes)."""
-    metric = _curve_metric(data.study)
+    metric = _curve_metric(data)
     trials = [t for t in data.records if t.curves]
     if not trials:
         raise Missing("learning curves appear once a trial has finished")
@@ -409,15 +418,16 @@ def _bands(fig: go.Figure, curves: list[list[float | None]]) -> None:
 
 
 def _val_vs_test(data: _Data) -> go.Figure:
+    word = SCORE_WORDS[data.score]
     points = [
-        (t.final_val_accuracy, t.test_accuracy, t.number)
+        (val, test, t.number)
         for t in data.records
         if t.state == "COMPLETE"
-        and t.test_accuracy is not None
-        and t.final_val_accuracy is not None
+        and (test := t.test_score) is not None
+        and (val := t.val_score()) is not None
     ]
     if not points:
-        raise Missing("validation against test accuracy needs a completed trial")
+        raise Missing(f"validation against test {word} needs a completed trial")
     xs, ys, ns = zip(*points, strict=True)
     lo, hi = min(xs + ys), max(xs + ys)
     fig = go.Figure(
@@ -433,33 +443,34 @@ def _val_vs_test(data: _Data) -> go.Figure:
         ]
     )
     fig.update_layout(
-        title="Final validation accuracy against test accuracy",
-        xaxis_title="validation accuracy",
-        yaxis_title="test accuracy",
+        title=f"Final validation {word} against test {word}",
+        xaxis_title=f"validation {word}",
+        yaxis_title=f"test {word}",
     )
     return fig
 
 
 def _accuracy_vs_time(data: _Data) -> go.Figure:
-    trials = [t for t in data.records if t.train_seconds is not None and t.best_val_accuracy]
+    word = SCORE_WORDS[data.score]
+    trials = [t for t in data.records if t.train_seconds is not None and t.val_score(best=True)]
     if not trials:
-        raise Missing("accuracy against training time needs a finished trial")
+        raise Missing(f"{word} against training time needs a finished trial")
     fig = go.Figure()
     for state in ("COMPLETE", "PRUNED", "FAIL"):
         group = [t for t in trials if t.state == state]
         if group:
             fig.add_scatter(
                 x=[t.train_seconds for t in group],
-                y=[t.best_val_accuracy for t in group],
+                y=[t.val_score(best=True) for t in group],
                 mode="markers",
                 name=state,
                 text=[f"#{t.number}" for t in group],
                 marker={"color": STATE_COLORS[state], "size": 5},
             )
     fig.update_layout(
-        title="Best validation accuracy against training time",
+        title=f"Best validation {word} against training time",
         xaxis_title="training seconds",
-        yaxis_title="best validation accuracy",
+        yaxis_title=f"best validation {word}",
     )
     return fig
 
@@ -538,7 +549,7 @@ def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
             cols=len(losses) + 2,
             subplot_titles=(
                 *(f"validation loss ({loss})" for loss in losses),
-                "validation accuracy",
+                f"validation {SCORE_WORDS[data.score]}",
                 "training seconds",
             ),
         )
@@ -547,7 +558,7 @@ def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
             color = f"hsl({(i * 67) % 360},65%,45%)"
             epochs = list(range(1, len(t.curve("val_loss")) + 1))
             loss_col = losses.index(_loss_of(t)) + 1
-            for col, key in ((loss_col, "val_loss"), (accuracy_col, "val_accuracy")):
+            for col, key in ((loss_col, "val_loss"), (accuracy_col, f"val_{data.score}")):
                 fig.add_scatter(
                     x=epochs,
                     y=t.curve(key),
@@ -573,7 +584,7 @@ def _one_factor(data: _Data) -> list[tuple[str, go.Figure]]:
             fig.update_yaxes(title_text=f"val_loss ({loss})", row=1, col=col)
         for col in range(1, accuracy_col + 1):
             fig.update_xaxes(title_text="epoch", row=1, col=col)
-        fig.update_yaxes(title_text="val_accuracy", row=1, col=accuracy_col)
+        fig.update_yaxes(title_text=f"val_{data.score}", row=1, col=accuracy_col)
         fig.update_xaxes(title_text="run", row=1, col=seconds_col)
         fig.update_yaxes(title_text="seconds", row=1, col=seconds_col)
         fig.update_layout(title=f"One factor at a time: {factor} (others at the baseline)")
@@ -602,8 +613,8 @@ SECTIONS: list[tuple[str, Callable[[_Data], go.Figure | str], Callable[[_Data], 
     ("Slice plots", _slices, _always),
     ("Contour of the two most important parameters", _contour, _always),
     ("Learning curves", _learning_curves, _always),
-    ("Validation against test accuracy", _val_vs_test, _always),
-    ("Accuracy against training time", _accuracy_vs_time, _always),
+    ("Validation against test", _val_vs_test, _always),
+    ("Score against training time", _accuracy_vs_time, _always),
     ("Pareto front", _pareto, _multi_objective),
     ("Failed and pruned", _failures, _always),
 ]
@@ -643,12 +654,12 @@ def _summary(data: _Data) -> str:
             ("why", f"every finished trial failed; {count} of {len(failed)} with: {reason}")
         )
     for t in records(study, best[:5]):
-        test = t.test_accuracy
+        test = t.test_score
         rows.append(
             (
                 f"best trial #{t.number}",
-                f"values {', '.join(f'{v:.4f}' for v in t.values or ())}; test accuracy "
-                f"{'n/a' if test is None else f'{test:.4f}'}",
+                f"values {', '.join(f'{v:.4f}' for v in t.values or ())}; test "
+                f"{SCORE_WORDS[t.score]} {'n/a' if test is None else f'{test:.4f}'}",
             )
         )
         rows.append(("params", ", ".join(f"{k}={v}" for k, v in t.params.items())))

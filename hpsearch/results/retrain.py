@@ -54,14 +54,13 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
+    tests = ("test_rmse", "test_mae", "test_r2") if result.task == "regression" else ()
     save_model(
         model,
         config.to_dict(),
-        data.preprocessing,
-        data.num_features,
-        data.num_classes,
+        data,
         files[0],
-        metrics={"test_accuracy": result.test_accuracy, "test_loss": result.test_loss},
+        metrics={key: getattr(result, key) for key in ("test_accuracy", "test_loss", *tests)},
         origin={"study": study.study_name, "trial": best.number},
     )
     files[1].write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -46,7 +46,16 @@ ABBREVIATIONS = {
 }
 
 # The default table's columns in the order they are given room; the rest are listed below it.
-_PRIORITY = ("number", "state", "value", "value_*", "param.*", "test_accuracy", "train_seconds")
+_PRIORITY = (
+    "number",
+    "state",
+    "value",
+    "value_*",
+    "param.*",
+    "test_accuracy",
+    "test_r2",
+    "train_seconds",
+)
 _FLEXIBLE = "fail_reason"  # cut to the width left, after the columns above
 _MIN_FLEXIBLE = 16
 

@@ -15,9 +15,11 @@ from typing import Literal
 Dataset = Literal["digits", "mnist", "fashion-mnist", "synthetic"]
 Preprocess = Literal["raw", "scale", "standardize"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "tanh", "sigmoid"]
-Loss = Literal["cross_entropy", "mse", "bce", "nll"]
+Loss = Literal["cross_entropy", "mse", "bce", "nll", "huber", "l1"]
 Optimizer = Literal["sgd", "adam", "adamw", "adagrad", "adadelta", "rmsprop"]
 Scheduler = Literal["none", "step", "cosine", "onecycle"]
+Task = Literal["classification", "regression"]
+Color = Literal["grey", "rgb"]
 
 DATASETS: tuple[str, ...] = get_args(Dataset)
 PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
@@ -27,3 +29,12 @@ LOSS_ALIASES = {"nll": "cross_entropy"}
 LOSSES: tuple[str, ...] = tuple(n for n in get_args(Loss) if n not in LOSS_ALIASES)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+TASKS: tuple[str, ...] = get_args(Task)
+# mse is both: against one-hot class probabilities, or against a standardized target value
+TASK_LOSSES: dict[str, tuple[str, ...]] = {
+    "classification": ("cross_entropy", "mse", "bce"),
+    "regression": ("mse", "huber", "l1"),
+}
+# a user's data set: suffix -> the kind of table file; a folder holds images of these suffixes
+TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".npz": "npz"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

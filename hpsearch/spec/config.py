@@ -27,6 +27,7 @@ from hpsearch.spec.choices import LOSS_ALIASES
 from hpsearch.spec.choices import Optimizer
 from hpsearch.spec.choices import Preprocess
 from hpsearch.spec.choices import Scheduler
+from hpsearch.spec.datasource import DataSource
 from hpsearch.spec.validation import Problems
 from hpsearch.spec.validation import problems
 from hpsearch.spec.validation import StrictBool
@@ -41,6 +42,18 @@ Fraction = Annotated[StrictFloat, Field(ge=0.0, lt=1.0)]
 NonNegative = Annotated[StrictFloat, Field(ge=0.0)]
 AtLeastOne = Annotated[StrictInt, Field(ge=1)]
 Device = Annotated[StrictStr, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
+
+
+def _dataset_kind(value: Any) -> str:
+    # a name is a built-in data set; anything else is read as a user's own (a mapping)
+    return "name" if isinstance(value, str) else "own"
+
+
+# a built-in data set's name, or a user's own data (a mapping)
+DatasetChoice = Annotated[
+    Annotated[Dataset, pydantic.Tag("name")] | Annotated[DataSource, pydantic.Tag("own")],
+    pydantic.Discriminator(_dataset_kind),
+]
 
 _WORDING = Wording(
     unknown="setting",
@@ -66,8 +79,9 @@ class TrainConfig:
     __wording__: ClassVar[Wording] = _WORDING
 
     # data
-    dataset: Dataset = "digits"
-    """Data set: digits (offline default), mnist, fashion-mnist (read from data_dir), synthetic."""
+    dataset: DatasetChoice = "digits"
+    """Data set: digits (offline default), mnist, fashion-mnist (read from data_dir),
+    synthetic; or your own: a mapping of path, target, task, test (see the README)."""
     data_dir: StrictStr | None = None
     """Where mnist / fashion-mnist live; null: $HPSEARCH_DATA_DIR, else ./data."""
     val_fraction: Fraction = 0.1
@@ -87,7 +101,8 @@ class TrainConfig:
     """BatchNorm1d after each hidden linear layer."""
     # loss and regularization
     loss: Loss = "cross_entropy"
-    """cross_entropy (= nll over log-softmax); mse and bce use one-hot targets."""
+    """Classes: cross_entropy (= nll over log-softmax); mse and bce use one-hot targets.
+    Regression (mse unless set): mse, huber or l1 on the standardized target."""
     label_smoothing: Fraction = 0.0
     """Mixes the one-hot target with uniform, for every loss."""
     weight_decay: NonNegative = 0.0
@@ -143,12 +158,16 @@ class TrainConfig:
             raise Problems(found)
         return self
 
+    @property
+    def task(self) -> str | None:
+        """The task: a built-in data set's is classification; a user's data set's as given
+        (``None`` until inferred from its target, see :func:`hpsearch.spec.tasks.with_task`)."""
+        return self.dataset.task if isinstance(self.dataset, DataSource) else "classification"
+
     def to_dict(self) -> dict[str, Any]:
-        """The config as plain JSON/YAML-friendly values (tuples become lists)."""
-        return {
-            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-            for f in dataclasses.fields(self)
-        }
+        """The config as plain JSON/YAML-friendly values (tuples become lists, a data source
+        a mapping)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     def activations(self) -> tuple[str, ...]:
         """The activation of each hidden layer."""
@@ -157,6 +176,12 @@ class TrainConfig:
     def dropouts(self) -> tuple[float, ...]:
         """The dropout probability of each hidden layer."""
         return _per_layer(self.dropout, len(self.hidden_layers))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, DataSource):
+        return value.to_dict()
+    return list(value) if isinstance(value, tuple) else value
 
 
 def _per_layer(value: Any, n: int) -> tuple[Any, ...]:

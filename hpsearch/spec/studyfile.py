@@ -21,6 +21,7 @@ import inspect
 import json
 import logging
 import operator
+from pathlib import Path
 import re
 from typing import Annotated
 from typing import Any
@@ -36,10 +37,12 @@ from pydantic import WithJsonSchema
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
-from hpsearch.spec.choices import Dataset
+from hpsearch.spec.config import DatasetChoice
 from hpsearch.spec.config import FIELDS
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.datasource import DataSource
+from hpsearch.spec.datasource import missing_files
 from hpsearch.spec.defaults import DEFAULT_STORAGE
 from hpsearch.spec.space import CategoricalParam
 from hpsearch.spec.space import FloatParam
@@ -47,6 +50,10 @@ from hpsearch.spec.space import IntParam
 from hpsearch.spec.space import LayersParam
 from hpsearch.spec.space import Param
 from hpsearch.spec.space import SearchSpace
+from hpsearch.spec.tasks import DEFAULT_METRIC
+from hpsearch.spec.tasks import loss_problems
+from hpsearch.spec.tasks import metric_problems
+from hpsearch.spec.tasks import with_task
 from hpsearch.spec.validation import Problems
 from hpsearch.spec.validation import problems
 from hpsearch.spec.validation import StrictBool
@@ -63,6 +70,9 @@ Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value,
 METRICS: dict[str, tuple[str, bool]] = {
     "val_accuracy": ("maximize", True),
     "val_loss": ("minimize", True),
+    "val_rmse": ("minimize", True),  # regression, in the target's units
+    "val_mae": ("minimize", True),
+    "val_r2": ("maximize", True),
     "train_loss": ("minimize", True),
     "train_seconds": ("minimize", False),
     "param_count": ("minimize", False),
@@ -131,6 +141,8 @@ class StudySpec:
     finite_points: tuple[Point, ...] = field(default=())
     seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
     population: int = 1  # trials a worker claims and trains at once
+    # what the file left to the data's task: "loss" (the trainer's), "objective"
+    open_defaults: frozenset[str] = frozenset()
 
     @property
     def directions(self) -> list[str]:
@@ -150,6 +162,34 @@ class StudySpec:
             n = len(self.finite_points)
             return min(n, self.trials) if self.trials else n
         return self.trials or 0
+
+    def for_task(self, task: str) -> StudySpec:
+        """The spec fitted to its data's task (given, or inferred from the data): the task's
+        default loss and objective where the file gave none.
+
+        Raises:
+            ConfigError: A loss (fixed or searched) or an objective that the task cannot
+                train with or does not measure, one line each.
+        """
+        searched = [
+            value
+            for p in self.space.params
+            if p.target == "loss"
+            for _, value in p.options() or []
+        ]
+        problems = loss_problems(searched, task, "space.loss")
+        objectives = self.objectives
+        if "objective" in self.open_defaults:
+            metric = DEFAULT_METRIC[task]
+            objectives = (Objective(metric, METRICS[metric][0]),)
+        problems += metric_problems([o.metric for o in objectives], task)
+        try:
+            base = with_task(self.base, task, loss_given="loss" not in self.open_defaults)
+        except ConfigError as e:
+            problems += [f"fixed.{line}" for line in e.problems]
+        if problems:
+            raise ConfigError(problems, self.path)
+        return dataclasses.replace(self, base=base, objectives=objectives)
 
     def for_worker(self, worker: str) -> StudySpec:
         """The spec as one of several workers sees it: a seeded sampler draws a stream of its
@@ -178,8 +218,9 @@ class StudySpec:
         }
         for entry in space.values():
             entry.pop("name")
+        dataset = self.base.dataset
         doc = {
-            "dataset": self.base.dataset,
+            "dataset": dataset.definition() if isinstance(dataset, DataSource) else dataset,
             "objectives": [vars(o) for o in self.objectives],
             "space": space,
             "fixed": fixed,
@@ -245,7 +286,16 @@ class _Strict(pydantic.BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
-Metric = Literal["val_accuracy", "val_loss", "train_loss", "train_seconds", "param_count"]
+Metric = Literal[
+    "val_accuracy",
+    "val_loss",
+    "val_rmse",
+    "val_mae",
+    "val_r2",
+    "train_loss",
+    "train_seconds",
+    "param_count",
+]
 Direction = Literal["maximize", "minimize"]
 
 
@@ -253,7 +303,7 @@ class ObjectiveFile(_Strict):
     """One objective: a metric (a name alone is a shorthand for this mapping)."""
 
     metric: Metric = "val_accuracy"
-    """What to optimize."""
+    """What to optimize (val_rmse, val_mae and val_r2 for a regression task)."""
     direction: Direction | None = None
     """maximize or minimize; the metric's natural direction when left out."""
     reduce: Literal["final", "best"] = "final"
@@ -546,12 +596,13 @@ class StudyFile(_Strict):
     storage: StrictStr | None = None
     """Storage URL: sqlite:///FILE (default sqlite:///hpsearch.db), postgresql+psycopg://...,
     journal:FILE."""
-    dataset: Dataset | None = None
-    """Shorthand for fixed.dataset."""
+    dataset: DatasetChoice | None = None
+    """Shorthand for fixed.dataset: a built-in name, or your own data (path, target, task,
+    test; relative paths from this file's folder)."""
     data_dir: StrictStr | None = None
     """Shorthand for fixed.data_dir."""
     objective: ObjectiveField | None = None
-    """The one objective [val_accuracy, maximized]."""
+    """The one objective [val_accuracy maximized; val_r2 for a regression task]."""
     objectives: Annotated[list[ObjectiveField], Field(min_length=1)] | None = None
     """Several objectives (a multi-objective study, a Pareto front)."""
     if TYPE_CHECKING:  # built from Optuna's signatures at import: no static type
@@ -733,6 +784,7 @@ def parse_study(
     top = {k: v for k, v in (("dataset", f.dataset), ("data_dir", f.data_dir)) if v is not None}
     if top:
         base = make_config(top, base, source)
+    base = _own_data(base, source)
     sampler = f.sampler.model_dump(exclude_none=True) if f.sampler else {"name": "tpe"}
     pruner = f.pruner.model_dump(exclude_none=True) if f.pruner else {"name": "none"}
     patience = {k: pruner.pop(k) for k in PATIENCE_KEYS if k in pruner}
@@ -747,7 +799,17 @@ def parse_study(
     n_trials = budget.trials if trials is None else trials
     if sampler_name == "gp" and (n_trials or 0) > GP_BUDGET:
         _log.warning("%s: %s", source, GP_COST)
-    return StudySpec(
+    fixed_doc = doc.get("fixed")
+    given_fixed: dict[str, Any] = fixed_doc if isinstance(fixed_doc, dict) else {}
+    open_defaults = frozenset(
+        key
+        for key, given in (
+            ("loss", "loss" in given_fixed or "loss" in f.space),
+            ("objective", f.objective is not None or f.objectives is not None),
+        )
+        if not given
+    )
+    spec = StudySpec(
         name=f.name,
         storage=storage or f.storage or DEFAULT_STORAGE,
         objectives=tuple(
@@ -768,7 +830,28 @@ def parse_study(
         description=f.description or "",
         finite_points=_finite_points(sampler_name, space, base),
         population=f.population or 1,
+        open_defaults=open_defaults,
     )
+    # a task the file names is fitted now; one inferred from the data, by the pre-flight
+    return spec.for_task(base.task) if base.task is not None else spec
+
+
+def _own_data(base: TrainConfig, source: str) -> TrainConfig:
+    """The base config with a user's data set's paths made absolute (relative paths are
+    from the study file's folder), its files checked to exist.
+
+    Raises:
+        ConfigError: A file is missing (with a did-you-mean).
+    """
+    if not isinstance(base.dataset, DataSource):
+        return base
+    file = Path(source)
+    folder = file.parent if file.is_file() else Path.cwd()
+    resolved = make_config({"dataset": base.dataset.resolved(folder)}, base, source)
+    missing = missing_files(resolved.dataset)  # type: ignore[arg-type]
+    if missing:
+        raise ConfigError([f"dataset: {line}" for line in missing], source)
+    return resolved
 
 
 def _finite_points(sampler: str, space: SearchSpace, base: TrainConfig) -> tuple[Point, ...]:

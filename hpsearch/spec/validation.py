@@ -286,12 +286,15 @@ def _tagged_union(hint: Any) -> tuple[str, dict[str, Any]] | None:
     """A discriminated union's tag field and its variants by tag, ``None`` for other types."""
     tag: Any = None
     if isinstance(hint, pydantic.fields.FieldInfo):
-        tag, hint = hint.discriminator, hint.annotation
+        meta = [m.discriminator for m in hint.metadata if isinstance(m, pydantic.Discriminator)]
+        tag, hint = hint.discriminator or next(iter(meta), None), hint.annotation
     if _is_union(hint) and len(_args(hint)) == 1:  # X | None
         hint = _args(hint)[0]
     while typing.get_origin(hint) is Annotated:
         hint, *meta = typing.get_args(hint)
-        tag = next((m.discriminator for m in meta if getattr(m, "discriminator", None)), tag)
+        tag = next((d for m in meta if (d := getattr(m, "discriminator", None))), tag)
+    if callable(tag) and _is_union(hint):  # variants named by pydantic.Tag, chosen by code
+        return "", {_variant_tag(v): v for v in _args(hint)}
     if not isinstance(tag, str) or not _is_union(hint):
         return None
     variants = {}
@@ -300,6 +303,11 @@ def _tagged_union(hint: Any) -> tuple[str, dict[str, Any]] | None:
         for name in _literals(fields.get(tag)):
             variants[name] = variant
     return tag, variants
+
+
+def _variant_tag(variant: Any) -> str:
+    meta = typing.get_args(variant)[1:] if typing.get_origin(variant) is Annotated else ()
+    return next((str(m.tag) for m in meta if isinstance(m, pydantic.Tag)), "")
 
 
 def _literals(hint: Any) -> tuple[str, ...]:

@@ -20,6 +20,9 @@ from hpsearch import storage as db
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.datasource import DataSource
+from hpsearch.spec.datasource import fingerprint
+from hpsearch.spec.datasource import fingerprint_changes
 from hpsearch.spec.studyfile import definition_changes
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.storage import open_storage
@@ -85,7 +88,9 @@ def check_definition(study: optuna.Study, spec: StudySpec) -> None:
     Raises:
         ConfigError: Each changed key, ``old -> new``.
     """
-    stored = db.study_system_attrs(study).get(record.DEFINITION)
+    attrs = db.study_system_attrs(study)
+    _check_data(study, spec, attrs.get(record.DATA))
+    stored = attrs.get(record.DEFINITION)
     current = spec.definition()
     if stored is None:  # a new study, or one created before definitions were stored
         db.set_study_system_attr(study, record.DEFINITION, current)
@@ -105,6 +110,31 @@ def check_definition(study: optuna.Study, spec: StudySpec) -> None:
                 "definition; new trials would not be comparable with its trials:",
                 *(f"  {change}" for change in changes),
                 "give the changed study a new `name:` (or delete the old one with "
+                "`hpsearch delete`)",
+            ],
+            spec.path,
+        )
+
+
+def _check_data(study: optuna.Study, spec: StudySpec, stored: Any) -> None:
+    """Refuses to resume a study on a user's data set whose files changed (compared by
+    content: a moved file with the same rows is the same data); stores the fingerprint of a
+    new study's data."""
+    source = spec.base.dataset
+    if not isinstance(source, DataSource):
+        return
+    current = fingerprint(source)
+    if stored is None:
+        db.set_study_system_attr(study, record.DATA, current)
+        return
+    changes = fingerprint_changes(stored, current)
+    if changes:
+        raise ConfigError(
+            [
+                f"study {spec.name!r} in {redact(spec.storage)} was created on other data; new "
+                "trials would not be comparable with its trials:",
+                *(f"  {change}" for change in changes),
+                "give the study on the new data a new `name:` (or delete the old one with "
                 "`hpsearch delete`)",
             ],
             spec.path,
@@ -133,17 +163,46 @@ def load_existing_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def preflight(spec: StudySpec) -> None:
+def preflight(spec: StudySpec) -> StudySpec:
     """Checks, before anything is queued or claimed, that this process can run the study's
-    trials: its device exists, its data set loads, and one batch of its fixed settings trains.
+    trials: its data set loads and passes its checks, its device exists, and one batch of its
+    fixed settings trains.
+
+    Returns:
+        The spec fitted to its data's task (inferred from a user's data where the file does
+        not name it; see :meth:`StudySpec.for_task`): what the study runs.
 
     Raises:
-        HPSearchError: Naming what is missing (device, data files) or what failed.
+        HPSearchError: Naming what is missing (device, data files), what is wrong in the
+            data (file, row, column), or what failed.
     """
+    fitted = fit_task(spec)  # bad data is refused before torch loads
     # torch only here: creating, resuming and deleting a study must not load it
     from hpsearch.training.trainer import preflight as preflight_config
 
-    preflight_config(spec.base)
+    preflight_config(fitted.base)
+    return fitted
+
+
+def fit_task(spec: StudySpec) -> StudySpec:
+    """The spec fitted to its data's task (read from a user's data where the file does not
+    name it: every problem in the data is found here); no torch.
+
+    Raises:
+        DataError: The data cannot be read or fails a check.
+        ConfigError: The file's loss or objective does not fit the task.
+    """
+    from hpsearch.training.sources import check_data  # reads the data: only when needed
+
+    return spec.for_task(check_data(spec.base.dataset, spec.base.val_fraction))
+
+
+def data_line(spec: StudySpec) -> str | None:
+    """A user's data set, its task and split sizes, in one line (``None`` for a built-in)."""
+    from hpsearch.training.sources import describe
+
+    source = spec.base.dataset
+    return describe(source, spec.base.val_fraction) if isinstance(source, DataSource) else None
 
 
 def _point_key(params: dict[str, Any]) -> str:

@@ -44,6 +44,7 @@ OUTCOME = "outcome"
 CURVES = "curves"
 TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
+TEST_REGRESSION = ("test_rmse", "test_mae", "test_r2")  # a regression's, in the target's units
 TRAIN_SECONDS = "train_seconds"
 PARAM_COUNT = "param_count"
 DEVICE = "device"
@@ -60,7 +61,20 @@ VAL_SIZE = "val_size"
 # Attributes that describe a trial's point, not one attempt at running it: a retried trial
 # keeps them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
 POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
-CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se")
+CURVE_KEYS = (
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "seconds",
+    "val_loss_se",
+    # a regression's (stored only for one: a classification's are all NaN)
+    "val_rmse",
+    "val_mae",
+    "val_r2",
+    "val_rmse_se",
+    "val_mae_se",
+    "val_r2_se",
+)
 
 # Study attributes.
 # System attribute (a user attribute in an earlier layout): what a report needs to know of
@@ -68,6 +82,7 @@ CURVE_KEYS = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se"
 # study has flat, readable labels instead (see lifecycle.label_study).
 STUDY_SUMMARY = "hpsearch"
 DEFINITION = "hpsearch:definition"  # system attribute: what gives the trials' values meaning
+DATA = "hpsearch:data"  # system attribute: a user's data files' fingerprint (size, SHA-256)
 MAX_TRACEBACK = 20_000  # characters kept of a failed trial's traceback
 MAX_REASON = 2_000  # characters kept of a failed trial's reason
 
@@ -82,8 +97,9 @@ class TrialRecord:
         values: The objective values (``None`` unless complete).
         params: Optuna's params (the searched settings as sampled).
         config: The resolved trainer config it trained with (``None`` before its result).
-        curves: Per-epoch ``train_loss``, ``val_loss``, ``val_accuracy`` and ``seconds``
-            (``None`` where a loss was not finite).
+        curves: Per-epoch ``train_loss``, ``val_loss``, ``val_accuracy`` (a regression's
+            ``val_rmse``, ``val_mae``, ``val_r2``), ``seconds`` and standard errors
+            (``None`` where a value was not finite).
         outcome: The trainer's outcome: ``completed``, ``stopped`` (pruned) or ``diverged``.
         fail_reason: Why it failed, one line; its ``traceback`` when it raised.
         duration_s: Wall time from start to end, in seconds.
@@ -110,6 +126,9 @@ class TrialRecord:
     ofat_factor: str | None
     ofat_value: Any
     val_size: int | None = None
+    test_rmse: float | None = None
+    test_mae: float | None = None
+    test_r2: float | None = None
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial, base: Mapping[str, Any] | None = None) -> TrialRecord:
@@ -144,6 +163,9 @@ class TrialRecord:
             ofat_factor=a.get(OFAT_FACTOR),
             ofat_value=a.get(OFAT_VALUE),
             val_size=a.get(VAL_SIZE),
+            test_rmse=a.get("test_rmse"),
+            test_mae=a.get("test_mae"),
+            test_r2=a.get("test_r2"),
         )
 
     def curve(self, metric: str) -> list[float | None]:
@@ -159,11 +181,30 @@ class TrialRecord:
             n = self.val_size
             p = (value * n + 1.0) / (n + 2.0)
             return math.sqrt(p * (1.0 - p) / n)
-        if metric == "val_loss":
-            pairs = zip(self.curve("val_loss"), self.curve("val_loss_se"), strict=False)
+        if metric in ("val_loss", "val_rmse", "val_mae", "val_r2"):
+            pairs = zip(self.curve(metric), self.curve(f"{metric}_se"), strict=False)
             near = [(abs(v - value), se) for v, se in pairs if v is not None and se is not None]
             return min(near)[1] if near else None  # the epoch the value was taken at
         return None
+
+    @property
+    def score(self) -> str:
+        """What rates the trial's model: ``r2`` for a regression (it has ``val_r2``
+        curves), else ``accuracy``."""
+        return "r2" if self.curves.get("val_r2") else "accuracy"
+
+    def val_score(self, best: bool = False) -> float | None:
+        """The validation :attr:`score` of the last epoch, or of the best."""
+        values = [v for v in self.curve(f"val_{self.score}") if v is not None]
+        if not values:
+            return None
+        return max(values) if best else values[-1]
+
+    @property
+    def test_score(self) -> float | None:
+        """The test :attr:`score` (``None`` unless completed)."""
+        value: float | None = getattr(self, f"test_{self.score}")
+        return value
 
     @property
     def best_val_accuracy(self) -> float | None:
@@ -200,13 +241,20 @@ def study_labels(spec: StudySpec) -> dict[str, str]:
     return {
         "sampler": spec.sampler + options(spec.sampler_options),
         "pruner": spec.pruner + options({**spec.pruner_options, **spec.patience}),
-        "dataset": f"{base.dataset} (validation fraction {base.val_fraction})",
+        "dataset": f"{_data_label(base.dataset)} (validation fraction {base.val_fraction})",
         "objective": "; ".join(
             f"{o.metric} ({o.direction}" + (f", {o.reduce} epoch)" if o.per_epoch else ")")
             for o in spec.objectives
         ),
         "file": spec.path or "(none)",
     }
+
+
+def _data_label(dataset: Any) -> str:
+    if isinstance(dataset, str):
+        return dataset
+    target = f", target {dataset.target}" if dataset.target else ""
+    return f"{dataset.path}{target}, {dataset.task or 'task inferred'}"
 
 
 def study_summary(study: optuna.Study) -> StudySummary | None:
@@ -288,11 +336,14 @@ def result_attrs(
     :class:`hpsearch.training.trainer.TrainResult`); its config as far as it differs from
     ``base``."""
     curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
+    measured = {k: vs for k, vs in curves.items() if not all(math.isnan(v) for v in vs)}
+    regression = {k: getattr(result, k, None) for k in TEST_REGRESSION}
     return {
         OUTCOME: result.outcome,
-        CURVES: _compact(curves),
+        CURVES: _compact({k: curves[k] for k in CURVE_KEYS[:5]} | measured),
         TEST_ACCURACY: result.test_accuracy,
         TEST_LOSS: result.test_loss,
+        **{k: v for k, v in regression.items() if v is not None},
         TRAIN_SECONDS: round(result.train_seconds, 3),
         PARAM_COUNT: result.param_count,
         VAL_SIZE: result.val_size,

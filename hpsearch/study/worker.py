@@ -564,7 +564,7 @@ def run_study(
         The study and what this process did.
     """
     set_threads(threads)
-    preflight(spec)  # before anything is written: a broken environment burns no budget
+    spec = preflight(spec)  # before anything is written: a broken environment burns no budget
     storage, study, queued = prepare(spec)
     if on_prepared is not None:
         on_prepared(study, queued)

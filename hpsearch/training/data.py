@@ -1,8 +1,11 @@
-"""Data sets as tensors: loading, the fixed validation split, preprocessing and caching.
+"""Data sets as tensors: loading, the fixed splits, preprocessing and caching.
 
 The trainer never iterates a ``DataLoader``: a data set is loaded once per process into
 tensors (cached), preprocessed once per device (cached), and batches are index slices.
-Available data sets live in :data:`DATASETS`; add one by registering a loader there.
+Built-in data sets live in :data:`DATASETS`; add one by registering a loader there. A user's
+own data set (a :class:`~hpsearch.spec.datasource.DataSource`: a table, read by
+:mod:`hpsearch.training.tables`, or a folder of images, :mod:`hpsearch.training.images`) is
+split by :mod:`hpsearch.training.sources`, its encoding fitted on the training split.
 """
 
 from __future__ import annotations
@@ -14,13 +17,21 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from hpsearch.errors import DataError
+from hpsearch.spec.datasource import DataSource
+from hpsearch.training import tables
+from hpsearch.training.images import PIXEL_MAX
+from hpsearch.training.sources import carve
+from hpsearch.training.sources import OwnData
+from hpsearch.training.sources import read_source
+from hpsearch.training.sources import SPLIT_SEED
+from hpsearch.training.tables import TableEncoding
 
 DATA_DIR_ENV = "HPSEARCH_DATA_DIR"
 OFFLINE_ENV = "HPSEARCH_OFFLINE"
-SPLIT_SEED = 0  # the validation/test carve-out is the same for every trial, whatever its seed
 
 
 @dataclass(frozen=True)
@@ -62,8 +73,13 @@ class DeviceData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_features: int
-    num_classes: int
+    num_classes: int  # the network's outputs: 1 for a regression
     preprocessing: Preprocessing
+    task: str = "classification"
+    encoding: TableEncoding | None = None  # a table's (its features are encoded already)
+    classes: tuple[Any, ...] = ()  # a user's data set's class names
+    image_shape: tuple[int, int, int] | None = None  # a user's images: (channels, h, w)
+    target_scale: float = 1.0  # a regression target's standard deviation (training split)
 
 
 def resolve_data_dir(data_dir: str | None) -> Path:
@@ -141,6 +157,9 @@ PREPROCESSING: dict[str, Callable[[torch.Tensor, float, float, float], torch.Ten
 }
 
 
+IDENTITY = Preprocessing("raw", 1.0, 0.0, 1.0)  # a table's features are encoded when read
+
+
 @functools.lru_cache(maxsize=4)
 def load_raw(dataset: str, data_dir: str | None = None) -> RawData:
     """Loads a data set once per process (cached), as CPU tensors.
@@ -162,7 +181,7 @@ def split_indices(n: int, val_fraction: float) -> tuple[torch.Tensor, torch.Tens
 
 @functools.lru_cache(maxsize=4)
 def device_data(
-    dataset: str,
+    dataset: str | DataSource,
     data_dir: str | None,
     val_fraction: float,
     train_subset: int | None,
@@ -175,6 +194,8 @@ def device_data(
     of a study is judged on the same images. Standardization uses the mean and standard
     deviation of the remaining training images only.
     """
+    if isinstance(dataset, DataSource):
+        return _own_device_data(dataset, val_fraction, train_subset, preprocess, device)
     raw = load_raw(dataset, data_dir)
     train_x, train_y = raw.train_x, raw.train_y
     if train_subset is not None:
@@ -200,4 +221,96 @@ def device_data(
         num_features=x.shape[1],
         num_classes=int(max(int(train_y.max()), int(raw.test_y.max())) + 1),
         preprocessing=preprocessing,
+    )
+
+
+# --- a user's own data --------------------------------------------------------------------
+
+
+def _own_device_data(
+    source: DataSource,
+    val_fraction: float,
+    train_subset: int | None,
+    preprocess: str,
+    device: str,
+) -> DeviceData:
+    own = read_source(source)
+    split, val, held = carve(own.rows, own.strata, not source.test, val_fraction, source.path)
+    train = split if train_subset is None else split[:train_subset]
+    if own.images is not None:
+        return _images_device_data(own, train, val, held, preprocess, device)
+    frame = own.frame
+    train_rows = frame[train]
+    classes: tuple[Any, ...] = ()
+    if own.task == "classification":  # the training split's (stratified: every class)
+        classes = tuple(frame[split][source.target_name].unique().sort().to_list())
+    assert own.kinds is not None
+    encoding = tables.fit_encoding(
+        train_rows, own.kinds, source.target_name, own.task, preprocess, classes
+    )
+    test_rows, test_file = (
+        (own.test, source.test) if own.test is not None else (frame[held], source.path)
+    )
+
+    def to(rows: Any, file: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(encoding.features(rows, file))
+        return x.to(device), torch.from_numpy(encoding.labels(rows, file)).to(device)
+
+    (train_x, train_y), (val_x, val_y) = to(train_rows, source.path), to(frame[val], source.path)
+    test_x, test_y = to(test_rows, test_file or source.path)
+    return DeviceData(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        test_x,
+        test_y,
+        num_features=encoding.num_features,
+        num_classes=len(classes) if own.task == "classification" else 1,
+        preprocessing=IDENTITY,
+        task=own.task,
+        encoding=encoding,
+        classes=classes,
+        target_scale=encoding.target_scale,
+    )
+
+
+def _images_device_data(
+    own: OwnData,
+    train: np.ndarray,
+    val: np.ndarray,
+    held: np.ndarray,
+    preprocess: str,
+    device: str,
+) -> DeviceData:
+    images = own.images
+    assert images is not None and own.image_size is not None
+    pixels = torch.from_numpy(images.pixels)
+    labels = torch.from_numpy(images.labels)
+    scaled = pixels[torch.from_numpy(train)].float() / PIXEL_MAX
+    preprocessing = Preprocessing(preprocess, PIXEL_MAX, scaled.mean().item(), scaled.std().item())
+    test_pixels, test_labels = (
+        (torch.from_numpy(own.test_images.pixels), torch.from_numpy(own.test_images.labels))
+        if own.test_images is not None
+        else (pixels[torch.from_numpy(held)], labels[torch.from_numpy(held)])
+    )
+
+    def prep(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.from_numpy(rows)
+        return preprocessing(pixels[index]).to(device), labels[index].to(device)
+
+    (train_x, train_y), (val_x, val_y) = prep(train), prep(val)
+    channels = images.pixels.shape[1] // (own.image_size[0] * own.image_size[1])
+    return DeviceData(
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        preprocessing(test_pixels).to(device),
+        test_labels.to(device),
+        num_features=images.pixels.shape[1],
+        num_classes=len(images.classes),
+        preprocessing=preprocessing,
+        classes=images.classes,
+        image_shape=(channels, *own.image_size),
     )

@@ -75,6 +75,38 @@ LOSSES: dict[str, LossFn] = {
     "bce": _bce,  # BCE-with-logits against one-hot targets
 }
 
+
+# A regression network has one output, trained against the standardized target (B,);
+# label smoothing means nothing there.
+def _squared(out: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    return (out.squeeze(-1) - y) ** 2
+
+
+def _huber(out: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    prediction = out.squeeze(-1)
+    return F.huber_loss(prediction, y.expand_as(prediction), reduction="none")  # delta 1
+
+
+def _absolute(out: torch.Tensor, y: torch.Tensor, smoothing: float | torch.Tensor) -> torch.Tensor:
+    return (out.squeeze(-1) - y).abs()
+
+
+REGRESSION_LOSSES: dict[str, LossFn] = {"mse": _squared, "huber": _huber, "l1": _absolute}
+
+
+def loss_function(name: str, task: str) -> LossFn:
+    """The loss ``name`` of a task (``mse`` is one of each).
+
+    Raises:
+        ValueError: The task has no such loss (a config not fitted to its data's task; see
+            :func:`hpsearch.spec.tasks.with_task`).
+    """
+    table = REGRESSION_LOSSES if task == "regression" else LOSSES
+    if name not in table:
+        raise ValueError(f"loss {name} is not a {task} loss; allowed: {', '.join(table)}")
+    return table[name]
+
+
 # --- optimizers --------------------------------------------------------------------------
 
 

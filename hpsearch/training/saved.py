@@ -2,17 +2,21 @@
 
 ``hpsearch retrain`` writes ``model.pt``: the weights together with everything needed to
 use them without this project's source at hand: the resolved trainer config (architecture),
-the preprocessing (raw scale, mean and standard deviation of the training images), the input
-shape, the class count, the test metrics and the versions that made it. It is a plain
-``torch.save`` dict of tensors, strings and numbers, so it loads with
-``torch.load(weights_only=True)`` (no pickled code runs)::
+the preprocessing (raw scale, mean and standard deviation of the training images; a table's
+whole encoding: each column's center, scale, fill value and categories), the input shape,
+the classes (their names, for a user's data) or the regression target's mean and scale, the
+test metrics and the versions that made it. It is a plain ``torch.save`` dict of tensors,
+strings and numbers, so it loads with ``torch.load(weights_only=True)`` (no pickled code
+runs)::
 
     import hpsearch
     model = hpsearch.load_model("runs/best")      # the directory, or runs/best/model.pt
     classes = model.predict(images)               # raw pixels, as the data set stores them
+    model.answers(rows)                           # a table's raw rows: labels, values
 
 ``hpsearch predict MODEL_DIR INPUT`` does the same from the command line, for a ``.npy`` or
-``.pt`` tensor or a directory of PNG images.
+``.pt`` tensor, a directory of PNG/JPEG images, or a table's new rows (.csv/.tsv, .parquet,
+.npz: without the target column, in any column order, with missing cells).
 """
 
 from __future__ import annotations
@@ -30,27 +34,39 @@ from torch import nn
 
 import hpsearch
 from hpsearch.errors import ConfigError
+from hpsearch.spec.choices import IMAGE_SUFFIXES
+from hpsearch.spec.choices import TABLE_SUFFIXES
 from hpsearch.spec.config import make_config
+from hpsearch.training.data import DeviceData
 from hpsearch.training.data import Preprocessing
+from hpsearch.training.images import MODES
 from hpsearch.training.model import build_mlp
+from hpsearch.training.tables import read_rows
+from hpsearch.training.tables import TableEncoding
+from hpsearch.training.tables import where
 
 FORMAT = "hpsearch.training.model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the task, class names, a table's encoding, images' channels
 MODEL_FILE = "model.pt"
 PNG_VALUE = 255.0  # an 8-bit PNG's largest pixel value
 
 
 class Predictor(nn.Module):
-    """A trained MLP with its preprocessing: give it raw features, get logits.
+    """A trained MLP with its preprocessing: give it raw features (or a table's raw rows),
+    get outputs; :meth:`answers` says them in the data's own labels.
 
     Attributes:
         network: The MLP (``nn.Sequential``), in eval mode.
         preprocessing: What the trainer did to raw features before the first layer.
         image_shape: Height and width of the images it was trained on (``None`` when its
-            features are not a square image).
-        classes: How many classes it tells apart.
+            features are not images).
+        classes: How many classes it tells apart (1 output for a regression).
         info: Everything else saved with it: ``config``, ``metrics``, ``versions``,
             ``study`` and ``trial``.
+        task: ``classification`` or ``regression``.
+        class_names: A user's data set's classes, as its target or folders name them.
+        encoding: A table's encoding (its features are read from rows, see :meth:`encode`).
+        color: A user's images: ``grey`` or ``rgb``.
     """
 
     def __init__(
@@ -60,6 +76,10 @@ class Predictor(nn.Module):
         image_shape: tuple[int, int] | None,
         classes: int,
         info: Mapping[str, Any],
+        task: str = "classification",
+        class_names: tuple[Any, ...] = (),
+        encoding: TableEncoding | None = None,
+        color: str = "grey",
     ) -> None:
         super().__init__()
         self.network = network
@@ -67,6 +87,10 @@ class Predictor(nn.Module):
         self.image_shape = image_shape
         self.classes = classes
         self.info = dict(info)
+        self.task = task
+        self.class_names = class_names
+        self.encoding = encoding
+        self.color = color
         self.eval()
 
     @property
@@ -75,38 +99,91 @@ class Predictor(nn.Module):
         assert isinstance(first, nn.Linear)
         return first.in_features
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, classes)`` of raw inputs ``(N, features)`` or ``(N, H, W)``, on the
-        data set's raw scale (0-255 for MNIST, 0-16 for the 8x8 digits)."""
-        flat = x.reshape(len(x), -1)
-        if flat.shape[1] != self.num_features:
-            raise ValueError(
-                f"inputs have {flat.shape[1]} features per example; this model takes "
-                f"{self.num_features}"
-                + (f" ({self.image_shape[0]}x{self.image_shape[1]})" if self.image_shape else "")
-            )
+    def encode(self, rows: Any, source: str = "input") -> torch.Tensor:
+        """A table's raw rows as the network's inputs: a polars or pandas DataFrame, a
+        mapping of columns, or a list of row mappings; columns in any order, the target
+        and other extra columns ignored, missing cells (``None``, NaN) filled as in
+        training.
+
+        Raises:
+            DataError: A column the model reads is absent, or holds text where it reads
+                numbers.
+        """
+        assert self.encoding is not None, "encode: this model was not trained on a table"
+        return torch.from_numpy(self.encoding.features(as_frame(rows), source))
+
+    def forward(self, x: Any) -> torch.Tensor:
+        """Outputs ``(N, classes)`` (logits; a regression's standardized value) of raw
+        inputs: ``(N, features)`` or ``(N, H, W)`` on the data set's raw scale (0-255 for
+        MNIST, 0-16 for the 8x8 digits), or a table's raw rows (see :meth:`encode`)."""
+        if self.encoding is not None:
+            flat = x if isinstance(x, torch.Tensor) else self.encode(x)
+        else:
+            raw = x.reshape(len(x), -1)
+            _check_width(raw.shape[1], self.num_features, self.image_shape)
+            flat = self.preprocessing(raw)
         device = next(self.network.parameters()).device
-        logits: torch.Tensor = self.network(self.preprocessing(flat).to(device))
-        return logits
+        outputs: torch.Tensor = self.network(flat.float().to(device))
+        return outputs
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """The predicted class of each input."""
+    def predict(self, x: Any) -> torch.Tensor:
+        """The predicted class index of each input (a regression: its value, in the
+        target's units)."""
+        if self.task == "regression":
+            return self._values(self.forward(x))
         return self.classify(x)[0]
 
     @torch.no_grad()
-    def classify(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def classify(self, x: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The predicted class of each input and its probability (softmax of the logits)."""
         probability, classes = self.forward(x).softmax(dim=-1).max(dim=-1)
         return classes, probability
+
+    @torch.no_grad()
+    def answers(self, x: Any) -> list[dict[str, Any]]:
+        """Each input's answer in the data's own labels: ``{"class": name, "probability":
+        p}`` (a built-in data set's class is its index), or a regression's ``{"value": v}``
+        in the target's units."""
+        if self.task == "regression":
+            return [{"value": float(v)} for v in self._values(self.forward(x))]
+        classes, probabilities = self.classify(x)
+        names = self.class_names
+        return [
+            {"class": names[int(c)] if names else int(c), "probability": float(p)}
+            for c, p in zip(classes.cpu(), probabilities.cpu(), strict=True)
+        ]
+
+    def _values(self, outputs: torch.Tensor) -> torch.Tensor:
+        scale = self.encoding.target_scale if self.encoding else 1.0
+        mean = self.encoding.target_mean if self.encoding else 0.0
+        return outputs.squeeze(-1).cpu().double() * scale + mean
+
+
+def _check_width(width: int, expected: int, image_shape: tuple[int, int] | None) -> None:
+    if width != expected:
+        raise ValueError(
+            f"inputs have {width} features per example; this model takes {expected}"
+            + (f" ({image_shape[0]}x{image_shape[1]})" if image_shape else "")
+        )
+
+
+def as_frame(rows: Any) -> Any:
+    """Rows as a polars DataFrame: from polars, pandas, a mapping of columns or a list of
+    row mappings."""
+    import polars as pl
+
+    if isinstance(rows, pl.DataFrame):
+        return rows
+    if type(rows).__module__.startswith("pandas"):
+        return pl.from_pandas(rows)
+    return pl.DataFrame(rows)
 
 
 def save_model(
     network: nn.Module,
     config: Mapping[str, Any],
-    preprocessing: Preprocessing,
-    num_features: int,
-    num_classes: int,
+    data: DeviceData,
     path: str | Path,
     metrics: Mapping[str, Any] | None = None,
     origin: Mapping[str, Any] | None = None,
@@ -116,23 +193,33 @@ def save_model(
     Args:
         network: The trained MLP (as :func:`hpsearch.training.model.build_mlp` builds it).
         config: Its resolved trainer config (``TrainConfig.to_dict()``).
-        preprocessing: The preprocessing it was trained with.
-        num_features: Input features per example.
-        num_classes: Output classes.
+        data: The data it was trained on (its preprocessing or table encoding, its classes,
+            its input shape).
         path: Where to write.
         metrics: Its test metrics, as recorded.
         origin: Where it came from (``study``, ``trial``).
     """
+    num_features = data.num_features
     side = math.isqrt(num_features)
+    if data.image_shape is not None:
+        image_shape: list[int] | None = list(data.image_shape[1:])
+    elif data.encoding is None and side * side == num_features:
+        image_shape = [side, side]
+    else:
+        image_shape = None
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "state_dict": {k: v.detach().cpu() for k, v in network.state_dict().items()},
         "config": dict(config),
-        "preprocessing": asdict(preprocessing),
+        "preprocessing": asdict(data.preprocessing),
         "num_features": num_features,
-        "image_shape": [side, side] if side * side == num_features else None,
-        "classes": num_classes,
+        "image_shape": image_shape,
+        "color": "rgb" if data.image_shape and data.image_shape[0] == 3 else "grey",
+        "classes": data.num_classes,
+        "task": data.task,
+        "class_names": list(data.classes),
+        "encoding": data.encoding.to_dict() if data.encoding is not None else None,
         "metrics": dict(metrics or {}),
         "versions": {
             "hpsearch": hpsearch.__version__,
@@ -181,12 +268,17 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
     network.load_state_dict(doc["state_dict"])
     shape = doc.get("image_shape")
     info = {k: doc.get(k) for k in ("config", "metrics", "versions", "study", "trial")}
+    encoding = doc.get("encoding")  # format 1 had none of these
     return Predictor(
         network.to(device),
         Preprocessing(**doc["preprocessing"]),
         (int(shape[0]), int(shape[1])) if shape else None,
         int(doc["classes"]),
         info,
+        task=doc.get("task", "classification"),
+        class_names=tuple(doc.get("class_names") or ()),
+        encoding=TableEncoding.from_dict(encoding) if encoding else None,
+        color=doc.get("color", "grey"),
     )
 
 
@@ -199,18 +291,23 @@ class Inputs:
 
 
 def read_inputs(path: str | Path, model: Predictor) -> Inputs:
-    """Reads what ``hpsearch predict`` is given: a ``.npy`` or ``.pt`` tensor of examples
-    (``(N, features)``, ``(N, H, W)``, or one example), or a directory of PNG images
-    (grey or colour, any size: made grey and resized to the model's image shape, and their
-    0-255 pixels put on the data set's raw scale; light digits on a dark background, as in
-    MNIST).
+    """Reads what ``hpsearch predict`` is given: for a model of a table, its new rows (a
+    .csv/.tsv, .parquet or .npz file: see :meth:`Predictor.encode`); else a ``.npy`` or
+    ``.pt`` tensor of examples (``(N, features)``, ``(N, H, W)``, or one example), or a
+    directory of PNG/JPEG images (any size: made grey or RGB as the model was trained and
+    resized to its image shape, their 0-255 pixels put on the data set's raw scale; light
+    digits on a dark background, as in MNIST).
 
     Raises:
         ConfigError: The input is missing, of an unknown kind, or of the wrong size.
+        DataError: A table's rows lack a column the model reads, or hold text in a number
+            column.
     """
     source = Path(path)
+    if model.encoding is not None:
+        return _read_rows(source, model)
     if source.is_dir():
-        return _read_pngs(source, model)
+        return _read_images(source, model)
     if not source.is_file():
         raise ConfigError([f"{source}: no such file or directory"])
     if source.suffix == ".npy":
@@ -230,7 +327,7 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
             raise ConfigError([f"{source}: holds a {type(tensor).__name__}, not a tensor"])
     else:
         raise ConfigError(
-            [f"{source}: unknown input; give a .npy or .pt tensor or a directory of PNG images"]
+            [f"{source}: unknown input; give a .npy or .pt tensor or a directory of images"]
         )
     tensor = tensor.float()
     if tensor.numel() == model.num_features:
@@ -245,13 +342,26 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
     return Inputs([f"{source.name}[{i}]" for i in range(len(tensor))], tensor)
 
 
-def _read_pngs(directory: Path, model: Predictor) -> Inputs:
+def _read_rows(source: Path, model: Predictor) -> Inputs:
+    kind = TABLE_SUFFIXES.get(source.suffix.lower())
+    if kind is None:
+        raise ConfigError(
+            [f"{source}: this model reads a table's rows: give a .csv, .tsv, .parquet or .npz"]
+        )
+    if not source.is_file():
+        raise ConfigError([f"{source}: no such file"])
+    frame = read_rows(str(source), kind)
+    names = [where(str(source), row) for row in range(frame.height)]
+    return Inputs(names, model.encode(frame, str(source)))
+
+
+def _read_images(directory: Path, model: Predictor) -> Inputs:
     import numpy as np
     from PIL import Image  # torchvision's own dependency; its PNG decoder is deprecated
 
-    files = sorted(p for p in directory.iterdir() if p.suffix.lower() == ".png")
+    files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise ConfigError([f"{directory}: no .png files"])
+        raise ConfigError([f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)})"])
     if model.image_shape is None:
         raise ConfigError([f"{directory}: this model was not trained on images"])
     height, width = model.image_shape
@@ -259,11 +369,14 @@ def _read_pngs(directory: Path, model: Predictor) -> Inputs:
     for file in files:
         try:
             with Image.open(file) as image:
-                grey = image.convert("L").resize((width, height), Image.Resampling.BILINEAR)
-                pixels = np.asarray(grey, dtype=np.float32)
+                resized = image.convert(MODES[model.color]).resize(
+                    (width, height), Image.Resampling.BILINEAR
+                )
+                pixels = np.asarray(resized, dtype=np.float32).reshape(height, width, -1)
         except Exception as e:
-            raise ConfigError([f"{file}: not a readable PNG ({e})"]) from e
-        images.append(torch.from_numpy(pixels) * (model.preprocessing.max_value / PNG_VALUE))
+            raise ConfigError([f"{file}: not a readable image ({e})"]) from e
+        flat = torch.from_numpy(pixels.transpose(2, 0, 1).reshape(-1).copy())  # channels first
+        images.append(flat * (model.preprocessing.max_value / PNG_VALUE))
     return Inputs([f.name for f in files], torch.stack(images))
 
 
@@ -271,12 +384,12 @@ def predict_file(
     model_dir: str | Path, inputs: str | Path, device: str = "cpu"
 ) -> list[dict[str, Any]]:
     """What ``hpsearch predict`` prints: one row per input of ``inputs`` (see
-    :func:`read_inputs`) with its name, predicted class and that class's probability, by the
-    model saved in ``model_dir``."""
+    :func:`read_inputs`) with its name and its answer in the data's own labels (a class and
+    its probability, or a regression's value in the target's units; see
+    :meth:`Predictor.answers`), by the model saved in ``model_dir``."""
     model = load_model(model_dir, device)
     examples = read_inputs(inputs, model)
-    classes, probabilities = model.classify(examples.features)
+    answers = model.answers(examples.features)
     return [
-        {"input": name, "class": int(c), "probability": float(p)}
-        for name, c, p in zip(examples.names, classes.cpu(), probabilities.cpu(), strict=True)
+        {"input": name, **answer} for name, answer in zip(examples.names, answers, strict=True)
     ]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import asdict
 from dataclasses import dataclass
+from dataclasses import field
 import math
 import time
 from typing import Any
@@ -31,10 +32,11 @@ from hpsearch.training.data import device_data
 from hpsearch.training.data import DeviceData
 from hpsearch.training.model import MemberShape
 from hpsearch.training.model import StackedMLP
-from hpsearch.training.optim import LOSSES
+from hpsearch.training.optim import loss_function
 from hpsearch.training.optim import PopulationOptimizer
 from hpsearch.training.optim import schedule
 from hpsearch.training.optim import Slot
+from hpsearch.training.tables import available_ram
 
 Outcome = Literal["completed", "diverged", "stopped"]
 
@@ -49,6 +51,13 @@ class EpochStats:
     val_accuracy: float
     seconds: float
     val_loss_se: float = math.nan  # standard error of val_loss: its spread over samples / sqrt(n)
+    # a regression's, in the target's units (val_accuracy is then NaN), with standard errors
+    val_rmse: float = math.nan
+    val_mae: float = math.nan
+    val_r2: float = math.nan
+    val_rmse_se: float = math.nan
+    val_mae_se: float = math.nan
+    val_r2_se: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,10 @@ class TrainResult:
         config: The fully resolved config, enough to repeat the run exactly.
         val_size: Validation images: the standard error of an accuracy ``p`` measured on
             them is ``sqrt(p * (1 - p) / val_size)``.
+        task: ``classification`` or ``regression``.
+        test_rmse: A regression's test root mean squared error, in the target's units.
+        test_mae: A regression's test mean absolute error, in the target's units.
+        test_r2: A regression's test coefficient of determination.
     """
 
     outcome: Outcome
@@ -78,6 +91,10 @@ class TrainResult:
     device: str
     config: dict[str, Any]
     val_size: int = 0
+    task: str = "classification"
+    test_rmse: float | None = None
+    test_mae: float | None = None
+    test_r2: float | None = None
 
     @property
     def final(self) -> EpochStats | None:
@@ -258,14 +275,7 @@ MEMORY_SHARE = 0.5  # of the free memory one population may plan to use
 def _free_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    return available_ram()
 
 
 class _Population:
@@ -286,7 +296,8 @@ class _Population:
             [c.seed for c in configs],
             device,
         )
-        self.loss_fn = LOSSES[first.loss]
+        self.task = data.task
+        self.loss_fn = loss_function(first.loss, data.task)
         self._set_member_values()
         n_used = _batches_used(len(data.train_y), first.batch_size)
         self.steps = math.ceil(n_used / first.batch_size)
@@ -386,12 +397,18 @@ def _run_population(job: _Job, members: list[int]) -> None:
             t = (epoch - 1) * pop.steps + s
             loss_sum += pop.step(data.train_x[idx], data.train_y[idx], t) * len(idx)
         train_loss = (loss_sum / n_used).tolist()  # note: a CPU-GPU sync, once per epoch
-        val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size)
+        val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size, data.target_scale)
         seconds = time.perf_counter() - epoch_start
         outcomes: dict[int, Outcome] = {}
         for k, i in enumerate(alive):
             stats = EpochStats(
-                epoch, train_loss[k], val.loss[k], val.accuracy[k], seconds, val.loss_se[k]
+                epoch,
+                train_loss[k],
+                val.loss[k],
+                val.accuracy[k],
+                seconds,
+                val.loss_se[k],
+                **{f"val_{name}": values[k] for name, values in val.regression.items()},
             )
             histories[i].append(stats)
             if not math.isfinite(train_loss[k]) or (
@@ -406,21 +423,30 @@ def _run_population(job: _Job, members: list[int]) -> None:
             continue
         test = None
         if "completed" in outcomes.values():
-            test = evaluate(pop, data.test_x, data.test_y, first.eval_batch_size)
+            test = evaluate(
+                pop, data.test_x, data.test_y, first.eval_batch_size, data.target_scale
+            )
         for k, i in enumerate(alive):
             if i not in outcomes:
                 continue
             done = outcomes[i] == "completed"
+            regression = {
+                f"test_{name}": values[k] if test and done else None
+                for name, values in (test.regression if test else {}).items()
+                if not name.endswith("_se")
+            }
             job.results[i] = TrainResult(
                 outcome=outcomes[i],
                 epochs=tuple(histories[i]),
                 test_loss=test.loss[k] if test and done else None,
-                test_accuracy=test.accuracy[k] if test and done else None,
+                test_accuracy=test.accuracy[k] if test and done and not regression else None,
                 train_seconds=time.perf_counter() - start,
                 param_count=pop.model.param_counts[k],
                 device=str(device),
                 config=configs[i].to_dict(),
                 val_size=len(data.val_y),
+                task=data.task,
+                **regression,
             )
             if job.models is not None:
                 job.models[i] = pop.model.export(k)
@@ -462,34 +488,75 @@ def preflight(config: TrainConfig) -> None:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Each member's mean loss, accuracy and the standard error of its mean loss."""
+    """Each member's mean loss, accuracy and the standard error of its mean loss; for a
+    regression (accuracy NaN) also ``rmse``, ``mae`` (in the target's units), ``r2`` and
+    their standard errors (``rmse_se``, ...), by name."""
 
     loss: list[float]
     accuracy: list[float]
     loss_se: list[float]
+    regression: dict[str, list[float]] = field(default_factory=dict)
 
 
 @torch.no_grad()
-def evaluate(pop: _Population, x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Evaluation:
-    """Each member's loss and accuracy on ``(x, y)``, in evaluation batches."""
+def evaluate(
+    pop: _Population, x: torch.Tensor, y: torch.Tensor, batch_size: int, scale: float = 1.0
+) -> Evaluation:
+    """Each member's loss and accuracy (or regression metrics) on ``(x, y)``, in evaluation
+    batches; ``scale`` is a regression target's standard deviation (its units)."""
     k, n = len(pop.configs), len(y)
+    regression = pop.task == "regression"
     if n == 0:  # no validation split (retraining on train + validation)
-        return Evaluation([math.nan] * k, [math.nan] * k, [math.nan] * k)
-    loss_sum = torch.zeros(k, device=x.device)
-    square_sum = torch.zeros(k, device=x.device)
-    correct = torch.zeros(k, device=x.device, dtype=torch.int64)
+        nan = [math.nan] * k
+        names = ("rmse", "mae", "r2", "rmse_se", "mae_se", "r2_se") if regression else ()
+        return Evaluation(nan, nan, nan, {name: nan for name in names})
+    # per member: loss, loss², correct (classes) or squared error, its square, absolute
+    # error, its square (regression); read once, after the last batch
+    sums = torch.zeros(6, k, device=x.device)
     for i in range(0, n, batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-        logits = pop.model(xb, train=False)
-        losses = pop.loss_fn(logits, yb, pop.smoothing)  # (K, B)
-        loss_sum += losses.sum(dim=1)
-        square_sum += (losses * losses).sum(dim=1)
-        correct += (logits.argmax(dim=-1) == yb).sum(dim=1)
-    sums = torch.stack([loss_sum, square_sum, correct.to(loss_sum.dtype)]).tolist()  # one sync
-    mean = [v / n for v in sums[0]]
-    variance = [max(sq / n - m * m, 0.0) for sq, m in zip(sums[1], mean, strict=True)]
-    se = [math.sqrt(v * n / max(n - 1, 1) / n) for v in variance]
-    return Evaluation(mean, [v / n for v in sums[2]], se)
+        out = pop.model(xb, train=False)
+        losses = pop.loss_fn(out, yb, pop.smoothing)  # (K, B)
+        sums[0] += losses.sum(dim=1)
+        sums[1] += (losses * losses).sum(dim=1)
+        if regression:
+            error = out.squeeze(-1) - yb
+            squared, absolute = error * error, error.abs()
+            sums[2] += squared.sum(dim=1)
+            sums[3] += (squared * squared).sum(dim=1)
+            sums[4] += absolute.sum(dim=1)
+            sums[5] += (absolute * absolute).sum(dim=1)
+        else:
+            sums[2] += (out.argmax(dim=-1) == yb).sum(dim=1)
+    total = sums.tolist()  # one sync
+    loss = [_mean_se(s, sq, n) for s, sq in zip(total[0], total[1], strict=True)]
+    if not regression:
+        return Evaluation([m for m, _ in loss], [c / n for c in total[2]], [se for _, se in loss])
+    spread = float(((y - y.mean()) ** 2).sum()) / n  # the variance R² compares against
+    mse = [_mean_se(s, sq, n) for s, sq in zip(total[2], total[3], strict=True)]
+    mae = [_mean_se(s, sq, n) for s, sq in zip(total[4], total[5], strict=True)]
+    nan = [math.nan] * k
+    return Evaluation(
+        [m for m, _ in loss],
+        nan,
+        [se for _, se in loss],
+        {
+            "rmse": [math.sqrt(m) * scale for m, _ in mse],
+            "mae": [m * scale for m, _ in mae],
+            "r2": [1.0 - m / spread if spread else math.nan for m, _ in mse],
+            # the delta method: d sqrt(m) = dm / (2 sqrt(m))
+            "rmse_se": [se * scale / (2 * math.sqrt(m)) if m else 0.0 for m, se in mse],
+            "mae_se": [se * scale for _, se in mae],
+            "r2_se": [se / spread if spread else math.nan for _, se in mse],
+        },
+    )
+
+
+def _mean_se(total: float, square_total: float, n: int) -> tuple[float, float]:
+    """The mean of ``n`` values from their sum and sum of squares, and its standard error."""
+    mean = total / n
+    variance = max(square_total / n - mean * mean, 0.0) * n / max(n - 1, 1)
+    return mean, math.sqrt(variance / n)
 
 
 def load_data(config: TrainConfig, device: torch.device) -> DeviceData:

@@ -36,8 +36,8 @@ EVERY_PLOT = (
     "Slice plots",
     "Contour of the two most important parameters",
     "Learning curves",
-    "Validation against test accuracy",
-    "Accuracy against training time",
+    "Validation against test",
+    "Score against training time",
 )
 
 

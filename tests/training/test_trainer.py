@@ -12,6 +12,7 @@ from hpsearch.training.data import PREPROCESSING
 from hpsearch.training.model import ACTIVATIONS
 from hpsearch.training.optim import LOSSES
 from hpsearch.training.optim import OPTIMIZERS
+from hpsearch.training.optim import REGRESSION_LOSSES
 from hpsearch.training.trainer import EpochStats
 from hpsearch.training.trainer import fit
 from hpsearch.training.trainer import train
@@ -26,7 +27,10 @@ def test_every_name_a_config_accepts_has_its_torch_code() -> None:
     assert set(DATASETS) == set(choices.DATASETS)
     assert set(PREPROCESSING) == set(choices.PREPROCESSING)
     assert set(ACTIVATIONS) == set(choices.ACTIVATIONS)
-    assert set(LOSSES) == set(choices.LOSSES) == set(typing.get_args(choices.Loss)) - {"nll"}
+    assert set(LOSSES) | set(REGRESSION_LOSSES) == set(choices.LOSSES)
+    assert set(choices.LOSSES) == set(typing.get_args(choices.Loss)) - {"nll"}
+    for task, losses in choices.TASK_LOSSES.items():
+        assert set(losses) == set(REGRESSION_LOSSES if task == "regression" else LOSSES)
     assert set(OPTIMIZERS) == set(choices.OPTIMIZERS)
 
 

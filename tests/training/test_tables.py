@@ -1,0 +1,185 @@
+"""A user's table or images as tensors: every format reads the same, what is learned comes
+from the training split only, the splits are fixed and stratified, the task is inferred."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from hpsearch.errors import DataError
+from hpsearch.spec.config import make_config
+from hpsearch.spec.datasource import DataSource
+from hpsearch.training import tables
+from hpsearch.training.data import device_data
+from hpsearch.training.sources import carve
+from hpsearch.training.sources import check_data
+from hpsearch.training.sources import read_source
+from hpsearch.training.sources import split_sizes
+from tests.owndata import DIABETES
+from tests.owndata import wine_rows
+from tests.owndata import write_csv
+from tests.owndata import write_images
+from tests.owndata import write_npz
+from tests.owndata import write_wine
+
+
+def _data(source: DataSource, val_fraction: float = 0.1, preprocess: str = "standardize") -> Any:
+    return device_data(source, None, val_fraction, None, preprocess, "cpu")
+
+
+@pytest.mark.parametrize("kind", ["tsv", "parquet"])
+def test_every_table_format_reads_as_the_csv_does(tmp_path: Path, kind: str) -> None:
+    csv = _data(DataSource(str(write_wine(tmp_path, "csv")), target="cultivar"))
+    other = _data(DataSource(str(write_wine(tmp_path, kind)), target="cultivar"))
+    for name in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y"):
+        assert torch.allclose(getattr(csv, name).float(), getattr(other, name).float()), name
+    assert csv.classes == other.classes == ("barbera", "barolo", "grignolino")
+
+
+def test_an_npz_file_of_arrays_x_and_y_reads(tmp_path: Path) -> None:
+    data = _data(DataSource(str(write_npz(tmp_path))))
+    assert data.num_features == 13 and data.num_classes == 3 and data.task == "classification"
+    assert len(data.train_y) + len(data.val_y) + len(data.test_y) == 178
+    assert data.classes == (0, 1, 2)
+
+
+def test_what_is_learned_comes_from_the_training_split_only(tmp_path: Path) -> None:
+    source = DataSource(str(write_wine(tmp_path)), target="cultivar")
+    data = _data(source)
+    encoding = data.encoding
+    own = read_source(source)
+    train, _, _ = carve(178, own.strata, True, 0.1, source.path)
+    alcohol = own.frame["alcohol"].to_numpy()
+    code = encoding.columns[0]
+    assert code.name == "alcohol" and code.kind == "number"
+    assert code.center == pytest.approx(alcohol[train].mean())  # not the whole file's mean
+    assert code.center != pytest.approx(alcohol.mean(), rel=1e-9)
+    assert code.scale == pytest.approx(alcohol[train].std())
+    # standardized on the training split: mean 0, std 1 there
+    assert data.train_x[:, 0].mean().abs() < 1e-5
+    assert data.train_x[:, 0].std(unbiased=False) == pytest.approx(1.0, abs=1e-4)
+    # the text column is one-hot over its categories, sorted
+    shade = next(c for c in encoding.columns if c.name == "shade")
+    assert shade.kind == "category" and shade.categories == ("high", "low", "mid")
+    assert encoding.num_features == 13 + 3  # the 13 measurements, the shade one-hot
+    block = data.train_x[:, 13:16]
+    assert torch.equal(block.sum(dim=1), torch.ones(len(block)))
+
+
+def test_missing_cells_are_imputed_from_the_training_split_with_an_indicator(
+    tmp_path: Path,
+) -> None:
+    names, rows = wine_rows()
+    for r in range(0, 178, 9):
+        rows[r][0] = None  # alcohol missing in 20 rows
+        rows[r][13] = None  # and the shade
+    source = DataSource(str(write_csv(tmp_path / "wine.csv", names, rows)), target="cultivar")
+    data = _data(source)
+    alcohol = next(c for c in data.encoding.columns if c.name == "alcohol")
+    shade = next(c for c in data.encoding.columns if c.name == "shade")
+    assert alcohol.indicator and shade.indicator
+    assert data.encoding.num_features == 13 + 1 + 3 + 1
+    own = read_source(source)
+    train, _, _ = carve(178, own.strata, True, 0.1, source.path)
+    seen = [v for v in own.frame["alcohol"].to_numpy()[train] if not np.isnan(v)]
+    assert alcohol.fill == pytest.approx(np.mean(seen))  # the training split's mean
+    x = data.encoding.features(own.frame[[0, 1]])
+    assert x[0, 0] == pytest.approx((alcohol.fill - alcohol.center) / alcohol.scale)
+    assert x[0, 1] == 1.0 and x[1, 1] == 0.0  # the indicator says which was missing
+
+
+def test_splits_are_fixed_stratified_and_the_test_rows_do_not_depend_on_val_fraction() -> None:
+    strata = np.repeat([0, 1, 2], [59, 71, 48])
+    a = carve(178, strata, True, 0.1, "f")
+    b = carve(178, strata, True, 0.1, "f")
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))  # the same each time
+    _, val, test = a
+    assert sorted(np.concatenate(a).tolist()) == list(range(178))  # a partition
+    assert [int((strata[test] == c).sum()) for c in range(3)] == [12, 14, 10]  # 20% of each
+    assert [int((strata[val] == c).sum()) for c in range(3)] == [5, 6, 4]
+    no_val = carve(178, strata, True, 0.0, "f")
+    assert np.array_equal(no_val[2], test) and len(no_val[1]) == 0  # retraining: same test
+    _, _, none = carve(178, strata, False, 0.1, "f")  # a test file: nothing carved
+    assert len(none) == 0
+
+
+def test_a_test_file_is_used_whole(tmp_path: Path) -> None:
+    names, rows = wine_rows()
+    train = write_csv(tmp_path / "train.csv", names, rows[::2])
+    test = write_csv(tmp_path / "test.csv", list(reversed(names)), [r[::-1] for r in rows[1::2]])
+    source = DataSource(str(train), target="cultivar", test=str(test))
+    assert split_sizes(source, 0.1) == {"train": 80, "validation": 9, "test": 89}
+    data = _data(source)
+    assert len(data.test_y) == 89  # its columns in another order, all of its rows
+
+
+def test_the_task_is_inferred_from_the_target(tmp_path: Path) -> None:
+    assert check_data(DataSource(str(DIABETES), target="progression"), 0.1) == "regression"
+    wine = str(write_wine(tmp_path))
+    assert check_data(DataSource(wine, target="cultivar"), 0.1) == "classification"
+    # a numeric target of few values is classes
+    names, rows = wine_rows()
+    rows = [[*r[:-1], ["1", "2", "3"][i % 3]] for i, r in enumerate(rows)]
+    numbers = str(write_csv(tmp_path / "n.csv", names, rows))
+    assert check_data(DataSource(numbers, target="cultivar"), 0.1) == "classification"
+    assert check_data("digits", 0.1) == "classification"
+
+
+def test_a_regression_target_is_standardized_on_the_training_split() -> None:
+    data = _data(DataSource(str(DIABETES), target="progression", task="regression"))
+    assert data.task == "regression" and data.num_classes == 1
+    assert data.train_y.dtype == torch.float32
+    assert data.train_y.mean().abs() < 1e-5
+    assert (
+        data.target_scale == pytest.approx(data.encoding.target_scale)
+        and 60 < data.target_scale < 90
+    )
+
+
+def test_a_memory_limit_refuses_a_file_before_reading_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_wine(tmp_path)
+    monkeypatch.setenv(tables.MEMORY_ENV, "1000")
+    with pytest.raises(DataError, match=r"wine.csv: .* needs about .* of memory .* fits"):
+        tables.read_rows(str(path), "csv")
+    monkeypatch.setenv(tables.MEMORY_ENV, "lots")
+    with pytest.raises(DataError, match="HPSEARCH_DATA_MEMORY: 'lots' is not a number"):
+        tables.read_rows(str(path), "csv")
+
+
+def test_a_column_that_turns_to_text_late_is_read_and_judged(tmp_path: Path) -> None:
+    # polars guesses a column's type from its first rows: a later misfit is read as text
+    path = tmp_path / "late.csv"
+    lines = ["a,b,y"] + [f"{i},{i * 2},{i % 2}" for i in range(tables.INFER_ROWS + 10)]
+    lines.append("5,oops,1")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(
+        DataError, match=rf"line {tables.INFER_ROWS + 12}: column 'b' holds 'oops'"
+    ):
+        read_source(DataSource(str(path), target="y"))
+
+
+def test_image_folders_are_read_grey_or_rgb_at_the_most_common_size(tmp_path: Path) -> None:
+    folder = write_images(tmp_path / "photos", per_class=10, size=(12, 10))
+    write_images(tmp_path / "odd", per_class=1, size=(20, 20))
+    for name in ("bright", "dark", "striped"):  # one odd-sized image per class
+        (tmp_path / "odd" / name / "000.png").rename(folder / name / "odd.png")
+    grey = _data(DataSource(str(folder)))
+    assert grey.image_shape == (1, 12, 10) and grey.num_features == 120
+    assert grey.classes == ("bright", "dark", "striped") and grey.num_classes == 3
+    rgb = _data(DataSource(str(folder), color="rgb", image_size=8))
+    assert rgb.image_shape == (3, 8, 8) and rgb.num_features == 192
+    assert len(rgb.train_y) + len(rgb.val_y) + len(rgb.test_y) == 33
+
+
+def test_a_config_takes_a_data_source_and_says_its_task() -> None:
+    config = make_config({"dataset": {"path": "x.csv", "target": "y", "task": "regression"}})
+    assert config.task == "regression"
+    assert config.to_dict()["dataset"] == {"path": "x.csv", "target": "y", "task": "regression"}
+    assert make_config(config.to_dict()) == config  # a saved config reads back
+    assert make_config({}).task == "classification"
