@@ -407,9 +407,13 @@ def check_features(
             kinds[name] = "number"
             continue
         text = column.cast(str)
+        present = int(text.is_not_null().sum())
+        if present == 0:  # every cell empty: a number column, all missing
+            kinds[name] = "number"
+            continue
         numeric = text.cast(float, strict=False)
         not_numbers = numeric.is_null() & text.is_not_null()
-        share = 1.0 - int(not_numbers.sum()) / max(int(text.is_not_null().sum()), 1)
+        share = 1.0 - int(not_numbers.sum()) / present
         if share >= NUMERIC_SHARE:
             row = int(not_numbers.arg_max() or 0)
             raise DataError(

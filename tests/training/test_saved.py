@@ -81,7 +81,7 @@ def test_a_retrained_model_loads_back_and_scores_its_recorded_test_accuracy(
         (lambda d: np.save(d / "in.npy", np.zeros((3, 5), np.float32)), "the model takes 64"),
         (lambda d: (d / "in.txt").write_text("1 2 3"), "unknown input"),
         (lambda d: (d / "in.npy").write_text("not numpy"), "not a readable .npy"),
-        (lambda d: (d / "in").mkdir(), "no .png files"),
+        (lambda d: (d / "in").mkdir(), "no images (.png, .jpg, .jpeg)"),
     ],
 )
 def test_bad_inputs_are_one_line_naming_the_file(

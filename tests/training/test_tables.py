@@ -183,3 +183,14 @@ def test_a_config_takes_a_data_source_and_says_its_task() -> None:
     assert config.to_dict()["dataset"] == {"path": "x.csv", "target": "y", "task": "regression"}
     assert make_config(config.to_dict()) == config  # a saved config reads back
     assert make_config({}).task == "classification"
+
+
+def test_an_empty_column_is_a_number_column_all_missing(tmp_path: Path) -> None:
+    names, rows = wine_rows()
+    names = [*names[:-1], "empty", names[-1]]
+    rows = [[*r[:-1], None, r[-1]] for r in rows]
+    source = DataSource(str(write_csv(tmp_path / "w.csv", names, rows)), target="cultivar")
+    data = _data(source)
+    empty = next(c for c in data.encoding.columns if c.name == "empty")
+    assert empty.kind == "number" and empty.indicator  # its indicator is always 1
+    assert data.num_features == 13 + 3 + 2
