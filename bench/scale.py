@@ -25,6 +25,7 @@ bookkeeping together. ``--postgres`` runs the same on a throw-away PostgreSQL se
     python bench/scale.py --trials 1000 10000 --keep /tmp/scale
     python bench/scale.py --trials 1000 10000 --keep /tmp/scale --reuse   # measure again
     python bench/scale.py --trials 1000 10000 --postgres
+    python bench/scale.py --trials 1000 --clone 10000 --keep /tmp/clone  # copies, in seconds
 """
 
 from __future__ import annotations
@@ -132,6 +133,75 @@ def command(args: list[str], cwd: Path) -> tuple[float, float, int]:
     return float(out[0]), float(out[1]), int(out[2])
 
 
+# the tables that hold a trial's rows, each keyed by its own id and the trial's
+TRIAL_TABLES = (
+    "trial_params",
+    "trial_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_intermediate_values",
+    "trial_heartbeats",
+)
+
+
+def clone(url: str, name: str, target: int) -> float:
+    """Grows study ``name`` to ``target`` trials by copying its trials (every row of each,
+    new ids and numbers) in a few INSERT ... SELECT statements per doubling: a study of any
+    size in seconds, with the shape of the one built (``--clone``). Returns the seconds."""
+    import sqlalchemy as sa
+
+    start = time.perf_counter()
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=("studies", "trials", *TRIAL_TABLES))
+    trials = meta.tables["trials"]
+    with engine.begin() as db:
+        sid = db.execute(
+            sa.select(meta.tables["studies"].c.study_id).where(
+                meta.tables["studies"].c.study_name == name
+            )
+        ).scalar_one()
+        while True:
+            n = db.execute(
+                sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == sid)
+            ).scalar_one()
+            if n >= target:
+                break
+            take = min(n, target - n)  # the first `take` trials again, numbered after the last
+            shift = db.execute(sa.select(sa.func.max(trials.c.trial_id))).scalar_one()
+            first = db.execute(
+                sa.select(sa.func.min(trials.c.trial_id)).where(trials.c.study_id == sid)
+            ).scalar_one()
+            chosen = sa.and_(trials.c.study_id == sid, trials.c.number < take)
+            columns = [c.name for c in trials.columns]
+            picked = [
+                (trials.c.trial_id + shift) if c == "trial_id"
+                else (trials.c.number + n) if c == "number"
+                else trials.c[c]
+                for c in columns
+            ]  # fmt: skip
+            db.execute(trials.insert().from_select(columns, sa.select(*picked).where(chosen)))
+            ids = sa.select(trials.c.trial_id).where(chosen)
+            for table_name in TRIAL_TABLES:
+                table = meta.tables[table_name]
+                own = table.primary_key.columns.values()[0].name
+                names = [c.name for c in table.columns if c.name != own]
+                rows = sa.select(
+                    *[(table.c.trial_id + shift) if c == "trial_id" else table.c[c] for c in names]
+                ).where(table.c.trial_id.in_(ids), table.c.trial_id >= first)
+                db.execute(table.insert().from_select(names, rows))
+        if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
+            for table_name, key in (("trials", "trial_id"),):
+                db.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table_name}', '{key}'), "
+                        f"(SELECT max({key}) FROM {table_name}))"
+                    )
+                )
+    engine.dispose()
+    return time.perf_counter() - start
+
+
 def dashboard(url: str, name: str) -> tuple[float, float, float]:
     """The first ``/api/studies/<id>`` response (seconds, MB) and the importances' seconds."""
     from hpsearch.results.dashboard import make_dashboard
@@ -229,6 +299,12 @@ def main() -> None:
         "--reuse", action="store_true", help="measure the studies --keep already holds"
     )
     parser.add_argument("--more", type=int, default=200, help="trials added to time a trial")
+    parser.add_argument(
+        "--clone",
+        type=int,
+        metavar="N",
+        help="grow each built study to N trials by copying its trials (SQL), then measure",
+    )
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
     with contextlib.ExitStack() as stack:
@@ -243,6 +319,10 @@ def main() -> None:
                 _, per_trial = build(path)
                 print(f"# {n} trials built: {per_trial * 1e3:.0f} ms/trial", flush=True)
             url = load_spec(str(path)).storage
+            if args.clone:
+                seconds = clone(url, stem, args.clone)
+                print(f"# cloned to {args.clone} trials in {seconds:.1f}s", flush=True)
+                n = args.clone
             study = optuna.load_study(study_name=stem, storage=url)
             states = {s.name: 0 for s in (optuna.trial.TrialState)}
             for t in study.get_trials(deepcopy=False):
@@ -255,11 +335,17 @@ def main() -> None:
                 ["status", str(path)],
                 ["best", str(path)],
                 ["trials", str(path), "--top", "20"],
+                ["studies", "--storage", url],
+                ["trials", "no-such-study", "--storage", url],  # the error lists the studies
+                ["trials", str(path), "--format", "csv"],  # every trial, streamed
+                ["trials", str(path), "--format", "json"],
                 ["report", str(path), "-o", str(work / f"{stem}.html")],
             ):
                 runs = [command(cmd, work) for _ in range(1 if cmd[0] == "report" else 3)]
                 wall, rss, rc = sorted(runs)[len(runs) // 2]  # the median run
-                label = " ".join(c for c in cmd if not c.startswith(("/", str(work))))
+                label = " ".join(
+                    c for c in cmd if not c.startswith(("/", str(work), url)) and c != "--storage"
+                )
                 ok = "" if rc == 0 else f" (exit {rc})"
                 rows.append((f"{n}", label, f"{wall:.2f} s{ok}", f"{rss:.0f} MB"))
                 print("  ".join(rows[-1]), flush=True)

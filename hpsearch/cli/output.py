@@ -8,6 +8,7 @@ printed through :func:`plain`, so it cannot move the cursor or forge a line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 import dataclasses
 import json
 import sys
@@ -51,6 +52,17 @@ def rows(data: list[dict[str, Any]] | dict[str, Any], fmt: str) -> None:
     from hpsearch.results.tables import format_rows
 
     click.echo(format_rows(data, fmt))
+
+
+def stream(data: Iterable[dict[str, Any]], columns: list[str], fmt: str) -> None:
+    """Prints rows as CSV or JSON as they come (an export of a large study)."""
+    from hpsearch.results.tables import stream_rows
+
+    for piece in stream_rows(data, columns, fmt):
+        sys.stdout.write(piece)
+    if fmt == "json":
+        sys.stdout.write("\n")
+    sys.stdout.flush()
 
 
 def table(data: list[dict[str, Any]]) -> None:

@@ -120,12 +120,23 @@ def trials(
     """The trials of STUDY, best first, with their state, values, params and metrics (a
     failed trial's reason in one line; `hpsearch trial STUDY N` shows its traceback). The
     table fits 120 columns (short names, 4 significant digits); csv and json have all."""
+    from hpsearch.results.reading import SORT_VALUE
     from hpsearch.results.reading import sorted_trials
+    from hpsearch.results.reading import stream_trial_rows
     from hpsearch.results.reading import trial_rows
     from hpsearch.results.tables import select_columns
 
     s = open_target(study, storage)
-    found = trial_rows(s, sorted_trials(s, sort, top))
+    every = top is None and sort in (SORT_VALUE, "number")  # read in pages, in order
+    if every and fmt != "table" and not columns:
+        header, rows = stream_trial_rows(s, sort)
+        output.stream(rows, header, fmt)  # a page of trials at a time: never held whole
+        return
+    found = (
+        list(stream_trial_rows(s, sort)[1])
+        if every
+        else trial_rows(s, sorted_trials(s, sort, top))
+    )
     if columns:
         output.rows(select_columns(found, columns), fmt)
     elif fmt == "table" and found:

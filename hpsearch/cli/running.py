@@ -280,7 +280,16 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
     def tick(pool: Pool) -> None:
         shown["bar"].show(pool.finished(), shown["study"], pool.states())
 
-    result = launch_local(spec, options, on_start=started, on_tick=None if no_progress else tick)
+    def preflight(device: str) -> None:
+        click.echo(f"pre-flight on {device}: reading the data, training one batch", err=True)
+
+    result = launch_local(
+        spec,
+        options,
+        on_start=started,
+        on_tick=None if no_progress else tick,
+        on_preflight=preflight,
+    )
     shown["bar"].show(result.finished, shown["study"])
     shown["bar"].close()
     output.launch_result(result, shown["study"], spec.path)

@@ -69,6 +69,7 @@ def launch_local(
     options: LocalOptions = LocalOptions(),
     on_start: Callable[[LaunchStart], None] | None = None,
     on_tick: Callable[[Pool], None] | None = None,
+    on_preflight: Callable[[str], None] | None = None,
 ) -> PoolResult:
     """Creates (or resumes) the study, queues its budget, and runs a pool of workers on this
     machine until the budget is reached, every worker has stopped, or Ctrl-C / SIGTERM.
@@ -81,6 +82,8 @@ def launch_local(
         options: Where the workers run (see :class:`LocalOptions`).
         on_start: Called once the study is prepared, before the workers start.
         on_tick: Called about once a second with the pool while it runs.
+        on_preflight: Called with the workers' first device before the pre-flight (reading
+            the data, one training batch), so that a launch says what it does while it starts.
 
     Raises:
         ConfigError: A GPU that does not exist, or a study file without a path.
@@ -96,6 +99,8 @@ def launch_local(
         os.cpu_count() or 1,
     )
     here = make_config({"device": slots[0].device}, spec.base)
+    if on_preflight is not None:
+        on_preflight(slots[0].device)
     fitted = preflight(dataclasses.replace(spec, base=here))
     spec = spec.for_task(fitted.base.task or "classification")
     _, study, queued = prepare(spec)

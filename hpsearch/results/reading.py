@@ -11,6 +11,7 @@ README's "From Python")::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,10 +35,16 @@ from hpsearch.storage import redact
 from hpsearch.storage.states import best_first
 from hpsearch.study import budget
 from hpsearch.study.record import base_config
+from hpsearch.study.record import FAIL_REASON
+from hpsearch.study.record import PARAM_COUNT
 from hpsearch.study.record import records
+from hpsearch.study.record import study_score
 from hpsearch.study.record import study_summary
+from hpsearch.study.record import TEST_ACCURACY
+from hpsearch.study.record import TEST_REGRESSION
 from hpsearch.study.record import TRAIN_SECONDS
 from hpsearch.study.record import TrialRecord
+from hpsearch.study.record import WORKER
 
 STATES = ("COMPLETE", "PRUNED", "FAIL", "RUNNING", "WAITING")
 
@@ -53,22 +60,22 @@ def open_study(name: str, url: str, read_only: bool = True) -> optuna.Study:
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError as e:
-        names = [repr(s.study_name) for s in optuna.get_all_study_summaries(storage)]
+        names = [repr(s.study_name) for s in storage.get_all_studies()]  # no trials read
         known = f"; studies there: {', '.join(names)}" if names else "; it holds no study"
         raise StorageError(f"no study {shorten(name)} in {redact(url)}{known}") from e
 
 
 def study_rows(url: str) -> list[dict[str, Any]]:
-    """One row per study in a storage: name, trial count, directions and best values."""
-    summaries = optuna.get_all_study_summaries(open_storage(url, read_only=True))
+    """One row per study in a storage: name, trial count, directions and best value (a
+    study of one objective), in a few queries however many trials there are."""
     return [
         {
-            "study": s.study_name,
-            "trials": s.n_trials,
-            "directions": ",".join(d.name.lower() for d in s.directions),
-            "best": None if s.best_trial is None else s.best_trial.values,
+            "study": s.name,
+            "trials": s.trials,
+            "directions": ",".join(s.directions),
+            "best": None if s.best is None else [s.best],
         }
-        for s in summaries
+        for s in db.study_overviews(open_storage(url, read_only=True))
     ]
 
 
@@ -82,6 +89,7 @@ def trial_rows(
         trials: Only these trials, in this order (default: all, by number).
     """
     multi = len(study.directions) > 1
+    score = study_score(study)
     rows = []
     for r in records(study, study.get_trials(deepcopy=False) if trials is None else trials):
         row: dict[str, Any] = {"number": r.number, "state": r.state}
@@ -91,19 +99,54 @@ def trial_rows(
         else:
             row["value"] = values[0] if values else None
         row.update({f"param.{k}": v for k, v in r.params.items()})
-        row.update(_test_metrics(r))
+        row.update(_test_metrics(r, score))
         row.update(
             train_seconds=r.train_seconds,
             param_count=r.param_count,
             worker=r.worker,
             fail_reason=(r.fail_reason or "").splitlines()[0] if r.fail_reason else None,
             duration_s=r.duration_s,
-        )
+        )  # the columns of METRIC_COLUMNS
         rows.append(row)
     return rows
 
 
 SORT_VALUE = "value"  # sorts by the first objective, best first
+
+
+METRIC_COLUMNS = ("train_seconds", "param_count", "worker", "fail_reason", "duration_s")
+# the user attributes a row shows (an export reads only these)
+ROW_ATTRS = (
+    TEST_ACCURACY,
+    *TEST_REGRESSION,
+    TRAIN_SECONDS,
+    PARAM_COUNT,
+    WORKER,
+    FAIL_REASON,
+)
+EXPORT_PAGE = 500  # trials read at once by an export
+
+
+def trial_columns(study: optuna.Study) -> list[str]:
+    """Every column :func:`trial_rows` may give the study's trials, in order, found by
+    query (an export's header, before its first row)."""
+    n = len(study.directions)
+    values = ["value"] if n == 1 else [f"value_{i}" for i in range(n)]
+    params = [f"param.{name}" for name in db.param_names(study)]
+    tests = TEST_COLUMNS[study_score(study)]
+    return ["number", "state", *values, *params, *tests, *METRIC_COLUMNS]
+
+
+def stream_trial_rows(
+    study: optuna.Study, sort: str = SORT_VALUE
+) -> tuple[list[str], Iterator[dict[str, Any]]]:
+    """Every trial's row (:func:`trial_rows`) in a table's order (``value`` or ``number``,
+    as :func:`sorted_trials`), read a page of trials at a time: an export of a large study
+    never holds it whole. Returns the columns first, then the rows as they are read."""
+    pages = db.trial_pages(
+        study, by_value=sort == SORT_VALUE, size=EXPORT_PAGE, user_keys=ROW_ATTRS
+    )
+    return trial_columns(study), (row for page in pages for row in trial_rows(study, page))
 
 
 def sorted_trials(
@@ -254,7 +297,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
                 "number": r.number,
                 "values": list(r.values or ()),
                 "params": dict(r.params),
-                **_test_metrics(r),
+                **_test_metrics(r, study_score(study)),
             }
             for r in records(study, best_trials(study))
         ],
@@ -323,9 +366,10 @@ def chosen_trial(study: optuna.Study, number: int | None = None) -> TrialRecord:
     return found
 
 
-def _test_metrics(r: TrialRecord) -> dict[str, Any]:
-    """A trial's test metrics: a regression's R² and RMSE (in the target's units), else its
-    accuracy."""
-    if r.score == "r2":
-        return {"test_r2": r.test_r2, "test_rmse": r.test_rmse}
-    return {"test_accuracy": r.test_accuracy}
+# a trial row's test metrics, by the study's score: a regression's R² and RMSE (in the
+# target's units), else the accuracy
+TEST_COLUMNS = {"r2": ("test_r2", "test_rmse"), "accuracy": ("test_accuracy",)}
+
+
+def _test_metrics(r: TrialRecord, score: str) -> dict[str, Any]:
+    return {key: getattr(r, key) for key in TEST_COLUMNS[score]}

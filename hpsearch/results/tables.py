@@ -5,6 +5,8 @@ every table through :func:`format_rows` or :func:`fit_table`."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from collections.abc import Iterator
 import csv
 import fnmatch
 import io
@@ -180,6 +182,28 @@ def format_rows(rows: list[dict[str, Any]] | dict[str, Any], fmt: str) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def stream_rows(rows: Iterable[dict[str, Any]], columns: list[str], fmt: str) -> Iterator[str]:
+    """Renders rows as ``csv`` (under ``columns``) or ``json`` a row at a time, the same text
+    :func:`format_rows` gives for them whole (without its final newline)."""
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: _cell(row.get(c), exact=True) for c in columns})
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+        yield out.getvalue()
+        return
+    first = True
+    for row in rows:
+        text = json.dumps(json_safe(row), indent=2, default=str).replace("\n", "\n  ")
+        yield ("[\n  " if first else ",\n  ") + text
+        first = False
+    yield "[]" if first else "\n]"
 
 
 def json_safe(value: Any) -> Any:

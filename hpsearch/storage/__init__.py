@@ -16,10 +16,14 @@ storage).
 from __future__ import annotations
 
 from hpsearch.storage._optuna.queries import count_trials
+from hpsearch.storage._optuna.queries import param_names
 from hpsearch.storage._optuna.queries import retried_numbers
+from hpsearch.storage._optuna.queries import study_overviews
+from hpsearch.storage._optuna.queries import StudyOverview
 from hpsearch.storage._optuna.queries import top_trials
 from hpsearch.storage._optuna.queries import trial_by_number
 from hpsearch.storage._optuna.queries import trial_counts
+from hpsearch.storage._optuna.queries import trial_pages
 from hpsearch.storage._optuna.queries import TrialCounts
 from hpsearch.storage._optuna.queries import user_attr_sum
 from hpsearch.storage._optuna.rdb import in_or_after_outage
@@ -65,6 +69,7 @@ __all__ = [
     "OUTAGE_WAIT_ENV",
     "SQLITE_TIMEOUT_S",
     "ResilientRDBStorage",
+    "StudyOverview",
     "TrialCounts",
     "TrialListView",
     "as_study",
@@ -81,6 +86,7 @@ __all__ = [
     "may_go_stale",
     "open_storage",
     "outage_wait",
+    "param_names",
     "params_together",
     "redact",
     "retried_numbers",
@@ -96,6 +102,7 @@ __all__ = [
     "storage_of",
     "study_id",
     "study_key",
+    "study_overviews",
     "study_system_attrs",
     "top_trials",
     "transient",
@@ -103,6 +110,7 @@ __all__ = [
     "trial_counts",
     "trial_for",
     "trial_id",
+    "trial_pages",
     "user_attr_sum",
     "worker_storage",
 ]

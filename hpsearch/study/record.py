@@ -286,6 +286,14 @@ def base_config(study: optuna.Study) -> dict[str, Any] | None:
     return base if isinstance(base, dict) else None
 
 
+def study_score(study: optuna.Study) -> str:
+    """What rates a study's models on test data: ``r2`` for a regression task (its base
+    config's data set says so), else ``accuracy``."""
+    dataset = (base_config(study) or {}).get("dataset")
+    regression = isinstance(dataset, dict) and dataset.get("task") == "regression"
+    return "r2" if regression else "accuracy"
+
+
 def records(study: optuna.Study, trials: Iterable[FrozenTrial]) -> list[TrialRecord]:
     """The records of several trials of ``study``."""
     base = base_config(study)

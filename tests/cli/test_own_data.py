@@ -275,8 +275,9 @@ def test_a_regression_study_is_read_right_by_pruner_best_report_and_dashboard(
     best = hpsearch("best", str(study))
     assert "test_r2" in best.stdout and "validation rows" in best.stdout, best.stdout
     assert "best val_r2" in best.stdout or "ahead of the next trial" in best.stdout
-    trials = hpsearch("trials", str(study), "--format", "json")
-    assert {"test_r2", "test_rmse"} <= set(json.loads(trials.stdout)[0])
+    rows = json.loads(hpsearch("trials", str(study), "--format", "json").stdout)
+    assert all({"test_r2", "test_rmse"} <= set(row) for row in rows)  # pruned ones too
+    assert not any("test_accuracy" in row for row in rows)
     assert hpsearch("report", str(study), "-o", str(tmp_path / "r.html")).returncode == 0
     html = (tmp_path / "r.html").read_text()
     assert "Final validation R\\u00b2 against test R\\u00b2" in html
@@ -298,7 +299,11 @@ def test_workers_of_a_launch_split_the_data_alike(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     wait_running(url, n=2)
     gate.open()
-    assert launcher.wait(timeout=300) == 0
+    _, err = launcher.communicate(timeout=300)
+    assert launcher.returncode == 0, err
+    # it said what it did while it started, in order
+    said = [line.split()[0] for line in err.splitlines()]
+    assert said[:3] == ["pre-flight", "study", "data"], err
     import optuna
 
     trials = optuna.load_study(study_name="t", storage=url).get_trials()

@@ -133,6 +133,39 @@ def test_counts_and_top_trials_match_loading_every_trial(any_storage_url: str) -
         db.trial_by_number(study, 99)
 
 
+def test_study_overviews_match_optunas_summaries(any_storage_url: str) -> None:
+    storage = open_storage(any_storage_url, create=True)
+    low = optuna.create_study(study_name="low", storage=storage)
+    high = optuna.create_study(study_name="high", storage=storage, direction="maximize")
+    both = optuna.create_study(
+        study_name="both", storage=storage, directions=["minimize", "maximize"]
+    )
+    optuna.create_study(study_name="empty", storage=storage)
+    for study in (low, high):
+        for value in (3.0, 1.0, 2.0):
+            study.add_trial(optuna.trial.create_trial(value=value))
+        study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED))
+        study.enqueue_trial({})
+    both.add_trial(optuna.trial.create_trial(values=[1.0, 2.0]))
+    expected = [
+        (
+            s.study_name,
+            s.n_trials,
+            tuple(d.name.lower() for d in s.directions),
+            s.best_trial.values[0] if s.best_trial and len(s.directions) == 1 else None,
+        )
+        for s in optuna.get_all_study_summaries(storage)
+    ]
+    got = [(s.name, s.trials, s.directions, s.best) for s in db.study_overviews(storage)]
+    assert got == expected
+    assert dict((n, b) for n, _, _, b in got) == {
+        "low": 1.0,
+        "high": 3.0,
+        "both": None,
+        "empty": None,
+    }
+
+
 def test_a_workers_trial_cache_skips_waiting_trials_until_claimed(
     any_storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

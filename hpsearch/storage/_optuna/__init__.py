@@ -25,7 +25,8 @@ The uses, by module:
   ``optuna.storages._rdb.storage._create_scoped_session``;
   ``RDBStorage._set_trial_attr_without_commit`` (upserts on other databases).
 - ``queries``: the private columns ``TrialModel._datetime_start_utc`` and
-  ``TrialModel._datetime_complete_utc``; ``RDBStorage._get_trials``.
+  ``TrialModel._datetime_complete_utc``; ``RDBStorage._get_trials`` (the best trials, an
+  export's pages); the ORM tables of studies, directions, params and values.
 - ``views``: calls and overrides ``Study._get_trials`` (a sampler's window of a study).
 """
 

@@ -1,5 +1,6 @@
 """The few queries a large study needs instead of a load of every trial: counts by state,
-the best trials, one trial by number, the sum of one attribute.
+the best trials, one trial by number, the sum of one attribute, every study of a storage
+summed up, and every trial in pages (an export that never holds a study whole).
 
 Each reads Optuna's ORM tables directly on an RDB storage (private columns included: see
 :mod:`hpsearch.storage._optuna`) and falls back on a load of the trials elsewhere.
@@ -8,13 +9,21 @@ Each reads Optuna's ORM tables directly on an RDB storage (private columns inclu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Collection
 from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import UTC
+import functools
 import json
 from typing import Any
 
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.distributions import json_to_distribution
+from optuna.storages import BaseStorage
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import sqlalchemy as sa
@@ -194,3 +203,201 @@ def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
     return storage.get_trial(
         storage.get_trial_id_from_study_id_trial_number(study_id(study), number)
     )
+
+
+@dataclass(frozen=True)
+class StudyOverview:
+    """One study of a storage: its name, trial count, directions and, for one objective, the
+    best completed value."""
+
+    name: str
+    trials: int
+    directions: tuple[str, ...]
+    best: float | None
+
+
+def study_overviews(storage: BaseStorage) -> list[StudyOverview]:
+    """Every study of a storage in four queries, whatever its trials (Optuna's own summaries
+    load each study's best trial, and on some storages every trial)."""
+    rdb = _rdb(storage)
+    if rdb is None:
+        return [
+            StudyOverview(
+                s.study_name,
+                s.n_trials,
+                tuple(d.name.lower() for d in s.directions),
+                s.best_trial.values[0] if s.best_trial and len(s.directions) == 1 else None,
+            )
+            for s in optuna.get_all_study_summaries(storage)
+        ]
+
+    def read(session: Any, models: Any) -> list[StudyOverview]:
+        study, trial, value = models.StudyModel, models.TrialModel, models.TrialValueModel
+        names = session.query(study.study_id, study.study_name).order_by(study.study_id).all()
+        directions: dict[int, list[tuple[int, StudyDirection]]] = {}
+        for sid, objective, direction in session.query(
+            models.StudyDirectionModel.study_id,
+            models.StudyDirectionModel.objective,
+            models.StudyDirectionModel.direction,
+        ):
+            directions.setdefault(sid, []).append((objective, direction))
+        counts = dict(
+            session.query(trial.study_id, sa.func.count(trial.trial_id))
+            .group_by(trial.study_id)
+            .all()
+        )
+        best: dict[tuple[int, str], float] = {}
+        for name, reduce in (("minimize", sa.func.min), ("maximize", sa.func.max)):
+            for sid, v in (
+                session.query(trial.study_id, reduce(value.value))
+                .join(value, value.trial_id == trial.trial_id)
+                .filter(trial.state == TrialState.COMPLETE, value.objective == 0)
+                .group_by(trial.study_id)
+            ):
+                best[(sid, name)] = v
+        summaries = []
+        for sid, study_name in names:
+            ways = tuple(d.name.lower() for _, d in sorted(directions.get(sid, [])))
+            single = best.get((sid, ways[0])) if len(ways) == 1 else None
+            summaries.append(StudyOverview(study_name, int(counts.get(sid, 0)), ways, single))
+        return summaries
+
+    return query(rdb, read)
+
+
+def trial_pages(
+    study: optuna.Study, by_value: bool, size: int, user_keys: Collection[str]
+) -> Iterator[list[FrozenTrial]]:
+    """Every trial of a study, ``size`` at a time, in a table's order: by number, or
+    (``by_value``) the COMPLETE ones by the first objective, best first, then the others by
+    number. The order is one query of ids; each page a few column queries, so a large study
+    is never held whole. The trials are light: their number, state, values, times, params
+    and only the user attributes named in ``user_keys`` (no intermediate values, no system
+    attributes): what a table's row shows."""
+    storage = storage_of(study)
+    rdb = _rdb(storage)
+    if rdb is None:  # no query to order by: a journal file is read whole anyway
+        trials = study.get_trials(deepcopy=False)
+        if by_value:
+            done, rank = TrialState.COMPLETE, best_first(study.directions)
+            trials.sort(key=lambda t: (t.state != done, rank(t) if t.state == done else 0))
+        for i in range(0, len(trials), size):
+            yield trials[i : i + size]
+        return
+    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+    sid = study_id(study)
+
+    def order(session: Any, models: Any) -> list[int]:
+        value, trial = models.TrialValueModel, models.TrialModel
+        if not by_value:
+            ordered = session.query(trial.trial_id).filter(trial.study_id == sid)
+            return [int(r[0]) for r in ordered.order_by(trial.number)]
+        by = value.value.desc() if maximize else value.value.asc()
+        infinite = sa.case((value.value.is_(None), 1), else_=0)  # +-inf: after the finite
+        best = (
+            session.query(trial.trial_id)
+            .join(value, value.trial_id == trial.trial_id)
+            .filter(trial.study_id == sid, trial.state == TrialState.COMPLETE)
+            .filter(value.objective == 0)
+            .order_by(infinite, by, trial.number)
+        )
+        rest = (
+            session.query(trial.trial_id)
+            .filter(trial.study_id == sid, trial.state != TrialState.COMPLETE)
+            .order_by(trial.number)
+        )
+        return [int(r[0]) for r in best] + [int(r[0]) for r in rest]
+
+    ids = query(rdb, order)
+    keys = sorted(user_keys)
+    for i in range(0, len(ids), size):
+        page = ids[i : i + size]
+        yield query(rdb, functools.partial(_light_trials, ids=page, keys=keys))
+
+
+def _light_trials(session: Any, models: Any, ids: list[int], keys: list[str]) -> list[FrozenTrial]:
+    """The trials of ``ids`` (in that order) read as columns, not ORM objects (a tenth of
+    the time): see :func:`trial_pages`."""
+    trial, value = models.TrialModel, models.TrialValueModel
+    param, attr = models.TrialParamModel, models.TrialUserAttributeModel
+    values: dict[int, dict[int, float]] = {}
+    for tid, objective, v, kind in session.query(
+        value.trial_id, value.objective, value.value, value.value_type
+    ).filter(value.trial_id.in_(ids)):
+        values.setdefault(tid, {})[objective] = value.stored_repr_to_value(v, kind)
+    params: dict[int, dict[str, Any]] = {}
+    dists: dict[int, dict[str, Any]] = {}
+    for tid, name, v, dist in (
+        session.query(param.trial_id, param.param_name, param.param_value, param.distribution_json)
+        .filter(param.trial_id.in_(ids))
+        .order_by(param.param_id)
+    ):
+        distribution = _distribution(dist)
+        params.setdefault(tid, {})[name] = distribution.to_external_repr(v)
+        dists.setdefault(tid, {})[name] = distribution
+    attrs: dict[int, dict[str, Any]] = {}
+    if keys:
+        for tid, key, v in session.query(attr.trial_id, attr.key, attr.value_json).filter(
+            attr.trial_id.in_(ids), attr.key.in_(keys)
+        ):
+            attrs.setdefault(tid, {})[key] = json.loads(v)
+    by_id = {}
+    for tid, number, state, start, end in session.query(
+        trial.trial_id,
+        trial.number,
+        trial.state,
+        trial._datetime_start_utc,
+        trial._datetime_complete_utc,
+    ).filter(trial.trial_id.in_(ids)):
+        found = values.get(tid)
+        by_id[tid] = FrozenTrial(
+            number=number,
+            state=state,
+            value=None,
+            values=[found[k] for k in sorted(found)] if found else None,
+            datetime_start=_local(start),
+            datetime_complete=_local(end),
+            params=params.get(tid, {}),
+            distributions=dists.get(tid, {}),
+            user_attrs=attrs.get(tid, {}),
+            system_attrs={},
+            intermediate_values={},
+            trial_id=tid,
+        )
+    return [by_id[tid] for tid in ids]
+
+
+@functools.lru_cache(maxsize=1024)
+def _distribution(text: str) -> BaseDistribution:
+    return json_to_distribution(text)  # a study has few distinct ones: parse each once
+
+
+def _local(utc: datetime | None) -> datetime | None:
+    # what Optuna's TrialModel.datetime_start gives: naive local time from naive UTC
+    if utc is None:
+        return None
+    return utc.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+
+
+def param_names(study: optuna.Study) -> list[str]:
+    """The names of every param of a study's trials, in the order they were first set."""
+    rdb = _rdb(storage_of(study))
+    if rdb is None:
+        names: dict[str, None] = {}
+        for t in study.get_trials(deepcopy=False):
+            names.update(dict.fromkeys(t.params))
+        return list(names)
+    sid = study_id(study)
+
+    def read(session: Any, models: Any) -> list[str]:
+        param, trial = models.TrialParamModel, models.TrialModel
+        rows = (
+            session.query(param.param_name, sa.func.min(param.param_id))
+            .join(trial, trial.trial_id == param.trial_id)
+            .filter(trial.study_id == sid)
+            .group_by(param.param_name)
+            .order_by(sa.func.min(param.param_id))
+        )
+        return [str(name) for name, _ in rows]
+
+    return query(rdb, read)
