@@ -108,10 +108,11 @@ def run(
 @storage_option
 def create(study_file: str, trials: int | None, storage: str | None) -> None:
     """Create the study and queue its budget, without running trials (workers join later)."""
+    spec = load_spec(study_file, storage, trials)  # a bad file is refused before Optuna loads
     from hpsearch.study.lifecycle import fit_task
     from hpsearch.study.lifecycle import prepare
 
-    spec = fit_task(load_spec(study_file, storage, trials))  # its data checked first
+    spec = fit_task(spec)  # its data checked before anything is written
     _, _, queued = prepare(spec)
     click.echo(
         f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
@@ -281,7 +282,7 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         shown["bar"].show(pool.finished(), shown["study"], pool.states())
 
     def preflight(device: str) -> None:
-        click.echo(f"pre-flight on {device}: reading the data, training one batch", err=True)
+        click.echo(f"pre-flight on {device}: training one batch", err=True)
 
     result = launch_local(
         spec,

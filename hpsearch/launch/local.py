@@ -19,6 +19,7 @@ from hpsearch.launch.pool import PoolResult
 from hpsearch.launch.pool import WorkerSlot
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study.lifecycle import fit_task
 from hpsearch.study.lifecycle import preflight
 from hpsearch.study.lifecycle import prepare
 from hpsearch.study.worker import MAX_SAME_FAILURES
@@ -82,8 +83,9 @@ def launch_local(
         options: Where the workers run (see :class:`LocalOptions`).
         on_start: Called once the study is prepared, before the workers start.
         on_tick: Called about once a second with the pool while it runs.
-        on_preflight: Called with the workers' first device before the pre-flight (reading
-            the data, one training batch), so that a launch says what it does while it starts.
+        on_preflight: Called with the workers' first device once the data has passed its
+            checks, before the pre-flight trains a batch, so that a launch says what it does
+            while it starts.
 
     Raises:
         ConfigError: A GPU that does not exist, or a study file without a path.
@@ -98,11 +100,10 @@ def launch_local(
         torch.cuda.device_count(),
         os.cpu_count() or 1,
     )
-    here = make_config({"device": slots[0].device}, spec.base)
+    spec = fit_task(spec)  # bad data is refused first, in one line
     if on_preflight is not None:
         on_preflight(slots[0].device)
-    fitted = preflight(dataclasses.replace(spec, base=here))
-    spec = spec.for_task(fitted.base.task or "classification")
+    preflight(dataclasses.replace(spec, base=make_config({"device": slots[0].device}, spec.base)))
     _, study, queued = prepare(spec)
     logs = log_dir(spec, options.log_dir)
     if on_start is not None:

@@ -21,6 +21,7 @@ from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
 from tests.helpers import hpsearch
 from tests.helpers import write_study
+from tests.owndata import write_wine
 
 
 def _on_cluster(test: Any) -> Any:
@@ -103,14 +104,20 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
     url = _with_password(postgres_url)
-    path = write_study(tmp_path, budget={"trials": 6})
+    # a user's own table beside the study file: every node reads it at the same path
+    write_wine(tmp_path)
+    dataset = {"path": "wine.csv", "target": "cultivar"}
+    path = write_study(tmp_path, budget={"trials": 6}, dataset=dataset)
     proc = _launch(path, url, "--nodes", "2")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     job = _job_id(proc.stderr)
     assert f"squeue -j {job}" in proc.stderr and f"scancel {job}" in proc.stderr
+    assert f"data {tmp_path / 'wine.csv'}: classification" in proc.stderr
+    assert "every node reads it at this path" in proc.stderr
     assert "6/6 trials finished" in proc.stdout
     trials = open_study("t", url).get_trials()
     assert len(trials) == 6 and {t.state for t in trials} == {TrialState.COMPLETE}
+    assert {t.user_attrs["val_size"] for t in trials} == {15}  # one split on every node
     workers = {t.user_attrs["worker"] for t in trials}
     assert {w.rsplit("-", 1)[0] for w in workers} <= {f"slurm-{job}_0", f"slurm-{job}_1"}
     # the password is in no command line, script or job record; its file is the user's
