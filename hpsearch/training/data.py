@@ -243,7 +243,7 @@ def _own_device_data(
     train_rows = frame[train]
     classes: tuple[Any, ...] = ()
     if own.task == "classification":  # the training split's (stratified: every class)
-        classes = tuple(frame[split][source.target_name].unique().sort().to_list())
+        classes = tuple(frame[source.target_name][split].unique().sort().to_list())
     assert own.kinds is not None
     encoding = tables.fit_encoding(
         train_rows, own.kinds, source.target_name, own.task, preprocess, classes
