@@ -12,7 +12,6 @@ import numpy as np
 from tests.conftest import REPO
 
 DIABETES = REPO / "studies" / "data" / "diabetes.csv"  # 442 rows, target "progression"
-CANCER = REPO / "studies" / "data" / "breast_cancer.csv"  # 569 rows, target "diagnosis"
 WINE_CLASSES = ("barolo", "grignolino", "barbera")  # the three cultivars of wine's data
 
 

@@ -120,13 +120,15 @@ def best_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:
     """Each trial's values, test accuracy and params, as ``run`` and ``best`` show them."""
     from hpsearch.results.tables import significant
     from hpsearch.study.record import records
+    from hpsearch.study.record import scoring
 
+    score = scoring(study).score
     for t in records(study, trials):
         values = ", ".join(f"{v:.4g}" for v in t.values or ())
-        test = t.test_score
+        test = t.test_score(score)
         click.echo(
             f"  trial {t.number}: values [{values}]"
-            + (f"  test_{t.score} {test:.4g}" if test is not None else "")
+            + (f"  test_{score} {test:.4g}" if test is not None else "")
         )
         for key, value in significant(dict(t.params)).items():
             click.echo(f"    {key}: {value}")
@@ -211,7 +213,8 @@ def trial_record(record: TrialRecord) -> None:
     doc = dataclasses.asdict(record)
     for key in ("number", "state", "values", "outcome", "worker", "device", "host", "threads"):
         click.echo(f"{key:<14} {plain(str(doc[key]))}")
-    tests = ("test_r2", "test_rmse", "test_mae") if record.score == "r2" else ("test_accuracy",)
+    regression = ("test_r2", "test_rmse", "test_mae")
+    tests = regression if any(doc[k] is not None for k in regression) else ("test_accuracy",)
     for key in (*tests, "train_seconds", "duration_s", "param_count"):
         click.echo(f"{key:<14} {doc[key]}")
     click.echo(f"params         {json.dumps(doc['params'])}")

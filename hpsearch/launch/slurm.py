@@ -388,6 +388,7 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
         SlurmError: sbatch failed.
     """
     from hpsearch.spec.config import make_config
+    from hpsearch.study.lifecycle import fit_task
     from hpsearch.study.lifecycle import preflight  # torch: only a launch needs it
     from hpsearch.study.lifecycle import prepare
 
@@ -395,8 +396,8 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
     if spec.path is None:
         raise ConfigError(["launch --slurm: the study needs a file the nodes can read"])
     study_file = Path(spec.path).resolve()
-    fitted = preflight(dataclasses.replace(spec, base=make_config({"device": "cpu"}, spec.base)))
-    spec = spec.for_task(fitted.base.task or "classification")
+    spec = fit_task(spec)  # bad data is refused first, in one line
+    preflight(dataclasses.replace(spec, base=make_config({"device": "cpu"}, spec.base)))
     _, study, queued = prepare(spec)
     here = logs.resolve()
     secret = write_storage_file(spec.storage, here / "slurm")

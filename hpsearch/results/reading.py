@@ -29,7 +29,6 @@ from hpsearch.launch.slurm import job_summary
 from hpsearch.results.tables import columns_of
 from hpsearch.results.tables import resolve_column
 from hpsearch.results.tables import sort_key
-from hpsearch.spec.choices import TABLE_SUFFIXES
 from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 from hpsearch.storage.states import best_first
@@ -38,7 +37,7 @@ from hpsearch.study.record import base_config
 from hpsearch.study.record import FAIL_REASON
 from hpsearch.study.record import PARAM_COUNT
 from hpsearch.study.record import records
-from hpsearch.study.record import study_score
+from hpsearch.study.record import scoring
 from hpsearch.study.record import study_summary
 from hpsearch.study.record import TEST_ACCURACY
 from hpsearch.study.record import TEST_REGRESSION
@@ -89,7 +88,7 @@ def trial_rows(
         trials: Only these trials, in this order (default: all, by number).
     """
     multi = len(study.directions) > 1
-    score = study_score(study)
+    score = scoring(study).score
     rows = []
     for r in records(study, study.get_trials(deepcopy=False) if trials is None else trials):
         row: dict[str, Any] = {"number": r.number, "state": r.state}
@@ -133,7 +132,7 @@ def trial_columns(study: optuna.Study) -> list[str]:
     n = len(study.directions)
     values = ["value"] if n == 1 else [f"value_{i}" for i in range(n)]
     params = [f"param.{name}" for name in db.param_names(study)]
-    tests = TEST_COLUMNS[study_score(study)]
+    tests = TEST_COLUMNS[scoring(study).score]
     return ["number", "state", *values, *params, *tests, *METRIC_COLUMNS]
 
 
@@ -235,14 +234,10 @@ def selection_noise(study: optuna.Study) -> Noise | None:
     if se is None:
         return None
     within = tuple(t.number for t in top if t.values and abs(t.values[0] - value) <= se)
-    dataset = (base_config(study) or {}).get("dataset")
-    table = isinstance(dataset, dict) and _is_table(str(dataset.get("path", "")))
-    examples = "rows" if table else "images"
-    return Noise(summary.metrics[0], value, se, top[0].val_size, within, top[0].score, examples)
-
-
-def _is_table(path: str) -> bool:
-    return Path(path).suffix.lower() in TABLE_SUFFIXES
+    rated = scoring(study)
+    return Noise(
+        summary.metrics[0], value, se, top[0].val_size, within, rated.score, rated.examples
+    )
 
 
 def require_best(study: optuna.Study) -> list[FrozenTrial]:
@@ -287,6 +282,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
     first, last = counts.first_start, counts.last_complete
     wall = (last - first).total_seconds() if first and last else 0.0
     finished = budget.finished(counts)
+    score = scoring(study).score
     info: dict[str, Any] = {
         "study": study.study_name,
         "directions": [d.name.lower() for d in study.directions],
@@ -297,7 +293,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
                 "number": r.number,
                 "values": list(r.values or ()),
                 "params": dict(r.params),
-                **_test_metrics(r, study_score(study)),
+                **_test_metrics(r, score),
             }
             for r in records(study, best_trials(study))
         ],

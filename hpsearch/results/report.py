@@ -33,6 +33,7 @@ from hpsearch.results.reading import status
 from hpsearch.results.tables import short_name
 from hpsearch.storage.states import best_first
 from hpsearch.study.record import records
+from hpsearch.study.record import scoring
 from hpsearch.study.record import study_summary
 from hpsearch.study.record import TrialRecord
 
@@ -63,11 +64,7 @@ class _Data:
     importances: dict[str, float] | Exception  # of the shared params
     # a conditional param's importance among the trials that have it, and how many do
     conditional: dict[str, tuple[float, int]]
-
-    @property
-    def score(self) -> str:
-        """``r2`` for a regression study, else ``accuracy`` (see ``TrialRecord.score``)."""
-        return "r2" if any(t.score == "r2" for t in self.records) else "accuracy"
+    score: str  # what rates its models: r2 for a regression, else accuracy (record.scoring)
 
     @classmethod
     def load(cls, study: optuna.Study) -> _Data:
@@ -84,7 +81,15 @@ class _Data:
         except Exception as e:  # drawn as "not available" where needed
             _log.debug("importances not computed", exc_info=not isinstance(e, Missing))
             importances = e
-        return cls(study, records(study, trials), complete, shared, importances, conditional)
+        return cls(
+            study,
+            records(study, trials),
+            complete,
+            shared,
+            importances,
+            conditional,
+            scoring(study).score,
+        )
 
     def need(self, n: int, what: str) -> None:
         if len(self.complete) < n:
@@ -423,8 +428,8 @@ def _val_vs_test(data: _Data) -> go.Figure:
         (val, test, t.number)
         for t in data.records
         if t.state == "COMPLETE"
-        and (test := t.test_score) is not None
-        and (val := t.val_score()) is not None
+        and (test := t.test_score(data.score)) is not None
+        and (val := t.val_score(data.score)) is not None
     ]
     if not points:
         raise Missing(f"validation against test {word} needs a completed trial")
@@ -452,7 +457,9 @@ def _val_vs_test(data: _Data) -> go.Figure:
 
 def _accuracy_vs_time(data: _Data) -> go.Figure:
     word = SCORE_WORDS[data.score]
-    trials = [t for t in data.records if t.train_seconds is not None and t.val_score(best=True)]
+    trials = [
+        t for t in data.records if t.train_seconds is not None and t.val_score(data.score, True)
+    ]
     if not trials:
         raise Missing(f"{word} against training time needs a finished trial")
     fig = go.Figure()
@@ -461,7 +468,7 @@ def _accuracy_vs_time(data: _Data) -> go.Figure:
         if group:
             fig.add_scatter(
                 x=[t.train_seconds for t in group],
-                y=[t.val_score(best=True) for t in group],
+                y=[t.val_score(data.score, best=True) for t in group],
                 mode="markers",
                 name=state,
                 text=[f"#{t.number}" for t in group],
@@ -654,12 +661,12 @@ def _summary(data: _Data) -> str:
             ("why", f"every finished trial failed; {count} of {len(failed)} with: {reason}")
         )
     for t in records(study, best[:5]):
-        test = t.test_score
+        test = t.test_score(data.score)
         rows.append(
             (
                 f"best trial #{t.number}",
                 f"values {', '.join(f'{v:.4f}' for v in t.values or ())}; test "
-                f"{SCORE_WORDS[t.score]} {'n/a' if test is None else f'{test:.4f}'}",
+                f"{SCORE_WORDS[data.score]} {'n/a' if test is None else f'{test:.4f}'}",
             )
         )
         rows.append(("params", ", ".join(f"{k}={v}" for k, v in t.params.items())))

@@ -29,7 +29,6 @@ LOSS_ALIASES = {"nll": "cross_entropy"}
 LOSSES: tuple[str, ...] = tuple(n for n in get_args(Loss) if n not in LOSS_ALIASES)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
-TASKS: tuple[str, ...] = get_args(Task)
 # mse is both: against one-hot class probabilities, or against a standardized target value
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classification": ("cross_entropy", "mse", "bce"),

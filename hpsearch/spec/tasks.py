@@ -1,7 +1,7 @@
 """Classification or regression: what each task may train with and be judged by.
 
 A built-in data set is a classification task. A user's data set names its task or leaves it
-to be inferred from its target (:func:`hpsearch.training.data.infer_task`); either way the
+to be inferred from its target (:func:`hpsearch.training.sources.infer_task`); either way the
 config and the study are then made to fit it here: a regression trains with ``mse`` unless
 a loss was given, a study without an objective maximizes ``val_r2``, and a loss or metric of
 the other task is refused, one line each.

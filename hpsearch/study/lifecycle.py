@@ -78,18 +78,25 @@ def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     return study
 
 
-def check_definition(study: optuna.Study, spec: StudySpec) -> None:
+def check_definition(study: optuna.Study, spec: StudySpec, compare_data: bool = True) -> None:
     """Refuses to resume a study whose file now defines its values differently.
 
     A changed space, objective, data set or fixed trainer setting would make new trials
     incomparable with the stored ones (or fail outright: Optuna refuses a categorical
     parameter with other choices). The first run stores the definition; later runs compare.
 
+    Args:
+        study: The study.
+        spec: The study file.
+        compare_data: Also compare a user's data with its stored fingerprint (each file
+            hashed: a caller that compared it already in this process passes ``False``).
+
     Raises:
-        ConfigError: Each changed key, ``old -> new``.
+        ConfigError: Each changed key, ``old -> new``; a changed data file.
     """
     attrs = db.study_system_attrs(study)
-    _check_data(study, spec, attrs.get(record.DATA))
+    if compare_data:
+        _check_data(study, spec, attrs.get(record.DATA))
     stored = attrs.get(record.DEFINITION)
     current = spec.definition()
     if stored is None:  # a new study, or one created before definitions were stored
@@ -141,8 +148,11 @@ def _check_data(study: optuna.Study, spec: StudySpec, stored: Any) -> None:
         )
 
 
-def load_existing_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
-    """Loads an existing study with the file's sampler and pruner.
+def load_existing_study(
+    spec: StudySpec, storage: BaseStorage, compare_data: bool = True
+) -> optuna.Study:
+    """Loads an existing study with the file's sampler and pruner, its definition checked
+    (see :func:`check_definition`).
 
     Raises:
         StorageError: There is no such study in the storage.
@@ -159,7 +169,7 @@ def load_existing_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
             f"no study {spec.name!r} in {redact(spec.storage)}: create it with "
             f"`hpsearch run` or `hpsearch launch`"
         ) from e
-    check_definition(study, spec)
+    check_definition(study, spec, compare_data)
     return study
 
 

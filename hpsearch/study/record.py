@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 import math
 import os
+from pathlib import Path
 import socket
 from typing import Any
 from typing import TYPE_CHECKING
@@ -33,6 +34,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from hpsearch import storage as db
+from hpsearch.spec.choices import TABLE_SUFFIXES
 from hpsearch.storage.states import FIXED_PARAMS
 
 if TYPE_CHECKING:  # the schema's models: a reading command never needs them
@@ -61,20 +63,10 @@ VAL_SIZE = "val_size"
 # Attributes that describe a trial's point, not one attempt at running it: a retried trial
 # keeps them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
 POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
-CURVE_KEYS = (
-    "train_loss",
-    "val_loss",
-    "val_accuracy",
-    "seconds",
-    "val_loss_se",
-    # a regression's (stored only for one: a classification's are all NaN)
-    "val_rmse",
-    "val_mae",
-    "val_r2",
-    "val_rmse_se",
-    "val_mae_se",
-    "val_r2_se",
-)
+STORED_CURVES = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se")
+# a regression's, stored only where measured (a classification's are all NaN)
+REGRESSION_CURVES = ("val_rmse", "val_mae", "val_r2", "val_rmse_se", "val_mae_se", "val_r2_se")
+CURVE_KEYS = STORED_CURVES + REGRESSION_CURVES
 
 # Study attributes.
 # System attribute (a user attribute in an earlier layout): what a report needs to know of
@@ -163,9 +155,7 @@ class TrialRecord:
             ofat_factor=a.get(OFAT_FACTOR),
             ofat_value=a.get(OFAT_VALUE),
             val_size=a.get(VAL_SIZE),
-            test_rmse=a.get("test_rmse"),
-            test_mae=a.get("test_mae"),
-            test_r2=a.get("test_r2"),
+            **{key: a.get(key) for key in TEST_REGRESSION},
         )
 
     def curve(self, metric: str) -> list[float | None]:
@@ -187,23 +177,16 @@ class TrialRecord:
             return min(near)[1] if near else None  # the epoch the value was taken at
         return None
 
-    @property
-    def score(self) -> str:
-        """What rates the trial's model: ``r2`` for a regression (it has ``val_r2``
-        curves), else ``accuracy``."""
-        return "r2" if self.curves.get("val_r2") else "accuracy"
-
-    def val_score(self, best: bool = False) -> float | None:
-        """The validation :attr:`score` of the last epoch, or of the best."""
-        values = [v for v in self.curve(f"val_{self.score}") if v is not None]
+    def val_score(self, score: str, best: bool = False) -> float | None:
+        """The validation ``score`` (see :func:`scoring`) of the last epoch, or of the best."""
+        values = [v for v in self.curve(f"val_{score}") if v is not None]
         if not values:
             return None
         return max(values) if best else values[-1]
 
-    @property
-    def test_score(self) -> float | None:
-        """The test :attr:`score` (``None`` unless completed)."""
-        value: float | None = getattr(self, f"test_{self.score}")
+    def test_score(self, score: str) -> float | None:
+        """The test ``score`` (``None`` unless completed)."""
+        value: float | None = getattr(self, f"test_{score}")
         return value
 
     @property
@@ -286,12 +269,25 @@ def base_config(study: optuna.Study) -> dict[str, Any] | None:
     return base if isinstance(base, dict) else None
 
 
-def study_score(study: optuna.Study) -> str:
-    """What rates a study's models on test data: ``r2`` for a regression task (its base
-    config's data set says so), else ``accuracy``."""
+@dataclass(frozen=True)
+class Scoring:
+    """How a study's models are rated and on what: ``score`` is ``r2`` for a regression
+    task, else ``accuracy``; ``examples`` are a table's ``rows``, else ``images``."""
+
+    score: str
+    examples: str
+
+
+def scoring(study: optuna.Study) -> Scoring:
+    """The study's :class:`Scoring`, from the data set of its stored base config."""
     dataset = (base_config(study) or {}).get("dataset")
-    regression = isinstance(dataset, dict) and dataset.get("task") == "regression"
-    return "r2" if regression else "accuracy"
+    if not isinstance(dataset, dict):  # a built-in data set: images
+        return Scoring("accuracy", "images")
+    table = Path(str(dataset.get("path", ""))).suffix.lower() in TABLE_SUFFIXES
+    return Scoring(
+        "r2" if dataset.get("task") == "regression" else "accuracy",
+        "rows" if table else "images",
+    )
 
 
 def records(study: optuna.Study, trials: Iterable[FrozenTrial]) -> list[TrialRecord]:
@@ -344,11 +340,11 @@ def result_attrs(
     :class:`hpsearch.training.trainer.TrainResult`); its config as far as it differs from
     ``base``."""
     curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
-    measured = {k: vs for k, vs in curves.items() if not all(math.isnan(v) for v in vs)}
+    kept = [k for k in REGRESSION_CURVES if not all(math.isnan(v) for v in curves[k])]
     regression = {k: getattr(result, k, None) for k in TEST_REGRESSION}
     return {
         OUTCOME: result.outcome,
-        CURVES: _compact({k: curves[k] for k in CURVE_KEYS[:5]} | measured),
+        CURVES: _compact({k: curves[k] for k in (*STORED_CURVES, *kept)}),
         TEST_ACCURACY: result.test_accuracy,
         TEST_LOSS: result.test_loss,
         **{k: v for k, v in regression.items() if v is not None},

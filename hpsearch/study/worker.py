@@ -324,7 +324,9 @@ def run_worker(
             0 never stops.
     """
     # One load of the study's started trials, then only what changed (see worker_storage).
-    study = load_existing_study(spec, db.worker_storage(storage))
+    # Whoever started this worker compared its data with the study's (prepare, join_study):
+    # hashing a large file once is enough.
+    study = load_existing_study(spec, db.worker_storage(storage), compare_data=False)
     # A seeded sampler moves its seed past the trials the study already started, so a
     # resumed study never redraws its first points (see samplers.make_sampler).
     study.sampler = make_sampler(spec, started=_started(study))

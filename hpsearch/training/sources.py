@@ -144,6 +144,7 @@ def check_data(dataset: str | DataSource, val_fraction: float) -> str:
     return infer_task(dataset)
 
 
+@functools.lru_cache(maxsize=4)  # the checks, the start line and the launcher ask alike
 def split_sizes(source: DataSource, val_fraction: float) -> dict[str, int]:
     """How many rows (images) train, validate and test, as a study shows when it starts.
 

@@ -528,11 +528,14 @@ def evaluate(
             sums[5] += (absolute * absolute).sum(dim=1)
         else:
             sums[2] += (out.argmax(dim=-1) == yb).sum(dim=1)
+    if regression:  # the spread R² compares against, read in the same sync
+        spread_sum = ((y - y.mean()) ** 2).sum().expand(1, k)
+        sums = torch.cat([sums, spread_sum])
     total = sums.tolist()  # one sync
     loss = [_mean_se(s, sq, n) for s, sq in zip(total[0], total[1], strict=True)]
     if not regression:
         return Evaluation([m for m, _ in loss], [c / n for c in total[2]], [se for _, se in loss])
-    spread = float(((y - y.mean()) ** 2).sum()) / n  # the variance R² compares against
+    spread = total[6][0] / n  # the target's variance on this split
     mse = [_mean_se(s, sq, n) for s, sq in zip(total[2], total[3], strict=True)]
     mae = [_mean_se(s, sq, n) for s, sq in zip(total[4], total[5], strict=True)]
     nan = [math.nan] * k
