@@ -25,7 +25,7 @@ bookkeeping together. ``--postgres`` runs the same on a throw-away PostgreSQL se
     python bench/scale.py --trials 1000 10000 --keep /tmp/scale
     python bench/scale.py --trials 1000 10000 --keep /tmp/scale --reuse   # measure again
     python bench/scale.py --trials 1000 10000 --postgres
-    python bench/scale.py --trials 1000 --clone 10000 --keep /tmp/clone  # copies, in seconds
+    python bench/scale.py --trials 1000 --clone 10000 100000 --keep /tmp/clone  # copies: seconds
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from collections.abc import Iterator
 import contextlib
 import os
 from pathlib import Path
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -48,10 +49,13 @@ sys.path.insert(0, str(ROOT))
 
 import optuna  # noqa: E402
 
+from hpsearch import storage as db  # noqa: E402
+from hpsearch.results.reading import open_study  # noqa: E402
 from hpsearch.spec.studyfile import load_spec  # noqa: E402
 from hpsearch.study import lifecycle  # noqa: E402
 from hpsearch.study import worker as study_module  # noqa: E402
 from hpsearch.study.budget import used_budget  # noqa: E402
+from tests.helpers import clone_study  # noqa: E402
 from tests.helpers import stand_in  # noqa: E402
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # gp's fallback warnings, once per ask
@@ -134,74 +138,6 @@ def command(args: list[str], cwd: Path) -> tuple[float, float, int]:
 
 
 # the tables that hold a trial's rows, each keyed by its own id and the trial's
-TRIAL_TABLES = (
-    "trial_params",
-    "trial_values",
-    "trial_user_attributes",
-    "trial_system_attributes",
-    "trial_intermediate_values",
-    "trial_heartbeats",
-)
-
-
-def clone(url: str, name: str, target: int) -> float:
-    """Grows study ``name`` to ``target`` trials by copying its trials (every row of each,
-    new ids and numbers) in a few INSERT ... SELECT statements per doubling: a study of any
-    size in seconds, with the shape of the one built (``--clone``). Returns the seconds."""
-    import sqlalchemy as sa
-
-    start = time.perf_counter()
-    engine = sa.create_engine(url)
-    meta = sa.MetaData()
-    meta.reflect(engine, only=("studies", "trials", *TRIAL_TABLES))
-    trials = meta.tables["trials"]
-    with engine.begin() as db:
-        sid = db.execute(
-            sa.select(meta.tables["studies"].c.study_id).where(
-                meta.tables["studies"].c.study_name == name
-            )
-        ).scalar_one()
-        while True:
-            n = db.execute(
-                sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == sid)
-            ).scalar_one()
-            if n >= target:
-                break
-            take = min(n, target - n)  # the first `take` trials again, numbered after the last
-            shift = db.execute(sa.select(sa.func.max(trials.c.trial_id))).scalar_one()
-            first = db.execute(
-                sa.select(sa.func.min(trials.c.trial_id)).where(trials.c.study_id == sid)
-            ).scalar_one()
-            chosen = sa.and_(trials.c.study_id == sid, trials.c.number < take)
-            columns = [c.name for c in trials.columns]
-            picked = [
-                (trials.c.trial_id + shift) if c == "trial_id"
-                else (trials.c.number + n) if c == "number"
-                else trials.c[c]
-                for c in columns
-            ]  # fmt: skip
-            db.execute(trials.insert().from_select(columns, sa.select(*picked).where(chosen)))
-            ids = sa.select(trials.c.trial_id).where(chosen)
-            for table_name in TRIAL_TABLES:
-                table = meta.tables[table_name]
-                own = table.primary_key.columns.values()[0].name
-                names = [c.name for c in table.columns if c.name != own]
-                rows = sa.select(
-                    *[(table.c.trial_id + shift) if c == "trial_id" else table.c[c] for c in names]
-                ).where(table.c.trial_id.in_(ids), table.c.trial_id >= first)
-                db.execute(table.insert().from_select(names, rows))
-        if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
-            for table_name, key in (("trials", "trial_id"),):
-                db.execute(
-                    sa.text(
-                        f"SELECT setval(pg_get_serial_sequence('{table_name}', '{key}'), "
-                        f"(SELECT max({key}) FROM {table_name}))"
-                    )
-                )
-    engine.dispose()
-    return time.perf_counter() - start
-
-
 def dashboard(url: str, name: str) -> tuple[float, float, float]:
     """The first ``/api/studies/<id>`` response (seconds, MB) and the importances' seconds."""
     from hpsearch.results.dashboard import make_dashboard
@@ -230,7 +166,10 @@ def gp_ask(url: str, name: str, work: Path, asks: int = 3) -> tuple[float, float
     of the study (asking creates trials)."""
     (work / "gp-copy.db").unlink(missing_ok=True)
     copy = f"sqlite:///{work / 'gp-copy.db'}"
-    optuna.copy_study(from_study_name=name, from_storage=url, to_storage=copy)
+    if url.startswith("sqlite:///"):  # the file: Optuna's copy reads every trial through its ORM
+        shutil.copyfile(url.removeprefix("sqlite:///"), work / "gp-copy.db")
+    else:
+        optuna.copy_study(from_study_name=name, from_storage=url, to_storage=copy)
     spec = load_spec(str(_write(work, "gp", copy, 1, name=name, sampler="gp")))
     study = lifecycle.load_existing_study(spec, lifecycle.open_spec_storage(spec))
     times = []
@@ -284,6 +223,53 @@ def _fresh_database(server: str, stem: str) -> str:
     return f"{server}/{stem}"
 
 
+def measure(
+    args: argparse.Namespace, path: Path, url: str, stem: str, work: Path, n: int
+) -> list[tuple[str, ...]]:
+    """Every figure of one study at its present size ``n``, as table rows."""
+    rows: list[tuple[str, ...]] = []
+    counted = db.trial_counts(open_study(stem, url)).states  # by query: not 100,000 loads
+    states = {s.name: counted.get(s.name, 0) for s in optuna.trial.TrialState}
+    print(f"# {n} trials: {states}", flush=True)
+    total = sum(states.values())
+    mix = ", ".join(f"{states[s] / total:.0%} {s.lower()}" for s in STATES)
+    rows.append((f"{n}", "trials in the study", f"{total}: {mix}", ""))
+    for cmd in (
+        ["status", str(path)],
+        ["best", str(path)],
+        ["trials", str(path), "--top", "20"],
+        ["studies", "--storage", url],
+        ["trials", "no-such-study", "--storage", url],  # the error lists the studies
+        ["trials", str(path), "--format", "csv"],  # every trial, streamed
+        ["trials", str(path), "--format", "json"],
+        ["report", str(path), "-o", str(work / f"{stem}.html")],
+    ):
+        runs = [command(cmd, work) for _ in range(1 if cmd[0] == "report" else 3)]
+        wall, rss, rc = sorted(runs)[len(runs) // 2]  # the median run
+        label = " ".join(
+            c for c in cmd if not c.startswith(("/", str(work), url)) and c != "--storage"
+        )
+        ok = "" if rc == 0 else f" (exit {rc})"
+        rows.append((f"{n}", label, f"{wall:.2f} s{ok}", f"{rss:.0f} MB"))
+        print("  ".join(rows[-1]), flush=True)
+    html = work / f"{stem}.html"
+    if html.exists():
+        rows.append((f"{n}", "report HTML size", f"{html.stat().st_size / 1e6:.1f} MB", ""))
+    first, size, importances = dashboard(url, stem)
+    rows.append((f"{n}", "dashboard first study response", f"{first:.2f} s", f"{size:.1f} MB"))
+    rows.append((f"{n}", "dashboard importances", f"{importances:.2f} s", ""))
+    load, per_trial = extend(path, args.more)
+    cost = (
+        f"{per_trial * 1e3:.0f} ms/trial ({per_trial / 5.0:.1%} of a 5 s trial); "
+        f"the worker's start {load:.1f} s"
+    )
+    rows.append((f"{n}", f"{args.more} more trials: search and bookkeeping", cost, ""))
+    first_ask, ask = gp_ask(url, stem, work)
+    rows.append((f"{n}", "gp ask (first / next)", f"{first_ask:.2f} s / {ask:.2f} s", ""))
+    print("  ".join(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
@@ -302,8 +288,10 @@ def main() -> None:
     parser.add_argument(
         "--clone",
         type=int,
+        nargs="+",
         metavar="N",
-        help="grow each built study to N trials by copying its trials (SQL), then measure",
+        help="grow each built study to N trials (each N in turn) by copying its trials (SQL), "
+        "measuring at each size",
     )
     args = parser.parse_args()
     rows: list[tuple[str, ...]] = []
@@ -319,58 +307,11 @@ def main() -> None:
                 _, per_trial = build(path)
                 print(f"# {n} trials built: {per_trial * 1e3:.0f} ms/trial", flush=True)
             url = load_spec(str(path)).storage
-            if args.clone:
-                seconds = clone(url, stem, args.clone)
-                print(f"# cloned to {args.clone} trials in {seconds:.1f}s", flush=True)
-                n = args.clone
-            study = optuna.load_study(study_name=stem, storage=url)
-            states = {s.name: 0 for s in (optuna.trial.TrialState)}
-            for t in study.get_trials(deepcopy=False):
-                states[t.state.name] += 1
-            print(f"# {n} trials: {states}", flush=True)
-            total = sum(states.values())
-            mix = ", ".join(f"{states[s] / total:.0%} {s.lower()}" for s in STATES)
-            rows.append((f"{n}", "trials in the study", f"{total}: {mix}", ""))
-            for cmd in (
-                ["status", str(path)],
-                ["best", str(path)],
-                ["trials", str(path), "--top", "20"],
-                ["studies", "--storage", url],
-                ["trials", "no-such-study", "--storage", url],  # the error lists the studies
-                ["trials", str(path), "--format", "csv"],  # every trial, streamed
-                ["trials", str(path), "--format", "json"],
-                ["report", str(path), "-o", str(work / f"{stem}.html")],
-            ):
-                runs = [command(cmd, work) for _ in range(1 if cmd[0] == "report" else 3)]
-                wall, rss, rc = sorted(runs)[len(runs) // 2]  # the median run
-                label = " ".join(
-                    c for c in cmd if not c.startswith(("/", str(work), url)) and c != "--storage"
-                )
-                ok = "" if rc == 0 else f" (exit {rc})"
-                rows.append((f"{n}", label, f"{wall:.2f} s{ok}", f"{rss:.0f} MB"))
-                print("  ".join(rows[-1]), flush=True)
-            html = work / f"{stem}.html"
-            if html.exists():
-                rows.append(
-                    (f"{n}", "report HTML size", f"{html.stat().st_size / 1e6:.1f} MB", "")
-                )
-            first, size, importances = dashboard(url, stem)
-            rows.append(
-                (f"{n}", "dashboard first study response", f"{first:.2f} s", f"{size:.1f} MB")
-            )
-            rows.append((f"{n}", "dashboard importances", f"{importances:.2f} s", ""))
-            load, per_trial = extend(path, args.more)
-            cost = (
-                f"{per_trial * 1e3:.0f} ms/trial ({per_trial / 5.0:.1%} of a 5 s trial); "
-                f"the worker's start {load:.1f} s"
-            )
-            rows.append((f"{n}", f"{args.more} more trials: search and bookkeeping", cost, ""))
-            if n <= 1000:
-                first_ask, ask = gp_ask(url, stem, work)
-                rows.append(
-                    (f"{n}", "gp ask (first / next)", f"{first_ask:.2f} s / {ask:.2f} s", "")
-                )
-            print("  ".join(rows[-1]), flush=True)
+            for size in args.clone or [n]:
+                if size != n:
+                    seconds = clone_study(url, stem, size)
+                    print(f"# cloned to {size} trials in {seconds:.1f}s", flush=True)
+                rows += measure(args, path, url, stem, work, size)
     print("\n| trials | what | time | size |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")

@@ -9,16 +9,21 @@ worker loop), :mod:`~hpsearch.launch` (worker processes, pools, Slurm),
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version
-
-try:
-    __version__ = version("hpsearch")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
-
 from pathlib import Path
 from typing import Any
+
+
+def __getattr__(name: str) -> Any:
+    # the version is read when asked for: importlib.metadata costs every command 40 ms
+    if name != "__version__":
+        raise AttributeError(f"module 'hpsearch' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version
+
+    try:
+        return version("hpsearch")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
 
 
 def load_model(path: str | Path, device: str = "cpu") -> Any:

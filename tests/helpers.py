@@ -125,13 +125,21 @@ class Gate:
         self.path.touch()
 
 
-def wait_running(url: str, n: int = 1, timeout: float = 180) -> list[optuna.trial.FrozenTrial]:
+def wait_running(
+    url: str,
+    n: int = 1,
+    timeout: float = 180,
+    process: subprocess.Popen[str] | None = None,
+) -> list[optuna.trial.FrozenTrial]:
     """The first ``n`` trials (by number) of study ``t`` that run with their worker's pid
-    recorded, once that many do."""
+    recorded, once that many do (failing at once, with its output, if ``process`` ends)."""
     from hpsearch.results.reading import open_study
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"exited {process.returncode} first:\n{out}\n{err}")
         try:
             running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
         except Exception:  # the study may not exist yet
@@ -212,3 +220,72 @@ def stand_in_study(tmp_path: Path, monkeypatch: Any, trials: int = 30, **overrid
     storage, _, _ = lifecycle.prepare(spec)
     study_module.run_worker(spec, storage)
     return path
+
+
+TRIAL_TABLES = (
+    "trial_params",
+    "trial_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_intermediate_values",
+    "trial_heartbeats",
+)
+
+
+def clone_study(url: str, name: str, target: int) -> float:
+    """Grows study ``name`` to ``target`` trials by copying its trials (every row of each,
+    new ids and numbers) in a few INSERT ... SELECT statements per doubling: a study of any
+    size in seconds, with the shape of the one built (bench/scale.py's ``--clone``, the
+    large-study tests). Returns the seconds."""
+    import sqlalchemy as sa
+
+    start = time.perf_counter()
+    engine = sa.create_engine(url)
+    meta = sa.MetaData()
+    meta.reflect(engine, only=("studies", "trials", *TRIAL_TABLES))
+    trials = meta.tables["trials"]
+    with engine.begin() as db:
+        sid = db.execute(
+            sa.select(meta.tables["studies"].c.study_id).where(
+                meta.tables["studies"].c.study_name == name
+            )
+        ).scalar_one()
+        while True:
+            n = db.execute(
+                sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == sid)
+            ).scalar_one()
+            if n >= target:
+                break
+            take = min(n, target - n)  # the first `take` trials again, numbered after the last
+            shift = db.execute(sa.select(sa.func.max(trials.c.trial_id))).scalar_one()
+            first = db.execute(
+                sa.select(sa.func.min(trials.c.trial_id)).where(trials.c.study_id == sid)
+            ).scalar_one()
+            chosen = sa.and_(trials.c.study_id == sid, trials.c.number < take)
+            columns = [c.name for c in trials.columns]
+            picked = [
+                (trials.c.trial_id + shift) if c == "trial_id"
+                else (trials.c.number + n) if c == "number"
+                else trials.c[c]
+                for c in columns
+            ]  # fmt: skip
+            db.execute(trials.insert().from_select(columns, sa.select(*picked).where(chosen)))
+            ids = sa.select(trials.c.trial_id).where(chosen)
+            for table_name in TRIAL_TABLES:
+                table = meta.tables[table_name]
+                own = table.primary_key.columns.values()[0].name
+                names = [c.name for c in table.columns if c.name != own]
+                rows = sa.select(
+                    *[(table.c.trial_id + shift) if c == "trial_id" else table.c[c] for c in names]
+                ).where(table.c.trial_id.in_(ids), table.c.trial_id >= first)
+                db.execute(table.insert().from_select(names, rows))
+        if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
+            for table_name, key in (("trials", "trial_id"),):
+                db.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table_name}', '{key}'), "
+                        f"(SELECT max({key}) FROM {table_name}))"
+                    )
+                )
+    engine.dispose()
+    return time.perf_counter() - start

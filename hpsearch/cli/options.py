@@ -97,13 +97,26 @@ def storage_or_file(storage: str | None) -> str | None:
 
 
 def load_spec(
-    path: str, storage: str | None, trials: int | None = None, population: int | None = None
+    path: str,
+    storage: str | None,
+    trials: int | None = None,
+    population: int | None = None,
+    device: str | None = None,
 ) -> StudySpec:
-    """The validated study file, with the command line's overrides."""
+    """The validated study file, with the command line's overrides; a storage URL that no
+    storage could open is refused here too, before a command loads torch."""
+    from hpsearch.spec.config import make_config
     from hpsearch.spec.studyfile import load_spec as load
 
     spec = load(path, storage=storage_or_file(storage), trials=trials)
-    return dataclasses.replace(spec, population=population) if population else spec
+    from hpsearch.storage import check_url  # Optuna, only for a good file
+
+    if population:
+        spec = dataclasses.replace(spec, population=population)
+    if device:
+        spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
+    check_url(spec.storage)
+    return spec
 
 
 def resolve(target: str, storage: str | None) -> tuple[str, str]:

@@ -56,7 +56,9 @@ def run(
 ) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
     spec = load_spec(study_file, storage, trials, population)  # a bad file: before torch
+    from hpsearch.study.lifecycle import fit_task
 
+    fit_task(spec)  # and bad data
     from hpsearch.results.reading import best_trials
     from hpsearch.study.budget import finished_count
     from hpsearch.study.worker import run_study
@@ -140,7 +142,7 @@ def worker(
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
-    spec = load_spec(study_file, storage, population=population)  # a bad file: before torch
+    spec = load_spec(study_file, storage, population=population, device=device)  # no torch yet
 
     from hpsearch.launch.worker import join_study
 
@@ -250,13 +252,18 @@ _SLURM_ONLY = {
 
 
 def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **flags: Any) -> None:
-    from hpsearch.launch.local import launch_local
-    from hpsearch.launch.local import LocalOptions
+    from hpsearch.launch.slots import parse_gpus
+    from hpsearch.study.lifecycle import fit_task
 
     given = [k for k, default in _SLURM_ONLY.items() if flags[k] != default]
     if given:
         named = ", ".join("--" + k.removesuffix("_limit").replace("_", "-") for k in given)
         raise click.UsageError(f"{named}: only with --slurm")
+    parse_gpus(flags["gpus"])  # a malformed flag and bad data: refused before torch loads
+    fit_task(spec)
+    from hpsearch.launch.local import launch_local
+    from hpsearch.launch.local import LocalOptions
+
     options = LocalOptions(
         gpus=flags["gpus"],
         workers_per_gpu=flags["workers_per_gpu"],
@@ -290,6 +297,7 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         on_start=started,
         on_tick=None if no_progress else tick,
         on_preflight=preflight,
+        fork_main=lambda argv: main.main(args=argv, prog_name="hpsearch"),
     )
     shown["bar"].show(result.finished, shown["study"])
     shown["bar"].close()

@@ -53,9 +53,11 @@ def train(
     own = data_source(dataset, data_path, target, task, test_path)
     config = build_config(config_file, assignments, dataset=own or dataset, data_dir=data_dir)
     from hpsearch.training.sources import fit_config
+
+    # the data read and checked before torch loads
+    config = fit_config(config, loss_given=loss_given(config_file, assignments))
     from hpsearch.training.trainer import train as run_training
 
-    config = fit_config(config, loss_given=loss_given(config_file, assignments))
     result = run_training(config, on_epoch=lambda stats: output.epoch_line(stats, config.epochs))
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2))

@@ -13,10 +13,13 @@ import sys
 
 import optuna
 
+from hpsearch import storage as db
+from hpsearch.launch.pool import fork_standby
 from hpsearch.launch.pool import plan_slots
 from hpsearch.launch.pool import Pool
 from hpsearch.launch.pool import PoolResult
 from hpsearch.launch.pool import WorkerSlot
+from hpsearch.launch.standby import Main
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study.lifecycle import fit_task
@@ -71,6 +74,7 @@ def launch_local(
     on_start: Callable[[LaunchStart], None] | None = None,
     on_tick: Callable[[Pool], None] | None = None,
     on_preflight: Callable[[str], None] | None = None,
+    fork_main: Main | None = None,
 ) -> PoolResult:
     """Creates (or resumes) the study, queues its budget, and runs a pool of workers on this
     machine until the budget is reached, every worker has stopped, or Ctrl-C / SIGTERM.
@@ -86,12 +90,20 @@ def launch_local(
         on_preflight: Called with the workers' first device once the data has passed its
             checks, before the pre-flight trains a batch, so that a launch says what it does
             while it starts.
+        fork_main: Runs a worker's command line (the CLI's ``main``): given, the workers are
+            forked from this process once it has imported torch, before it reads data or
+            initialises CUDA (see :mod:`hpsearch.launch.standby`), and start within a
+            fraction of a second; else each is a new interpreter that imports torch itself.
 
     Raises:
         ConfigError: A GPU that does not exist, or a study file without a path.
         PreflightError: The data or the device cannot train: nothing was written.
     """
-    import torch  # the launcher counts GPUs; it never initialises CUDA, so it may fork
+    import torch  # counting GPUs through NVML does not initialise CUDA: this may still fork
+
+    import hpsearch.launch.worker  # noqa: F401 - what every worker runs, imported once for all
+
+    db.preload(spec.storage)  # and what opening the storage imports
 
     slots = plan_slots(
         options.gpus,
@@ -100,21 +112,37 @@ def launch_local(
         torch.cuda.device_count(),
         os.cpu_count() or 1,
     )
-    spec = fit_task(spec)  # bad data is refused first, in one line
-    if on_preflight is not None:
-        on_preflight(slots[0].device)
-    preflight(dataclasses.replace(spec, base=make_config({"device": slots[0].device}, spec.base)))
-    _, study, queued = prepare(spec)
     logs = log_dir(spec, options.log_dir)
-    if on_start is not None:
-        on_start(LaunchStart(study, queued, tuple(slots), logs))
-    pool = Pool(spec, study, slots, logs, options.max_restarts, options.max_same_failures)
+    # forked now, before this process reads data, initialises CUDA or opens the storage: they
+    # load their data while the study is prepared, and wait until it is
+    standby = None
+    if fork_main is not None:
+        standby = fork_standby(spec, slots, logs, fork_main, options.max_same_failures)
     dashboard = None
-    if options.dashboard_port is not None:
-        dashboard = start_dashboard(spec, options.dashboard_port)
     try:
+        spec = fit_task(spec)  # bad data is refused first, in one line
+        if on_preflight is not None:
+            on_preflight(slots[0].device)
+        device = slots[0].device
+        preflight(dataclasses.replace(spec, base=make_config({"device": device}, spec.base)))
+        _, study, queued = prepare(spec)
+        if on_start is not None:
+            on_start(LaunchStart(study, queued, tuple(slots), logs))
+        pool = Pool(
+            spec,
+            study,
+            slots,
+            logs,
+            options.max_restarts,
+            options.max_same_failures,
+            standby,
+        )
+        if options.dashboard_port is not None:
+            dashboard = start_dashboard(spec, options.dashboard_port)
         return pool.run(on_tick=on_tick)
     finally:
+        if standby is not None:
+            standby.close()  # those never let go (the launch stopped before its pool)
         if dashboard is not None:
             dashboard.terminate()
             dashboard.wait()

@@ -31,9 +31,13 @@ from optuna.trial import TrialState
 from hpsearch import storage as db
 from hpsearch.errors import BROKEN_EXIT
 from hpsearch.errors import ConfigError
-from hpsearch.errors import shorten
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
+from hpsearch.launch.slots import parse_gpus
+from hpsearch.launch.standby import fork_hazard
+from hpsearch.launch.standby import ForkedProcess
+from hpsearch.launch.standby import Main
+from hpsearch.launch.standby import Standby
 from hpsearch.launch.worker import LAUNCHER_ENV
 from hpsearch.launch.worker import THREADS_ENV
 from hpsearch.spec.studyfile import StudySpec
@@ -46,6 +50,7 @@ from hpsearch.study.worker import MAX_SAME_FAILURES
 _log = logging.getLogger(__name__)
 
 STOP_GRACE_S = 10.0  # after SIGTERM, a worker gets this long before SIGKILL
+CHECK_S = 0.05  # how often the pool looks for a worker's exit (a waitpid: cheap)
 
 
 @dataclass(frozen=True)
@@ -90,16 +95,9 @@ def plan_slots(
 
 
 def _select_gpus(gpus: str | None, visible: int) -> list[int]:
-    if gpus in (None, "all"):
+    selected = parse_gpus(gpus)
+    if selected is None:
         return list(range(visible))
-    if gpus == "none":
-        return []
-    try:
-        selected = [int(g) for g in gpus.split(",") if g.strip()]
-    except ValueError as e:
-        raise ConfigError(
-            [f"--gpus: expected all, none or indices like 0,2,3; got {shorten(gpus)}"]
-        ) from e
     bad = [g for g in selected if not 0 <= g < visible]
     if bad:
         raise ConfigError(
@@ -116,7 +114,7 @@ def _select_gpus(gpus: str | None, visible: int) -> list[int]:
 class _Worker:
     slot: WorkerSlot
     log: Path
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[bytes] | ForkedProcess | None = None
     restarts: int = 0
     handle: IO[bytes] | None = None
     state: str = "starting"
@@ -170,8 +168,50 @@ def worker_command(
     ]
 
 
+def worker_env(spec: StudySpec, slot: WorkerSlot) -> dict[str, str]:
+    """The environment of one worker process of this launcher."""
+    return {
+        **os.environ,
+        **slot.env,
+        LAUNCHER_ENV: str(os.getpid()),  # the worker stops if this process goes away
+        "PYTHONUNBUFFERED": "1",
+        # the URL may hold a password: the environment, unlike argv, is not public
+        "HPSEARCH_STORAGE": spec.storage,
+    }
+
+
+def worker_log(log_dir: Path, slot: WorkerSlot) -> Path:
+    """Where one worker's output goes (appended to across restarts and launches)."""
+    return log_dir / f"{slot.name}.log"
+
+
+def fork_standby(
+    spec: StudySpec,
+    slots: Sequence[WorkerSlot],
+    log_dir: Path,
+    main: Main,
+    max_same_failures: int = MAX_SAME_FAILURES,
+) -> Standby | None:
+    """Forks one waiting worker per slot (see :mod:`hpsearch.launch.standby`), or ``None``
+    (and the pool spawns its workers) where this process must not fork."""
+    hazard = fork_hazard()
+    if hazard is not None:
+        _log.info("workers start as new processes: %s", hazard)
+        return None
+    log_dir.mkdir(parents=True, exist_ok=True)
+    standby = Standby(main)
+    for slot in slots:
+        argv = worker_command(spec, slot, max_same_failures)[3:]  # without python -m hpsearch
+        standby.fork(slot.name, argv, worker_env(spec, slot), worker_log(log_dir, slot))
+    return standby
+
+
 class Pool:
-    """Starts, watches, restarts and stops worker processes for one study."""
+    """Starts, watches, restarts and stops worker processes for one study.
+
+    Workers forked beforehand (``standby``) are let go when the pool starts; the others, and
+    every restart, are new interpreters.
+    """
 
     def __init__(
         self,
@@ -181,57 +221,63 @@ class Pool:
         log_dir: Path,
         max_restarts: int = 3,
         max_same_failures: int = MAX_SAME_FAILURES,
+        standby: Standby | None = None,
     ) -> None:
         self.spec = spec
+        self.standby = standby
         self.study = study
         self.max_restarts = max_restarts
         self.max_same_failures = max_same_failures
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.workers = [_Worker(slot, log_dir / f"{slot.name}.log") for slot in slots]
+        self.workers = [_Worker(slot, worker_log(log_dir, slot)) for slot in slots]
         self._states_before = self._states()
 
     def _states(self) -> dict[str, int]:
         return db.trial_counts(self.study).states
 
     def _start(self, worker: _Worker) -> None:
+        forked = self.standby.release(worker.slot.name) if self.standby else None
+        if forked is not None:  # forked before the study existed: it waited for this
+            worker.process = forked
+            worker.state = "running"
+            return
         if worker.handle is not None:
             worker.handle.close()
         worker.handle = open(worker.log, "ab")  # noqa: SIM115 - lives as long as the process
-        env = {
-            **os.environ,
-            **worker.slot.env,
-            LAUNCHER_ENV: str(os.getpid()),  # the worker stops if this process goes away
-            "PYTHONUNBUFFERED": "1",
-            # the URL may hold a password: the environment, unlike argv, is not public
-            "HPSEARCH_STORAGE": self.spec.storage,
-        }
         worker.process = subprocess.Popen(
             worker_command(self.spec, worker.slot, self.max_same_failures),
             stdout=worker.handle,
             stderr=subprocess.STDOUT,
-            env=env,
+            env=worker_env(self.spec, worker.slot),
             start_new_session=True,  # our signals only: the launcher decides when they stop
         )
         worker.state = "running"
 
     def run(self, on_tick: Any = None, poll_s: float = 1.0) -> PoolResult:
-        """Runs the pool until every worker has exited, or until Ctrl-C / SIGTERM."""
+        """Runs the pool until every worker has exited, or until Ctrl-C / SIGTERM.
+
+        A worker's exit is seen within :data:`CHECK_S`; stale trials are checked and
+        ``on_tick`` called every ``poll_s``.
+        """
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         interrupted = False
         try:
             for worker in self.workers:
                 self._start(worker)
+            next_tick = 0.0
             while any(w.state == "running" for w in self.workers):
                 self._check_workers()
-                try:
-                    fail_stale_trials(self.study)
-                except StorageOutage:
-                    raise
-                except Exception as e:  # a busy database: try next tick
-                    _log.warning("stale-trial check failed: %s", e)
-                if on_tick is not None:
-                    on_tick(self)
-                time.sleep(poll_s)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + poll_s
+                    try:
+                        fail_stale_trials(self.study)
+                    except StorageOutage:
+                        raise
+                    except Exception as e:  # a busy database: try next tick
+                        _log.warning("stale-trial check failed: %s", e)
+                    if on_tick is not None:
+                        on_tick(self)
+                time.sleep(CHECK_S)
         except (_Stop, KeyboardInterrupt):
             interrupted = True
             self.stop()

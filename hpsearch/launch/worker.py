@@ -18,6 +18,7 @@ import time
 
 from optuna.trial import FrozenTrial
 
+from hpsearch.launch.standby import wait_for_launcher
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study.lifecycle import load_existing_study
@@ -87,6 +88,7 @@ def join_study(
     Raises:
         StorageError: The study does not exist.
         PreflightError: This worker cannot train (no data, a broken device): nothing claimed.
+        LauncherGone: A forked worker's launcher stopped before the study was ready.
     """
     if device:
         spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
@@ -96,6 +98,7 @@ def join_study(
     watch_launcher()
     set_threads(worker_threads(threads))
     spec = preflight(spec)  # before claiming: a worker that cannot train must not fail trials
+    wait_for_launcher()  # a forked worker: until the launcher has prepared the study
     storage = open_spec_storage(spec)
     load_existing_study(spec, storage)  # fail fast, before any work, if it does not exist
     if on_join is not None:

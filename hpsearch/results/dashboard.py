@@ -19,10 +19,12 @@ from socketserver import ThreadingMixIn
 import threading
 from types import FrameType
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import make_server
 from wsgiref.simple_server import WSGIRequestHandler
 from wsgiref.simple_server import WSGIServer
 
+from hpsearch.storage import first_trials
 from hpsearch.storage import open_storage
 
 DEFAULT_HOST = "127.0.0.1"  # never exposed beyond this machine unless asked
@@ -100,14 +102,21 @@ _STUDY_DETAIL = re.compile(r"^/api/studies/[0-9]+/?$")
 
 
 def paged(
-    app: Callable[..., Iterable[bytes]], page: int = PAGE_TRIALS
+    app: Callable[..., Iterable[bytes]],
+    first: Callable[..., Iterable[bytes]] | None = None,
+    page: int = PAGE_TRIALS,
 ) -> Callable[..., Iterable[bytes]]:
     """WSGI middleware that cuts a study's trial list to ``page`` trials per response.
 
     optuna-dashboard sends every trial (params with their distributions, attributes, curves)
     in one response: 34 MB for 10,000 trials. Its page asks again on each refresh for the
-    trials after those it holds (``?after=N``), so a cut response is completed page by page,
-    while the first page shows at once.
+    trials after those it holds (``?after=N``), so a cut response is completed page by page.
+    Given ``first`` (another optuna-dashboard app on the same storage), the first response
+    (``after=0``) is its answer with only the first page's trials read from the storage
+    (:func:`~hpsearch.storage.first_trials`): it shows in about a second at 10,000 trials
+    instead of six, its search space and attribute columns those of the trials it shows until
+    the following pages complete them. An app of its own, because optuna-dashboard keeps the
+    trials it read for a few seconds: the pages that follow must not be cut from a first page.
     """
 
     def cut(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -121,7 +130,11 @@ def paged(
             reply.update(status=status, headers=headers)
             return lambda data: None
 
-        body = b"".join(app(environ, keep))
+        if first is not None and _after(environ) == 0:  # read only the first page's trials
+            with first_trials(page):
+                body = b"".join(first(environ, keep))
+        else:  # every trial (for the study's search space, the best trials), then cut
+            body = b"".join(app(environ, keep))
         headers = [(k, v) for k, v in reply["headers"] if k.lower() != "content-length"]
         if reply["status"].startswith("200"):
             doc = json.loads(body)
@@ -132,6 +145,12 @@ def paged(
         return [body]
 
     return cut
+
+
+def _after(environ: dict[str, Any]) -> int | None:
+    """The ``after`` of a study request (``0`` when absent), ``None`` if malformed."""
+    values = parse_qs(environ.get("QUERY_STRING", "")).get("after", ["0"])
+    return int(values[0]) if values[0].isdigit() else None
 
 
 def make_dashboard(
@@ -155,7 +174,8 @@ def make_dashboard(
     """
     from optuna_dashboard import wsgi
 
-    app = paged(wsgi(open_storage(url, read_only=True)))
+    storage = open_storage(url, read_only=True)
+    app = paged(wsgi(storage), first=wsgi(storage))
     if not (is_loopback(host) if allow_writes is None else allow_writes):
         app = read_only(app)
     server = _ThreadingServer6 if _family(host) == socket.AF_INET6 else _ThreadingServer

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 import datetime
 import html
+import itertools
 import logging
 import math
 import random
@@ -28,6 +29,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from hpsearch import storage as db
 from hpsearch.results.reading import best_trials
 from hpsearch.results.reading import status
 from hpsearch.results.tables import short_name
@@ -46,6 +48,11 @@ class Missing(Exception):
     """A section that cannot be drawn yet; the message says what is missing."""
 
 
+# A larger study is drawn from a sample: its best completed trials and others at random (its
+# summary still counts every trial), so that a report of 100,000 trials takes the time and
+# memory of one of 5,000.
+REPORT_TRIALS = 5000
+REPORT_BEST = 1000
 # Bounds that keep every figure readable, and the page small, at 10,000 trials.
 SAMPLE_BEST = 100  # slice plots: the best trials, plus ...
 SAMPLE_RANDOM = 400  # ... a seeded random sample of the other completed trials
@@ -65,10 +72,22 @@ class _Data:
     # a conditional param's importance among the trials that have it, and how many do
     conditional: dict[str, tuple[float, int]]
     score: str  # what rates its models: r2 for a regression, else accuracy (record.scoring)
+    note: str = ""  # what the figures draw, when not every trial
 
     @classmethod
     def load(cls, study: optuna.Study) -> _Data:
-        trials = study.get_trials(deepcopy=False)
+        total = sum(db.trial_counts(study).states.values())
+        note = ""
+        if total > REPORT_TRIALS:
+            trials = db.sample_trials(study, REPORT_BEST, REPORT_TRIALS - REPORT_BEST)
+            study = db.study_of_trials(study, trials)
+            note = (
+                f"The study has {total:,} trials: the figures below draw its best "
+                f"{REPORT_BEST:,} completed trials and {len(trials) - REPORT_BEST:,} others "
+                "chosen at random (seed 0); the summary counts every trial."
+            )
+        else:
+            trials = study.get_trials(deepcopy=False)
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         best = best_first(study.directions)
         complete.sort(key=lambda t: (best(t), t.number))
@@ -89,6 +108,7 @@ class _Data:
             importances,
             conditional,
             scoring(study).score,
+            note,
         )
 
     def need(self, n: int, what: str) -> None:
@@ -179,7 +199,25 @@ def _importance_values(study: optuna.Study, params: list[str]) -> dict[str, floa
 
 def _history(data: _Data) -> go.Figure:
     data.need(1, "the optimization history")
-    return vis.plot_optimization_history(data.study, **_target(data.study))
+    if not data.note:
+        return vis.plot_optimization_history(data.study, **_target(data.study))
+    # A sample: Optuna's plot reads trial numbers as list positions (numbers 0..n-1).
+    done = sorted(data.complete, key=lambda t: t.number)
+    values = [t.values[0] for t in done]
+    better = max if data.study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else min
+    best = list(itertools.accumulate(values, better))
+    name = _objective_name(data.study)
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[t.number for t in done], y=values, mode="markers", name=name, marker={"size": 4}
+    )
+    fig.add_scatter(x=[t.number for t in done], y=best, mode="lines", name="best so far")
+    fig.update_layout(
+        title=f"Optimization history of the {len(done):,} drawn completed trials",
+        xaxis_title="trial",
+        yaxis_title=name,
+    )
+    return fig
 
 
 def _importances(data: _Data) -> go.Figure:
@@ -680,6 +718,8 @@ def build_report(study: optuna.Study) -> str:
     """The report of ``study`` as one self-contained HTML document."""
     data = _Data.load(study)
     parts = [f"<h2>Summary</h2>{_summary(data)}"]
+    if data.note:
+        parts.append(f'<p class="note">{html.escape(data.note)}</p>')
     figures: list[tuple[str, go.Figure | str | Exception]] = []
     for title, make, applies in SECTIONS:
         if not applies(data):
@@ -724,6 +764,7 @@ table.summary th {{ text-align: left; padding-right: 1.5em; vertical-align: top;
 table.failures {{ border-collapse: collapse; }}
 table.failures td, table.failures th {{ border: 1px solid #ddd; padding: .2em .6em; }}
 p.missing {{ color: #888; font-style: italic; }}
+p.note {{ background: #f4f4f4; padding: .5em .8em; }}
 h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }}
 </style>
 <script type="text/javascript">{plotly}</script>

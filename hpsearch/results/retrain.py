@@ -39,16 +39,17 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
     Raises:
         ConfigError: As :func:`chosen_trial`.
     """
-    # torch only here: reading results must not load it
     from hpsearch.spec.config import make_config
-    from hpsearch.training.saved import MODEL_FILE
+
+    best = chosen_trial(study, number)  # a wrong trial is refused before torch loads
+    config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
+    # torch only here: reading results must not load it
+    from hpsearch.training.modelfile import MODEL_FILE
     from hpsearch.training.saved import save_model
     from hpsearch.training.trainer import fit
     from hpsearch.training.trainer import load_data
     from hpsearch.training.trainer import resolve_device
 
-    best = chosen_trial(study, number)
-    config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
     result, model = fit(config)
     data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
     out = Path(output)

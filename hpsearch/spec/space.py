@@ -16,8 +16,10 @@ import itertools
 import json
 from typing import Any
 from typing import Protocol
+from typing import TYPE_CHECKING
 
-import optuna
+if TYPE_CHECKING:  # a trial is only suggested to; importing Optuna costs a command 0.1 s
+    import optuna
 
 # A grid option: the Optuna params that select it, and the config value it gives.
 Option = tuple[dict[str, Any], Any]

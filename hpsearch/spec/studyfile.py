@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from dataclasses import field
 import difflib
 import functools
-import inspect
 import json
 import logging
 import operator
@@ -29,7 +28,6 @@ from typing import Literal
 from typing import TYPE_CHECKING
 import zlib
 
-import optuna
 import pydantic
 from pydantic import ConfigDict
 from pydantic import Field
@@ -37,6 +35,9 @@ from pydantic import WithJsonSchema
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
+from hpsearch.spec.components import Options
+from hpsearch.spec.components import PRUNER_OPTIONS
+from hpsearch.spec.components import SAMPLER_OPTIONS
 from hpsearch.spec.config import DatasetChoice
 from hpsearch.spec.config import FIELDS
 from hpsearch.spec.config import make_config
@@ -78,29 +79,9 @@ METRICS: dict[str, tuple[str, bool]] = {
     "param_count": ("minimize", False),
 }
 
-SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
-    "random": optuna.samplers.RandomSampler,
-    "tpe": optuna.samplers.TPESampler,
-    "gp": optuna.samplers.GPSampler,
-    "cmaes": optuna.samplers.CmaEsSampler,
-    "qmc": optuna.samplers.QMCSampler,
-    "nsga2": optuna.samplers.NSGAIISampler,
-    # Finite studies: every point is queued up front and claimed exactly once by a worker,
-    # so the sampler never samples (see hpsearch.study.worker.top_up).
-    "grid": optuna.samplers.RandomSampler,
-    "ofat": optuna.samplers.RandomSampler,
-}
 FINITE_SAMPLERS = ("grid", "ofat")
 MAX_POPULATION = 4096
 SINGLE_OBJECTIVE_SAMPLERS = ("cmaes",)
-
-PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
-    "none": optuna.pruners.NopPruner,
-    "median": optuna.pruners.MedianPruner,
-    "percentile": optuna.pruners.PercentilePruner,
-    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
-    "hyperband": optuna.pruners.HyperbandPruner,
-}
 PATIENCE_KEYS = ("patience", "min_delta")  # wrap the pruner in optuna's PatientPruner
 
 
@@ -337,46 +318,22 @@ ObjectiveField = Annotated[
     pydantic.BeforeValidator(_named("metric"), json_schema_input_type=Metric | ObjectiveFile),
 ]
 
-_SCALARS = {"bool": (bool,), "int": (int,), "float": (int, float), "str": (str,)}
-_STRICT = {bool: StrictBool, int: StrictInt, float: StrictFloat, str: StrictStr}
-
-
-def _scalar_options(cls: type) -> dict[str, tuple[Any, bool]]:
-    """Constructor options of a sampler or pruner that a YAML scalar can set: each one's type
-    (from its hint) and whether it is required.
-
-    Options typed as callables, sequences or objects (``gamma``, ``search_space``) cannot
-    come from a file and are left out, so naming one is an unknown key.
-    """
-    result: dict[str, tuple[Any, bool]] = {}
-    for name, prm in inspect.signature(cls).parameters.items():
-        hint = str(prm.annotation)
-        if prm.kind not in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY) or re.search(
-            r"Callable|Sequence|Mapping|dict|list|\[", hint
-        ):
-            continue
-        kinds = [
-            _STRICT[t]
-            for word, ts in _SCALARS.items()
-            if re.search(rf"\b{word}\b", hint)
-            for t in ts[-1:]
-        ]
-        if kinds:
-            kind: Any = functools.reduce(operator.or_, kinds)
-            result[name] = (kind, prm.default is inspect.Parameter.empty)
-    return result
+_STRICT: dict[str, Any] = {
+    "bool": StrictBool,
+    "int": StrictInt,
+    "float": StrictFloat,
+    "str": StrictStr,
+}
 
 
 def _component(
-    kind: str, name: str, cls: type, extra: dict[str, Any], base: type[_Strict]
+    kind: str, name: str, options: Options, extra: dict[str, Any], base: type[_Strict]
 ) -> type[_Strict]:
-    """The model of one sampler's or pruner's block: ``name`` and its constructor options."""
+    """The model of one sampler's or pruner's block: ``name`` and its options."""
     fields: dict[str, Any] = {"name": (Literal[name], ...)}
-    if name not in FINITE_SAMPLERS:
-        for option, (hint, required) in _scalar_options(cls).items():
-            fields[option] = (hint, ...) if required else (hint | None, None)
-    else:  # a grid's or ofat's points come from the space: only the seed means something
-        fields["seed"] = (StrictInt | None, None)
+    for option, (types, required) in options.items():
+        hint: Any = functools.reduce(operator.or_, [_STRICT[t] for t in types])
+        fields[option] = (hint, ...) if required else (hint | None, None)
     fields.update(extra)
     return pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
 
@@ -415,10 +372,11 @@ _PATIENCE = {
     "min_delta": (StrictFloat | None, None),
 }
 SamplerFile = _union(
-    [_component("sampler", n, c, {}, _Options) for n, c in SAMPLERS.items()], "name"
+    [_component("sampler", n, o, {}, _Options) for n, o in SAMPLER_OPTIONS.items()], "name"
 )
 PrunerFile = _union(
-    [_component("pruner", n, c, _PATIENCE, _PatienceCheck) for n, c in PRUNERS.items()], "name"
+    [_component("pruner", n, o, _PATIENCE, _PatienceCheck) for n, o in PRUNER_OPTIONS.items()],
+    "name",
 )
 
 
@@ -605,14 +563,14 @@ class StudyFile(_Strict):
     """The one objective [val_accuracy maximized; val_r2 for a regression task]."""
     objectives: Annotated[list[ObjectiveField], Field(min_length=1)] | None = None
     """Several objectives (a multi-objective study, a Pareto front)."""
-    if TYPE_CHECKING:  # built from Optuna's signatures at import: no static type
+    if TYPE_CHECKING:  # built from spec.components at import: no static type
         sampler: Any
         pruner: Any
     else:
-        sampler: _by_name(SamplerFile, SAMPLERS) | None = Field(
+        sampler: _by_name(SamplerFile, SAMPLER_OPTIONS) | None = Field(
             None, description="A sampler name, or a mapping of name and options [tpe]."
         )
-        pruner: _by_name(PrunerFile, PRUNERS) | None = Field(
+        pruner: _by_name(PrunerFile, PRUNER_OPTIONS) | None = Field(
             None,
             description="A pruner name, or a mapping of name, options, patience and min_delta.",
         )

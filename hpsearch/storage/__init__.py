@@ -18,6 +18,7 @@ from __future__ import annotations
 from hpsearch.storage._optuna.queries import count_trials
 from hpsearch.storage._optuna.queries import param_names
 from hpsearch.storage._optuna.queries import retried_numbers
+from hpsearch.storage._optuna.queries import sample_trials
 from hpsearch.storage._optuna.queries import study_overviews
 from hpsearch.storage._optuna.queries import StudyOverview
 from hpsearch.storage._optuna.queries import top_trials
@@ -26,6 +27,7 @@ from hpsearch.storage._optuna.queries import trial_counts
 from hpsearch.storage._optuna.queries import trial_pages
 from hpsearch.storage._optuna.queries import TrialCounts
 from hpsearch.storage._optuna.queries import user_attr_sum
+from hpsearch.storage._optuna.rdb import first_trials
 from hpsearch.storage._optuna.rdb import in_or_after_outage
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
 from hpsearch.storage._optuna.trials import claim_waiting_trial
@@ -51,8 +53,11 @@ from hpsearch.storage._optuna.views import as_study
 from hpsearch.storage._optuna.views import cache_version
 from hpsearch.storage._optuna.views import started_trials
 from hpsearch.storage._optuna.views import study_key
+from hpsearch.storage._optuna.views import study_of_trials
 from hpsearch.storage._optuna.views import TrialListView
+from hpsearch.storage.opening import check_url
 from hpsearch.storage.opening import open_storage
+from hpsearch.storage.opening import preload
 from hpsearch.storage.opening import SQLITE_TIMEOUT_S
 from hpsearch.storage.outages import disk_full
 from hpsearch.storage.outages import outage_wait
@@ -74,11 +79,13 @@ __all__ = [
     "TrialListView",
     "as_study",
     "cache_version",
+    "check_url",
     "claim_waiting_trial",
     "count_trials",
     "disk_full",
     "drop_session",
     "fail_running_trial",
+    "first_trials",
     "get_trial",
     "grace_period",
     "heartbeat_interval",
@@ -88,8 +95,10 @@ __all__ = [
     "outage_wait",
     "param_names",
     "params_together",
+    "preload",
     "redact",
     "retried_numbers",
+    "sample_trials",
     "scrub",
     "secrets_in",
     "set_study_system_attr",
@@ -102,6 +111,7 @@ __all__ = [
     "storage_of",
     "study_id",
     "study_key",
+    "study_of_trials",
     "study_overviews",
     "study_system_attrs",
     "top_trials",

@@ -80,6 +80,34 @@ _IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()
 plugins.register("hpsearch_sqlite", __name__, "_SQLiteTuning")
 
 
+def check_url(url: str) -> None:
+    """Refuses, without connecting, a storage URL that no storage could open: malformed, or
+    of a kind of database SQLAlchemy does not know (so that a command refuses it before it
+    loads torch, not after).
+
+    Raises:
+        StorageError: In the words :func:`open_storage` would use.
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        return
+    try:
+        make_url(url).get_dialect()
+    except Exception as e:
+        raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
+
+
+def preload(url: str) -> None:
+    """Imports now what opening ``url`` to write would import (Alembic, which Optuna checks
+    the schema with, and the database's driver: about 0.4 s), so that the worker processes
+    forked from this one share it instead of each importing it."""
+    if url.startswith(JOURNAL_PREFIX):
+        return
+    import alembic.migration  # noqa: F401
+
+    with contextlib.suppress(Exception):  # a bad URL is reported by open_storage, not here
+        make_url(url).get_dialect().import_dbapi()
+
+
 def open_storage(
     url: str,
     *,

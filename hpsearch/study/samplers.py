@@ -6,11 +6,30 @@ from __future__ import annotations
 import optuna
 
 from hpsearch.spec.studyfile import derive_seed
-from hpsearch.spec.studyfile import PRUNERS
-from hpsearch.spec.studyfile import SAMPLERS
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study.windows import windowed
 from hpsearch.study.windows import windowed_pruner
+
+# The classes behind the names of hpsearch.spec.components (whose options are checked
+# against these classes' signatures by tests/spec/test_components.py).
+SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+    "random": optuna.samplers.RandomSampler,
+    "tpe": optuna.samplers.TPESampler,
+    "gp": optuna.samplers.GPSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "qmc": optuna.samplers.QMCSampler,
+    "nsga2": optuna.samplers.NSGAIISampler,
+    # a grid's or ofat's points are queued up front: its sampler never samples
+    "grid": optuna.samplers.RandomSampler,
+    "ofat": optuna.samplers.RandomSampler,
+}
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "none": optuna.pruners.NopPruner,
+    "median": optuna.pruners.MedianPruner,
+    "percentile": optuna.pruners.PercentilePruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+}
 
 
 def make_sampler(spec: StudySpec, started: int = 0) -> optuna.samplers.BaseSampler:

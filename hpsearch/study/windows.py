@@ -99,8 +99,10 @@ class _Window:
             cut = kept[1]
         else:
             # WAITING trials (a queued budget) are never "recent": the window is cut from
-            # the trials that started.
-            started = db.started_trials(self._study, use_cache=use_cache)
+            # the trials that started. A worker's cache keeps them listed: read from it, not
+            # through Optuna's per-thread copy of every trial (a pass over the study).
+            cached = use_cache and version is None
+            started = db.started_trials(self._study, use_cache=cached)
             cut = window(
                 started,
                 self._study.directions,

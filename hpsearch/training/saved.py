@@ -41,13 +41,13 @@ from hpsearch.training.data import DeviceData
 from hpsearch.training.data import Preprocessing
 from hpsearch.training.images import MODES
 from hpsearch.training.model import build_mlp
+from hpsearch.training.modelfile import model_file
 from hpsearch.training.tables import read_rows
 from hpsearch.training.tables import TableEncoding
 from hpsearch.training.tables import where
 
 FORMAT = "hpsearch.training.model"
 FORMAT_VERSION = 2  # 2: the task, class names, a table's encoding, images' channels
-MODEL_FILE = "model.pt"
 PNG_VALUE = 255.0  # an 8-bit PNG's largest pixel value
 
 
@@ -243,11 +243,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
     Raises:
         ConfigError: The file is missing or is not a model saved by hpsearch.
     """
-    file = Path(path)
-    if file.is_dir():
-        file = file / MODEL_FILE
-    if not file.is_file():
-        raise ConfigError([f"{file}: no such model file (`hpsearch retrain` writes one)"])
+    file = model_file(path)
     try:
         doc = torch.load(file, map_location=device, weights_only=True)
     except Exception as e:  # a truncated file, or not a torch file at all

@@ -6,6 +6,7 @@ from pathlib import Path
 import re
 import signal
 import subprocess
+import sys
 import time
 from typing import Any
 import urllib.error
@@ -75,6 +76,28 @@ def test_launch_three_workers_grid_exactly_once(storage_url: str, tmp_path: Path
     ]
 
 
+def _seconds(*command: str) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def test_a_launchs_workers_start_within_about_one_torch_import(tmp_path: Path) -> None:
+    # The unit is a torch import measured here, on this machine, under its present load.
+    # Workers forked once the launcher has imported torch start their first trial about one
+    # import after the launch (1.4 here); workers that import torch themselves start two and
+    # a half imports after it (the launcher's import, then theirs, two at once).
+    torch_s = sorted(_seconds(sys.executable, "-c", "import torch") for _ in range(3))[1]
+    path = write_study(tmp_path, budget={"trials": 2}, fixed={"epochs": 1})
+    started = time.time()
+    proc = hpsearch("launch", str(path), "--workers", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    first = min(t.datetime_start for t in trials if t.datetime_start).timestamp() - started
+    assert first < 2.0 * torch_s, (first, torch_s)
+    assert {t.user_attrs["worker"] for t in trials} <= {"cpu-0", "cpu-1"}
+
+
 @pytest.mark.slow
 def test_launch_budget_is_global(tmp_path: Path) -> None:
     path = write_study(
@@ -100,7 +123,7 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=GATED)
     gate = Gate(tmp_path)
     launcher = _launch(path, tmp_path, "--workers", "2", gate=gate)
-    victim = wait_running(storage_url)[0]  # held at an epoch end: it cannot finish first
+    victim = wait_running(storage_url, process=launcher)[0]  # held at an epoch end: cannot finish
     os.kill(victim.user_attrs["pid"], signal.SIGKILL)
     gate.open()
     _, err = launcher.communicate(timeout=300)
@@ -122,7 +145,7 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
 def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=GATED)
     launcher = _launch(path, tmp_path, "--workers", "2", gate=Gate(tmp_path))
-    wait_running(storage_url)[0]  # held at an epoch end until the stop
+    wait_running(storage_url, process=launcher)[0]  # held at an epoch end until the stop
     start = time.monotonic()
     launcher.send_signal(signal.SIGINT)
     _, err = launcher.communicate(timeout=60)
@@ -186,7 +209,7 @@ def test_a_late_worker_discards_its_stale_trial_and_goes_on(
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 3}, fixed=GATED)
     gate = Gate(tmp_path)
     launcher = _launch(path, tmp_path, "--workers", "2", gate=gate)
-    victim = wait_running(storage_url)[0]  # held at an epoch end: it cannot finish first
+    victim = wait_running(storage_url, process=launcher)[0]  # held at an epoch end: cannot finish
     pid = victim.user_attrs["pid"]
     stale = None
     for _ in range(5):  # a pause that lands inside a database write blocks the others: retry

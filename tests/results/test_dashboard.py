@@ -110,17 +110,21 @@ def test_allow_writes_is_explicit(tmp_path: Path) -> None:
     )
 
 
-def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
+def test_a_large_studys_trials_reach_the_page_in_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from optuna_dashboard import wsgi
 
     from hpsearch.results.dashboard import paged
     from hpsearch.storage import open_storage
+    from hpsearch.storage import ResilientRDBStorage
 
     url = f"sqlite:///{tmp_path / 'hp.db'}"
     study = optuna.create_study(study_name="big", storage=open_storage(url, create=True))
     for i in range(5):
         study.add_trial(optuna.trial.create_trial(value=float(i)))
-    app = paged(wsgi(open_storage(url, read_only=True)), page=2)
+    storage = open_storage(url, read_only=True)
+    app = paged(wsgi(storage), first=wsgi(storage), page=2)
 
     def get(path: str, query: str = "") -> dict[str, Any]:
         status: list[str] = []
@@ -130,7 +134,16 @@ def test_a_large_studys_trials_reach_the_page_in_pages(tmp_path: Path) -> None:
         return dict(json.loads(body))
 
     sid = optuna.storages.get_storage(url).get_study_id_from_name("big")
+    read: list[int] = []
+    real = ResilientRDBStorage.get_all_trials
+
+    def spy(self: Any, *args: Any, **kwargs: Any) -> Any:
+        read.append(len(found := real(self, *args, **kwargs)))
+        return found
+
+    monkeypatch.setattr(ResilientRDBStorage, "get_all_trials", spy)
     first = get(f"/api/studies/{sid}")
+    assert read == [2]  # the first page read only its trials from the storage
     assert [t["number"] for t in first["trials"]] == [0, 1]
     assert [t["number"] for t in first["best_trials"]] == [0]  # computed over every trial
     # the page asks for what follows the trials it holds, as on each refresh

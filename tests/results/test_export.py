@@ -1,5 +1,6 @@
 """Reading a storage without loading it: `studies` sums every study up in a few queries, and
-`trials --format csv|json` streams every trial a page at a time, the same rows as a load."""
+`trials --format csv|json` streams every trial a page at a time, the same rows as a load; no
+reading command holds a large study whole."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import csv
 import io
 import json
 from pathlib import Path
+import subprocess
+import sys
 from typing import Any
 
 import optuna
@@ -22,9 +25,12 @@ from hpsearch.results.reading import stream_trial_rows
 from hpsearch.results.reading import trial_rows
 from hpsearch.results.tables import format_rows
 from hpsearch.results.tables import stream_rows
+from hpsearch.spec.studyfile import load_spec
 from hpsearch.storage import open_storage
-from hpsearch.storage._optuna import queries
+from hpsearch.storage._optuna import columns as reader
+from tests.helpers import clone_study
 from tests.helpers import hpsearch
+from tests.helpers import stand_in_study
 
 LR = FloatDistribution(1e-4, 1.0, log=True)
 OPT = CategoricalDistribution(["adam", "sgd"])
@@ -64,17 +70,19 @@ def test_a_streamed_export_is_the_loaded_one_read_a_page_at_a_time(
     study = _study(any_storage_url)
     loaded = trial_rows(study, sorted_trials(study, sort))
     read: list[int] = []
-    light = queries._light_trials
+    light = reader.read_trials
 
-    def page(*args: Any, ids: list[int], keys: list[str]) -> Any:
+    def page(*args: Any, ids: list[int], user_keys: list[str] | None = None) -> Any:
+        assert user_keys is not None  # light trials: the attributes a row shows
         read.append(len(ids))
-        return light(*args, ids=ids, keys=keys)
+        return light(*args, ids=ids, user_keys=user_keys)
 
     def whole(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("an export loaded whole trials")
 
-    monkeypatch.setattr(queries, "_light_trials", page)
+    monkeypatch.setattr(reader, "read_trials", page)
     monkeypatch.setattr(db.ResilientRDBStorage, "_get_trials", whole)
+    monkeypatch.setattr(db.ResilientRDBStorage, "get_all_trials", whole)
     monkeypatch.setattr(reading, "EXPORT_PAGE", 3)
     columns, rows = stream_trial_rows(study, sort)
     streamed = list(rows)
@@ -117,3 +125,47 @@ def test_trials_export_and_studies_from_the_command_line(tmp_path: Path) -> None
     proc = hpsearch("trials", "nope", "--storage", url)
     assert proc.returncode == 2 and "studies there: 't', 'other'" in proc.stderr
     assert db.study_overviews(open_storage(url))[0].best == 0.1
+
+
+# Runs one command and prints its wall time and peak memory: a child forked from pytest
+# itself would count pytest's memory as its own peak.
+_MEASURE = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss // 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
+def _peak_mb(*command: str, cwd: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", _MEASURE, *command], cwd=cwd, capture_output=True, text=True
+    )
+    peak, status = map(int, out.stdout.split())
+    assert status == 0, (command, out.stderr)
+    return peak
+
+
+@pytest.mark.slow
+def test_reading_commands_never_hold_a_large_study_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20 trials run through the worker loop, copied in SQL to 10,000 (the bench's --clone)
+    path = stand_in_study(tmp_path, monkeypatch, trials=20, pruner="none")
+    url = load_spec(str(path)).storage
+    clone_study(url, "t", 10_000)
+    load = f"import optuna; optuna.load_study(study_name='t', storage='{url}').get_trials()"
+    whole = _peak_mb(sys.executable, "-c", load, cwd=tmp_path)  # every trial, loaded
+    cli = [sys.executable, "-m", "hpsearch"]
+    for command in (
+        ["trials", str(path), "--format", "csv"],
+        ["trials", str(path), "--format", "json"],
+        ["trials", str(path), "--top", "20"],
+        ["studies", "--storage", url],
+        ["status", str(path)],
+        ["best", str(path)],
+    ):
+        assert _peak_mb(*cli, *command, cwd=tmp_path) < whole / 4, (command, whole)
+    # the report draws a sample of its best and others: 5,000 of the 10,000
+    report = ["report", str(path), "-o", str(tmp_path / "r.html")]
+    assert _peak_mb(*cli, *report, cwd=tmp_path) < whole * 3 / 4, whole

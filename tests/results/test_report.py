@@ -17,6 +17,7 @@ from hpsearch.results.report import build_report
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import load_spec
 from hpsearch.spec.studyfile import parse_study
+from hpsearch.storage import ResilientRDBStorage
 from hpsearch.study.lifecycle import create_study
 from hpsearch.study.lifecycle import open_spec_storage
 from hpsearch.study.lifecycle import prepare
@@ -141,6 +142,39 @@ def test_report_of_a_large_study_bounds_and_says_what_it_samples(
     assert parallel.count('"dimensions":') == 1  # one Parcoords trace for every trial
     assert f"Parallel coordinates of {complete} completed trials" in parallel
     assert "hidden_layers.width_1" in parallel  # only in deeper trials: named as left out
+
+
+def test_a_study_too_large_to_draw_whole_is_drawn_from_a_sample_of_its_best_and_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=40, pruner="none")
+    # the bounds, scaled down: 40 trials stand for 100,000, drawn as 20 (the best 6)
+    monkeypatch.setattr(report, "REPORT_TRIALS", 20)
+    monkeypatch.setattr(report, "REPORT_BEST", 6)
+    study = open_study("t", load_spec(str(path)).storage)
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = sorted(complete, key=lambda t: -t.values[0])[:6]
+
+    def whole(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the whole study was read")
+
+    monkeypatch.setattr(ResilientRDBStorage, "get_all_trials", whole)
+    page = build_report(study)
+    sections = _sections(page)
+    assert (
+        "The study has 40 trials: the figures below draw its best 6 completed trials and "
+        "14 others chosen at random (seed 0); the summary counts every trial."
+    ) in page
+    assert "40: complete" in sections["Summary"]  # the summary counts every trial
+    for title in EVERY_PLOT:
+        assert "plotly-graph-div" in sections[title], title
+    history = sections["Optimization history"]
+    drawn = json.loads(re.findall(r'"x":(\[[0-9,]*\])', history)[0])
+    assert len(drawn) <= 20 and set(drawn) <= {t.number for t in complete}
+    assert {t.number for t in best} <= set(drawn)  # the best are always drawn, by number
+    again = _sections(build_report(study))["Optimization history"]
+    assert re.findall(r'"x":(\[[0-9,]*\])', again)[0] == json.dumps(drawn).replace(" ", "")
 
 
 @pytest.mark.slow

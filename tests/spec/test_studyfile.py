@@ -11,10 +11,10 @@ from hpsearch.errors import ConfigError
 from hpsearch.spec.datasource import DataSource
 from hpsearch.spec.studyfile import load_spec
 from hpsearch.spec.studyfile import parse_study
-from hpsearch.spec.studyfile import SAMPLERS
 from hpsearch.spec.yamlfile import read_yaml
 from hpsearch.study.samplers import make_pruner
 from hpsearch.study.samplers import make_sampler
+from hpsearch.study.samplers import SAMPLERS
 from hpsearch.study.windows import Windowed
 from hpsearch.study.windows import WINDOWS
 from tests.conftest import REPO

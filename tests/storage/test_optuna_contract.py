@@ -127,3 +127,63 @@ def test_a_sampler_window_cuts_the_trials_optuna_samplers_read(any_storage_url: 
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=12)
     assert seen[:6] == [1, 2, 3, 4, 5, 5] and set(seen[6:]) == {5}
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
+
+
+def test_trials_read_as_columns_are_the_trials_optunas_reader_builds(storage_url: str) -> None:
+    # ResilientRDBStorage.get_all_trials reads Optuna's tables as columns: every field of
+    # every kind of trial must be what Optuna's own ORM reader gives
+    study = _study(storage_url)
+    dists = {
+        "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
+        "depth": optuna.distributions.IntDistribution(0, 4),
+        "act": optuna.distributions.CategoricalDistribution(["relu", "tanh", None]),
+        "step": optuna.distributions.FloatDistribution(0.0, 1.0, step=0.25),
+    }
+    for i, state in enumerate([TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL] * 3):
+        trial = study.ask(dists)
+        trial.set_user_attr("curve", [0.5, float(i)])
+        trial.set_user_attr("note", {"i": i, "s": "x"})
+        study._storage.set_trial_system_attr(trial._trial_id, "hpsearch:worker", f"w{i}")
+        for step, value in enumerate([0.1 * i, float("inf"), float("nan"), -float("inf")]):
+            trial.report(value, step)
+        value = [float("inf"), -float("inf"), 0.25 * i][i % 3]
+        study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
+    study.ask(dists)  # RUNNING
+    study.enqueue_trial({"lr": 0.01})  # WAITING, a fixed param
+    storage = open_storage(storage_url, read_only=True)
+    sid = db.study_id(study)
+    ours, optunas = storage.get_all_trials(sid), RDBStorage.get_all_trials(storage, sid)
+    assert len(ours) == len(optunas) == 11
+    _same(ours, optunas)
+    states = (TrialState.PRUNED, TrialState.RUNNING)
+    _same(
+        storage.get_all_trials(sid, states=states),
+        RDBStorage.get_all_trials(storage, sid, states=states),
+    )
+    ids = [t._trial_id for t in optunas]
+    for included, after in [
+        (set(), -1),
+        (set(), ids[5]),
+        ({ids[1], ids[3]}, ids[5]),
+        ({ids[1], ids[9]}, ids[5]),
+        ({ids[2]}, -1),
+    ]:
+        for states in [None, (TrialState.RUNNING, TrialState.COMPLETE)]:
+            _same(  # what Optuna's trial cache reads: a worker's first load, then the changes
+                storage._get_trials(sid, states, included, after),  # type: ignore[attr-defined]
+                RDBStorage._get_trials(storage, sid, states, included, after),  # type: ignore[arg-type]
+            )
+    with db.first_trials(4):  # a first page: the first trials by id, nothing else changed
+        _same(storage.get_all_trials(sid, deepcopy=False), optunas[:4])
+    assert len(storage.get_all_trials(sid)) == 11  # only within the block
+    with pytest.raises(KeyError):
+        storage.get_all_trials(sid + 100)
+
+
+def _same(ours: list[Any], optunas: list[Any]) -> None:
+    # field by field, by repr: a NaN intermediate value is not == itself
+    assert len(ours) == len(optunas)
+    for mine, theirs in zip(ours, optunas, strict=True):
+        assert mine.__dict__.keys() == theirs.__dict__.keys()
+        for key, value in mine.__dict__.items():
+            assert repr(value) == repr(theirs.__dict__[key]), (mine.number, key)

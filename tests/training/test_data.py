@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from hpsearch.errors import DataError
 from hpsearch.spec.config import make_config
@@ -26,6 +27,29 @@ def test_digits_split_is_fixed_and_disjoint() -> None:
     again = device_data("digits", None, 0.1, None, "scale", "cpu")
     assert bool((again.val_y == data.val_y).all())  # same carve-out whatever the preprocessing
     assert float(again.train_x.max()) == 1.0
+
+
+def test_digits_are_scikit_learns_digits_without_importing_it() -> None:
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    raw = load_raw("digits")
+    x = torch.cat([raw.train_x, raw.test_x])
+    y = torch.cat([raw.train_y, raw.test_y])
+    digits = load_digits()
+    expected = {
+        (tuple(r), int(t)) for r, t in zip(digits.data.tolist(), digits.target, strict=True)
+    }
+    assert {(tuple(r), int(t)) for r, t in zip(x.tolist(), y.tolist(), strict=True)} == expected
+    assert len(y) == len(digits.target)
+    # loading them costs no scikit-learn import (most of a second per process)
+    code = (
+        "import sys; from hpsearch.training.data import load_raw; load_raw('digits'); "
+        "print('sklearn' in sys.modules)"
+    )
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "False"
 
 
 def test_unknown_dataset_is_a_clear_error() -> None:

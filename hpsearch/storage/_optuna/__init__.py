@@ -24,10 +24,16 @@ The uses, by module:
 - ``sessions``: ``optuna.storages._rdb.models`` (the ORM tables) and
   ``optuna.storages._rdb.storage._create_scoped_session``;
   ``RDBStorage._set_trial_attr_without_commit`` (upserts on other databases).
-- ``queries``: the private columns ``TrialModel._datetime_start_utc`` and
-  ``TrialModel._datetime_complete_utc``; ``RDBStorage._get_trials`` (the best trials, an
-  export's pages); the ORM tables of studies, directions, params and values.
-- ``views``: calls and overrides ``Study._get_trials`` (a sampler's window of a study).
+- ``columns``: trials read as columns from the ORM tables of trials, values, params,
+  attributes and intermediate values, with the private columns
+  ``TrialModel._datetime_start_utc`` and ``TrialModel._datetime_complete_utc``; what
+  ``ResilientRDBStorage.get_all_trials`` (overriding the public method), an export's pages
+  and a report's sample read.
+- ``queries``: the same private columns; ``RDBStorage._get_trials`` (the best trials); the
+  ORM tables of studies, directions, params and values.
+- ``views``: calls and overrides ``Study._get_trials`` (a sampler's window of a study; a
+  report's sample of a large one, a view that is also an ``optuna.Study`` for Optuna's
+  plots).
 """
 
 from __future__ import annotations

@@ -14,20 +14,19 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from datetime import UTC
 import functools
 import json
+import random
 from typing import Any
 
 import optuna
-from optuna.distributions import BaseDistribution
-from optuna.distributions import json_to_distribution
 from optuna.storages import BaseStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import sqlalchemy as sa
 
+from hpsearch.storage._optuna import columns
 from hpsearch.storage._optuna.trials import _rdb
 from hpsearch.storage._optuna.trials import query
 from hpsearch.storage._optuna.trials import storage_of
@@ -163,34 +162,61 @@ def top_trials(study: optuna.Study, n: int) -> list[FrozenTrial]:
     if rdb is None:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return sorted(done, key=best_first(study.directions))[:n]
-    maximize = study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
-    sid = study_id(study)
-
-    def read(session: Any, models: Any) -> list[int]:
-        value, trial = models.TrialValueModel, models.TrialModel
-        order = value.value.desc() if maximize else value.value.asc()
-        rows = (
-            session.query(trial.trial_id)
-            .join(value, value.trial_id == trial.trial_id)
-            .filter(trial.study_id == sid, trial.state == TrialState.COMPLETE)
-            .filter(value.objective == 0, value.value.isnot(None))  # not +-inf
-            .order_by(order, trial.trial_id)
-            .limit(n)
-            .all()
-        )
-        return [int(r[0]) for r in rows]
-
+    read = functools.partial(_top_ids, study_id=study_id(study), maximize=_maximize(study), n=n)
     ids = query(rdb, read)
     if not ids:
         return []
     # One read of the chosen trials with their params, values and attributes (a get_trial
     # each would be a read of six tables per trial).
-    loaded = rdb._get_trials(sid, None, set(ids), _LARGEST_ID)
-    by_id = {t._trial_id: t for t in loaded}
-    return [by_id[i] for i in ids]
+    return query(rdb, functools.partial(columns.read_trials, ids=ids))
 
 
-_LARGEST_ID = 2**31 - 1  # "only the ids included" to Optuna's _get_trials (an INTEGER column)
+def sample_trials(study: optuna.Study, best: int, others: int, seed: int = 0) -> list[FrozenTrial]:
+    """The ``best`` best COMPLETE trials and ``others`` of the rest (any state) chosen at
+    random with ``seed``, whole, by number: what a report draws of a study too large to
+    draw whole. Only the chosen trials are read."""
+    rdb = _rdb(storage_of(study))
+    if rdb is None:  # a journal file is read whole anyway
+        trials = study.get_trials(deepcopy=False)
+        top = {t.number for t in top_trials(study, best)}
+        rest = [t for t in trials if t.number not in top]
+        picked = random.Random(seed).sample(rest, min(others, len(rest)))
+        return sorted([t for t in trials if t.number in top] + picked, key=lambda t: t.number)
+    sid, maximize = study_id(study), _maximize(study)
+
+    def read(session: Any, models: Any) -> list[FrozenTrial]:
+        top = _top_ids(session, models, sid, maximize, best)
+        trial = models.TrialModel
+        every = session.query(trial.trial_id).filter(trial.study_id == sid)
+        chosen = set(top)
+        rest = [int(r[0]) for r in every.order_by(trial.trial_id) if int(r[0]) not in chosen]
+        picked = sorted([*top, *random.Random(seed).sample(rest, min(others, len(rest)))])
+        found: list[FrozenTrial] = []
+        for i in range(0, len(picked), columns.CHUNK):
+            found += columns.read_trials(session, models, picked[i : i + columns.CHUNK])
+        return sorted(found, key=lambda t: t.number)
+
+    return query(rdb, read)
+
+
+def _maximize(study: optuna.Study) -> bool:
+    return study.directions[0] == optuna.study.StudyDirection.MAXIMIZE
+
+
+def _top_ids(session: Any, models: Any, study_id: int, maximize: bool, n: int) -> list[int]:
+    """The ids of the ``n`` best COMPLETE trials with a finite first objective, best first."""
+    value, trial = models.TrialValueModel, models.TrialModel
+    order = value.value.desc() if maximize else value.value.asc()
+    rows = (
+        session.query(trial.trial_id)
+        .join(value, value.trial_id == trial.trial_id)
+        .filter(trial.study_id == study_id, trial.state == TrialState.COMPLETE)
+        .filter(value.objective == 0, value.value.isnot(None))  # not +-inf
+        .order_by(order, trial.trial_id)
+        .limit(n)
+        .all()
+    )
+    return [int(r[0]) for r in rows]
 
 
 def trial_by_number(study: optuna.Study, number: int) -> FrozenTrial:
@@ -312,71 +338,7 @@ def trial_pages(
     keys = sorted(user_keys)
     for i in range(0, len(ids), size):
         page = ids[i : i + size]
-        yield query(rdb, functools.partial(_light_trials, ids=page, keys=keys))
-
-
-def _light_trials(session: Any, models: Any, ids: list[int], keys: list[str]) -> list[FrozenTrial]:
-    """The trials of ``ids`` (in that order) read as columns, not ORM objects (a tenth of
-    the time): see :func:`trial_pages`."""
-    trial, value = models.TrialModel, models.TrialValueModel
-    param, attr = models.TrialParamModel, models.TrialUserAttributeModel
-    values: dict[int, dict[int, float]] = {}
-    for tid, objective, v, kind in session.query(
-        value.trial_id, value.objective, value.value, value.value_type
-    ).filter(value.trial_id.in_(ids)):
-        values.setdefault(tid, {})[objective] = value.stored_repr_to_value(v, kind)
-    params: dict[int, dict[str, Any]] = {}
-    dists: dict[int, dict[str, Any]] = {}
-    for tid, name, v, dist in (
-        session.query(param.trial_id, param.param_name, param.param_value, param.distribution_json)
-        .filter(param.trial_id.in_(ids))
-        .order_by(param.param_id)
-    ):
-        distribution = _distribution(dist)
-        params.setdefault(tid, {})[name] = distribution.to_external_repr(v)
-        dists.setdefault(tid, {})[name] = distribution
-    attrs: dict[int, dict[str, Any]] = {}
-    if keys:
-        for tid, key, v in session.query(attr.trial_id, attr.key, attr.value_json).filter(
-            attr.trial_id.in_(ids), attr.key.in_(keys)
-        ):
-            attrs.setdefault(tid, {})[key] = json.loads(v)
-    by_id = {}
-    for tid, number, state, start, end in session.query(
-        trial.trial_id,
-        trial.number,
-        trial.state,
-        trial._datetime_start_utc,
-        trial._datetime_complete_utc,
-    ).filter(trial.trial_id.in_(ids)):
-        found = values.get(tid)
-        by_id[tid] = FrozenTrial(
-            number=number,
-            state=state,
-            value=None,
-            values=[found[k] for k in sorted(found)] if found else None,
-            datetime_start=_local(start),
-            datetime_complete=_local(end),
-            params=params.get(tid, {}),
-            distributions=dists.get(tid, {}),
-            user_attrs=attrs.get(tid, {}),
-            system_attrs={},
-            intermediate_values={},
-            trial_id=tid,
-        )
-    return [by_id[tid] for tid in ids]
-
-
-@functools.lru_cache(maxsize=1024)
-def _distribution(text: str) -> BaseDistribution:
-    return json_to_distribution(text)  # a study has few distinct ones: parse each once
-
-
-def _local(utc: datetime | None) -> datetime | None:
-    # what Optuna's TrialModel.datetime_start gives: naive local time from naive UTC
-    if utc is None:
-        return None
-    return utc.replace(tzinfo=UTC).astimezone().replace(tzinfo=None)
+        yield query(rdb, functools.partial(columns.read_trials, ids=page, user_keys=keys))
 
 
 def param_names(study: optuna.Study) -> list[str]:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Container
+from collections.abc import Iterator
 from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
 import copy
+import functools
 import logging
 import math
 import os
@@ -24,6 +27,7 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import Engine
 
 from hpsearch.errors import StorageOutage
+from hpsearch.storage._optuna import columns
 from hpsearch.storage._optuna import sessions
 from hpsearch.storage.outages import disk_full
 from hpsearch.storage.outages import outage_wait
@@ -250,8 +254,54 @@ class ResilientRDBStorage(RDBStorage):
             lambda: sessions.set_intermediate_value(self, trial_id, step, intermediate_value)
         )
 
+    def get_all_trials(
+        self,
+        study_id: int,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+    ) -> list[FrozenTrial]:
+        # Optuna's reader builds an ORM object per trial, param, value, attribute and epoch
+        # (20 s for 10,000 trials); the same trials read as columns take a tenth of that.
+        limit = getattr(_first, "limit", None)
+        read = functools.partial(columns.all_trials, study_id=study_id, states=states, limit=limit)
+        trials = self.retry(lambda: sessions.transaction(self, read))
+        return copy.deepcopy(trials) if deepcopy else trials
+
+    def _get_trials(
+        self,
+        study_id: int,
+        states: Container[TrialState] | None,
+        included_trial_ids: set[int],
+        trial_id_greater_than: int,
+    ) -> list[FrozenTrial]:
+        # What Optuna's trial cache reads (a worker's first load of a study, then what
+        # changed), read as columns too.
+        read = functools.partial(
+            columns.all_trials,
+            study_id=study_id,
+            states=states,
+            included=included_trial_ids,
+            after=trial_id_greater_than,
+        )
+        return cast(list[FrozenTrial], self.retry(lambda: sessions.transaction(self, read)))
+
     def record_heartbeat(self, trial_id: int) -> None:
         super().record_heartbeat(trial_id)  # not retried: a missed beat is sent next interval
+
+
+_first = threading.local()
+
+
+@contextlib.contextmanager
+def first_trials(n: int) -> Iterator[None]:
+    """Within this block, in this thread, ``get_all_trials`` of a :class:`ResilientRDBStorage`
+    reads only a study's first ``n`` trials (by id): a page of a large study that shows at
+    once, where its caller (optuna-dashboard) reads every trial to show a few."""
+    _first.limit = n
+    try:
+        yield
+    finally:
+        _first.limit = None
 
 
 def in_or_after_outage(seconds: float) -> bool:
@@ -294,10 +344,8 @@ for _name in (
     "set_trial_system_attr",
     "get_trial_id_from_study_id_trial_number",
     "get_trial",
-    "get_all_trials",
     "get_best_trial",
     "_get_stale_trial_ids",
-    "_get_trials",
     "_get_best_trial_id",
 ):
     setattr(ResilientRDBStorage, _name, _retried(_name))

@@ -4,6 +4,7 @@ Optuna's private API (see the list in :mod:`hpsearch.storage._optuna`).
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from collections.abc import Container
 from collections.abc import Iterator
@@ -165,6 +166,30 @@ def worker_storage(storage: BaseStorage) -> BaseStorage:
     return storage if rdb is None else _StartedTrialsCache(rdb)
 
 
+def _number(trial: FrozenTrial) -> int:
+    return trial.number
+
+
+def _place(
+    ordered: list[FrozenTrial],
+    trials: list[FrozenTrial],
+    states: frozenset[TrialState] | None,
+) -> None:
+    """Puts ``trials`` (new, or changed) in ``ordered`` (by number) where their state is one
+    of ``states`` (any: ``None``), and takes out those whose state no longer is: a bisection
+    each, not a pass over the study."""
+    for trial in trials:
+        at = bisect.bisect_left(ordered, trial.number, key=_number)
+        there = at < len(ordered) and ordered[at].number == trial.number
+        if states is None or trial.state in states:
+            if there:
+                ordered[at] = trial
+            else:
+                ordered.insert(at, trial)
+        elif there:
+            del ordered[at]
+
+
 REFRESH_S = 1.0  # a worker's view of other workers' trials is at most this old
 
 
@@ -182,14 +207,24 @@ class _StartedTrialsCache(_CachedStorage):
         self._claimed: dict[int, FrozenTrial] = {}
         # Trials whose params are being suggested: their writes wait to go together.
         self._pending: dict[int, list[tuple[str, float, BaseDistribution]]] = {}
-        # Optuna's cache filters and sorts every trial on each call (several per epoch): the
-        # lists are kept until the cache changes.
+        # Optuna's cache filters and sorts every trial on each call (several per epoch: 80 ms
+        # at 100,000 trials): the trials are kept in order as they arrive, and each filtered
+        # list asked for is kept and changed with them.
+        self._ordered: dict[int, list[FrozenTrial]] = {}  # a study's cached trials, by number
         self._lists: dict[tuple[int, frozenset[TrialState] | None], list[FrozenTrial]] = {}
         self.version = 0  # counts changes: what is derived from the trials (a window) is stale
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         super()._add_trials_to_cache(study_id, trials)
-        self._lists.clear()
+        ordered = self._ordered.setdefault(study_id, [])
+        numbers = [t.number for t in trials]
+        if (not ordered or numbers[0] > ordered[-1].number) and numbers == sorted(numbers):
+            ordered.extend(trials)  # a first load, or only new trials
+        else:
+            _place(ordered, trials, None)
+        for (sid, states), kept in self._lists.items():  # each list: the changes alone
+            if sid == study_id:
+                _place(kept, trials, states)
         self.version += 1
 
     def get_all_trials(
@@ -201,11 +236,14 @@ class _StartedTrialsCache(_CachedStorage):
         if deepcopy or not (states is None or isinstance(states, tuple | list | set | frozenset)):
             return super().get_all_trials(study_id, deepcopy, states)
         self._read_trials_from_remote_storage(study_id)
-        key = (study_id, None if states is None else frozenset(states))
-        trials = self._lists.get(key)
-        if trials is None:
-            trials = self._lists[key] = super().get_all_trials(study_id, False, states)
-        return list(trials)
+        with self._lock:
+            key = (study_id, None if states is None else frozenset(states))
+            trials = self._lists.get(key)
+            if trials is None:
+                ordered = self._ordered.get(study_id, [])
+                chosen = ordered if states is None else [t for t in ordered if t.state in states]
+                trials = self._lists[key] = list(chosen)
+            return list(trials)
 
     def refresh(self, study_id: int, claimed: int | None = None) -> None:
         """Reads what changed now (after a claim: the claimed trial must be in the cache,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Container
+import copy
 from typing import Any
 
 import optuna
@@ -44,6 +45,25 @@ class TrialListView:
         self, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         return self._trials(deepcopy, states, False)
+
+
+class _TrialListStudy(TrialListView, optuna.Study):
+    """A :class:`TrialListView` that is an ``optuna.Study`` to every ``isinstance`` check
+    (Optuna's plots take nothing else); ``Study.__init__`` is never run: what its methods
+    read of the instance comes from the study the view stands in for."""
+
+
+def study_of_trials(study: optuna.Study, trials: list[FrozenTrial]) -> optuna.Study:
+    """``study``, its trial lists ``trials`` (of the states asked for): how a report draws
+    a sample of a large study with Optuna's plots, trial numbers and all."""
+
+    def listed(
+        deepcopy: bool, states: Container[TrialState] | None, use_cache: bool
+    ) -> list[FrozenTrial]:
+        chosen = [t for t in trials if states is None or t.state in states]
+        return copy.deepcopy(chosen) if deepcopy else chosen
+
+    return _TrialListStudy(study, listed)
 
 
 def as_study(view: TrialListView) -> optuna.Study:
