@@ -200,7 +200,11 @@ def stream_rows(rows: Iterable[dict[str, Any]], columns: list[str], fmt: str) ->
         return
     first = True
     for row in rows:
-        text = json.dumps(json_safe(row), indent=2, default=str).replace("\n", "\n  ")
+        try:  # most rows have no NaN or infinity: no copy of them made safe first
+            text = json.dumps(row, indent=2, default=str, allow_nan=False)
+        except ValueError:
+            text = json.dumps(json_safe(row), indent=2, default=str)
+        text = text.replace("\n", "\n  ")
         yield ("[\n  " if first else ",\n  ") + text
         first = False
     yield "[]" if first else "\n]"
