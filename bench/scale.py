@@ -35,7 +35,7 @@ from collections.abc import Iterator
 import contextlib
 import os
 from pathlib import Path
-import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -164,11 +164,17 @@ def dashboard(url: str, name: str) -> tuple[float, float, float]:
 def gp_ask(url: str, name: str, work: Path, asks: int = 3) -> tuple[float, float]:
     """Seconds of a ``gp`` sampler's first ask and the median of the next ones, on a copy
     of the study (asking creates trials)."""
-    (work / "gp-copy.db").unlink(missing_ok=True)
-    copy = f"sqlite:///{work / 'gp-copy.db'}"
-    if url.startswith("sqlite:///"):  # the file: Optuna's copy reads every trial through its ORM
-        shutil.copyfile(url.removeprefix("sqlite:///"), work / "gp-copy.db")
-    else:
+    # a file of its own each time: a new database under an old name meets the old one's
+    # write-ahead log (and this process still holds the old one open)
+    target = work / f"gp-copy-{time.time_ns()}.db"
+    copy = f"sqlite:///{target}"
+    if url.startswith("sqlite:///"):  # SQLite's online backup: a consistent copy of a live file
+        with (
+            sqlite3.connect(url.removeprefix("sqlite:///")) as src,
+            sqlite3.connect(target) as dst,
+        ):
+            src.backup(dst)
+    else:  # Optuna's copy reads every trial through its ORM: minutes at 100,000 trials
         optuna.copy_study(from_study_name=name, from_storage=url, to_storage=copy)
     spec = load_spec(str(_write(work, "gp", copy, 1, name=name, sampler="gp")))
     study = lifecycle.load_existing_study(spec, lifecycle.open_spec_storage(spec))
