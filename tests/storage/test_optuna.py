@@ -307,3 +307,48 @@ def test_a_claim_drops_the_queued_trials_create_token(any_storage_url: str) -> N
     claimed = db.claim_waiting_trial(study)
     assert claimed is not None
     assert CREATE_TOKEN not in db.get_trial(study, claimed).system_attrs
+
+
+def test_a_workers_kept_trial_lists_are_what_sorting_the_cache_gives(tmp_path: Any) -> None:
+    # The worker's cache keeps its lists in order and changes them by bisection as trials
+    # arrive (new, changed, out of order, WAITING ones turning RUNNING then finished): after
+    # every batch each list is what Optuna's sort and filter of the whole cache would give.
+    import math
+    import random
+
+    from optuna.storages._cached_storage import _StudyInfo
+
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    cache = db.worker_storage(open_storage(url, create=True))
+    sid = 1
+    cache._studies[sid] = _StudyInfo()  # type: ignore[attr-defined]
+    cache._read_at[sid] = math.inf  # type: ignore[attr-defined] # no reads: batches only
+    keys = [None, (TrialState.COMPLETE,), (TrialState.COMPLETE, TrialState.PRUNED)]
+    rng = random.Random(0)
+    states = [TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED]
+    for batch in range(60):
+        numbers = rng.sample(range(120), rng.randint(1, 8))
+        if batch % 5 == 0:
+            numbers.sort()  # a batch of only new trials, in order, now and then
+        trials = [
+            optuna.trial.create_trial(
+                state=rng.choice(states[1:]) if rng.random() < 0.8 else TrialState.WAITING,
+                value=rng.random(),
+            )
+            for _ in numbers
+        ]
+        for number, trial in zip(numbers, trials, strict=True):
+            trial.number, trial._trial_id = number, number + 1
+            if trial.state != TrialState.COMPLETE:
+                trial.values = None
+        cache._add_trials_to_cache(sid, trials)  # type: ignore[attr-defined]
+        held = cache._studies[sid].trials.values()  # type: ignore[attr-defined]
+        for key in keys:
+            expected = sorted(
+                (t for t in held if key is None or t.state in key), key=lambda t: t.number
+            )
+            got = cache.get_all_trials(sid, deepcopy=False, states=key)
+            assert [(t.number, t.state) for t in got] == [(t.number, t.state) for t in expected], (
+                batch,
+                key,
+            )
