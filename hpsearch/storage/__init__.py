@@ -9,8 +9,8 @@ passed in as parameters. It imports only :mod:`hpsearch.spec` (a default URL) an
 
 Modules: ``urls`` (redaction), ``outages`` (what to wait out), ``opening``
 (:func:`open_storage`), ``states`` (Optuna's state groups and attribute keys), ``_optuna``
-(the private API: claims, batched writes, queries, the worker's cache, the resilient RDB
-storage).
+(the private API: claims, batched writes, queries, trials read as columns, the worker's
+cache, the resilient RDB storage).
 """
 
 from __future__ import annotations
