@@ -144,15 +144,12 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop(signal.Signals(signum).name)
 
 
-def worker_command(
+def worker_args(
     spec: StudySpec, slot: WorkerSlot, max_same_failures: int = MAX_SAME_FAILURES
 ) -> list[str]:
-    """The command line of one worker process."""
+    """The ``hpsearch`` arguments of one worker process (a forked one runs them too)."""
     assert spec.path is not None
     return [
-        sys.executable,
-        "-m",
-        "hpsearch",
         "--log-level",  # the worker's log file shows each trial's start and end
         "info",
         "worker",
@@ -166,6 +163,13 @@ def worker_command(
         "--population",  # the launcher's --population, or the file's
         str(spec.population),
     ]
+
+
+def worker_command(
+    spec: StudySpec, slot: WorkerSlot, max_same_failures: int = MAX_SAME_FAILURES
+) -> list[str]:
+    """The command line of one worker process started as a new interpreter."""
+    return [sys.executable, "-m", "hpsearch", *worker_args(spec, slot, max_same_failures)]
 
 
 def worker_env(spec: StudySpec, slot: WorkerSlot) -> dict[str, str]:
@@ -201,7 +205,7 @@ def fork_standby(
     log_dir.mkdir(parents=True, exist_ok=True)
     standby = Standby(main)
     for slot in slots:
-        argv = worker_command(spec, slot, max_same_failures)[3:]  # without python -m hpsearch
+        argv = worker_args(spec, slot, max_same_failures)
         standby.fork(slot.name, argv, worker_env(spec, slot), worker_log(log_dir, slot))
     return standby
 

@@ -57,9 +57,14 @@ def all_trials(
     ordered = [
         i for (i,) in ids.order_by(trial.trial_id) if after < 0 or i > after or i in chosen
     ][:limit]
+    return read_many(session, models, ordered)
+
+
+def read_many(session: Any, models: Any, ids: list[int]) -> list[FrozenTrial]:
+    """The whole trials of ``ids``, however many, in that order (:data:`CHUNK` a query)."""
     found: list[FrozenTrial] = []
-    for i in range(0, len(ordered), CHUNK):
-        found += read_trials(session, models, ordered[i : i + CHUNK])
+    for i in range(0, len(ids), CHUNK):
+        found += read_trials(session, models, ids[i : i + CHUNK])
     return found
 
 

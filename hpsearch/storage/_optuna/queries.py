@@ -162,13 +162,13 @@ def top_trials(study: optuna.Study, n: int) -> list[FrozenTrial]:
     if rdb is None:
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         return sorted(done, key=best_first(study.directions))[:n]
-    read = functools.partial(_top_ids, study_id=study_id(study), maximize=_maximize(study), n=n)
-    ids = query(rdb, read)
-    if not ids:
-        return []
-    # One read of the chosen trials with their params, values and attributes (a get_trial
-    # each would be a read of six tables per trial).
-    return query(rdb, functools.partial(columns.read_trials, ids=ids))
+    sid, maximize = study_id(study), _maximize(study)
+
+    def read(session: Any, models: Any) -> list[FrozenTrial]:
+        # the chosen trials read together (a get_trial each reads six tables per trial)
+        return columns.read_many(session, models, _top_ids(session, models, sid, maximize, n))
+
+    return query(rdb, read)
 
 
 def sample_trials(study: optuna.Study, best: int, others: int, seed: int = 0) -> list[FrozenTrial]:
@@ -178,7 +178,8 @@ def sample_trials(study: optuna.Study, best: int, others: int, seed: int = 0) ->
     rdb = _rdb(storage_of(study))
     if rdb is None:  # a journal file is read whole anyway
         trials = study.get_trials(deepcopy=False)
-        top = {t.number for t in top_trials(study, best)}
+        done = [t for t in trials if t.state == TrialState.COMPLETE]
+        top = {t.number for t in sorted(done, key=best_first(study.directions))[:best]}
         rest = [t for t in trials if t.number not in top]
         picked = random.Random(seed).sample(rest, min(others, len(rest)))
         return sorted([t for t in trials if t.number in top] + picked, key=lambda t: t.number)
@@ -191,10 +192,7 @@ def sample_trials(study: optuna.Study, best: int, others: int, seed: int = 0) ->
         chosen = set(top)
         rest = [int(r[0]) for r in every.order_by(trial.trial_id) if int(r[0]) not in chosen]
         picked = sorted([*top, *random.Random(seed).sample(rest, min(others, len(rest)))])
-        found: list[FrozenTrial] = []
-        for i in range(0, len(picked), columns.CHUNK):
-            found += columns.read_trials(session, models, picked[i : i + columns.CHUNK])
-        return sorted(found, key=lambda t: t.number)
+        return sorted(columns.read_many(session, models, picked), key=lambda t: t.number)
 
     return query(rdb, read)
 

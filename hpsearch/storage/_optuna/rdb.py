@@ -262,9 +262,7 @@ class ResilientRDBStorage(RDBStorage):
     ) -> list[FrozenTrial]:
         # Optuna's reader builds an ORM object per trial, param, value, attribute and epoch
         # (20 s for 10,000 trials); the same trials read as columns take a tenth of that.
-        limit = getattr(_first, "limit", None)
-        read = functools.partial(columns.all_trials, study_id=study_id, states=states, limit=limit)
-        trials = self.retry(lambda: sessions.transaction(self, read))
+        trials = self._columns(study_id, states, limit=getattr(_first, "limit", None))
         return copy.deepcopy(trials) if deepcopy else trials
 
     def _get_trials(
@@ -276,13 +274,15 @@ class ResilientRDBStorage(RDBStorage):
     ) -> list[FrozenTrial]:
         # What Optuna's trial cache reads (a worker's first load of a study, then what
         # changed), read as columns too.
-        read = functools.partial(
-            columns.all_trials,
-            study_id=study_id,
-            states=states,
-            included=included_trial_ids,
-            after=trial_id_greater_than,
+        return self._columns(
+            study_id, states, included=included_trial_ids, after=trial_id_greater_than
         )
+
+    def _columns(
+        self, study_id: int, states: Container[TrialState] | None, **which: Any
+    ) -> list[FrozenTrial]:
+        """:func:`columns.all_trials` in one transaction, through an outage."""
+        read = functools.partial(columns.all_trials, study_id=study_id, states=states, **which)
         return cast(list[FrozenTrial], self.retry(lambda: sessions.transaction(self, read)))
 
     def record_heartbeat(self, trial_id: int) -> None:

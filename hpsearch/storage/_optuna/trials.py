@@ -216,6 +216,8 @@ class _StartedTrialsCache(_CachedStorage):
 
     def _add_trials_to_cache(self, study_id: int, trials: list[FrozenTrial]) -> None:
         super()._add_trials_to_cache(study_id, trials)
+        if not trials:
+            return
         ordered = self._ordered.setdefault(study_id, [])
         numbers = [t.number for t in trials]
         if (not ordered or numbers[0] > ordered[-1].number) and numbers == sorted(numbers):
