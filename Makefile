@@ -27,9 +27,9 @@ lint: $(STAMP)
 system-deps:
 	./scripts/install-system-deps.sh
 
-# The daily tier: lint and every test that needs no server, cluster, browser, MNIST or
-# minutes of training (about 3 minutes on 2 cores).
-FAST := not slow and not postgres and not slurm and not browser and not mnist
+# The daily tier: lint and every test that needs no server, cluster, browser, Docker engine,
+# MNIST or minutes of training (about 4 minutes on 2 cores).
+FAST := not slow and not postgres and not slurm and not browser and not mnist and not docker
 
 test-fast: lint
 	$(BIN)/python -m pytest -m "$(FAST)" --durations=10

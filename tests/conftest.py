@@ -304,6 +304,7 @@ _NEEDS = {
     "mnist": {"mnist_dir"},
     "postgres": {"postgres_cluster", "postgres_server", "postgres_url", "own_postgres"},
     "slurm": {"slurm_cluster"},
+    "docker": {"docker_engine"},
 }
 
 

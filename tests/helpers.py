@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 import json
 import math
@@ -13,6 +14,7 @@ import sys
 import time
 from typing import Any
 from typing import TYPE_CHECKING
+from typing import TypeVar
 
 import optuna
 from optuna.trial import TrialState
@@ -21,6 +23,8 @@ import yaml
 if TYPE_CHECKING:
     from hpsearch.spec.config import TrainConfig
     from hpsearch.training.trainer import TrainResult
+
+T = TypeVar("T")
 
 # Every trial fails the same way (two activations for one hidden layer), while the fixed
 # settings alone train fine: the pre-flight check passes, every trial raises.
@@ -123,6 +127,18 @@ class Gate:
 
     def open(self) -> None:
         self.path.touch()
+
+
+def wait_for(condition: Callable[[], T | None], what: str, timeout: float = 240) -> T:
+    """What ``condition`` returns once it is truthy (asked every half second); an
+    ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"never: {what}")
 
 
 def wait_running(

@@ -96,6 +96,14 @@ def storage_or_file(storage: str | None) -> str | None:
     return storage
 
 
+def with_password(url: str) -> str:
+    """The URL a command opens: with the password in ``$HPSEARCH_STORAGE_PASSWORD_FILE`` when
+    it names a user and no password (how a container gets it; see the README's Docker)."""
+    from hpsearch.storage.urls import with_password_file
+
+    return with_password_file(url)
+
+
 def load_spec(
     path: str,
     storage: str | None,
@@ -116,7 +124,7 @@ def load_spec(
     if device:
         spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
     check_url(spec.storage)
-    return spec
+    return dataclasses.replace(spec, storage=with_password(spec.storage))
 
 
 def resolve(target: str, storage: str | None) -> tuple[str, str]:
@@ -134,8 +142,14 @@ def resolve(target: str, storage: str | None) -> tuple[str, str]:
             spec = load_spec(target, storage)
             return spec.name, spec.storage
         name, url = found
-        return name, storage_or_file(storage) or url or default_storage()
-    return target, storage_or_file(storage) or default_storage()
+        return name, with_password(storage_or_file(storage) or url or default_storage())
+    return target, storage_url(storage)
+
+
+def storage_url(storage: str | None) -> str:
+    """The storage a command given no study file opens: ``--storage``, else
+    ``$HPSEARCH_STORAGE_FILE``'s, else the default, with a secret file's password."""
+    return with_password(storage_or_file(storage) or default_storage())
 
 
 def open_target(target: str, storage: str | None) -> optuna.Study:

@@ -8,10 +8,10 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
-from hpsearch.cli.options import default_storage
 from hpsearch.cli.options import open_target
 from hpsearch.cli.options import resolve
 from hpsearch.cli.options import storage_option
+from hpsearch.cli.options import storage_url
 from hpsearch.errors import ConfigError
 
 
@@ -44,7 +44,7 @@ def dashboard(
     from hpsearch.results.dashboard import make_dashboard
     from hpsearch.results.dashboard import serve
 
-    url = resolve(study, storage)[1] if study else storage or default_storage()
+    url = resolve(study, storage)[1] if study else storage_url(storage)
     try:
         server = make_dashboard(url, host, port, allow_writes=True if allow_writes else None)
     except OSError as e:

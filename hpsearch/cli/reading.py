@@ -11,10 +11,10 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
-from hpsearch.cli.options import default_storage
 from hpsearch.cli.options import format_option
 from hpsearch.cli.options import open_target
 from hpsearch.cli.options import storage_option
+from hpsearch.cli.options import storage_url
 from hpsearch.cli.options import trial_option
 
 
@@ -25,7 +25,7 @@ def studies(storage: str | None, fmt: str) -> None:
     """List the studies in a storage."""
     from hpsearch.results.reading import study_rows
 
-    url = storage or default_storage()
+    url = storage_url(storage)
     found = study_rows(url)
     if not found and fmt == "table":
         click.echo(f"no studies in {output.redact(url)}")

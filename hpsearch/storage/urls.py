@@ -1,4 +1,5 @@
-"""Storage URLs as messages show them: passwords hidden, relative SQLite paths made absolute.
+"""Storage URLs as messages show them: passwords hidden, relative SQLite paths made absolute;
+and a password read from a secret file.
 
 Nothing here opens a database; :mod:`hpsearch.storage.opening` does.
 """
@@ -6,11 +7,15 @@ Nothing here opens a database; :mod:`hpsearch.storage.opening` does.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 import re
 from urllib.parse import unquote
 
 from sqlalchemy.engine import make_url
+
+from hpsearch.errors import ConfigError
+from hpsearch.spec.defaults import PASSWORD_FILE_ENV
 
 _log = logging.getLogger(__name__)
 
@@ -82,3 +87,35 @@ def sqlite_path(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         return None
     return Path(parsed.database).absolute()
+
+
+def with_password_file(url: str) -> str:
+    """``url`` with the password in ``$HPSEARCH_STORAGE_PASSWORD_FILE`` when that is set and
+    the URL names a user but no password.
+
+    How a container gets its database password: from a secret file (Docker's or Kubernetes'
+    secrets), never from its environment, which ``docker inspect`` shows to anyone who can
+    reach the engine. The file holds the password alone; its trailing newline is dropped, as
+    the official PostgreSQL image drops it from ``POSTGRES_PASSWORD_FILE``.
+
+    Raises:
+        ConfigError: The file cannot be read, or is empty.
+    """
+    path = os.environ.get(PASSWORD_FILE_ENV)
+    if not path or url.startswith(JOURNAL_PREFIX):
+        return url
+    try:
+        parsed = make_url(url)
+    except Exception as e:  # not a database URL: check_url says so
+        _log.debug("not a database URL: %s", e)
+        return url
+    if parsed.username is None or parsed.password is not None:  # a URL's own password wins
+        return url
+    try:
+        password = Path(path).read_text().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not text"
+        raise ConfigError([f"${PASSWORD_FILE_ENV} {path}: {why}"]) from e
+    if not password:
+        raise ConfigError([f"${PASSWORD_FILE_ENV} {path}: empty"])
+    return parsed.set(password=password).render_as_string(hide_password=False)

@@ -9,7 +9,6 @@ import re
 import stat
 import subprocess
 import sys
-import time
 from typing import Any
 
 from optuna.trial import TrialState
@@ -20,6 +19,7 @@ from hpsearch.study.budget import counted
 from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
 from tests.helpers import hpsearch
+from tests.helpers import wait_for
 from tests.helpers import write_study
 from tests.owndata import write_wine
 
@@ -63,16 +63,6 @@ def _job_id(err: str) -> str:
     match = re.search(r"Slurm job array (\d+)", err)
     assert match, err
     return match.group(1)
-
-
-def _wait(condition: Any, what: str, timeout: float = 240) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"never: {what}")
 
 
 def _queue_empty(cluster: SlurmCluster, job: str) -> bool:
@@ -131,7 +121,7 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600 and PASSWORD in secret.read_text()
     # the budget can be done while a task still exits (squeue: COMPLETING): status shows
     # Slurm's state as it is, so it is read once the array has left the queue
-    _wait(lambda: _queue_empty(slurm_cluster, job), "the array ends")
+    wait_for(lambda: _queue_empty(slurm_cluster, job), "the array ends")
     status = hpsearch("status", "t", "--storage", url)
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
 
@@ -147,12 +137,12 @@ def test_scancel_of_one_task_mid_trial_queues_its_trial_again(
         running = open_study("t", url).get_trials(states=(TrialState.RUNNING,))
         return running if len({t.user_attrs.get("worker") for t in running}) == 2 else []
 
-    running = _wait(both_running, "both tasks run a trial")
+    running = wait_for(both_running, "both tasks run a trial")
     status = hpsearch("status", "t", "--storage", url).stdout
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 2 running, 0 done" in status
     victim = next(t for t in running if t.user_attrs["worker"].startswith(f"slurm-{job}_1"))
     slurm_cluster.run("scancel", f"{job}_1")
-    _wait(lambda: _queue_empty(slurm_cluster, job), "the array ends", timeout=400)
+    wait_for(lambda: _queue_empty(slurm_cluster, job), "the array ends", timeout=400)
     trials = open_study("t", url).get_trials()
     cut = next(t for t in trials if t.number == victim.number)
     assert cut.state == TrialState.FAIL  # stopped at an epoch end (or found stale) ...
@@ -170,7 +160,7 @@ def test_a_time_limit_mid_trial_queues_the_trial_again(
     url = postgres_url
     # a trial that cannot finish before the 2-minute limit: a million epochs
     job = _detached(tmp_path, url, 1, 1_000_000, "--time", "00:02:00")
-    _wait(lambda: _queue_empty(slurm_cluster, job), "the time limit ends the task", timeout=300)
+    wait_for(lambda: _queue_empty(slurm_cluster, job), "the time limit ends the task", timeout=300)
     trials = open_study("t", url).get_trials()
     first = trials[0]
     assert first.state == TrialState.FAIL, [t.state for t in trials]

@@ -12,8 +12,10 @@ from typing import Any
 
 import optuna
 from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import pytest
+import sqlalchemy as sa
 
 from hpsearch import storage as db
 from hpsearch.storage import open_storage
@@ -178,6 +180,45 @@ def test_trials_read_as_columns_are_the_trials_optunas_reader_builds(storage_url
     assert len(storage.get_all_trials(sid)) == 11  # only within the block
     with pytest.raises(KeyError):
         storage.get_all_trials(sid + 100)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("states", [None, (TrialState.RUNNING,)])
+def test_a_trial_finished_during_a_read_is_read_before_or_after_never_half(
+    postgres_url: str, states: tuple[TrialState, ...] | None
+) -> None:
+    # PostgreSQL gives each query of a read a snapshot of its own (READ COMMITTED): a trial that
+    # another worker finishes between two of the reader's queries must come back running or
+    # finished, never COMPLETE without its value (a sampler sorts complete trials' values),
+    # nor among the running trials once finished. Finished after each query in turn.
+    study = _study(postgres_url)
+    reader = open_storage(postgres_url, read_only=True)
+    assert isinstance(reader, ResilientRDBStorage)
+    sid, dists = db.study_id(study), {"x": optuna.distributions.FloatDistribution(0, 1)}
+
+    def read_finishing_after(k: int) -> tuple[list[FrozenTrial], int]:
+        trial, seen = study.ask(dists), []
+
+        def finish(*args: Any) -> None:
+            seen.append(args[2])
+            if len(seen) == k:
+                study.tell(trial, 0.5)  # on another connection: committed at once
+
+        sa.event.listen(reader.engine, "after_cursor_execute", finish)
+        try:
+            found = reader.get_all_trials(sid, deepcopy=False, states=states)
+        finally:
+            sa.event.remove(reader.engine, "after_cursor_execute", finish)
+        return [t for t in found if t._trial_id == trial._trial_id], len(seen)
+
+    _, queries = read_finishing_after(0)
+    assert queries >= 4  # study, ids, then the trials' tables
+    for k in range(1, queries):
+        found, _ = read_finishing_after(k)
+        for t in found:
+            assert t.state in (states or (TrialState.RUNNING, TrialState.COMPLETE)), (k, t.state)
+            if t.state == TrialState.COMPLETE:
+                assert t.values == [0.5], (k, t.values)
 
 
 def _same(ours: list[Any], optunas: list[Any]) -> None:

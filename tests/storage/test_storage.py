@@ -12,6 +12,7 @@ import pytest
 
 from hpsearch.storage import redact
 from hpsearch.storage import scrub
+from hpsearch.storage.urls import with_password_file
 from tests.helpers import hpsearch
 from tests.helpers import write_study
 
@@ -43,6 +44,45 @@ URL_FORMS = [
 def test_every_password_form_is_redacted(url: str, shown: str) -> None:
     assert redact(url) == shown
     assert "S3cr3t" not in scrub(f"cannot connect to {url}: bad login", url)
+
+
+@pytest.mark.parametrize(
+    ("url", "opened"),
+    [
+        ("postgresql+psycopg://me@db/hp", "postgresql+psycopg://me:p%40ss%3Aw%2Frd@db/hp"),
+        (
+            "postgresql+psycopg://me@db:5432/hp?sslmode=require",
+            "postgresql+psycopg://me:p%40ss%3Aw%2Frd@db:5432/hp?sslmode=require",
+        ),
+        ("postgresql+psycopg://me:own@db/hp", "postgresql+psycopg://me:own@db/hp"),  # its own
+        ("postgresql+psycopg://db/hp", "postgresql+psycopg://db/hp"),  # no user: libpq's
+        ("sqlite:///hp.db", "sqlite:///hp.db"),
+        ("journal:hp.log", "journal:hp.log"),
+    ],
+)
+def test_a_password_file_fills_in_a_urls_missing_password(
+    url: str, opened: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "pw"
+    secret.write_text("p@ss:w/rd\n")  # as `openssl rand ... > file` leaves it: one newline
+    assert with_password_file(url) == url  # unset: the URL as it is
+    monkeypatch.setenv("HPSEARCH_STORAGE_PASSWORD_FILE", str(secret))
+    assert with_password_file(url) == opened
+    assert "p@ss" not in redact(opened) and "p%40ss" not in redact(opened)
+
+
+def test_an_unreadable_or_empty_password_file_is_one_line_naming_it(tmp_path: Path) -> None:
+    url = "postgresql+psycopg://me@127.0.0.1:1/hp"
+    (tmp_path / "empty").write_text("\n")
+    for path, why in (
+        (tmp_path / "missing", "No such file or directory"),
+        (tmp_path / "empty", "empty"),
+    ):
+        proc = hpsearch(
+            "studies", "--storage", url, env={"HPSEARCH_STORAGE_PASSWORD_FILE": str(path)}
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip() == f"error: $HPSEARCH_STORAGE_PASSWORD_FILE {path}: {why}"
 
 
 def test_relative_sqlite_urls_are_shown_absolute(

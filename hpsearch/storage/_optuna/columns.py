@@ -57,7 +57,9 @@ def all_trials(
     ordered = [
         i for (i,) in ids.order_by(trial.trial_id) if after < 0 or i > after or i in chosen
     ][:limit]
-    return read_many(session, models, ordered)
+    found = read_many(session, models, ordered)
+    # a trial may have finished since its id was chosen (each query its own snapshot)
+    return found if states is None else [t for t in found if t.state in states]
 
 
 def read_many(session: Any, models: Any, ids: list[int]) -> list[FrozenTrial]:
@@ -80,6 +82,19 @@ def read_trials(
     whole = user_keys is None
     trial, value = models.TrialModel, models.TrialValueModel
     param, attr = models.TrialParamModel, models.TrialUserAttributeModel
+    # The trials table first: PostgreSQL's READ COMMITTED gives each query of a transaction a
+    # snapshot of its own, and a trial's state is committed with its values, so a state read
+    # before its values never shows a COMPLETE trial without them (read after, it did: one
+    # worker's sampler then sorted a None among the values of another's finished trials).
+    rows = session.execute(
+        sa.select(
+            trial.trial_id,
+            trial.number,
+            trial.state,
+            trial._datetime_start_utc,
+            trial._datetime_complete_utc,
+        ).where(trial.trial_id.in_(ids))
+    ).all()
     values: dict[int, dict[int, float]] = {}
     for tid, objective, v, kind in session.execute(
         sa.select(value.trial_id, value.objective, value.value, value.value_type).where(
@@ -115,15 +130,7 @@ def read_trials(
     elif user_keys:
         user = _attrs(session, attr, ids, user_keys)
     by_id = {}
-    for tid, number, state, start, end in session.execute(
-        sa.select(
-            trial.trial_id,
-            trial.number,
-            trial.state,
-            trial._datetime_start_utc,
-            trial._datetime_complete_utc,
-        ).where(trial.trial_id.in_(ids))
-    ):
+    for tid, number, state, start, end in rows:
         found = values.get(tid)
         by_id[tid] = FrozenTrial(
             number=number,
