@@ -4,7 +4,10 @@ layers before the code, a CPU override that keeps the base file's settings)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
 from typing import Any
 
 import pytest
@@ -133,3 +136,30 @@ def test_compose_commands_parse_with_the_cli(name: str, service: str) -> None:
     sub = main.get_command(ctx, command[0])
     assert sub is not None
     sub.make_context(command[0], command[1:])  # raises on an unknown option
+
+
+@pytest.mark.parametrize("cpu", [False, True])
+def test_compose_itself_reads_the_files_as_the_readme_runs_them(cpu: bool) -> None:
+    if shutil.which("docker-compose") is None:  # no engine needed: `config` only reads
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose missing (scripts/install-system-deps.sh installs it)")
+        pytest.skip("docker-compose not installed")
+    files = ["compose.yaml", "compose.cpu.yaml"] if cpu else ["compose.yaml"]
+    proc = subprocess.run(
+        ["docker-compose", "-p", "hpsearch", *(a for f in files for a in ("-f", f)), "config"],
+        capture_output=True,
+        text=True,
+        cwd=DOCKER,
+        env={**os.environ, "HPSEARCH_STUDY": "studies/quickstart.yaml"},
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    services = yaml.safe_load(proc.stdout)["services"]
+    gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert gpu == [{"capabilities": ["gpu"], "count": 1, "driver": "nvidia"}]
+    assert ("cpu-worker" in services) == cpu
+    if cpu:
+        assert services["worker"]["profiles"] == ["gpu"]
+        assert services["cpu-worker"]["command"][:4] == [
+            "worker", "studies/quickstart.yaml", "--device", "cpu"
+        ]  # fmt: skip
