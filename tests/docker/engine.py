@@ -23,6 +23,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -68,7 +69,6 @@ class Engine:
         if self._answers():
             return
         self.root.mkdir(parents=True, exist_ok=True)
-        log = (self.root / "dockerd.log").open("ab")
         # exec root under /run: containerd's socket paths must stay short
         exec_root = Path("/run") / f"hpsearch-docker-{_short_hash(bytes(self.root))}"
         cmd = [
@@ -76,12 +76,10 @@ class Engine:
             "--exec-root", str(exec_root), "--pidfile", str(self.root / "dockerd.pid"),
             "-H", f"unix://{self.socket}",
         ]  # fmt: skip
-        self._process = subprocess.Popen(
-            cmd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with (self.root / "dockerd.log").open("ab") as log:  # the child keeps its own copy
+            self._process = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None or self._answers():
@@ -109,10 +107,10 @@ class Engine:
         self._process = None
 
     def docker(
-        self, *args: str, check: bool = True, timeout: float = 600, stdin: bytes | None = None
+        self, *args: str, check: bool = True, timeout: float = 600
     ) -> subprocess.CompletedProcess[str]:
         """A ``docker`` command on this engine; raises with its output when ``check`` fails."""
-        return _run(["docker", *args], self.env, check, timeout, stdin)
+        return _run(["docker", *args], self.env, check, timeout)
 
     def compose(
         self,
@@ -124,7 +122,7 @@ class Engine:
     ) -> subprocess.CompletedProcess[str]:
         """``docker-compose -f FILE ... ARGS`` on this engine, with ``env`` added."""
         cmd = ["docker-compose", *(a for f in files for a in ("-f", str(f))), *args]
-        return _run(cmd, {**self.env, **env}, check, timeout, None)
+        return _run(cmd, {**self.env, **env}, check, timeout)
 
     def image_label(self, tag: str) -> str | None:
         """The stand-in label of image ``tag``, ``""`` if it has none; ``None`` if absent."""
@@ -144,16 +142,9 @@ def _short_hash(data: bytes) -> str:
 
 
 def _run(
-    cmd: list[str], env: Mapping[str, str], check: bool, timeout: float, stdin: bytes | None
+    cmd: list[str], env: Mapping[str, str], check: bool, timeout: float
 ) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        cmd,
-        env=dict(env),
-        input=stdin.decode() if stdin is not None else None,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    proc = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         output = proc.stdout[-3000:] + proc.stderr[-3000:]
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{output}")
@@ -235,9 +226,8 @@ def ensure_debian(engine: Engine) -> None:
 
 def _pip_settings() -> dict[str, list[str]]:
     """pip's settings here that a build must copy: its CA bundle and local indexes."""
-    out = subprocess.run(
-        ["python", "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout
+    command = [sys.executable, "-m", "pip", "config", "list"]
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
     found: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, _, value = line.partition("=")
