@@ -142,14 +142,14 @@ def resolve(target: str, storage: str | None) -> tuple[str, str]:
             spec = load_spec(target, storage)
             return spec.name, spec.storage
         name, url = found
-        return name, with_password(storage_or_file(storage) or url or default_storage())
+        return name, storage_url(storage, url)
     return target, storage_url(storage)
 
 
-def storage_url(storage: str | None) -> str:
-    """The storage a command given no study file opens: ``--storage``, else
-    ``$HPSEARCH_STORAGE_FILE``'s, else the default, with a secret file's password."""
-    return with_password(storage_or_file(storage) or default_storage())
+def storage_url(storage: str | None, file_url: str | None = None) -> str:
+    """The storage a command opens: ``--storage``, else ``$HPSEARCH_STORAGE_FILE``'s, else the
+    study file's ``file_url``, else the default; with a secret file's password."""
+    return with_password(storage_or_file(storage) or file_url or default_storage())
 
 
 def open_target(target: str, storage: str | None) -> optuna.Study:

@@ -155,13 +155,18 @@ def user_attr_sum(study: optuna.Study, key: str) -> float:
     return query(rdb, read)
 
 
+def _best_of(trials: list[FrozenTrial], study: optuna.Study, n: int) -> list[FrozenTrial]:
+    """The ``n`` best COMPLETE trials of ``trials`` (already read), best first."""
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    return sorted(done, key=best_first(study.directions))[:n]
+
+
 def top_trials(study: optuna.Study, n: int) -> list[FrozenTrial]:
     """The ``n`` best COMPLETE trials by the first objective, best first, read directly."""
     storage = storage_of(study)
     rdb = _rdb(storage)
     if rdb is None:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return sorted(done, key=best_first(study.directions))[:n]
+        return _best_of(study.get_trials(deepcopy=False), study, n)
     sid, maximize = study_id(study), _maximize(study)
 
     def read(session: Any, models: Any) -> list[FrozenTrial]:
@@ -178,8 +183,7 @@ def sample_trials(study: optuna.Study, best: int, others: int, seed: int = 0) ->
     rdb = _rdb(storage_of(study))
     if rdb is None:  # a journal file is read whole anyway
         trials = study.get_trials(deepcopy=False)
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        top = {t.number for t in sorted(done, key=best_first(study.directions))[:best]}
+        top = {t.number for t in _best_of(trials, study, best)}
         rest = [t for t in trials if t.number not in top]
         picked = random.Random(seed).sample(rest, min(others, len(rest)))
         return sorted([t for t in trials if t.number in top] + picked, key=lambda t: t.number)
