@@ -6,7 +6,9 @@ measured in the same run. Measured: the reading commands (``--help``, ``status``
 ``trials``...), a bad study file refused by ``run``, ``launch``, ``create`` and ``worker``,
 ``run`` and ``launch --workers 2`` of a study of two one-epoch trials on digits (for these,
 also when the first trial started, read from the storage). ``--src`` measures another
-checkout (an older commit) with this interpreter, side by side in the same run::
+checkout (an older commit) with this interpreter, side by side in the same run, the
+checkouts taking turns run by run; the unit is the median of torch imports measured before
+and after the runs::
 
     git worktree add /tmp/before <commit>
     python bench/startup.py --src /tmp/before --src .
@@ -15,8 +17,10 @@ checkout (an older commit) with this interpreter, side by side in the same run::
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 import datetime
+import functools
 import os
 from pathlib import Path
 import sqlite3
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import TypeVar
 
 STUDY = """\
 name: s
@@ -35,6 +40,7 @@ budget: {{trials: 2}}
 fixed: {{epochs: 1}}
 space: {{lr: {{type: float, low: 0.001, high: 0.1, log: true}}}}
 """
+T = TypeVar("T")
 BAD = "name: s\nstorage: sqlite:///{db}\nbudgt: {{trials: 2}}\n"  # a misspelt key
 
 
@@ -110,25 +116,50 @@ def main() -> None:
             "worker bad file": ["worker", str(bad)],
         }
         studies = {"run": ["run"], "launch --workers 2": ["launch", "--workers", "2"]}
-        torch = [_run(sources[0], ["-c", "import torch"], work, True) for _ in range(args.repeat)]
-        unit = statistics.median(r.wall for r in torch)
-        print(f"python -c 'import torch': {unit:.2f} s (the unit of the x columns)\n")
-        print(f"{'command':<26} " + "  ".join(f"{s!s:>36}" for s in sources))
+        rows: list[tuple[str, list[Run], list[float] | None]] = []
+        torch = _torch_imports(sources[0], work, args.repeat)
+        # the checkouts take turns, run by run: a machine whose speed drifts (a shared VM
+        # does) then slows each of them alike
         for name, command in commands.items():
-            cells = []
-            for src in sources:
-                runs = [_run(src, command, work) for _ in range(args.repeat)]
-                cells.append(_cell(runs, unit))
-            print(f"{name:<26} " + "  ".join(f"{c:>36}" for c in cells))
+            runs = _in_turn(sources, args.repeat, functools.partial(_run, args=command, cwd=work))
+            rows += [(name, runs[src], None) for src in sources]
         for name, command in studies.items():
-            cells, firsts = [], []
-            for src in sources:
-                pairs = [_study_run(src, command, work, fresh) for _ in range(args.repeat)]
-                cells.append(_cell([r for r, _ in pairs], unit))
-                first = statistics.median(f for _, f in pairs)
-                firsts.append(f"{first:6.2f} s {first / unit:5.2f}x")
-            print(f"{name:<26} " + "  ".join(f"{c:>36}" for c in cells))
-            print(f"{'  its first trial started':<26} " + "  ".join(f"{c:>36}" for c in firsts))
+            pairs = _in_turn(
+                sources,
+                args.repeat,
+                functools.partial(_study_run, args=command, work=work, study=fresh),
+            )
+            rows += [(name, [r for r, _ in pairs[s]], [f for _, f in pairs[s]]) for s in sources]
+        torch += _torch_imports(sources[0], work, args.repeat)  # and as the runs ended
+    unit = statistics.median(torch)
+    print(
+        f"python -c 'import torch': {unit:.2f} s (the unit of the x columns; "
+        f"{statistics.median(torch[: args.repeat]):.2f} s before the runs, "
+        f"{statistics.median(torch[args.repeat :]):.2f} s after)\n"
+    )
+    print(f"{'command':<26} " + "  ".join(f"{s!s:>36}" for s in sources))
+    for i in range(0, len(rows), len(sources)):
+        line = rows[i : i + len(sources)]
+        print(f"{line[0][0]:<26} " + "  ".join(f"{_cell(r, unit):>36}" for _, r, _ in line))
+        if line[0][2] is not None:
+            firsts = [statistics.median(f or ()) for _, _, f in line]
+            cells = [f"{f:6.2f} s {f / unit:5.2f}x" for f in firsts]
+            print(f"{'  its first trial started':<26} " + "  ".join(f"{c:>36}" for c in cells))
+
+
+def _torch_imports(src: Path, work: Path, repeat: int) -> list[float]:
+    return [_run(src, ["-c", "import torch"], work, True).wall for _ in range(repeat)]
+
+
+def _in_turn(
+    sources: list[Path], repeat: int, measure: Callable[[Path], T]
+) -> dict[Path, list[T]]:
+    """``repeat`` measurements of each checkout, taking turns."""
+    runs: dict[Path, list[T]] = {src: [] for src in sources}
+    for _ in range(repeat):
+        for src in sources:
+            runs[src].append(measure(src))
+    return runs
 
 
 def _cell(runs: list[Run], unit: float) -> str:

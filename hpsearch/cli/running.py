@@ -261,6 +261,8 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         raise click.UsageError(f"{named}: only with --slurm")
     parse_gpus(flags["gpus"])  # a malformed flag and bad data: refused before torch loads
     fit_task(spec)
+    # the first line within a fraction of a second: torch takes one to several seconds
+    click.echo(f"launching {spec.name}: loading PyTorch once for all its workers", err=True)
     from hpsearch.launch.local import launch_local
     from hpsearch.launch.local import LocalOptions
 

@@ -65,9 +65,7 @@ _WORDING = Wording(
 )
 
 
-@pydantic.dataclasses.dataclass(
-    frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True)
-)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class TrainConfig:
     """Everything one training run depends on; defaults are the classic PyTorch MNIST setup.
 

@@ -50,9 +50,7 @@ def _square(value: Any) -> Any:
     return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-@pydantic.dataclasses.dataclass(
-    frozen=True, config=ConfigDict(extra="forbid", use_attribute_docstrings=True)
-)
+@pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class DataSource:
     """A user's data set: a table file or a folder of images, and what to predict."""
 

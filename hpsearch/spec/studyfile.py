@@ -55,6 +55,7 @@ from hpsearch.spec.tasks import DEFAULT_METRIC
 from hpsearch.spec.tasks import loss_problems
 from hpsearch.spec.tasks import metric_problems
 from hpsearch.spec.tasks import with_task
+from hpsearch.spec.validation import describe_fields
 from hpsearch.spec.validation import Problems
 from hpsearch.spec.validation import problems
 from hpsearch.spec.validation import StrictBool
@@ -262,9 +263,13 @@ def _short(value: Any, limit: int = 80) -> str:
 
 
 class _Strict(pydantic.BaseModel):
-    """A block of a study file: unknown keys are errors, scalars are strictly typed."""
+    """A block of a study file: unknown keys are errors, scalars are strictly typed.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    The docstring under a field describes it in ``hpsearch schema``
+    (:func:`study_schema`); pydantic is not asked to read them as each model is defined.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Metric = Literal[
@@ -339,10 +344,7 @@ def _component(
 
 
 class _Options(_Strict):
-    """A sampler's or pruner's options: built from a constructor's signature, so there is no
-    source to read attribute docstrings from (looking for it costs a command 0.2 s)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=False)
+    """A sampler's or pruner's options: built from a constructor's signature."""
 
 
 class _PatienceCheck(_Options):
@@ -667,12 +669,21 @@ class StudyFile(_Strict):
 
 def study_schema() -> dict[str, Any]:
     """The JSON Schema of study files (what ``hpsearch schema`` prints)."""
-    schema = StudyFile.model_json_schema()
+    # a sampler's or pruner's options are made from a signature: no source, no docstrings
+    blocks = [c for c in _subclasses(_Strict) if not issubclass(c, _Options)]
+    described = (*blocks, TrainConfig, DataSource)
+    classes = {("" if c is StudyFile else c.__name__): c for c in described}
+    schema = describe_fields(StudyFile.model_json_schema(), classes)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "hpsearch study file",
         **schema,
     }
+
+
+def _subclasses(cls: type) -> list[type]:
+    subs: list[type] = cls.__subclasses__()
+    return [c for sub in subs for c in (sub, *_subclasses(sub))]
 
 
 def _param(name: str, spec: Any) -> Param:

@@ -56,6 +56,7 @@ from hpsearch.storage._optuna.views import study_key
 from hpsearch.storage._optuna.views import study_of_trials
 from hpsearch.storage._optuna.views import TrialListView
 from hpsearch.storage.opening import check_url
+from hpsearch.storage.opening import close_storages
 from hpsearch.storage.opening import open_storage
 from hpsearch.storage.opening import preload
 from hpsearch.storage.opening import SQLITE_TIMEOUT_S
@@ -81,6 +82,7 @@ __all__ = [
     "cache_version",
     "check_url",
     "claim_waiting_trial",
+    "close_storages",
     "count_trials",
     "disk_full",
     "drop_session",

@@ -34,6 +34,7 @@ from sqlalchemy.engine import URL
 
 from hpsearch.errors import StorageError
 from hpsearch.spec.defaults import DEFAULT_STORAGE
+from hpsearch.storage._optuna.rdb import read_migrations
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
 from hpsearch.storage.outages import reason
 from hpsearch.storage.urls import JOURNAL_PREFIX
@@ -77,6 +78,7 @@ class _SQLiteTuning(CreateEnginePlugin):
 # Engines switched to BEGIN IMMEDIATE once opened (Optuna's own set-up nests two
 # connections, which an immediate transaction would deadlock).
 _IMMEDIATE: weakref.WeakSet[Engine] = weakref.WeakSet()
+_OPENED: weakref.WeakSet[Engine] = weakref.WeakSet()  # every database storage opened here
 plugins.register("hpsearch_sqlite", __name__, "_SQLiteTuning")
 
 
@@ -98,12 +100,14 @@ def check_url(url: str) -> None:
 
 def preload(url: str) -> None:
     """Imports now what opening ``url`` to write would import (Alembic, which Optuna checks
-    the schema with, and the database's driver: about 0.4 s), so that the worker processes
-    forked from this one share it instead of each importing it."""
+    the schema with, and the database's driver: about 0.4 s) and reads Optuna's migration
+    scripts, so that the worker processes forked from this one share them instead of each
+    reading them."""
     if url.startswith(JOURNAL_PREFIX):
         return
     import alembic.migration  # noqa: F401
 
+    read_migrations(url)
     with contextlib.suppress(Exception):  # a bad URL is reported by open_storage, not here
         make_url(url).get_dialect().import_dbapi()
 
@@ -185,7 +189,17 @@ def open_storage(
             raise
     if is_sqlite and not read_only:
         _IMMEDIATE.add(storage.engine)
+    _OPENED.add(storage.engine)
     return storage
+
+
+def close_storages() -> None:
+    """Closes the pooled connections of every database storage this process opened, as the
+    interpreter's exit would (the last connection to a SQLite file folds its write-ahead log
+    back into the file); a storage used again reconnects."""
+    for engine in list(_OPENED):
+        with contextlib.suppress(Exception):  # a server gone away: nothing left to close
+            engine.dispose()
 
 
 def _stamped(execute: Callable[[str], Any]) -> bool:

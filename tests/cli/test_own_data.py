@@ -303,7 +303,7 @@ def test_workers_of_a_launch_split_the_data_alike(tmp_path: Path) -> None:
     assert launcher.returncode == 0, err
     # it said what it did while it started, in order
     said = [line.split()[0] for line in err.splitlines()]
-    assert said[:3] == ["pre-flight", "study", "data"], err
+    assert said[:4] == ["launching", "pre-flight", "study", "data"], err
     import optuna
 
     trials = optuna.load_study(study_name="t", storage=url).get_trials()

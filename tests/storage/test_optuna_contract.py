@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from hpsearch import storage as db
+from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage
 from hpsearch.storage._optuna import PRIVATE_NAMES
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
@@ -112,6 +113,39 @@ def test_a_readers_schema_manager_is_swapped_only_while_it_is_set_up(tmp_path: P
     assert rdb_module._VersionManager is before  # restored for every other storage
     assert type(reader._version_manager).__name__ == "_LazySchemaVersions"  # type: ignore[attr-defined]
     assert reader.get_current_version() == reader.get_head_version()
+
+
+def test_optunas_migration_scripts_are_read_once_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Optuna executes its 30 migration files for each schema question (three times to create
+    # a database); a launcher reads them before it forks, so its workers read none
+    from alembic.script import ScriptDirectory
+
+    from hpsearch.storage._optuna import rdb
+
+    reads = Counter[str]()
+    from_config = ScriptDirectory.from_config.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type, config: Any) -> Any:
+        reads["scripts"] += 1
+        return from_config(cls, config)
+
+    monkeypatch.setattr(ScriptDirectory, "from_config", classmethod(counted))
+    monkeypatch.setattr(rdb, "_migrations", None)
+    db.preload(f"sqlite:///{tmp_path / 'first.db'}")
+    assert reads["scripts"] == 1
+    for name in ("first", "second"):
+        url = f"sqlite:///{tmp_path / name}.db"
+        _study(url)  # creates the database: stamps the head, checks it
+        open_storage(url)  # a worker's opening: checks it
+    assert reads["scripts"] == 1
+    # the check still compares the database with the head: an older stamp is refused
+    url = f"sqlite:///{tmp_path / 'first.db'}"
+    with sa.create_engine(url).begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = 'v3.0.0.a'"))
+    with pytest.raises(StorageError, match="optuna storage upgrade"):
+        open_storage(url)
 
 
 def test_a_sampler_window_cuts_the_trials_optuna_samplers_read(any_storage_url: str) -> None:

@@ -20,7 +20,9 @@ The uses, by module:
 - ``rdb``: ``ResilientRDBStorage`` overrides ``RDBStorage._create_new_trial`` and
   ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods),
   retries ``_get_stale_trial_ids``, ``_get_trials`` and ``_get_best_trial_id``, and swaps
-  ``optuna.storages._rdb.storage._VersionManager`` while a reader is set up (no Alembic).
+  ``optuna.storages._rdb.storage._VersionManager`` while a storage is set up: a reader's
+  builds none unless asked (no Alembic), a writer's overrides ``_create_alembic_script`` so
+  that Optuna's migration scripts are read once a process.
 - ``sessions``: ``optuna.storages._rdb.models`` (the ORM tables) and
   ``optuna.storages._rdb.storage._create_scoped_session``;
   ``RDBStorage._set_trial_attr_without_commit`` (upserts on other databases).
@@ -53,6 +55,7 @@ PRIVATE_NAMES: tuple[tuple[str, str], ...] = (
     ("optuna.storages.RDBStorage", "_get_best_trial_id"),
     ("optuna.storages.RDBStorage", "_set_trial_attr_without_commit"),
     ("optuna.storages._rdb.storage", "_VersionManager"),
+    ("optuna.storages._rdb.storage._VersionManager", "_create_alembic_script"),
     ("optuna.storages._rdb.storage", "_create_scoped_session"),
     ("optuna.storages._rdb.models.TrialModel", "_datetime_start_utc"),
     ("optuna.storages._rdb.models.TrialModel", "_datetime_complete_utc"),
