@@ -8,6 +8,7 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
+from hpsearch.cli.app import startup
 from hpsearch.cli.options import format_option
 from hpsearch.cli.options import open_target
 from hpsearch.cli.options import storage_option
@@ -32,11 +33,12 @@ def retrain(study: str, storage: str | None, out: str, number: int | None) -> No
     """Train the best configuration on training + validation data and save the model
     (model.pt: weights, config and preprocessing; `hpsearch predict` and
     `hpsearch.load_model` read it)."""
-    from hpsearch.results.reading import chosen_trial
-    from hpsearch.results.retrain import retrain_best
+    with startup():
+        from hpsearch.results.reading import chosen_trial
+        from hpsearch.results.retrain import retrain_best
 
-    target = open_target(study, storage)
-    chosen = chosen_trial(target, number)  # a wrong trial is refused before anything runs
+        target = open_target(study, storage)
+        chosen = chosen_trial(target, number)  # a wrong trial is refused before anything runs
     click.echo(f"retraining trial {chosen.number} on training + validation data", err=True)
     done = retrain_best(target, out, chosen.number)
     click.echo(f"trial          {done.trial}")
@@ -56,11 +58,12 @@ def predict(model_dir: str, inputs: str, fmt: str, device: str) -> None:
     own labels (class and probability, or a regression's value): a table's new rows (.csv,
     .tsv, .parquet, .npz; any column order, missing cells allowed), a directory of images,
     or a .npy / .pt tensor of examples on the data set's raw scale."""
-    from hpsearch.training.modelfile import model_file
+    with startup():
+        from hpsearch.training.modelfile import model_file
 
-    model_file(model_dir)  # a wrong path is refused before torch loads
-    if not Path(inputs).exists():
-        raise ConfigError([f"{inputs}: no such file or directory"])
-    from hpsearch.training.saved import predict_file
+        model_file(model_dir)  # a wrong path is refused before torch loads
+        if not Path(inputs).exists():
+            raise ConfigError([f"{inputs}: no such file or directory"])
+        from hpsearch.training.saved import predict_file
 
     output.rows(predict_file(model_dir, inputs, device), fmt)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from hpsearch.cli.app import startup
 from hpsearch.spec.defaults import STORAGE_FILE_ENV
 
 if TYPE_CHECKING:
@@ -154,9 +155,10 @@ def storage_url(storage: str | None, file_url: str | None = None) -> str:
 
 def open_target(target: str, storage: str | None) -> optuna.Study:
     """The study a reading command names (see :func:`resolve`), opened to read."""
-    from hpsearch.results.reading import open_study
+    with startup():  # Optuna imported, the study opened
+        from hpsearch.results.reading import open_study
 
-    return open_study(*resolve(target, storage))
+        return open_study(*resolve(target, storage))
 
 
 def build_config(

@@ -15,6 +15,7 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
+from hpsearch.cli.app import startup
 from hpsearch.cli.options import load_spec
 from hpsearch.cli.options import max_same_failures_option
 from hpsearch.cli.options import population_option
@@ -55,13 +56,14 @@ def run(
     no_progress: bool,
 ) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
-    spec = load_spec(study_file, storage, trials, population)  # a bad file: before torch
-    from hpsearch.study.lifecycle import fit_task
+    with startup():
+        spec = load_spec(study_file, storage, trials, population)  # a bad file: before torch
+        from hpsearch.study.lifecycle import fit_task
 
-    fit_task(spec)  # and bad data
-    from hpsearch.results.reading import best_trials
-    from hpsearch.study.budget import finished_count
-    from hpsearch.study.worker import run_study
+        fit_task(spec)  # and bad data
+        from hpsearch.results.reading import best_trials
+        from hpsearch.study.budget import finished_count
+        from hpsearch.study.worker import run_study
 
     shown: dict[str, Any] = {}
 
@@ -110,9 +112,10 @@ def run(
 @storage_option
 def create(study_file: str, trials: int | None, storage: str | None) -> None:
     """Create the study and queue its budget, without running trials (workers join later)."""
-    spec = load_spec(study_file, storage, trials)  # a bad file is refused before Optuna loads
-    from hpsearch.study.lifecycle import fit_task
-    from hpsearch.study.lifecycle import prepare
+    with startup():
+        spec = load_spec(study_file, storage, trials)  # a bad file: refused before Optuna loads
+        from hpsearch.study.lifecycle import fit_task
+        from hpsearch.study.lifecycle import prepare
 
     spec = fit_task(spec)  # its data checked before anything is written
     _, _, queued = prepare(spec)
@@ -142,9 +145,9 @@ def worker(
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
-    spec = load_spec(study_file, storage, population=population, device=device)  # no torch yet
-
-    from hpsearch.launch.worker import join_study
+    with startup():
+        spec = load_spec(study_file, storage, population=population, device=device)  # no torch
+        from hpsearch.launch.worker import join_study
 
     joined: list[str] = []
 
@@ -230,7 +233,8 @@ def launch(
 ) -> None:
     """Start a pool of worker processes that share one study through its storage (here, or
     on a Slurm cluster with --slurm)."""
-    spec = load_spec(study_file, storage, trials, population)
+    with startup():
+        spec = load_spec(study_file, storage, trials, population)
     if slurm:
         _launch_slurm(spec, log_dir, no_progress, **flags)
     else:
@@ -263,8 +267,9 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
     fit_task(spec)
     # the first line within a fraction of a second: torch takes one to several seconds
     click.echo(f"launching {spec.name}: loading PyTorch once for all its workers", err=True)
-    from hpsearch.launch.local import launch_local
-    from hpsearch.launch.local import LocalOptions
+    with startup():
+        from hpsearch.launch.local import launch_local
+        from hpsearch.launch.local import LocalOptions
 
     options = LocalOptions(
         gpus=flags["gpus"],

@@ -8,6 +8,7 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
+from hpsearch.cli.app import startup
 from hpsearch.cli.options import build_config
 from hpsearch.cli.options import data_source
 from hpsearch.cli.options import loss_given
@@ -50,13 +51,14 @@ def train(
     as_json: bool,
 ) -> None:
     """Train once and print the final metrics."""
-    own = data_source(dataset, data_path, target, task, test_path)
-    config = build_config(config_file, assignments, dataset=own or dataset, data_dir=data_dir)
-    from hpsearch.training.sources import fit_config
+    with startup():
+        own = data_source(dataset, data_path, target, task, test_path)
+        config = build_config(config_file, assignments, dataset=own or dataset, data_dir=data_dir)
+        from hpsearch.training.sources import fit_config
 
-    # the data read and checked before torch loads
-    config = fit_config(config, loss_given=loss_given(config_file, assignments))
-    from hpsearch.training.trainer import train as run_training
+        # the data read and checked before torch loads
+        config = fit_config(config, loss_given=loss_given(config_file, assignments))
+        from hpsearch.training.trainer import train as run_training
 
     result = run_training(config, on_epoch=lambda stats: output.epoch_line(stats, config.epochs))
     if as_json:

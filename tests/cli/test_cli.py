@@ -206,6 +206,34 @@ def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
         assert err == ""
 
 
+# hpsearch's main, run with the garbage collector watched: the collections before `run`'s
+# last start-up import (hpsearch.study.worker) and after it, and whether it exits frozen
+_WATCHED_MAIN = """\
+import atexit, gc, sys
+from hpsearch.cli import main
+early = []
+def seen(phase, info):
+    if phase == "start":
+        early.append(not hasattr(sys.modules.get("hpsearch.study.worker"), "run_study"))
+gc.callbacks.append(seen)
+atexit.register(  # registered before main's own: runs last
+    lambda: print("collections", sum(early), len(early) - sum(early), gc.get_freeze_count() > 0)
+)
+main(sys.argv[1:])
+"""
+
+
+def _watched(*args: str) -> tuple[int, int, bool]:
+    """Runs ``hpsearch ARGS`` under :data:`_WATCHED_MAIN`: the collections during the start-up
+    and after it, and whether the objects were frozen at exit."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _WATCHED_MAIN, *args], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    _, early, late, frozen = proc.stdout.splitlines()[-1].split()
+    return int(early), int(late), frozen == "True"
+
+
 @pytest.mark.slow
 def test_a_command_exits_without_collecting_yet_closes_its_databases(tmp_path: Path) -> None:
     # the exit's garbage collections cost a launch 0.9 s (bench/startup.py): the CLI freezes
@@ -213,20 +241,20 @@ def test_a_command_exits_without_collecting_yet_closes_its_databases(tmp_path: P
     # (an unclosed SQLite file keeps its write-ahead log beside it: a copy of the file alone
     # would lack the last trials)
     path, url = _study(tmp_path, budget={"trials": 2})
-    code = (
-        "import atexit, gc, sys\n"
-        "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 0))\n"  # runs last
-        "from hpsearch.cli import main\n"
-        "main(sys.argv[1:])\n"
-    )
     for args in (["run", str(path), "--no-progress"], ["status", str(path)]):
-        proc = subprocess.run(
-            [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.endswith("frozen True\n")
+        *_, frozen = _watched(*args)
+        assert frozen
         assert sorted(p.name for p in tmp_path.glob("hp.db*")) == ["hp.db"]
     assert _states(url) == [TrialState.COMPLETE] * 2
+
+
+@pytest.mark.slow
+def test_a_commands_start_up_imports_without_garbage_collections(tmp_path: Path) -> None:
+    # importing torch and Optuna makes objects, never garbage: the collections it triggered
+    # cost a launch a third of a second; the collector is back on for the trials
+    path, _ = _study(tmp_path, budget={"trials": 2})
+    early, late, _ = _watched("run", str(path), "--no-progress")
+    assert early == 0 and late > 0
 
 
 @pytest.mark.slow
