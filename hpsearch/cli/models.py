@@ -33,12 +33,11 @@ def retrain(study: str, storage: str | None, out: str, number: int | None) -> No
     """Train the best configuration on training + validation data and save the model
     (model.pt: weights, config and preprocessing; `hpsearch predict` and
     `hpsearch.load_model` read it)."""
-    with startup():
-        from hpsearch.results.reading import chosen_trial
-        from hpsearch.results.retrain import retrain_best
+    from hpsearch.results.reading import chosen_trial
+    from hpsearch.results.retrain import retrain_best
 
-        target = open_target(study, storage)
-        chosen = chosen_trial(target, number)  # a wrong trial is refused before anything runs
+    target = open_target(study, storage)  # its start-up without collections (see startup)
+    chosen = chosen_trial(target, number)  # a wrong trial is refused before anything runs
     click.echo(f"retraining trial {chosen.number} on training + validation data", err=True)
     done = retrain_best(target, out, chosen.number)
     click.echo(f"trial          {done.trial}")

@@ -4,7 +4,9 @@ The study-file and trainer-config schemas are pydantic models (:mod:`hpsearch.sp
 :mod:`hpsearch.spec.config`); pydantic finds every problem at once. This module words each as
 ``key.path: what is wrong (what is allowed)``, the way a person reading a YAML file needs it:
 the path in the file (no pydantic union labels), the value quoted and shortened, the allowed
-names with a did-you-mean, a range as ``[0, 1)``.
+names with a did-you-mean, a range as ``[0, 1)``. It also carries the docstrings under the
+models' fields into their JSON Schema (:func:`describe_fields`), which pydantic is not asked
+to read as each model is defined.
 """
 
 from __future__ import annotations
