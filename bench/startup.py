@@ -116,20 +116,22 @@ def main() -> None:
             "worker bad file": ["worker", str(bad)],
         }
         studies = {"run": ["run"], "launch --workers 2": ["launch", "--workers", "2"]}
-        rows: list[tuple[str, list[Run], list[float] | None]] = []
         torch = _torch_imports(sources[0], work, args.repeat)
         # the checkouts take turns, run by run: a machine whose speed drifts (a shared VM
         # does) then slows each of them alike
-        for name, command in commands.items():
-            runs = _in_turn(sources, args.repeat, functools.partial(_run, args=command, cwd=work))
-            rows += [(name, runs[src], None) for src in sources]
-        for name, command in studies.items():
+        table = {
+            name: _in_turn(sources, args.repeat, functools.partial(_run, args=cmd, cwd=work))
+            for name, cmd in commands.items()
+        }
+        firsts: dict[str, dict[Path, list[float]]] = {}
+        for name, cmd in studies.items():
             pairs = _in_turn(
                 sources,
                 args.repeat,
-                functools.partial(_study_run, args=command, work=work, study=fresh),
+                functools.partial(_study_run, args=cmd, work=work, study=fresh),
             )
-            rows += [(name, [r for r, _ in pairs[s]], [f for _, f in pairs[s]]) for s in sources]
+            table[name] = {src: [r for r, _ in pairs[src]] for src in sources}
+            firsts[name] = {src: [f for _, f in pairs[src]] for src in sources}
         torch += _torch_imports(sources[0], work, args.repeat)  # and as the runs ended
     unit = statistics.median(torch)
     print(
@@ -138,12 +140,11 @@ def main() -> None:
         f"{statistics.median(torch[args.repeat :]):.2f} s after)\n"
     )
     print(f"{'command':<26} " + "  ".join(f"{s!s:>36}" for s in sources))
-    for i in range(0, len(rows), len(sources)):
-        line = rows[i : i + len(sources)]
-        print(f"{line[0][0]:<26} " + "  ".join(f"{_cell(r, unit):>36}" for _, r, _ in line))
-        if line[0][2] is not None:
-            firsts = [statistics.median(f or ()) for _, _, f in line]
-            cells = [f"{f:6.2f} s {f / unit:5.2f}x" for f in firsts]
+    for name, runs in table.items():
+        print(f"{name:<26} " + "  ".join(f"{_cell(runs[src], unit):>36}" for src in sources))
+        if name in firsts:
+            medians = [statistics.median(firsts[name][src]) for src in sources]
+            cells = [f"{f:6.2f} s {f / unit:5.2f}x" for f in medians]
             print(f"{'  its first trial started':<26} " + "  ".join(f"{c:>36}" for c in cells))
 
 
