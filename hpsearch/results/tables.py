@@ -12,6 +12,7 @@ import fnmatch
 import io
 import json
 import math
+import textwrap
 from typing import Any
 
 from hpsearch.errors import ConfigError
@@ -116,7 +117,11 @@ def fit_table(rows: list[dict[str, Any]], width: int = TABLE_WIDTH) -> str:
     )
     if abbreviated:
         notes.append(f"short names: {', '.join(abbreviated)}")
-    return "\n".join([format_rows(table, "table"), *notes])
+    # a long list of columns left out wraps too: every line fits the width
+    wrapped = [
+        textwrap.fill(n, width, subsequent_indent="  ", break_on_hyphens=False) for n in notes
+    ]
+    return "\n".join([format_rows(table, "table"), *wrapped])
 
 
 def _cut(text: str, room: int) -> str:
