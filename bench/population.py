@@ -1,19 +1,24 @@
 """Trials per hour of populations of K trials trained at once, side by side in one run.
 
 (a) The MNIST reference config (784-128-10, Adadelta, batch 64; members differ in their
-learning rate) for each K: wall time, trials per hour, the best validation accuracy, and
-on a GPU its utilisation. (b) ``studies/quickstart.yaml`` as a whole study with
-``--population K``: wall time and the best value it reached. The last line is
+learning rate) for each K: wall time, trials per hour, the best validation accuracy, on a
+GPU its utilisation, and the useful arithmetic done (the matrix products of the forward and
+backward passes and of evaluation) in TFLOP/s and as a share of the device's peak, measured
+by one large matrix product in the same precision (``--precision``). (b)
+``studies/quickstart.yaml`` as a whole study with ``--population K``: wall time and the best
+value it reached. The last line is
 ``population speedup: Xx``, K=16 against K=1 on (a)::
 
     python bench/population.py --data-dir ../shared/data --epochs 2
     python bench/population.py --data-dir ../shared/data --epochs 14 --sizes 1,16,64,256,512
+    python bench/population.py --data-dir DIR --epochs 14 --sizes 1,16,512 --precision tf32
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 from pathlib import Path
 import shutil
@@ -25,8 +30,11 @@ import time
 
 import torch
 
+from hpsearch.spec.choices import PRECISIONS
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
+from hpsearch.training.trainer import load_data
+from hpsearch.training.trainer import numerics
 from hpsearch.training.trainer import resolve_device
 from hpsearch.training.trainer import train_population
 
@@ -74,16 +82,74 @@ def reference(k: int, args: argparse.Namespace) -> list[TrainConfig]:
         "epochs": args.epochs,
         "device": args.device,
         "train_subset": args.train_subset,
+        "precision": args.precision,
     }
     return [make_config({**base, "lr": 1.0 * 0.9 ** (i % 16)}) for i in range(k)]
+
+
+def trial_flops(config: TrainConfig) -> float:
+    """The useful arithmetic of one run of ``config``: its matrix products, 2 operations a
+    weight a sample forward and 4 more backward for each training sample of each epoch, 2
+    for each validation sample of each epoch and each test sample once (biases, activations
+    and the optimizer's few operations a weight a step are left out)."""
+    data = load_data(config, resolve_device(config.device))
+    widths = [data.num_features, *config.hidden_layers, data.num_classes]
+    weights = sum(a * b for a, b in itertools.pairwise(widths))
+    train, val, test = len(data.train_y), len(data.val_y), len(data.test_y)
+    return float(weights * (config.epochs * (6 * train + 2 * val) + 2 * test))
+
+
+# Dense tensor-core and vector peaks from NVIDIA's data sheets (SXM), TFLOP/s, by precision.
+DATASHEET = {
+    "H100": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+    "H200": {"fp32": 67.0, "tf32": 494.7, "bf16": 989.4},
+}
+
+
+def matmul_peak(device: torch.device, precision: str) -> float:
+    """TFLOP/s of a large square matrix product on ``device`` in ``precision``: the
+    arithmetic this device actually reaches, which its data sheet's peak bounds."""
+    n = 8192 if device.type == "cuda" else 1024
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    with numerics(precision, device):
+        for _ in range(3):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        reps, start = 10, time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+    return 2 * n**3 * reps / seconds / 1e12
+
+
+def peak_line(device: torch.device, precision: str) -> tuple[float, str]:
+    """The measured peak, and a line that names it and the data sheet's where known."""
+    measured = matmul_peak(device, precision)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
+    sheet = next((v[precision] for k, v in DATASHEET.items() if k in name), None)
+    known = f"; data sheet {sheet:.0f}" if sheet else ""
+    return measured, (
+        f"peak on {name} in {precision}: {measured:.2f} TFLOP/s measured (one large "
+        f"matrix product){known}"
+    )
 
 
 def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, float]:
     device = resolve_device(args.device)
     train_population(reference(1, args)[:1])  # loads MNIST onto the device, warms up
+    flops = trial_flops(reference(1, args)[0])
+    peak, line = peak_line(device, args.precision)
     rates = {}
-    print(f"(a) MNIST reference config, {args.epochs} epochs, on {device}")
-    print(f"{'K':>5} {'wall s':>9} {'s/trial':>9} {'trials/h':>10} {'best val':>9} {'GPU %':>6}")
+    print(f"(a) MNIST reference config, {args.epochs} epochs, on {device}, {args.precision}")
+    print(f"    {line}; a trial is {flops / 1e12:.3f} TFLOP of matrix products")
+    print(
+        f"{'K':>5} {'wall s':>9} {'s/trial':>9} {'trials/h':>10} {'best val':>9} {'GPU %':>6} "
+        f"{'TFLOP/s':>8} {'% peak':>7}"
+    )
     for k in sizes:
         configs = reference(k, args)
         if device.type == "cuda":
@@ -97,9 +163,11 @@ def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, flo
         best = max(r.epochs[-1].val_accuracy for r in results)
         rates[k] = k / wall * 3600
         util = gpu.mean()
+        achieved = k * flops / wall / 1e12
         print(
             f"{k:>5} {wall:>9.2f} {wall / k:>9.3f} {rates[k]:>10.0f} {best:>9.4f} "
-            f"{'' if util is None else f'{util:.0f}':>6}",
+            f"{'' if util is None else f'{util:.0f}':>6} {achieved:>8.3f} "
+            f"{100 * achieved / peak:>6.1f}%",
             flush=True,
         )
     return rates
@@ -114,7 +182,7 @@ def bench_study(sizes: list[int], args: argparse.Namespace) -> None:
     for k in sizes:
         with tempfile.TemporaryDirectory() as tmp:
             spec = load_spec(args.study, storage=f"sqlite:///{tmp}/b.db")
-            base = make_config({"device": args.device}, spec.base)
+            base = make_config({"device": args.device, "precision": args.precision}, spec.base)
             spec = dataclasses.replace(spec, population=k, base=base, timeout=None)
             start = time.perf_counter()
             study, stats = run_study(spec)
@@ -169,6 +237,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,16,64")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-subset", type=int, default=None)
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--study", default=str(REPO / "studies" / "quickstart.yaml"))
     parser.add_argument("--study-sizes", default=None, help="K for (b) [--sizes]")

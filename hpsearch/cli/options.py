@@ -36,6 +36,12 @@ population_option = click.option(
     type=click.IntRange(min=1, max=4096),
     help="Trials a worker trains at once on its device [the study file's, else 1].",
 )
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["fp32", "tf32", "bf16"]),  # spec.choices.PRECISIONS, without pydantic
+    help="fp32, tf32 (a CUDA GPU's tensor cores) or bf16 (autocast) [the study file's, "
+    "else fp32]; see the README's Speed.",
+)
 max_same_failures_option = click.option(
     "--max-same-failures",
     type=click.IntRange(min=0),
@@ -111,6 +117,7 @@ def load_spec(
     trials: int | None = None,
     population: int | None = None,
     device: str | None = None,
+    precision: str | None = None,
 ) -> StudySpec:
     """The validated study file, with the command line's overrides; a storage URL that no
     storage could open is refused here too, before a command loads torch."""
@@ -122,8 +129,9 @@ def load_spec(
 
     if population:
         spec = dataclasses.replace(spec, population=population)
-    if device:
-        spec = dataclasses.replace(spec, base=make_config({"device": device}, spec.base))
+    overrides = {k: v for k, v in (("device", device), ("precision", precision)) if v}
+    if overrides:
+        spec = dataclasses.replace(spec, base=make_config(overrides, spec.base))
     check_url(spec.storage)
     return dataclasses.replace(spec, storage=with_password(spec.storage))
 

@@ -19,6 +19,7 @@ from hpsearch.cli.app import startup
 from hpsearch.cli.options import load_spec
 from hpsearch.cli.options import max_same_failures_option
 from hpsearch.cli.options import population_option
+from hpsearch.cli.options import precision_option
 from hpsearch.cli.options import storage_option
 from hpsearch.cli.options import storage_wait_option
 from hpsearch.cli.options import threads_option
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 @storage_option
 @threads_option("torch's default: all cores")
 @population_option
+@precision_option
 @max_same_failures_option
 @storage_wait_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -52,12 +54,13 @@ def run(
     storage: str | None,
     threads: int | None,
     population: int | None,
+    precision: str | None,
     max_same_failures: int,
     no_progress: bool,
 ) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
-    with startup():
-        spec = load_spec(study_file, storage, trials, population)  # a bad file: before torch
+    with startup():  # a bad file: refused before torch loads
+        spec = load_spec(study_file, storage, trials, population, precision=precision)
         from hpsearch.study.lifecycle import fit_task
 
         fit_task(spec)  # and bad data
@@ -133,6 +136,7 @@ def create(study_file: str, trials: int | None, storage: str | None) -> None:
 @click.option("--name", help="Worker name recorded with its trials [host:pid].")
 @threads_option("the launcher's share of the cores, else 1")
 @population_option
+@precision_option
 @max_same_failures_option
 @storage_wait_option
 def worker(
@@ -142,11 +146,14 @@ def worker(
     name: str | None,
     threads: int | None,
     population: int | None,
+    precision: str | None,
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
-    with startup():
-        spec = load_spec(study_file, storage, population=population, device=device)  # no torch
+    with startup():  # no torch
+        spec = load_spec(
+            study_file, storage, population=population, device=device, precision=precision
+        )
         from hpsearch.launch.worker import join_study
 
     joined: list[str] = []
@@ -196,6 +203,7 @@ def worker(
     help="Replacements per worker slot after a crash.",
 )
 @population_option
+@precision_option
 @max_same_failures_option
 @storage_wait_option
 @click.option("--log-dir", type=click.Path(), help="Worker logs [hpsearch-logs/STUDY].")
@@ -226,6 +234,7 @@ def launch(
     trials: int | None,
     storage: str | None,
     population: int | None,
+    precision: str | None,
     log_dir: str | None,
     no_progress: bool,
     slurm: bool,
@@ -234,7 +243,7 @@ def launch(
     """Start a pool of worker processes that share one study through its storage (here, or
     on a Slurm cluster with --slurm)."""
     with startup():
-        spec = load_spec(study_file, storage, trials, population)
+        spec = load_spec(study_file, storage, trials, population, precision=precision)
     if slurm:
         _launch_slurm(spec, log_dir, no_progress, **flags)
     else:

@@ -12,6 +12,7 @@ from hpsearch.cli.app import startup
 from hpsearch.cli.options import build_config
 from hpsearch.cli.options import data_source
 from hpsearch.cli.options import loss_given
+from hpsearch.cli.options import precision_option
 
 
 @main.command()
@@ -38,6 +39,7 @@ from hpsearch.cli.options import loss_given
     metavar="KEY=VALUE",
     help="Override a config field, e.g. --set hidden_layers=[256,128].",
 )
+@precision_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(
     dataset: str | None,
@@ -48,12 +50,19 @@ def train(
     test_path: str | None,
     config_file: str | None,
     assignments: tuple[str, ...],
+    precision: str | None,
     as_json: bool,
 ) -> None:
     """Train once and print the final metrics."""
     with startup():
         own = data_source(dataset, data_path, target, task, test_path)
-        config = build_config(config_file, assignments, dataset=own or dataset, data_dir=data_dir)
+        config = build_config(
+            config_file,
+            assignments,
+            dataset=own or dataset,
+            data_dir=data_dir,
+            precision=precision,
+        )
         from hpsearch.training.sources import fit_config
 
         # the data read and checked before torch loads

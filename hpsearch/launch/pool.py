@@ -162,6 +162,8 @@ def worker_args(
         str(max_same_failures),
         "--population",  # the launcher's --population, or the file's
         str(spec.population),
+        "--precision",  # the launcher's --precision, or the file's
+        spec.base.precision,
     ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
 from dataclasses import dataclass
 import os
@@ -212,9 +213,15 @@ def read_storage_file(path: str) -> str:
 
 
 def job_script(
-    study_file: Path, storage_file: Path, logs: Path, options: SlurmOptions, name: str
+    study_file: Path,
+    storage_file: Path,
+    logs: Path,
+    options: SlurmOptions,
+    name: str,
+    worker_flags: Sequence[str] = (),
 ) -> str:
-    """The sbatch script of the array: no secret in it (see the module docstring)."""
+    """The sbatch script of the array: no secret in it (see the module docstring).
+    ``worker_flags`` are the launcher's settings its workers take on (``--population``)."""
     k = options.workers_per_gpu
     lines = [
         "#!/bin/bash",
@@ -239,7 +246,7 @@ def job_script(
     device = "cuda" if options.gpus_per_node else "cpu"
     worker = [
         sys.executable, "-m", "hpsearch", "--log-level", "info", "worker", str(study_file),
-        "--device", device, "--threads", "1",
+        "--device", device, "--threads", "1", *worker_flags,
     ]  # fmt: skip
     lines += [
         "# Written by `hpsearch launch --slurm`: one GPU (or CPU slot) per array task, its",
@@ -402,7 +409,8 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
     here = logs.resolve()
     secret = write_storage_file(spec.storage, here / "slurm")
     script = here / "slurm" / f"job-{time.strftime('%Y%m%d-%H%M%S')}.sh"
-    script.write_text(job_script(study_file, secret, here, options, spec.name))
+    flags = ["--population", str(spec.population), "--precision", spec.base.precision]
+    script.write_text(job_script(study_file, secret, here, options, spec.name, flags))
     job = submit(script)
     record_job(study, job, options.tasks)
     return SlurmLaunch(job, study, queued, options.tasks, logs)

@@ -20,8 +20,13 @@ Optimizer = Literal["sgd", "adam", "adamw", "adagrad", "adadelta", "rmsprop"]
 Scheduler = Literal["none", "step", "cosine", "onecycle"]
 Task = Literal["classification", "regression"]
 Color = Literal["grey", "rgb"]
+# float32 throughout; TF32 tensor cores for a CUDA device's float32 matrix products; bfloat16
+# autocast of the training steps
+Precision = Literal["fp32", "tf32", "bf16"]
 
 DATASETS: tuple[str, ...] = get_args(Dataset)
+# the built-in data sets that are images (the rest, synthetic, are points): what may be shifted
+IMAGE_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
 PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 # NLL over a log-softmax output *is* cross-entropy on the logits: one choice, two names.
@@ -29,6 +34,7 @@ LOSS_ALIASES = {"nll": "cross_entropy"}
 LOSSES: tuple[str, ...] = tuple(n for n in get_args(Loss) if n not in LOSS_ALIASES)
 OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 # mse is both: against one-hot class probabilities, or against a standardized target value
 TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "classification": ("cross_entropy", "mse", "bce"),

@@ -22,9 +22,11 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.spec.choices import Activation
 from hpsearch.spec.choices import Dataset
+from hpsearch.spec.choices import IMAGE_DATASETS
 from hpsearch.spec.choices import Loss
 from hpsearch.spec.choices import LOSS_ALIASES
 from hpsearch.spec.choices import Optimizer
+from hpsearch.spec.choices import Precision
 from hpsearch.spec.choices import Preprocess
 from hpsearch.spec.choices import Scheduler
 from hpsearch.spec.datasource import DataSource
@@ -88,6 +90,9 @@ class TrainConfig:
     """Use only the first N training images (quick checks on MNIST)."""
     preprocess: Preprocess = "standardize"
     """raw, scale (to [0, 1]) or standardize (training mean and std)."""
+    augment_shift: Annotated[StrictInt, Field(ge=0, le=4)] = 0
+    """Images only (mnist, fashion-mnist, digits, a folder of images): each training image
+    moved by up to N pixels across and down, drawn anew every epoch; 0: as they are."""
     # architecture
     hidden_layers: tuple[Annotated[StrictInt, Field(gt=0)], ...] = (128,)
     """Hidden layer widths; [] is a linear model, [128] is 784-128-10."""
@@ -132,6 +137,10 @@ class TrainConfig:
     """Seed of initialisation, shuffling and dropout."""
     device: Device = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""
+    precision: Precision = "fp32"
+    """fp32; tf32 (a CUDA GPU's tensor cores for float32 matrix products, faster, less
+    exact; float32 elsewhere); or bf16 (training steps autocast to bfloat16, on a GPU or a
+    CPU; evaluation stays float32). Measured in bench/precision.py."""
 
     @pydantic.field_validator("loss")
     @classmethod
@@ -152,6 +161,8 @@ class TrainConfig:
                 found.append((key, f"{len(value)} values for {n} hidden layers; give one or {n}"))
         if self.nesterov and self.momentum <= 0.0:
             found.append(("nesterov", f"needs momentum > 0, got {self.momentum}"))
+        if self.augment_shift and not _images(self.dataset):
+            found.append(("augment_shift", f"only images can be shifted; {IMAGES_RULE}"))
         if found:
             raise Problems(found)
         return self
@@ -174,6 +185,15 @@ class TrainConfig:
     def dropouts(self) -> tuple[float, ...]:
         """The dropout probability of each hidden layer."""
         return _per_layer(self.dropout, len(self.hidden_layers))
+
+
+IMAGES_RULE = "images are mnist, fashion-mnist, digits or a folder of images"
+
+
+def _images(dataset: str | DataSource) -> bool:
+    if isinstance(dataset, DataSource):
+        return dataset.kind == "images"
+    return dataset in IMAGE_DATASETS
 
 
 def _plain(value: Any) -> Any:

@@ -450,7 +450,10 @@ def _run_population(
         return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
     if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
         raise TrialInterrupted
-    threads, base = _torch_threads(), spec.base.to_dict()
+    # a trial's config is stored as its differences from the base stored with the study,
+    # which reading merges back: this worker's base may differ in how it runs trials
+    # (--device, --precision), and those differences are the trial's own
+    threads, base = _torch_threads(), record.base_config(study) or spec.base.to_dict()
     for m, result in zip(members, results, strict=True):
         trial_id = db.trial_id(m.trial)
         if m.taken_over:

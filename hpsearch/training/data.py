@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from hpsearch.errors import DataError
 from hpsearch.spec.datasource import DataSource
@@ -44,6 +45,7 @@ class RawData:
     test_x: torch.Tensor
     test_y: torch.Tensor
     max_value: float  # the largest possible raw feature value (255 for MNIST, 16 for digits)
+    image_shape: tuple[int, int, int] | None = None  # images: (channels, height, width)
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ class DeviceData:
     task: str = "classification"
     encoding: TableEncoding | None = None  # a table's (its features are encoded already)
     classes: tuple[Any, ...] = ()  # a user's data set's class names
-    image_shape: tuple[int, int, int] | None = None  # a user's images: (channels, h, w)
+    image_shape: tuple[int, int, int] | None = None  # images: (channels, height, width)
     target_scale: float = 1.0  # a regression target's standard deviation (training split)
 
 
@@ -99,7 +101,7 @@ def _load_digits(data_dir: Path) -> RawData:
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(SPLIT_SEED))
     n_test = len(y) // 5
     test, train = perm[:n_test], perm[n_test:]
-    return RawData(x[train], y[train], x[test], y[test], max_value=16.0)
+    return RawData(x[train], y[train], x[test], y[test], max_value=16.0, image_shape=(1, 8, 8))
 
 
 def _sklearn_file(name: str) -> Path:
@@ -136,6 +138,7 @@ def _torchvision_loader(class_name: str) -> Callable[[Path], RawData]:
             test.data.reshape(len(test.data), -1),
             test.targets.long(),
             max_value=255.0,
+            image_shape=(1, *train.data.shape[1:]),
         )
 
     return load
@@ -231,7 +234,31 @@ def device_data(
         num_features=x.shape[1],
         num_classes=int(max(int(train_y.max()), int(raw.test_y.max())) + 1),
         preprocessing=preprocessing,
+        image_shape=raw.image_shape,
     )
+
+
+def shift_images(
+    x: torch.Tensor, shape: tuple[int, int, int], offsets: torch.Tensor, most: int
+) -> torch.Tensor:
+    """Each image of a batch moved by its own offset, its edge pixels repeated into the
+    space it leaves.
+
+    Args:
+        x: Flattened images (B, channels * height * width), channels first.
+        shape: ``(channels, height, width)``.
+        offsets: Each image's move down and across (B, 2), integers in ``[-most, most]``,
+            on the device of ``x``.
+        most: The largest move.
+    """
+    c, h, w = shape
+    b, side = len(x), w + 2 * most
+    padded = F.pad(x.view(b, c, h, w), (most, most, most, most), mode="replicate")
+    rows = (offsets[:, :1] + most) + torch.arange(h, device=x.device)  # (B, h)
+    cols = (offsets[:, 1:] + most) + torch.arange(w, device=x.device)  # (B, w)
+    # one gather reads every output pixel from its place in the padded image
+    index = (rows.unsqueeze(2) * side + cols.unsqueeze(1)).view(b, 1, h * w).expand(b, c, -1)
+    return padded.view(b, c, -1).gather(2, index).view(b, c * h * w)
 
 
 # --- a user's own data --------------------------------------------------------------------

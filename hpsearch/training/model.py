@@ -280,8 +280,9 @@ class StackedMLP:
             with torch.no_grad():
                 n = z.shape[1]
                 unbiased = var * (n / max(n - 1, 1))
-                self.running_mean[j].lerp_(mean, BN_MOMENTUM)
-                self.running_var[j].lerp_(unbiased, BN_MOMENTUM)
+                # float32 statistics, also of a bfloat16 (autocast) batch
+                self.running_mean[j].lerp_(mean.float(), BN_MOMENTUM)
+                self.running_var[j].lerp_(unbiased.float(), BN_MOMENTUM)
         else:
             mean, var = self.running_mean[j], self.running_var[j]
         return (z - mean) / torch.sqrt(var + BN_EPS) * self.gamma[j] + self.beta[j]

@@ -13,7 +13,9 @@ once per epoch.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterator
 from collections.abc import Sequence
+import contextlib
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
@@ -25,11 +27,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from hpsearch.errors import DataError
 from hpsearch.errors import DeviceError
 from hpsearch.errors import PreflightError
+from hpsearch.spec.config import IMAGES_RULE
 from hpsearch.spec.config import TrainConfig
 from hpsearch.training.data import device_data
 from hpsearch.training.data import DeviceData
+from hpsearch.training.data import shift_images
 from hpsearch.training.model import MemberShape
 from hpsearch.training.model import StackedMLP
 from hpsearch.training.optim import loss_function
@@ -205,22 +210,24 @@ def train_population(
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
     """Configs with equal keys train as one population: they share the data, its batches
-    (batch size and seed), the loss, batch norm and the device; on a CPU also the depth
-    (on a GPU only whether there is a hidden layer, see :data:`MERGE_DEPTHS`). Everything
-    else (widths, activations, dropout, optimizer and its settings, schedule, epochs, L1,
-    label smoothing) may differ between members."""
+    (batch size, seed and their images' shifts), the loss, batch norm, the device and its
+    precision; on a CPU also the depth (on a GPU only whether there is a hidden layer, see
+    :data:`MERGE_DEPTHS`). Everything else (widths, activations, dropout, optimizer and its
+    settings, schedule, epochs, L1, label smoothing) may differ between members."""
     return (
         config.dataset,
         config.data_dir,
         config.val_fraction,
         config.train_subset,
         config.preprocess,
+        config.augment_shift,
         config.batch_size,
         config.seed,
         config.loss,
         config.batch_norm,
         config.device,
         config.eval_batch_size,
+        config.precision,
         _depth_key(config),
     )
 
@@ -298,6 +305,13 @@ class _Population:
         )
         self.task = data.task
         self.loss_fn = loss_function(first.loss, data.task)
+        # bf16: the forward pass and the loss under autocast (the loss itself in float32,
+        # by autocast's own rules); weights, gradients and optimizer states stay float32
+        self.autocast: contextlib.AbstractContextManager[Any] = (
+            torch.autocast(device.type, torch.bfloat16)
+            if first.precision == "bf16"
+            else contextlib.nullcontext()
+        )
         self._set_member_values()
         n_used = _batches_used(len(data.train_y), first.batch_size)
         self.steps = math.ceil(n_used / first.batch_size)
@@ -330,7 +344,8 @@ class _Population:
 
     def step(self, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
         """Training step ``t`` on the shared batch; returns each member's loss (K,)."""
-        losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
+        with self.autocast:
+            losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
         if self.l1 is not None:
             losses = losses + self.l1 * self.model.l1_norms()
         self.model.zero_grad()
@@ -374,6 +389,28 @@ def _train_group(job: _Job, members: list[int]) -> None:
 
 
 def _run_population(job: _Job, members: list[int]) -> None:
+    first = job.configs[members[0]]
+    with numerics(first.precision, resolve_device(first.device)):
+        _run_in_precision(job, members)
+
+
+@contextlib.contextmanager
+def numerics(precision: str, device: torch.device) -> Iterator[None]:
+    """Float32 matrix products as ``precision`` asks while it lasts: on TF32 tensor cores
+    for ``tf32`` on a CUDA device, else exact. The setting is the process's, so it is put
+    back after: a population of another precision may train next in the same worker."""
+    if precision != "tf32" or device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def _run_in_precision(job: _Job, members: list[int]) -> None:
     configs, on_epoch = job.configs, job.on_epoch
     # stacks sorted by optimizer, so that each optimizer updates one contiguous slice, then
     # by activations, so that each activation runs on a few contiguous slices
@@ -383,6 +420,7 @@ def _run_population(job: _Job, members: list[int]) -> None:
     data = load_data(first, device)
     pop = _Population([configs[i] for i in order], data, device)
     shuffle = torch.Generator().manual_seed(first.seed)  # CPU: same order on every device
+    moves = _Shifts(first, data, device)
     n_train = len(data.train_y)
     n_used = _batches_used(n_train, first.batch_size)
     alive = list(order)  # original index of each member, in stack order
@@ -392,10 +430,12 @@ def _run_population(job: _Job, members: list[int]) -> None:
         epoch_start = time.perf_counter()
         perm = torch.randperm(n_train, generator=shuffle).to(device, non_blocking=True)
         loss_sum = torch.zeros(len(alive), device=device)  # read once per epoch
+        moves.draw(n_used)
         for s, i in enumerate(range(0, n_used, first.batch_size)):
             idx = perm[i : min(i + first.batch_size, n_used)]
             t = (epoch - 1) * pop.steps + s
-            loss_sum += pop.step(data.train_x[idx], data.train_y[idx], t) * len(idx)
+            x = moves.apply(data.train_x[idx], i)
+            loss_sum += pop.step(x, data.train_y[idx], t) * len(idx)
         train_loss = (loss_sum / n_used).tolist()  # note: a CPU-GPU sync, once per epoch
         val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size, data.target_scale)
         seconds = time.perf_counter() - epoch_start
@@ -457,6 +497,34 @@ def _run_population(job: _Job, members: list[int]) -> None:
         pop.keep(kept)
 
 
+class _Shifts:
+    """A population's augmentation: every training image's move for an epoch, drawn at its
+    start on the host (the same on every device) and kept on the device, so that a step
+    reads its batch's moves with no host-device copy. Nothing when ``augment_shift`` is 0."""
+
+    def __init__(self, config: TrainConfig, data: DeviceData, device: torch.device) -> None:
+        self.most = config.augment_shift
+        if self.most and data.image_shape is None:
+            raise DataError(f"augment_shift: only images can be shifted; {IMAGES_RULE}")
+        self.shape = data.image_shape
+        self.device = device
+        # a generator of its own: the batches are the same as without augmentation
+        self.generator = torch.Generator().manual_seed(config.seed + 1)
+        self.offsets: torch.Tensor | None = None
+
+    def draw(self, n: int) -> None:
+        """This epoch's moves, one per image in the order of the epoch's batches."""
+        if self.most:
+            offsets = torch.randint(-self.most, self.most + 1, (n, 2), generator=self.generator)
+            self.offsets = offsets.to(self.device, non_blocking=True)
+
+    def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """The batch starting at position ``start`` of the epoch, its images moved."""
+        if self.offsets is None or self.shape is None:
+            return x
+        return shift_images(x, self.shape, self.offsets[start : start + len(x)], self.most)
+
+
 def _batches_used(n_train: int, batch_size: int) -> int:
     # A last batch of one sample is dropped: batch norm cannot normalise a single row.
     return n_train - 1 if n_train % batch_size == 1 else n_train
@@ -476,7 +544,8 @@ def preflight(config: TrainConfig) -> None:
     try:
         pop = _Population([config], data, device)
         batch = slice(0, min(config.batch_size, len(data.train_y)))
-        value = float(pop.step(data.train_x[batch], data.train_y[batch], 0)[0])
+        with numerics(config.precision, device):
+            value = float(pop.step(data.train_x[batch], data.train_y[batch], 0)[0])
     except Exception as e:
         raise PreflightError(
             f"pre-flight: one training batch on {device} failed: {type(e).__name__}: "

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from typing import Any
 
+import click
 import optuna
 from optuna.trial import TrialState
 import pytest
@@ -16,7 +17,10 @@ import torch
 import yaml
 
 from hpsearch import __version__ as hpsearch_version
+from hpsearch.cli.options import precision_option
 from hpsearch.results.reading import open_study
+from hpsearch.spec.choices import PRECISIONS
+from hpsearch.study.record import records
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import CONDITIONAL_SPACE
 from tests.helpers import hpsearch
@@ -459,7 +463,10 @@ def test_best_says_when_the_top_trials_are_within_validation_noise(
     from hpsearch.results.reading import selection_noise
     from hpsearch.spec.studyfile import load_spec
 
-    path = stand_in_study(tmp_path, monkeypatch, trials=20)
+    # one width and learning rates close together: the stand-in's levels differ by its noise
+    narrow = {"lr": {"type": "float", "low": 4e-3, "high": 6e-3, "log": True}}
+    fixed = {"epochs": 6, "scheduler": "none", "optimizer": "adam", "hidden_layers": [64]}
+    path = stand_in_study(tmp_path, monkeypatch, trials=20, space=narrow, fixed=fixed)
     study = open_study("t", load_spec(str(path)).storage)
     noise = selection_noise(study)
     assert noise is not None and noise.metric == "val_accuracy"
@@ -530,3 +537,25 @@ def test_delete_counts_the_trials_it_asks_about_without_loading_them(
     assert runner.invoke(main, ["delete", "s", "--storage", url, "--yes"]).exit_code == 0
     monkeypatch.undo()
     assert optuna.get_all_study_names(url) == []
+
+
+@pytest.mark.slow
+def test_precision_is_chosen_per_run_and_recorded_with_each_trial(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 3}, fixed={"epochs": 1})
+    assert hpsearch("run", str(path), "--trials", "1", "--precision", "bf16").returncode == 0
+    # how, not what, a study computes: a resume may change it (as it may change the device)
+    assert hpsearch("run", str(path), "--trials", "2").returncode == 0
+    assert hpsearch("create", str(path), "--trials", "3").returncode == 0
+    assert hpsearch("worker", str(path), "--precision", "tf32").returncode == 0
+    study = open_study("t", url)
+    done = records(study, study.get_trials())
+    assert [r.state for r in done] == ["COMPLETE"] * 3
+    assert [r.config and r.config["precision"] for r in done] == ["bf16", "fp32", "tf32"]
+    bad = hpsearch("run", str(path), "--precision", "fp16")
+    assert bad.returncode == 2 and "'fp16' is not one of 'fp32', 'tf32', 'bf16'" in bad.stderr
+
+
+def test_the_precision_flag_offers_what_a_config_accepts() -> None:
+    # the flag names the choices itself: the command line parses without pydantic
+    (flag,) = precision_option(click.Command("probe")).params
+    assert isinstance(flag.type, click.Choice) and tuple(flag.type.choices) == PRECISIONS

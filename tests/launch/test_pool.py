@@ -19,6 +19,7 @@ import pytest
 from hpsearch.errors import ConfigError
 from hpsearch.launch.pool import plan_slots
 from hpsearch.results.reading import open_study
+from hpsearch.study.record import records
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import Gate
 from tests.helpers import hpsearch
@@ -103,12 +104,18 @@ def test_launch_budget_is_global(tmp_path: Path) -> None:
     path = write_study(
         tmp_path, sampler={"name": "tpe", "seed": 0, "n_startup_trials": 3}, budget={"trials": 7}
     )
+    logs = str(tmp_path / "logs")
     proc = hpsearch(
-        "launch", str(path), "--workers", "3", "--no-progress", "--log-dir", str(tmp_path / "logs")
-    )
+        "launch", str(path), "--workers", "3", "--no-progress", "--log-dir", logs,
+        "--precision", "bf16",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    trials = _trials(path, url)
     assert len(trials) == 7 and all(t.state in FINISHED for t in trials)
+    # the launcher's settings reach its workers, which read the file (fp32) themselves
+    configs = [r.config for r in records(open_study("t", url), trials)]
+    assert {c and c["precision"] for c in configs} == {"bf16"}
     # seeded samplers get a seed per worker: the startup trials are not copies
     assert len({t.params["lr"] for t in trials}) == 7
 

@@ -113,6 +113,7 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     # the password is in no command line, script or job record; its file is the user's
     logs = tmp_path / "hpsearch-logs" / "t"
     script = next((logs / "slurm").glob("job-*.sh")).read_text()
+    assert "--population 1 --precision fp32" in script  # the launcher's, for every worker
     shown = slurm_cluster.run("scontrol", "show", "job", job, "-dd").stdout
     assert f"JobId={job}" in shown or f"ArrayJobId={job}" in shown
     for text in (script, shown, proc.stdout, proc.stderr):

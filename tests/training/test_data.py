@@ -3,10 +3,12 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hpsearch.errors import ConfigError
 from hpsearch.errors import DataError
 from hpsearch.spec.config import make_config
 from hpsearch.training.data import device_data
 from hpsearch.training.data import load_raw
+from hpsearch.training.data import shift_images
 from hpsearch.training.trainer import train
 
 
@@ -83,3 +85,44 @@ def test_short_mnist_run_learns(mnist_dir: str) -> None:
     assert result.outcome == "completed"
     assert result.epochs[-1].val_accuracy > 0.90
     assert result.test_accuracy is not None and result.test_accuracy > 0.90
+
+
+def test_a_shift_moves_each_image_by_its_own_offset_repeating_its_edges() -> None:
+    gen = torch.Generator().manual_seed(0)
+    shape, most = (3, 5, 7), 2
+    x = torch.rand(6, 3 * 5 * 7, generator=gen)
+    offsets = torch.tensor([[0, 0], [1, 0], [0, -2], [-2, 2], [2, 1], [-1, -1]])
+    moved = shift_images(x, shape, offsets, most).view(6, 3, 5, 7)
+    images = x.view(6, 3, 5, 7)
+    for b, (down, across) in enumerate(offsets.tolist()):
+        for i in range(5):
+            for j in range(7):  # the pixel it shows, clamped to the image: its edge repeated
+                source = images[b, :, min(max(i + down, 0), 4), min(max(j + across, 0), 6)]
+                assert torch.equal(moved[b, :, i, j], source)
+    assert torch.equal(moved[0], images[0])  # no move: the image itself
+
+
+def test_built_in_images_know_their_shape_and_points_have_none() -> None:
+    assert device_data("digits", None, 0.1, None, "standardize", "cpu").image_shape == (1, 8, 8)
+    assert device_data("synthetic", None, 0.1, None, "standardize", "cpu").image_shape is None
+
+
+def test_shifted_training_differs_repeats_and_learns() -> None:
+    settings = {"epochs": 4, "augment_shift": 1, "device": "cpu"}
+    moved, again = train(make_config(settings)), train(make_config(settings))
+    plain = train(make_config({**settings, "augment_shift": 0}))
+    curve = [e.train_loss for e in moved.epochs]
+    assert curve == [e.train_loss for e in again.epochs]  # the moves follow the seed
+    assert curve != [e.train_loss for e in plain.epochs]  # and the steps saw them
+    assert moved.test_accuracy is not None and moved.test_accuracy > 0.8
+
+
+def test_only_images_can_be_shifted() -> None:
+    with pytest.raises(ConfigError) as e:
+        make_config({"dataset": "synthetic", "augment_shift": 1})
+    assert e.value.problems == [
+        "augment_shift: only images can be shifted; images are mnist, fashion-mnist, digits "
+        "or a folder of images"
+    ]
+    with pytest.raises(ConfigError, match="augment_shift"):
+        make_config({"augment_shift": 5})  # at most 4 pixels

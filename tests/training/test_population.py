@@ -104,13 +104,14 @@ def test_every_schedule_trains_in_a_population_as_alone(scheduler: str) -> None:
         {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
         {"hidden_layers": [48, 24], "activation": ["tanh", "elu"]},
         {"batch_norm": True, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05},
+        {"augment_shift": 2},
     ],
-    ids=["mse", "bce", "smoothing", "l1", "nesterov", "two-layers", "batch-norm"],
+    ids=["mse", "bce", "smoothing", "l1", "nesterov", "two-layers", "batch-norm", "shifts"],
 )
 def test_other_settings_train_in_a_population_as_alone(settings: dict[str, Any]) -> None:
     config = _config(**settings)
     # neighbours that share what a population must share (loss, batch norm, depth)
-    shared = {k: settings[k] for k in ("loss", "batch_norm") if k in settings}
+    shared = {k: settings[k] for k in ("loss", "batch_norm", "augment_shift") if k in settings}
     depth = len(config.hidden_layers)
     others = [
         _config(**shared, hidden_layers=[20 + 8 * i] * depth, lr=0.5 + i, l1=1e-5 * i)
@@ -166,6 +167,13 @@ def test_groups_split_by_what_members_must_share() -> None:
         _config(batch_size=32, optimizer="adam", lr=1e-3, hidden_layers=[99], device="cpu"),
     ]
     assert group_key(configs[0]) == group_key(configs[3]) != group_key(configs[1])
+    # the images' shifts, and the precision: bf16 members cannot share float32 kernels
+    assert group_key(configs[0]) != group_key(
+        _config(batch_size=32, device="cpu", augment_shift=1)
+    )
+    assert group_key(configs[0]) != group_key(
+        _config(batch_size=32, device="cpu", precision="bf16")
+    )
     assert sorted(map(sorted, plan_groups(configs))) == [[0, 3], [1], [2]]
 
 

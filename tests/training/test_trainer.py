@@ -3,6 +3,7 @@ from __future__ import annotations
 import typing
 
 import pytest
+import torch
 
 from hpsearch.spec import choices
 from hpsearch.spec.config import make_config
@@ -15,6 +16,7 @@ from hpsearch.training.optim import OPTIMIZERS
 from hpsearch.training.optim import REGRESSION_LOSSES
 from hpsearch.training.trainer import EpochStats
 from hpsearch.training.trainer import fit
+from hpsearch.training.trainer import numerics
 from hpsearch.training.trainer import train
 from hpsearch.training.trainer import TrainResult
 
@@ -32,6 +34,7 @@ def test_every_name_a_config_accepts_has_its_torch_code() -> None:
     for task, losses in choices.TASK_LOSSES.items():
         assert set(losses) == set(REGRESSION_LOSSES if task == "regression" else LOSSES)
     assert set(OPTIMIZERS) == set(choices.OPTIMIZERS)
+    assert choices.PRECISIONS == ("fp32", "tf32", "bf16")  # what the trainer knows of
 
 
 def test_default_config_learns_digits() -> None:
@@ -158,3 +161,57 @@ def test_callback_can_stop_the_run() -> None:
 
 def test_synthetic_dataset_learns() -> None:
     assert _learns(dataset="synthetic", optimizer="adam", lr=0.01) > 0.9
+
+
+def test_bf16_autocasts_training_and_learns_as_float32_does() -> None:
+    settings = {"epochs": 4, "hidden_layers": [48, 24], "batch_norm": True, "device": "cpu"}
+    exact, (half, model) = (
+        train(make_config(settings)),
+        fit(make_config({**settings, "precision": "bf16"})),
+    )
+    # bfloat16 products: other losses (the setting took effect) ...
+    assert _curve(half) != _curve(exact)
+    # ... that learn as well (digits' test split: one image is 0.28 points) ...
+    assert half.outcome == "completed" and half.test_accuracy is not None
+    assert exact.test_accuracy is not None
+    assert abs(half.test_accuracy - exact.test_accuracy) <= 0.02
+    # ... into float32 weights and batch statistics, as a saved model keeps them
+    assert {t.dtype for t in model.state_dict().values() if t.is_floating_point()} == {
+        torch.float32
+    }
+    assert half.config["precision"] == "bf16"
+
+
+def test_tf32_is_exact_float32_off_a_cuda_gpu() -> None:
+    settings = {"epochs": 2, "device": "cpu"}
+    assert _curve(train(make_config({**settings, "precision": "tf32"}))) == _curve(
+        train(make_config(settings))
+    )
+
+
+def test_tf32_holds_only_while_its_population_trains() -> None:
+    # the setting is the process's: the next population in a worker may want float32
+    assert torch.get_float32_matmul_precision() == "highest"
+    with numerics("tf32", torch.device("cuda")):
+        assert torch.get_float32_matmul_precision() == "high"
+    with pytest.raises(RuntimeError), numerics("tf32", torch.device("cuda")):
+        raise RuntimeError("a failed run")
+    assert torch.get_float32_matmul_precision() == "highest"
+    with numerics("tf32", torch.device("cpu")), numerics("bf16", torch.device("cuda")):
+        assert torch.get_float32_matmul_precision() == "highest"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_tf32_run_on_a_gpu_uses_tensor_cores_then_restores_float32() -> None:
+    seen: list[str] = []
+
+    def record(stats: EpochStats) -> None:
+        seen.append(torch.get_float32_matmul_precision())
+
+    settings = {"epochs": 2, "device": "cuda"}
+    tf32 = train(make_config({**settings, "precision": "tf32"}), on_epoch=record)
+    assert seen == ["high", "high"] and torch.get_float32_matmul_precision() == "highest"
+    assert tf32.outcome == "completed" and tf32.test_accuracy is not None
+    exact = train(make_config(settings))
+    assert exact.test_accuracy is not None
+    assert abs(tf32.test_accuracy - exact.test_accuracy) <= 0.02
