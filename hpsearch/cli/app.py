@@ -1,14 +1,16 @@
 """The ``hpsearch`` command group: logging, user errors as one line and an exit status, and
 a start-up and an exit that skip the garbage collector's walks (:func:`startup`).
 
-User errors (:class:`~hpsearch.errors.HPSearchError`) become one message on stderr and exit
-status 2; ``--debug`` shows the traceback instead.
+User errors (:class:`~hpsearch.errors.HPSearchError`, and click's own: a bad flag value, a
+missing argument, an unknown option) become one message on stderr and exit status 2;
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import atexit
 from collections.abc import Iterator
+from collections.abc import Sequence
 import contextlib
 import gc
 import logging
@@ -23,6 +25,9 @@ from hpsearch.errors import INTERRUPTED_EXIT
 from hpsearch.errors import OUTAGE_EXIT
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
+
+# click 8.2 and later raise it for a group called with nothing; 8.1 prints the help itself
+_HELP_FOR_NO_ARGUMENTS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 class _Group(click.Group):
@@ -48,10 +53,35 @@ class _Group(click.Group):
             click.echo("interrupted", err=True)
             sys.exit(INTERRUPTED_EXIT)
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         atexit.unregister(_ready_to_exit)  # once, however often main runs in a process
         atexit.register(_ready_to_exit)
-        return super().main(*args, **kwargs)
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        # click's own handling, but a bad flag, argument or command is one line, as every
+        # other user error is, not click's usage text around it
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as e:
+            if isinstance(e, _HELP_FOR_NO_ARGUMENTS):  # `hpsearch` alone: the help, as asked
+                e.show()
+            else:
+                click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)  # ctx.exit's status, or success
 
 
 @contextlib.contextmanager

@@ -149,6 +149,11 @@ BAD_INPUTS = {
     "train --target": (["train", "--data", "{table}", "--target", "nope"], "no column 'nope'"),
     "predict": (["predict", "{tmp}", "{table}"], "no such model file"),
     "retrain --trial": (["retrain", "{study}", "--trial", "7"], "has no trial 7"),
+    # click's own checks, one line too
+    "run --precision": (["run", "{study}", "--precision", "fp16"], "is not one of 'fp32', 'tf32'"),
+    "run --threads": (["run", "{study}", "--threads", "0"], "'--threads': 0 is not in the range"),
+    "no study file": (["worker"], "error: Missing argument 'STUDY_FILE'."),
+    "no such option": (["launch", "{study}", "--gpu", "0"], "error: No such option '--gpu'."),
 }
 
 

@@ -36,7 +36,7 @@ def test_slurm_flags_without_slurm_are_refused_before_anything_runs(
     study = write_study(tmp_path)
     proc = hpsearch("launch", str(study), *flags, cwd=tmp_path)
     assert proc.returncode == 2
-    assert f"Error: {named}: only with --slurm" in proc.stderr
+    assert proc.stderr == f"error: {named}: only with --slurm\n"
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "hp.db").exists()  # nothing written, no worker started
 
