@@ -37,6 +37,7 @@ from hpsearch.training.trainer import load_data
 from hpsearch.training.trainer import numerics
 from hpsearch.training.trainer import resolve_device
 from hpsearch.training.trainer import train_population
+from hpsearch.training.trainer import TrainResult
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -87,6 +88,22 @@ def reference(k: int, args: argparse.Namespace) -> list[TrainConfig]:
     return [make_config({**base, "lr": 1.0 * 0.9 ** (i % 16)}) for i in range(k)]
 
 
+def sync(device: torch.device) -> None:
+    """Waits for the device's queued work (a CUDA device runs it asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(configs: list[TrainConfig]) -> tuple[list[TrainResult], float]:
+    """Trains ``configs`` as one call of the trainer; its results and wall time."""
+    device = resolve_device(configs[0].device)
+    sync(device)
+    start = time.perf_counter()
+    results = train_population(configs)
+    sync(device)
+    return results, time.perf_counter() - start
+
+
 def trial_flops(config: TrainConfig) -> float:
     """The useful arithmetic of one run of ``config``: its matrix products, 2 operations a
     weight a sample forward and 4 more backward for each training sample of each epoch, 2
@@ -115,13 +132,11 @@ def matmul_peak(device: torch.device, precision: str) -> float:
     with numerics(precision, device):
         for _ in range(3):
             a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         reps, start = 10, time.perf_counter()
         for _ in range(reps):
             a @ b
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         seconds = time.perf_counter() - start
     return 2 * n**3 * reps / seconds / 1e12
 
@@ -151,15 +166,8 @@ def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, flo
         f"{'TFLOP/s':>8} {'% peak':>7}"
     )
     for k in sizes:
-        configs = reference(k, args)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
         with GpuMonitor() as gpu:
-            start = time.perf_counter()
-            results = train_population(configs)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            wall = time.perf_counter() - start
+            results, wall = timed(reference(k, args))
         best = max(r.epochs[-1].val_accuracy for r in results)
         rates[k] = k / wall * 3600
         util = gpu.mean()

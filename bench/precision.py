@@ -18,29 +18,15 @@ import argparse
 import math
 import os
 import statistics
-import time
 
-from population import reference  # bench/population.py: the same configs
-import torch
+from population import reference  # bench/population.py: the same configs and timing
+from population import timed
 
 from hpsearch.spec.choices import PRECISIONS
-from hpsearch.spec.config import TrainConfig
 from hpsearch.training.trainer import resolve_device
 from hpsearch.training.trainer import train_population
-from hpsearch.training.trainer import TrainResult
 
 MNIST_TEST = 10_000  # images in MNIST's test set
-
-
-def timed(configs: list[TrainConfig]) -> tuple[list[TrainResult], float]:
-    device = resolve_device(configs[0].device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    results = train_population(configs)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return results, time.perf_counter() - start
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ Precision = Literal["fp32", "tf32", "bf16"]
 
 DATASETS: tuple[str, ...] = get_args(Dataset)
 # the built-in data sets that are images (the rest, synthetic, are points): what may be shifted
-IMAGE_DATASETS: tuple[str, ...] = ("digits", "mnist", "fashion-mnist")
+IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")
 PREPROCESSING: tuple[str, ...] = get_args(Preprocess)
 ACTIVATIONS: tuple[str, ...] = get_args(Activation)
 # NLL over a log-softmax output *is* cross-entropy on the logits: one choice, two names.

@@ -187,7 +187,7 @@ class TrainConfig:
         return _per_layer(self.dropout, len(self.hidden_layers))
 
 
-IMAGES_RULE = "images are mnist, fashion-mnist, digits or a folder of images"
+IMAGES_RULE = f"images are {', '.join(IMAGE_DATASETS)} or a folder of images"
 
 
 def _images(dataset: str | DataSource) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 import contextlib
 from dataclasses import dataclass
 import logging
@@ -330,6 +331,10 @@ def run_worker(
     # A seeded sampler moves its seed past the trials the study already started, so a
     # resumed study never redraws its first points (see samplers.make_sampler).
     study.sampler = make_sampler(spec, started=_started(study))
+    # A trial's config is stored as its differences from the base stored with the study
+    # (once, at its creation), which reading merges back: this worker's base may differ in
+    # how it runs trials (--device, --precision), and those differences are the trial's own.
+    base = record.base_config(study) or spec.base.to_dict()
     stats = WorkerStats()
     breaker = _SameErrorBreaker(max_same_failures)
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
@@ -355,7 +360,7 @@ def run_worker(
             # Beat from right after the claim: a trial with no heartbeat is never found stale,
             # and constructing a Trial already runs the sampler (seconds for GP).
             with _heartbeat(storage, claimed):
-                outcomes = _run_population(study, claimed, spec, worker)
+                outcomes = _run_population(study, claimed, spec, worker, base)
         except (KeyboardInterrupt, TrialInterrupted):
             for trial_id in claimed:  # those still running; a finished one is left alone
                 _interrupt(study, storage, trial_id)
@@ -414,10 +419,15 @@ Outcome = tuple[int, FrozenTrial | None, str | None]  # trial id, trial (None: t
 
 
 def _run_population(
-    study: optuna.Study, trial_ids: list[int], spec: StudySpec, worker: str
+    study: optuna.Study,
+    trial_ids: list[int],
+    spec: StudySpec,
+    worker: str,
+    base: Mapping[str, Any],
 ) -> list[Outcome]:
     """Runs claimed trials as one population (see
-    :func:`hpsearch.training.trainer.train_population`) and records each one's outcome.
+    :func:`hpsearch.training.trainer.train_population`) and records each one's outcome,
+    its config as far as it differs from ``base`` (the study's stored base config).
 
     Returns:
         Per trial: its id, the finished trial (``None`` when another process finished it
@@ -450,10 +460,7 @@ def _run_population(
         return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
     if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
         raise TrialInterrupted
-    # a trial's config is stored as its differences from the base stored with the study,
-    # which reading merges back: this worker's base may differ in how it runs trials
-    # (--device, --precision), and those differences are the trial's own
-    threads, base = _torch_threads(), record.base_config(study) or spec.base.to_dict()
+    threads = _torch_threads()
     for m, result in zip(members, results, strict=True):
         trial_id = db.trial_id(m.trial)
         if m.taken_over:

@@ -27,10 +27,8 @@ from typing import Literal
 import torch
 from torch import nn
 
-from hpsearch.errors import DataError
 from hpsearch.errors import DeviceError
 from hpsearch.errors import PreflightError
-from hpsearch.spec.config import IMAGES_RULE
 from hpsearch.spec.config import TrainConfig
 from hpsearch.training.data import device_data
 from hpsearch.training.data import DeviceData
@@ -376,8 +374,10 @@ def _table(columns: Sequence[Sequence[float]], rows: int, device: torch.device) 
 def _train_group(job: _Job, members: list[int]) -> None:
     """Trains ``job.configs[i]`` for ``i`` in ``members`` as one population; on running out
     of device memory, as two halves instead."""
+    first = job.configs[members[0]]
     try:
-        _run_population(job, members)
+        with numerics(first.precision, resolve_device(first.device)):
+            _run_population(job, members)
     except torch.OutOfMemoryError:
         if len(members) == 1:
             raise
@@ -386,12 +386,6 @@ def _train_group(job: _Job, members: list[int]) -> None:
         half = len(members) // 2
         _train_group(job, members[:half])
         _train_group(job, members[half:])
-
-
-def _run_population(job: _Job, members: list[int]) -> None:
-    first = job.configs[members[0]]
-    with numerics(first.precision, resolve_device(first.device)):
-        _run_in_precision(job, members)
 
 
 @contextlib.contextmanager
@@ -410,7 +404,7 @@ def numerics(precision: str, device: torch.device) -> Iterator[None]:
         torch.set_float32_matmul_precision(before)
 
 
-def _run_in_precision(job: _Job, members: list[int]) -> None:
+def _run_population(job: _Job, members: list[int]) -> None:
     configs, on_epoch = job.configs, job.on_epoch
     # stacks sorted by optimizer, so that each optimizer updates one contiguous slice, then
     # by activations, so that each activation runs on a few contiguous slices
@@ -504,9 +498,8 @@ class _Shifts:
 
     def __init__(self, config: TrainConfig, data: DeviceData, device: torch.device) -> None:
         self.most = config.augment_shift
-        if self.most and data.image_shape is None:
-            raise DataError(f"augment_shift: only images can be shifted; {IMAGES_RULE}")
         self.shape = data.image_shape
+        assert self.shape is not None or not self.most  # the config refuses shifts of points
         self.device = device
         # a generator of its own: the batches are the same as without augmentation
         self.generator = torch.Generator().manual_seed(config.seed + 1)
@@ -520,7 +513,7 @@ class _Shifts:
 
     def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """The batch starting at position ``start`` of the epoch, its images moved."""
-        if self.offsets is None or self.shape is None:
+        if self.offsets is None or self.shape is None:  # no shifts
             return x
         return shift_images(x, self.shape, self.offsets[start : start + len(x)], self.most)
 
