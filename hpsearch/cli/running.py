@@ -26,6 +26,7 @@ from hpsearch.cli.options import threads_option
 from hpsearch.cli.options import trials_option
 from hpsearch.errors import FAILED_EXIT
 from hpsearch.errors import INTERRUPTED_EXIT
+from hpsearch.spec.defaults import MEMORY_SHARE
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -137,6 +138,12 @@ def create(study_file: str, trials: int | None, storage: str | None) -> None:
 @threads_option("the launcher's share of the cores, else 1")
 @population_option
 @precision_option
+@click.option(
+    "--memory-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    help=f"Share of its GPU's memory this worker's populations may fill [{MEMORY_SHARE}; "
+    "a launch gives each of K workers on a GPU this divided by K].",
+)
 @max_same_failures_option
 @storage_wait_option
 def worker(
@@ -147,6 +154,7 @@ def worker(
     threads: int | None,
     population: int | None,
     precision: str | None,
+    memory_share: float | None,
     max_same_failures: int,
 ) -> None:
     """Join an existing study and run its queued trials (how another host joins)."""
@@ -168,6 +176,7 @@ def worker(
             device=device,
             name=name,
             threads=threads,
+            memory_share=memory_share,
             max_same_failures=max_same_failures,
             on_join=join,
             on_trial=lambda t: click.echo(f"trial {t.number}: {t.state.name} {t.values or ''}"),

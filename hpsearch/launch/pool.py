@@ -34,6 +34,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
 from hpsearch.launch.slots import parse_gpus
+from hpsearch.launch.slots import worker_flags
 from hpsearch.launch.standby import fork_hazard
 from hpsearch.launch.standby import ForkedProcess
 from hpsearch.launch.standby import Main
@@ -55,11 +56,13 @@ CHECK_S = 0.05  # how often the pool looks for a worker's exit (a waitpid: cheap
 
 @dataclass(frozen=True)
 class WorkerSlot:
-    """Where one worker runs: a name, its device, and its environment additions."""
+    """Where one worker runs: a name, its device, its environment additions, and how many
+    workers share its GPU (each plans populations within its share of the memory)."""
 
     name: str
     device: str
     env: dict[str, str] = field(default_factory=dict)
+    sharing: int = 1
 
 
 def plan_slots(
@@ -73,7 +76,8 @@ def plan_slots(
 
     Args:
         gpus: ``all``, ``none`` or a comma list of indices; ``None`` means all visible.
-        workers_per_gpu: Workers on each GPU (a small MLP uses a few percent of one).
+        workers_per_gpu: Workers on each GPU, each sizing its populations within its share
+            of the GPU's memory (see :func:`hpsearch.launch.slots.memory_share`).
         cpu_workers: Number of CPU workers (default: one per core) when no GPU is used.
         visible_gpus: GPUs this machine has.
         cores: CPU cores this machine has.
@@ -84,7 +88,7 @@ def plan_slots(
     selected = _select_gpus(gpus, visible_gpus)
     if selected:
         return [
-            WorkerSlot(f"gpu{g}-{k}", "cuda", {"CUDA_VISIBLE_DEVICES": str(g)})
+            WorkerSlot(f"gpu{g}-{k}", "cuda", {"CUDA_VISIBLE_DEVICES": str(g)}, workers_per_gpu)
             for g in selected
             for k in range(workers_per_gpu)
         ]
@@ -160,10 +164,7 @@ def worker_args(
         slot.name,
         "--max-same-failures",
         str(max_same_failures),
-        "--population",  # the launcher's --population, or the file's
-        str(spec.population),
-        "--precision",  # the launcher's --precision, or the file's
-        spec.base.precision,
+        *worker_flags(spec, slot.sharing),
     ]
 
 

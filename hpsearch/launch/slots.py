@@ -1,11 +1,14 @@
-"""The ``--gpus`` flag, read without torch, so that ``launch`` refuses a malformed one before
-torch loads (which GPUs exist is checked once torch counts them: see
-:func:`hpsearch.launch.pool.plan_slots`)."""
+"""Where a launch's workers go and what each is told, without torch: the ``--gpus`` flag,
+so that ``launch`` refuses a malformed one before torch loads (which GPUs exist is checked
+once torch counts them: see :func:`hpsearch.launch.pool.plan_slots`), and the settings that
+every worker of a launch, local or Slurm, takes on (:func:`worker_flags`)."""
 
 from __future__ import annotations
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
+from hpsearch.spec.defaults import MEMORY_SHARE
+from hpsearch.spec.studyfile import StudySpec
 
 
 def parse_gpus(gpus: str | None) -> list[int] | None:
@@ -25,3 +28,22 @@ def parse_gpus(gpus: str | None) -> list[int] | None:
         raise ConfigError(
             [f"--gpus: expected all, none or indices like 0,2,3; got {shorten(gpus)}"]
         ) from e
+
+
+def memory_share(workers_per_gpu: int) -> float:
+    """Each worker's share of its GPU's memory when ``workers_per_gpu`` share one."""
+    return MEMORY_SHARE / workers_per_gpu
+
+
+def worker_flags(spec: StudySpec, workers_per_gpu: int = 1) -> list[str]:
+    """The ``hpsearch worker`` flags that carry a launcher's settings to each of its
+    workers: the launcher's ``--population`` and ``--precision`` (or the file's), and the
+    worker's share of its GPU's memory."""
+    return [
+        "--population",
+        str(spec.population),
+        "--precision",
+        spec.base.precision,
+        "--memory-share",
+        f"{memory_share(workers_per_gpu):.4g}",
+    ]

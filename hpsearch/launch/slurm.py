@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from hpsearch import storage as db
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
+from hpsearch.launch.slots import worker_flags
 from hpsearch.spec.defaults import STORAGE_FILE_ENV
 from hpsearch.storage import redact
 from hpsearch.storage import sqlite_path
@@ -221,7 +222,8 @@ def job_script(
     worker_flags: Sequence[str] = (),
 ) -> str:
     """The sbatch script of the array: no secret in it (see the module docstring).
-    ``worker_flags`` are the launcher's settings its workers take on (``--population``)."""
+    ``worker_flags`` are the launcher's settings its workers take on (see
+    :func:`hpsearch.launch.slots.worker_flags`)."""
     k = options.workers_per_gpu
     lines = [
         "#!/bin/bash",
@@ -409,7 +411,7 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
     here = logs.resolve()
     secret = write_storage_file(spec.storage, here / "slurm")
     script = here / "slurm" / f"job-{time.strftime('%Y%m%d-%H%M%S')}.sh"
-    flags = ["--population", str(spec.population), "--precision", spec.base.precision]
+    flags = worker_flags(spec, options.workers_per_gpu)
     script.write_text(job_script(study_file, secret, here, options, spec.name, flags))
     job = submit(script)
     record_job(study, job, options.tasks)

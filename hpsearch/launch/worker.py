@@ -3,8 +3,9 @@ another host, a :class:`~hpsearch.launch.pool.Pool` on this one, or a Slurm job 
 
 It pins the device, names the worker (its seeded sampler then draws a stream of its own),
 stops at an epoch end on SIGTERM, on Ctrl-C or when its launcher dies, limits torch's threads
-to its share of the cores, checks that it can train before it claims a trial, and joins an
-existing study (it never creates one: the launcher did).
+to its share of the cores and its populations to its share of the GPU's memory, checks that
+it can train before it claims a trial, and joins an existing study (it never creates one:
+the launcher did).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from hpsearch.study.worker import request_stop
 from hpsearch.study.worker import run_worker
 from hpsearch.study.worker import worker_name
 from hpsearch.study.worker import WorkerStats
+from hpsearch.training.trainer import set_memory_share
 from hpsearch.training.trainer import set_threads
 
 _log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def join_study(
     device: str | None = None,
     name: str | None = None,
     threads: int | None = None,
+    memory_share: float | None = None,
     max_same_failures: int = MAX_SAME_FAILURES,
     on_join: Callable[[str], None] | None = None,
     on_trial: Callable[[FrozenTrial], None] | None = None,
@@ -81,6 +84,8 @@ def join_study(
         device: The device for this worker's trials (``cuda:1``, ``cpu``), else the file's.
         name: The worker's name recorded with its trials [``host:pid``].
         threads: Torch CPU threads [the launcher's share of the cores, else 1].
+        memory_share: The share of its GPU's memory this worker's populations may fill
+            [:data:`~hpsearch.spec.defaults.MEMORY_SHARE`: alone on its GPU].
         max_same_failures: See :func:`hpsearch.study.worker.run_worker`.
         on_join: Called with the worker's name once it has joined, before its first claim.
         on_trial: Called with every trial this worker finishes.
@@ -97,6 +102,8 @@ def join_study(
     install_stop_signals()
     watch_launcher()
     set_threads(worker_threads(threads))
+    if memory_share is not None:
+        set_memory_share(memory_share)
     spec = preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     wait_for_launcher()  # a forked worker: until the launcher has prepared the study
     storage = open_spec_storage(spec)

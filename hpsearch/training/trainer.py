@@ -30,6 +30,7 @@ from torch import nn
 from hpsearch.errors import DeviceError
 from hpsearch.errors import PreflightError
 from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.defaults import MEMORY_SHARE
 from hpsearch.training.data import device_data
 from hpsearch.training.data import DeviceData
 from hpsearch.training.data import shift_images
@@ -242,22 +243,20 @@ def _depth_key(config: TrainConfig) -> int:
 
 
 def plan_groups(configs: Sequence[TrainConfig]) -> list[list[int]]:
-    """The indices of ``configs`` in groups that train together, each within the device's
-    memory (:func:`max_members`)."""
+    """The indices of ``configs`` in groups that may train together (equal
+    :func:`group_key`); a group larger than its device holds is split when it trains
+    (:func:`max_members`)."""
     by_key: dict[tuple[Any, ...], list[int]] = {}
     for i, config in enumerate(configs):
         by_key.setdefault(group_key(config), []).append(i)
-    groups = []
-    for members in by_key.values():
-        cap = max_members([configs[i] for i in members])
-        groups += [members[i : i + cap] for i in range(0, len(members), cap)]
-    return groups
+    return list(by_key.values())
 
 
 def member_bytes(config: TrainConfig, num_features: int, num_classes: int, width: int) -> int:
-    """An estimate of the device memory one member takes in a population padded to
-    ``width``: its stacks (weights, gradients, up to three optimizer states) and the
-    activations of a training and an evaluation batch."""
+    """An estimate of the memory one member takes in a population padded to ``width``: its
+    stacks (weights, gradients, up to three optimizer states) and the activations of a
+    training and an evaluation batch. Where no allocator counts (a CPU), this sizes a
+    population; on a CUDA GPU :func:`measure_member_bytes` does."""
     depth = len(config.hidden_layers)
     params = num_features * width + max(depth - 1, 0) * width * width + width * num_classes
     rows = config.batch_size * 6 + config.eval_batch_size * 2
@@ -265,22 +264,86 @@ def member_bytes(config: TrainConfig, num_features: int, num_classes: int, width
 
 
 def max_members(configs: Sequence[TrainConfig]) -> int:
-    """How many of these configs one population may hold on their device: a share of the
-    free device memory (of the available RAM on a CPU) over :func:`member_bytes`."""
+    """How many of these configs (one group, see :func:`group_key`) one population may hold
+    on their device: this process's share of the device's memory (:func:`set_memory_share`)
+    over what one member takes, measured on a CUDA GPU (:func:`measure_member_bytes`),
+    estimated elsewhere (:func:`member_bytes`, against the available RAM)."""
     device = resolve_device(configs[0].device)
-    width = max((w for c in configs for w in c.hidden_layers), default=16)
-    per_member = member_bytes(configs[0], 784, 10, width)  # sized for MNIST: an upper bound
-    free = _free_memory(device)
-    return max(1, int(free * MEMORY_SHARE) // per_member) if free else len(configs)
-
-
-MEMORY_SHARE = 0.5  # of the free memory one population may plan to use
-
-
-def _free_memory(device: torch.device) -> int | None:
+    data = load_data(configs[0], device)
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    return available_ram()
+        return max(1, _gpu_budget(device) // measure_member_bytes(configs, data, device))
+    ram = available_ram()
+    if not ram:  # unknown: no limit
+        return len(configs)
+    width = max((w for c in configs for w in c.hidden_layers), default=16)
+    per_member = member_bytes(configs[0], data.num_features, data.num_classes, width)
+    return max(1, int(ram * RAM_SHARE) // per_member)
+
+
+RAM_SHARE = 0.5  # of the available RAM one population may plan to use (an estimate's margin)
+_memory_share = MEMORY_SHARE  # of its GPU's memory, for this process (set_memory_share)
+
+
+def set_memory_share(share: float) -> None:
+    """The share of its GPU's memory this process's populations may fill (``0 < share <=
+    1``): :data:`~hpsearch.spec.defaults.MEMORY_SHARE` for a worker alone on its GPU, that
+    divided by K for each of K workers sharing one (a launch passes it on)."""
+    global _memory_share
+    assert 0 < share <= 1
+    _memory_share = share
+
+
+def _gpu_budget(device: torch.device) -> int:
+    """Bytes this process may plan for one population on ``device``: its share of the
+    whole memory, within what is free now (free on the device, or cached by this process's
+    allocator, which it reuses)."""
+    free, total = torch.cuda.mem_get_info(device)
+    cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return int(min(total * _memory_share, free + cached))
+
+
+def probe_members(configs: Sequence[TrainConfig]) -> list[int]:
+    """A few of ``configs`` (one group) whose population is padded as the whole group's
+    and keeps the same optimizer states: the widest member of every layer, the deepest and
+    the shallowest, and one member of each optimizer. A member of it takes the memory of
+    a member of the whole (a little more: the batch's own memory is shared by fewer)."""
+    picks = {
+        max(range(len(configs)), key=lambda i: _width(configs[i], j))
+        for j in range(max(len(c.hidden_layers) for c in configs))
+    }
+    picks.add(max(range(len(configs)), key=lambda i: len(configs[i].hidden_layers)))
+    picks.add(min(range(len(configs)), key=lambda i: len(configs[i].hidden_layers)))
+    kinds: dict[str, int] = {}
+    for i, config in enumerate(configs):
+        kinds.setdefault(config.optimizer, i)
+    return sorted(picks | set(kinds.values()))
+
+
+def _width(config: TrainConfig, layer: int) -> int:
+    return config.hidden_layers[layer] if layer < len(config.hidden_layers) else 0
+
+
+def measure_member_bytes(
+    configs: Sequence[TrainConfig], data: DeviceData, device: torch.device
+) -> int:
+    """The device memory one member of ``configs`` (one group) takes, measured: the peak
+    that the population of :func:`probe_members` allocates while it trains one batch and
+    evaluates one evaluation batch, per member. Its data set was loaded before: shared by
+    every population, it counts against no member. CUDA only (its allocator counts)."""
+    probe = [configs[i] for i in probe_members(configs)]
+    first = probe[0]
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    with numerics(first.precision, device):
+        pop = _Population(probe, data, device)
+        batch = slice(0, min(first.batch_size, len(data.train_y)))
+        pop.step(data.train_x[batch], data.train_y[batch], 0)
+        rows = slice(0, first.eval_batch_size)
+        evaluate(pop, data.train_x[rows], data.train_y[rows], first.eval_batch_size)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del pop
+    return max(1, math.ceil(peak / len(probe)))
 
 
 class _Population:
@@ -372,8 +435,16 @@ def _table(columns: Sequence[Sequence[float]], rows: int, device: torch.device) 
 
 
 def _train_group(job: _Job, members: list[int]) -> None:
-    """Trains ``job.configs[i]`` for ``i`` in ``members`` as one population; on running out
-    of device memory, as two halves instead."""
+    """Trains ``job.configs[i]`` for ``i`` in ``members`` (one group): as one population,
+    or as several in turn where the device holds fewer (:func:`max_members`)."""
+    cap = max_members([job.configs[i] for i in members]) if len(members) > 1 else 1
+    for a in range(0, len(members), cap):
+        _train_within_memory(job, members[a : a + cap])
+
+
+def _train_within_memory(job: _Job, members: list[int]) -> None:
+    """Trains these members as one population; on running out of device memory, as two
+    halves instead (each member from its first epoch again: see the worker's reports)."""
     first = job.configs[members[0]]
     try:
         with numerics(first.precision, resolve_device(first.device)):
@@ -384,8 +455,8 @@ def _train_group(job: _Job, members: list[int]) -> None:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         half = len(members) // 2
-        _train_group(job, members[:half])
-        _train_group(job, members[half:])
+        _train_within_memory(job, members[:half])
+        _train_within_memory(job, members[half:])
 
 
 @contextlib.contextmanager

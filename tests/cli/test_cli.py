@@ -152,6 +152,10 @@ BAD_INPUTS = {
     # click's own checks, one line too
     "run --precision": (["run", "{study}", "--precision", "fp16"], "is not one of 'fp32', 'tf32'"),
     "run --threads": (["run", "{study}", "--threads", "0"], "'--threads': 0 is not in the range"),
+    "worker --memory-share": (
+        ["worker", "{study}", "--memory-share", "0"],
+        "'--memory-share': 0.0 is not in the range 0<x<=1",
+    ),
     "no study file": (["worker"], "error: Missing argument 'STUDY_FILE'."),
     "no such option": (["launch", "{study}", "--gpu", "0"], "error: No such option '--gpu'."),
 }

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 
 from hpsearch.errors import ConfigError
 from hpsearch.launch.pool import plan_slots
+from hpsearch.launch.pool import worker_args
 from hpsearch.results.reading import open_study
+from hpsearch.spec.studyfile import load_spec
 from hpsearch.study.record import records
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import Gate
@@ -32,11 +35,16 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 GATED = {"epochs": 3, "batch_size": 16, "scheduler": "none", "optimizer": "adam", "lr": 0.01}
 
 
-def test_plan_slots_gpus_and_cpus() -> None:
+def test_plan_slots_gpus_and_cpus(tmp_path: Path) -> None:
     slots = plan_slots(None, 2, None, visible_gpus=2, cores=16)
     assert [s.name for s in slots] == ["gpu0-0", "gpu0-1", "gpu1-0", "gpu1-1"]
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in slots] == ["0", "0", "1", "1"]
     assert {s.device for s in slots} == {"cuda"}
+    # two workers share each GPU: each plans its populations within half the share
+    assert {s.sharing for s in slots} == {2}
+    spec = load_spec(str(write_study(tmp_path)))
+    args = worker_args(dataclasses.replace(spec, population=8), slots[0])
+    assert " ".join(args).endswith("--population 8 --precision fp32 --memory-share 0.4")
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan_slots("1", 1, None, 4, 16)] == ["1"]
     cpu = plan_slots(None, 1, 4, visible_gpus=0, cores=16)
     assert len(cpu) == 4 and cpu[0].env["HPSEARCH_TORCH_THREADS"] == "4"

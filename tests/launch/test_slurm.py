@@ -14,7 +14,10 @@ from typing import Any
 from optuna.trial import TrialState
 import pytest
 
+from hpsearch.launch import slurm
+from hpsearch.launch.slots import worker_flags
 from hpsearch.results.reading import open_study
+from hpsearch.spec.studyfile import load_spec
 from hpsearch.study.budget import counted
 from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
@@ -69,6 +72,15 @@ def _queue_empty(cluster: SlurmCluster, job: str) -> bool:
     return not cluster.run("squeue", "-h", "-j", job, check=False).stdout.strip()
 
 
+def test_the_workers_of_a_task_share_its_gpu_memory(tmp_path: Path) -> None:
+    spec = load_spec(str(write_study(tmp_path)))
+    options = slurm.parse_options(1, 1, 2, None, None, None, False, ())
+    flags = worker_flags(spec, options.workers_per_gpu)
+    script = slurm.job_script(Path("s.yaml"), Path("url"), tmp_path, options, "t", flags)
+    assert "--gres=gpu:1" in script and "for k in $(seq 0 1)" in script
+    assert "--precision fp32 --memory-share 0.4 --name" in script  # each plans half the share
+
+
 @pytest.mark.slow
 def test_sqlite_is_refused_for_several_nodes_and_bad_options_name_themselves(
     tmp_path: Path,
@@ -113,7 +125,8 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     # the password is in no command line, script or job record; its file is the user's
     logs = tmp_path / "hpsearch-logs" / "t"
     script = next((logs / "slurm").glob("job-*.sh")).read_text()
-    assert "--population 1 --precision fp32" in script  # the launcher's, for every worker
+    # the launcher's settings, for every worker; a worker alone on its GPU (or CPU slot)
+    assert "--population 1 --precision fp32 --memory-share 0.8" in script
     shown = slurm_cluster.run("scontrol", "show", "job", job, "-dd").stdout
     assert f"JobId={job}" in shown or f"ArrayJobId={job}" in shown
     for text in (script, shown, proc.stdout, proc.stderr):

@@ -18,6 +18,7 @@ from hpsearch.spec.choices import OPTIMIZERS
 from hpsearch.spec.choices import SCHEDULERS
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.defaults import MEMORY_SHARE
 from hpsearch.training import trainer
 from hpsearch.training.trainer import fit
 from hpsearch.training.trainer import group_key
@@ -180,21 +181,29 @@ def test_groups_split_by_what_members_must_share() -> None:
 def test_a_population_beyond_memory_is_split_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = [_config(lr=0.2 * (i + 1)) for i in range(4)]
     expected = [train(c) for c in configs]
-    # planned: no more than two members fit
-    monkeypatch.setattr(trainer, "max_members", lambda configs: 2)
-    assert plan_groups(configs) == [[0, 1], [2, 3]]
-    for got, want in zip(train_population(configs), expected, strict=True):
-        assert got.epochs[-1].val_loss == pytest.approx(want.epochs[-1].val_loss, rel=1e-5)
-    # found out: the device runs out of memory while more than one member trains
-    monkeypatch.setattr(trainer, "max_members", lambda configs: len(configs))
+    assert plan_groups(configs) == [[0, 1, 2, 3]]  # one group: they may share kernels
     real = trainer._run_population
     sizes = []
 
-    def tight(configs: Any, members: list[int], *args: Any) -> None:
+    def counted(configs: Any, members: list[int], *args: Any) -> None:
         sizes.append(len(members))
-        if len(members) > 1:
-            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         real(configs, members, *args)
+
+    monkeypatch.setattr(trainer, "_run_population", counted)
+    # planned: no more than two members fit, so the group trains as two populations
+    monkeypatch.setattr(trainer, "max_members", lambda configs: 2)
+    for got, want in zip(train_population(configs), expected, strict=True):
+        assert got.epochs[-1].val_loss == pytest.approx(want.epochs[-1].val_loss, rel=1e-5)
+    assert sizes == [2, 2]
+    # found out: the device runs out of memory while more than one member trains
+    monkeypatch.setattr(trainer, "max_members", lambda configs: len(configs))
+    sizes.clear()
+
+    def tight(configs: Any, members: list[int], *args: Any) -> None:
+        if len(members) > 1:
+            sizes.append(len(members))
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        counted(configs, members, *args)
 
     monkeypatch.setattr(trainer, "_run_population", tight)
     results = train_population(configs)
@@ -202,6 +211,68 @@ def test_a_population_beyond_memory_is_split_not_failed(monkeypatch: pytest.Monk
     assert [r.outcome for r in results] == ["completed"] * 4
     for got, want in zip(results, expected, strict=True):
         assert got.epochs[-1].val_loss == pytest.approx(want.epochs[-1].val_loss, rel=1e-5)
+
+
+def test_a_population_is_sized_from_the_memory_one_member_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configs = [_config(hidden_layers=[8 * (i + 1)], device="cpu") for i in range(6)]
+    data = trainer.load_data(configs[0], torch.device("cpu"))
+    one = trainer.member_bytes(configs[0], data.num_features, data.num_classes, 48)
+    # where no allocator counts: the estimate for the widest member, against half the RAM
+    monkeypatch.setattr(trainer, "available_ram", lambda: 2 * one * 4)
+    assert trainer.max_members(configs) == 4
+    monkeypatch.setattr(trainer, "available_ram", lambda: None)  # unknown: no limit
+    assert trainer.max_members(configs) == 6
+    monkeypatch.setattr(trainer, "available_ram", lambda: one)  # never fewer than one
+    assert trainer.max_members(configs) == 1
+
+
+def test_a_probe_of_a_few_members_is_padded_and_kept_as_the_whole_group() -> None:
+    """What one probe member takes is what one member of the whole group takes: the same
+    padded stacks, the same optimizer states (measured on a GPU, see below)."""
+    configs = [
+        _config(hidden_layers=[16], optimizer="sgd", lr=0.1),
+        _config(hidden_layers=[64, 8], optimizer="sgd", lr=0.1),
+        _config(hidden_layers=[24, 40], optimizer="adam", lr=1e-3),
+        _config(hidden_layers=[8, 8, 8], optimizer="sgd", lr=0.1),
+        _config(hidden_layers=[32, 16], optimizer="rmsprop", lr=1e-3),
+        _config(hidden_layers=[16, 16], optimizer="adam", lr=1e-3),
+    ]
+    probe = trainer.probe_members(configs)
+    assert len(probe) < len(configs)
+    device = torch.device("cpu")
+    data = trainer.load_data(configs[0], device)
+
+    def per_member(members: list[TrainConfig]) -> tuple[Any, ...]:
+        pop = trainer._Population(members, data, device)
+        stacks = [p.numel() for p in pop.model.parameters()]
+        states = {name for slot in pop.optimizer.slots for name in slot.state}
+        return pop.model.sizes, sum(stacks) / len(members), states
+
+    assert per_member([configs[i] for i in probe]) == per_member(configs)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_on_a_gpu_a_population_is_sized_from_measured_memory() -> None:
+    configs = [_config(hidden_layers=[256 * (1 + i % 4)], device="cuda") for i in range(16)]
+    device = torch.device("cuda")
+    data = trainer.load_data(configs[0], device)
+    trainer.measure_member_bytes(configs, data, device)  # cuBLAS's workspace, once a process
+    measured = trainer.measure_member_bytes(configs, data, device)
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    train_population(configs)
+    real = (torch.cuda.max_memory_allocated() - before) / len(configs)
+    # the probe's own batch counts against fewer members: an upper bound, and a close one
+    assert real <= measured * 1.05 and measured <= real * 3
+    total = torch.cuda.mem_get_info()[1]
+    try:
+        trainer.set_memory_share(0.01)
+        assert trainer.max_members(configs) == max(1, int(total * 0.01) // measured)
+    finally:
+        trainer.set_memory_share(MEMORY_SHARE)
 
 
 def test_fit_returns_the_trained_member_as_a_module() -> None:
