@@ -4,7 +4,9 @@
 learning rate) for each K: wall time, trials per hour, the best validation accuracy, on a
 GPU its utilisation, and the useful arithmetic done (the matrix products of the forward and
 backward passes and of evaluation) in TFLOP/s and as a share of the device's peak, measured
-by one large matrix product in the same precision (``--precision``). (b)
+by one large matrix product in the same precision (``--precision``); on a GPU, for the K of
+``--eager-sizes``, the same population stepped eagerly (``cuda_graphs: false``) and how many
+times faster the CUDA graphs made it. (b)
 ``studies/quickstart.yaml`` as a whole study with ``--population K``: wall time and the best
 value it reached. The last line is
 ``population speedup: Xx``, K=16 against K=1 on (a)::
@@ -75,8 +77,9 @@ class GpuMonitor:
         return sum(self.samples) / len(self.samples) if self.samples else None
 
 
-def reference(k: int, args: argparse.Namespace) -> list[TrainConfig]:
-    """K reference configs that differ in their learning rate (as a search would draw)."""
+def reference(k: int, args: argparse.Namespace, graphs: bool = True) -> list[TrainConfig]:
+    """K reference configs that differ in their learning rate (as a search would draw);
+    ``graphs``: full batches replayed from a CUDA graph on a CUDA GPU (else eager)."""
     base = {
         "dataset": "mnist",
         "data_dir": args.data_dir,
@@ -84,6 +87,7 @@ def reference(k: int, args: argparse.Namespace) -> list[TrainConfig]:
         "device": args.device,
         "train_subset": args.train_subset,
         "precision": args.precision,
+        "cuda_graphs": graphs,
     }
     return [make_config({**base, "lr": 1.0 * 0.9 ** (i % 16)}) for i in range(k)]
 
@@ -161,9 +165,12 @@ def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, flo
     rates = {}
     print(f"(a) MNIST reference config, {args.epochs} epochs, on {device}, {args.precision}")
     print(f"    {line}; a trial is {flops / 1e12:.3f} TFLOP of matrix products")
+    eager_sizes = (
+        {int(k) for k in args.eager_sizes.split(",") if k} if device.type == "cuda" else set()
+    )
     print(
         f"{'K':>5} {'wall s':>9} {'s/trial':>9} {'trials/h':>10} {'best val':>9} {'GPU %':>6} "
-        f"{'TFLOP/s':>8} {'% peak':>7}"
+        f"{'TFLOP/s':>8} {'% peak':>7} {'eager s':>8} {'graphs':>7}"
     )
     for k in sizes:
         with GpuMonitor() as gpu:
@@ -172,10 +179,13 @@ def bench_reference(sizes: list[int], args: argparse.Namespace) -> dict[int, flo
         rates[k] = k / wall * 3600
         util = gpu.mean()
         achieved = k * flops / wall / 1e12
+        # the same population stepped eagerly (cuda_graphs: false), side by side
+        eager = timed(reference(k, args, graphs=False))[1] if k in eager_sizes else None
         print(
             f"{k:>5} {wall:>9.2f} {wall / k:>9.3f} {rates[k]:>10.0f} {best:>9.4f} "
             f"{'' if util is None else f'{util:.0f}':>6} {achieved:>8.3f} "
-            f"{100 * achieved / peak:>6.1f}%",
+            f"{100 * achieved / peak:>6.1f}% {'' if eager is None else f'{eager:.2f}':>8} "
+            f"{'' if eager is None else f'{eager / wall:.1f}x':>7}",
             flush=True,
         )
     return rates
@@ -246,6 +256,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--train-subset", type=int, default=None)
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument(
+        "--eager-sizes", default="1,16", help="K also timed without CUDA graphs, on a GPU"
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--study", default=str(REPO / "studies" / "quickstart.yaml"))
     parser.add_argument("--study-sizes", default=None, help="K for (b) [--sizes]")

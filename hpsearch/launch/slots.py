@@ -5,10 +5,14 @@ every worker of a launch, local or Slurm, takes on (:func:`worker_flags`)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.spec.defaults import MEMORY_SHARE
-from hpsearch.spec.studyfile import StudySpec
+
+if TYPE_CHECKING:  # the reading commands import this module: pydantic stays unloaded
+    from hpsearch.spec.studyfile import StudySpec
 
 
 def parse_gpus(gpus: str | None) -> list[int] | None:

@@ -141,6 +141,9 @@ class TrainConfig:
     """fp32; tf32 (a CUDA GPU's tensor cores for float32 matrix products, faster, less
     exact; float32 elsewhere); or bf16 (training steps autocast to bfloat16, on a GPU or a
     CPU; evaluation stays float32). Measured in bench/precision.py."""
+    cuda_graphs: StrictBool = True
+    """On a CUDA GPU, every full training batch replayed from one captured CUDA graph (one
+    launch a step instead of dozens; the same updates to float rounding); false: eager."""
 
     @pydantic.field_validator("loss")
     @classmethod

@@ -186,7 +186,7 @@ class StudySpec:
         Stored with the study; a resume with a different definition is refused (see
         :func:`definition_changes`). Settings that change how, not what, a study computes
         (budget, timeout, heartbeat, sampler, pruner, device, data_dir, eval_batch_size,
-        precision) are left out, so they may change between runs.
+        precision, cuda_graphs) are left out, so they may change between runs.
         """
         searched = {p.target for p in self.space.params}
         fixed = {
@@ -219,7 +219,7 @@ STUDY_NAME_RULE = (
 )
 
 # Trainer settings that change how a trial runs, not what its values mean.
-_HOW_NOT_WHAT = ("device", "data_dir", "eval_batch_size", "precision")
+_HOW_NOT_WHAT = ("device", "data_dir", "eval_batch_size", "precision", "cuda_graphs")
 
 
 def derive_seed(seed: int, stream: str, started: int) -> int:

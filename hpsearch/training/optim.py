@@ -143,7 +143,7 @@ class StepHyper:
     weight_decay: Hyper | None  # None: 0 for every member (nothing to compute)
     momentum: Hyper  # SGD and RMSprop momentum, or Adam's beta1 (cycled by onecycle)
     nesterov: Hyper | None  # bool; None: no member uses it
-    step: int  # 1 for the first update
+    step: int | torch.Tensor  # 1 for the first update (a device counter, see step_on_device)
 
 
 UpdateRule = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], StepHyper], None]
@@ -169,10 +169,9 @@ def _decayed(g: torch.Tensor, p: torch.Tensor, h: StepHyper) -> torch.Tensor:
 def _sgd(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
     g = _decayed(g, p, h)
     buf = s["momentum_buffer"]
-    if h.step == 1:
-        buf.copy_(g)  # torch: the buffer starts as a copy of the first gradient
-    else:
-        buf.mul_(h.momentum).add_(g)
+    # torch starts the buffer as a copy of the first gradient: from zeros, 0 * m + g is g,
+    # exactly, with no branch on the step (a CUDA graph replays one path)
+    buf.mul_(h.momentum).add_(g)
     # momentum 0: the buffer is the gradient itself
     if isinstance(h.nesterov, torch.Tensor):
         direction = torch.where(h.nesterov, g + h.momentum * buf, buf)
@@ -294,6 +293,8 @@ class PopulationOptimizer:
     does; several members use tensors of their hyperparameters. The learning rate and the
     momentum of every step come from tables (one column per member), on the device for
     tensors and on the host for floats, so that no step waits for the device.
+    :meth:`step_on_device` reads them at counters kept on the device instead, so that a
+    CUDA graph can replay the same update at every step.
 
     Args:
         slots: The parameter stacks.
@@ -316,6 +317,9 @@ class PopulationOptimizer:
         self.slots = list(slots)
         self.steps = 0
         self.lr, self.momentum = lr, momentum
+        # step_on_device's counters: the next step's row of the tables, the updates so far
+        self._row = torch.zeros(1, dtype=torch.long, device=lr.device)
+        self._count = torch.zeros((), device=lr.device)
         self.lr_host, self.momentum_host = list(lr_host), list(momentum_host)
         self.weight_decay = [c.weight_decay for c in configs]
         self.nesterov = [c.nesterov for c in configs]
@@ -363,14 +367,39 @@ class PopulationOptimizer:
             step=self.steps,
         )
 
+    def _device_hyper(self, r: _Range, lr: torch.Tensor, momentum: torch.Tensor) -> StepHyper:
+        """The hyperparameters of the step the device counters name, as tensors for one
+        member too (a float would be baked into a captured graph)."""
+        return StepHyper(
+            neg_lr=-lr[r.a : r.b],
+            weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
+            momentum=momentum[r.a : r.b],
+            nesterov=self._nesterov[r.a : r.b] if any(r.nesterov) else None,
+            step=self._count,
+        )
+
     @torch.no_grad()
     def step(self, t: int) -> None:
         """Updates every member with the learning rate and momentum of step ``t``."""
         self.steps += 1
+        self._update([self._hyper(r, t) for r in self._ranges])
+
+    @torch.no_grad()
+    def step_on_device(self) -> None:
+        """Updates every member with the learning rate and momentum of the next step, read
+        at a counter on the device, with no host value that changes between steps: what a
+        CUDA graph captures once and replays. Tensor arithmetic for a single member too, so
+        it equals :meth:`step` to float rounding, not bit for bit."""
+        self._count += 1
+        lr = self.lr.index_select(0, self._row).view(-1)
+        momentum = self.momentum.index_select(0, self._row).view(-1)
+        self._row += 1
+        self._update([self._device_hyper(r, lr, momentum) for r in self._ranges])
+
+    def _update(self, hypers: list[StepHyper]) -> None:
         whole = len(self._ranges) == 1
-        for r in self._ranges:
+        for r, hyper in zip(self._ranges, hypers, strict=True):
             rule = OPTIMIZERS[r.kind].update
-            hyper = self._hyper(r, t)
             for slot in self.slots:
                 grad = slot.param.grad
                 if grad is None:

@@ -19,6 +19,7 @@ import contextlib
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+import logging
 import math
 import time
 from typing import Any
@@ -209,10 +210,11 @@ def train_population(
 
 def group_key(config: TrainConfig) -> tuple[Any, ...]:
     """Configs with equal keys train as one population: they share the data, its batches
-    (batch size, seed and their images' shifts), the loss, batch norm, the device and its
-    precision; on a CPU also the depth (on a GPU only whether there is a hidden layer, see
-    :data:`MERGE_DEPTHS`). Everything else (widths, activations, dropout, optimizer and its
-    settings, schedule, epochs, L1, label smoothing) may differ between members."""
+    (batch size, seed and their images' shifts), the loss, batch norm, the device, its
+    precision and whether CUDA graphs replay the steps; on a CPU also the depth (on a GPU
+    only whether there is a hidden layer, see :data:`MERGE_DEPTHS`). Everything else
+    (widths, activations, dropout, optimizer and its settings, schedule, epochs, L1, label
+    smoothing) may differ between members."""
     return (
         config.dataset,
         config.data_dir,
@@ -227,6 +229,7 @@ def group_key(config: TrainConfig) -> tuple[Any, ...]:
         config.device,
         config.eval_batch_size,
         config.precision,
+        config.cuda_graphs,
         _depth_key(config),
     )
 
@@ -368,8 +371,9 @@ class _Population:
         self.loss_fn = loss_function(first.loss, data.task)
         # bf16: the forward pass and the loss under autocast (the loss itself in float32,
         # by autocast's own rules); weights, gradients and optimizer states stay float32
+        # (no cache of cast weights: a CUDA graph must not keep one from its capture)
         self.autocast: contextlib.AbstractContextManager[Any] = (
-            torch.autocast(device.type, torch.bfloat16)
+            torch.autocast(device.type, torch.bfloat16, cache_enabled=False)
             if first.precision == "bf16"
             else contextlib.nullcontext()
         )
@@ -403,15 +407,20 @@ class _Population:
         l1 = [c.l1 for c in self.configs]
         self.l1 = torch.tensor(l1, device=self.device) if any(l1) else None
 
-    def step(self, x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
-        """Training step ``t`` on the shared batch; returns each member's loss (K,)."""
+    def step(self, x: torch.Tensor, y: torch.Tensor, t: int | None) -> torch.Tensor:
+        """Training step ``t`` on the shared batch (``None``: the step the optimizer's
+        device counters name, see :meth:`PopulationOptimizer.step_on_device`); returns each
+        member's loss (K,)."""
         with self.autocast:
             losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
         if self.l1 is not None:
             losses = losses + self.l1 * self.model.l1_norms()
         self.model.zero_grad()
         losses.sum().backward()  # type: ignore[no-untyped-call]
-        self.optimizer.step(t)
+        if t is None:
+            self.optimizer.step_on_device()
+        else:
+            self.optimizer.step(t)
         return losses.detach()
 
     def keep(self, members: list[int]) -> None:
@@ -488,19 +497,15 @@ def _run_population(job: _Job, members: list[int]) -> None:
     moves = _Shifts(first, data, device)
     n_train = len(data.train_y)
     n_used = _batches_used(n_train, first.batch_size)
+    batches = _Batches(pop, data, moves, n_used)
     alive = list(order)  # original index of each member, in stack order
     histories: dict[int, list[EpochStats]] = {i: [] for i in order}
     start = time.perf_counter()
     for epoch in range(1, max(configs[i].epochs for i in order) + 1):
         epoch_start = time.perf_counter()
-        perm = torch.randperm(n_train, generator=shuffle).to(device, non_blocking=True)
-        loss_sum = torch.zeros(len(alive), device=device)  # read once per epoch
+        perm = torch.randperm(n_train, generator=shuffle)
         moves.draw(n_used)
-        for s, i in enumerate(range(0, n_used, first.batch_size)):
-            idx = perm[i : min(i + first.batch_size, n_used)]
-            t = (epoch - 1) * pop.steps + s
-            x = moves.apply(data.train_x[idx], i)
-            loss_sum += pop.step(x, data.train_y[idx], t) * len(idx)
+        loss_sum = batches.epoch(perm, (epoch - 1) * pop.steps)
         train_loss = (loss_sum / n_used).tolist()  # note: a CPU-GPU sync, once per epoch
         val = evaluate(pop, data.val_x, data.val_y, first.eval_batch_size, data.target_scale)
         seconds = time.perf_counter() - epoch_start
@@ -560,6 +565,112 @@ def _run_population(job: _Job, members: list[int]) -> None:
         if not alive:
             return
         pop.keep(kept)
+        batches.members_left()
+
+
+# Device types where a population steps from counters on the device, each full batch replayed
+# from a CUDA graph: on a GPU a step costs its launches (dozens of small kernels, each a few
+# microseconds of the host's time), and a graph launches them all at once.
+GRAPH_DEVICES = ("cuda",)
+
+_log = logging.getLogger(__name__)
+
+
+class _Batches:
+    """An epoch's batches through a population. Eager: each batch an index slice of the
+    epoch's permutation, each step given its schedule row by the host. Where
+    :data:`GRAPH_DEVICES` says and the config allows (``cuda_graphs``): everything a full
+    batch reads (its indices, shifts, schedule row) at counters on the device, so that one
+    CUDA graph, captured after a few warm-up steps, replays every full batch; the last,
+    partial batch runs eagerly. Members leaving change the stacks: the graph is captured
+    again."""
+
+    WARM_UP = 2  # eager steps on a side stream before a capture, as CUDA graphs ask
+
+    def __init__(self, pop: _Population, data: DeviceData, moves: _Shifts, n_used: int) -> None:
+        config, device = pop.configs[0], pop.device
+        self.pop, self.data, self.moves, self.n_used = pop, data, moves, n_used
+        self.size = config.batch_size
+        self.on_device = device.type in GRAPH_DEVICES and config.cuda_graphs
+        self.capture = self.on_device and device.type == "cuda"
+        self.perm = torch.zeros(n_used, dtype=torch.long, device=device)
+        self.position = torch.zeros(1, dtype=torch.long, device=device)  # of the next batch
+        self.rows = torch.arange(self.size, device=device)
+        self.loss_sum = torch.zeros(len(pop.configs), device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.warm = 0
+
+    def epoch(self, perm: torch.Tensor, first_step: int) -> torch.Tensor:
+        """Trains one epoch in the order ``perm`` (on the host) whose first step is
+        ``first_step``; returns each member's summed training loss, on the device."""
+        if not self.on_device:
+            return self._eager(perm.to(self.pop.device, non_blocking=True), first_step)
+        self.perm.copy_(perm[: self.n_used])
+        self.position.zero_()
+        self.loss_sum.zero_()
+        full = self.n_used // self.size
+        for _ in range(full):
+            self._full_batch()
+        if full * self.size < self.n_used:
+            idx = self.perm[full * self.size :]
+            x = self.moves.apply(self.data.train_x[idx], full * self.size)
+            losses = self.pop.step(x, self.data.train_y[idx], None)
+            self.loss_sum += losses * len(idx)
+        return self.loss_sum
+
+    def _eager(self, perm: torch.Tensor, first_step: int) -> torch.Tensor:
+        loss_sum = torch.zeros(len(self.pop.configs), device=self.pop.device)
+        for s, i in enumerate(range(0, self.n_used, self.size)):
+            idx = perm[i : min(i + self.size, self.n_used)]
+            x = self.moves.apply(self.data.train_x[idx], i)
+            loss_sum += self.pop.step(x, self.data.train_y[idx], first_step + s) * len(idx)
+        return loss_sum
+
+    def _body(self) -> None:
+        """The full batch at the device's position: nothing in it changes between steps."""
+        at = self.position * self.size + self.rows
+        idx = self.perm.index_select(0, at)
+        x = self.moves.apply_at(self.data.train_x.index_select(0, idx), at)
+        losses = self.pop.step(x, self.data.train_y.index_select(0, idx), None)
+        self.loss_sum += losses * self.size
+        self.position += 1
+
+    def _full_batch(self) -> None:
+        if self.graph is not None:
+            self.graph.replay()
+        elif not self.capture:
+            self._body()
+        elif self.warm < self.WARM_UP:
+            self._warm_up()
+        else:
+            self._capture()
+
+    def _warm_up(self) -> None:
+        main = torch.cuda.current_stream(self.pop.device)
+        side = torch.cuda.Stream(self.pop.device)  # type: ignore[no-untyped-call]
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            self._body()
+        main.wait_stream(side)
+        self.warm += 1
+
+    def _capture(self) -> None:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):  # records the step, runs nothing
+                self._body()
+        except RuntimeError as e:  # an operation capture refuses: eager, as before
+            _log.warning("CUDA graph capture failed, stepping eagerly: %s", e)
+            self.capture = False
+            self._body()
+            return
+        graph.replay()
+        self.graph = graph
+
+    def members_left(self) -> None:
+        """After :meth:`_Population.keep`: the stacks are new tensors, the graph stale."""
+        self.graph, self.warm = None, 0
+        self.loss_sum = torch.zeros(len(self.pop.configs), device=self.pop.device)
 
 
 class _Shifts:
@@ -577,16 +688,27 @@ class _Shifts:
         self.offsets: torch.Tensor | None = None
 
     def draw(self, n: int) -> None:
-        """This epoch's moves, one per image in the order of the epoch's batches."""
-        if self.most:
-            offsets = torch.randint(-self.most, self.most + 1, (n, 2), generator=self.generator)
-            self.offsets = offsets.to(self.device, non_blocking=True)
+        """This epoch's moves, one per image in the order of the epoch's batches (into the
+        same device tensor every epoch: a CUDA graph reads it)."""
+        if not self.most:
+            return
+        offsets = torch.randint(-self.most, self.most + 1, (n, 2), generator=self.generator)
+        if self.offsets is None:
+            self.offsets = offsets.to(self.device)
+        else:
+            self.offsets.copy_(offsets)
 
     def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
         """The batch starting at position ``start`` of the epoch, its images moved."""
         if self.offsets is None or self.shape is None:  # no shifts
             return x
         return shift_images(x, self.shape, self.offsets[start : start + len(x)], self.most)
+
+    def apply_at(self, x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+        """The batch at positions ``at`` of the epoch (a device tensor), its images moved."""
+        if self.offsets is None or self.shape is None:
+            return x
+        return shift_images(x, self.shape, self.offsets.index_select(0, at), self.most)
 
 
 def _batches_used(n_train: int, batch_size: int) -> int:
