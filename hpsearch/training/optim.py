@@ -131,102 +131,149 @@ class Slot:
         return values.view(shape)
 
 
-Hyper = float | torch.Tensor  # a float where one member (or all alike) has the value
+Tensors = list[torch.Tensor] | tuple[torch.Tensor, ...]  # what foreach operations take and give
+
+# A hyperparameter of one step for the stacks one rule updates: a float (a single member's
+# value from the host: torch.optim's own arithmetic), a 0-dim tensor (a single member's value
+# read on the device), or one tensor per stack, shaped to broadcast against it (a value per
+# member). Rules update all their stacks at once (torch's foreach operations: on a GPU one
+# kernel for every stack where the values are scalars).
+Hyper = float | torch.Tensor | list[torch.Tensor]
 
 
 @dataclass(frozen=True)
 class StepHyper:
-    """One kind's hyperparameters for one step: floats for a slice of one member (the same
-    arithmetic as ``torch.optim``), else one entry per member shaped for the stack."""
+    """One kind's hyperparameters for one step (see :data:`Hyper`)."""
 
     neg_lr: Hyper  # minus the learning rate
     weight_decay: Hyper | None  # None: 0 for every member (nothing to compute)
     momentum: Hyper  # SGD and RMSprop momentum, or Adam's beta1 (cycled by onecycle)
-    nesterov: Hyper | None  # bool; None: no member uses it
+    nesterov: bool | torch.Tensor | list[torch.Tensor] | None  # None: no member uses it
     step: int | torch.Tensor  # 1 for the first update (a device counter, see step_on_device)
 
 
-UpdateRule = Callable[[torch.Tensor, torch.Tensor, dict[str, torch.Tensor], StepHyper], None]
+UpdateRule = Callable[[Tensors, Tensors, dict[str, Tensors], StepHyper], None]
 
 
-def _axpy(p: torch.Tensor, x: torch.Tensor, coef: Hyper) -> None:
-    """``p += coef * x`` in place."""
+def _entries(h: Any, n: int) -> list[Any]:
+    """A hyperparameter's value for each of ``n`` stacks."""
+    return h if isinstance(h, list) else [h] * n
+
+
+def _combine(fn: Callable[[Any, Any], Any], a: Hyper, b: Hyper) -> Hyper:
+    """``fn`` of two hyperparameters, stack by stack where either is one per stack."""
+    if isinstance(a, list) or isinstance(b, list):
+        n = len(a) if isinstance(a, list) else len(b)  # type: ignore[arg-type]
+        return [fn(x, y) for x, y in zip(_entries(a, n), _entries(b, n), strict=True)]
+    value: Hyper = fn(a, b)
+    return value
+
+
+def _axpy(p: Tensors, x: Tensors, coef: Hyper) -> None:
+    """``p += coef * x`` in place, stack by stack."""
     if isinstance(coef, float):
-        p.add_(x, alpha=coef)
-    else:
-        p.addcmul_(x, coef)
+        torch._foreach_add_(p, x, alpha=coef)
+    elif isinstance(coef, list):
+        torch._foreach_addcmul_(p, x, coef)
+    else:  # a device scalar
+        torch._foreach_add_(p, torch._foreach_mul(x, coef))
 
 
-def _decayed(g: torch.Tensor, p: torch.Tensor, h: StepHyper) -> torch.Tensor:
+def _decayed(g: Tensors, p: Tensors, h: StepHyper) -> Tensors:
     # torch: grad.add(param, alpha=weight_decay), skipped when it is 0
     if h.weight_decay is None:
         return g
     if isinstance(h.weight_decay, float):
-        return g.add(p, alpha=h.weight_decay)
-    return g.add(p * h.weight_decay)
+        return torch._foreach_add(g, p, alpha=h.weight_decay)
+    return torch._foreach_add(g, torch._foreach_mul(p, h.weight_decay))
 
 
-def _sgd(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+def _sgd(p: Tensors, g: Tensors, s: dict[str, Tensors], h: StepHyper) -> None:
     g = _decayed(g, p, h)
     buf = s["momentum_buffer"]
     # torch starts the buffer as a copy of the first gradient: from zeros, 0 * m + g is g,
     # exactly, with no branch on the step (a CUDA graph replays one path)
-    buf.mul_(h.momentum).add_(g)
+    torch._foreach_mul_(buf, h.momentum)
+    torch._foreach_add_(buf, g)
     # momentum 0: the buffer is the gradient itself
-    if isinstance(h.nesterov, torch.Tensor):
-        direction = torch.where(h.nesterov, g + h.momentum * buf, buf)
+    direction = buf
+    if isinstance(h.nesterov, list):  # members with and without
+        momenta = _entries(h.momentum, len(buf))
+        direction = [
+            torch.where(n, gi + m * b, b)
+            for n, gi, m, b in zip(h.nesterov, g, momenta, buf, strict=True)
+        ]
     elif h.nesterov:
-        direction = g + h.momentum * buf
-    else:
-        direction = buf
+        direction = torch._foreach_add(g, torch._foreach_mul(buf, h.momentum))
     _axpy(p, direction, h.neg_lr)
 
 
 def _adam(decoupled: bool) -> UpdateRule:
     beta2, eps = 0.999, 1e-8
 
-    def update(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+    def update(p: Tensors, g: Tensors, s: dict[str, Tensors], h: StepHyper) -> None:
         if decoupled:  # AdamW
             if h.weight_decay is not None:
-                p.mul_(1.0 + h.neg_lr * h.weight_decay)
+                torch._foreach_mul_(
+                    p, _combine(lambda a, b: 1.0 + a * b, h.neg_lr, h.weight_decay)
+                )
         else:
             g = _decayed(g, p, h)
         beta1 = h.momentum
-        s["exp_avg"].lerp_(g, 1.0 - beta1)
-        s["exp_avg_sq"].mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-        step_size = h.neg_lr / (1.0 - beta1**h.step)
-        denom = (s["exp_avg_sq"].sqrt() / (1.0 - beta2**h.step) ** 0.5).add_(eps)
+        # lerp's weight: a float, or a tensor per stack (a device scalar repeated)
+        weights = (
+            1.0 - beta1 if isinstance(beta1, float) else [1.0 - b for b in _entries(beta1, len(g))]
+        )
+        torch._foreach_lerp_(s["exp_avg"], g, weights)
+        torch._foreach_mul_(s["exp_avg_sq"], beta2)
+        torch._foreach_addcmul_(s["exp_avg_sq"], g, g, value=1.0 - beta2)
+        step_size = _combine(lambda lr, b: lr / (1.0 - b**h.step), h.neg_lr, beta1)
+        denom = torch._foreach_sqrt(s["exp_avg_sq"])
+        torch._foreach_div_(denom, (1.0 - beta2**h.step) ** 0.5)
+        torch._foreach_add_(denom, eps)
         if isinstance(step_size, float):
-            p.addcdiv_(s["exp_avg"], denom, value=step_size)
+            torch._foreach_addcdiv_(p, s["exp_avg"], denom, value=step_size)
         else:
-            p.addcmul_(s["exp_avg"].div(denom), step_size)
+            _axpy(p, torch._foreach_div(s["exp_avg"], denom), step_size)
 
     return update
 
 
-def _adagrad(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+def _adagrad(p: Tensors, g: Tensors, s: dict[str, Tensors], h: StepHyper) -> None:
     g = _decayed(g, p, h)
-    s["sum"].addcmul_(g, g, value=1.0)
-    _axpy(p, g.div(s["sum"].sqrt().add_(1e-10)), h.neg_lr)
+    torch._foreach_addcmul_(s["sum"], g, g, value=1.0)
+    std = torch._foreach_sqrt(s["sum"])
+    torch._foreach_add_(std, 1e-10)
+    _axpy(p, torch._foreach_div(g, std), h.neg_lr)
 
 
-def _adadelta(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+def _adadelta(p: Tensors, g: Tensors, s: dict[str, Tensors], h: StepHyper) -> None:
     rho, eps = 0.9, 1e-6
     g = _decayed(g, p, h)
-    s["square_avg"].mul_(rho).addcmul_(g, g, value=1.0 - rho)
-    std = s["square_avg"].add(eps).sqrt_()
-    delta = s["acc_delta"].add(eps).sqrt_().div_(std).mul_(g)
-    s["acc_delta"].mul_(rho).addcmul_(delta, delta, value=1.0 - rho)
+    square_avg, acc_delta = s["square_avg"], s["acc_delta"]
+    torch._foreach_mul_(square_avg, rho)
+    torch._foreach_addcmul_(square_avg, g, g, value=1.0 - rho)
+    std = torch._foreach_add(square_avg, eps)
+    torch._foreach_sqrt_(std)
+    delta = torch._foreach_add(acc_delta, eps)
+    torch._foreach_sqrt_(delta)
+    torch._foreach_div_(delta, std)
+    torch._foreach_mul_(delta, g)
+    torch._foreach_mul_(acc_delta, rho)
+    torch._foreach_addcmul_(acc_delta, delta, delta, value=1.0 - rho)
     _axpy(p, delta, h.neg_lr)
 
 
-def _rmsprop(p: torch.Tensor, g: torch.Tensor, s: dict[str, torch.Tensor], h: StepHyper) -> None:
+def _rmsprop(p: Tensors, g: Tensors, s: dict[str, Tensors], h: StepHyper) -> None:
     alpha, eps = 0.99, 1e-8
     g = _decayed(g, p, h)
-    s["square_avg"].mul_(alpha).addcmul_(g, g, value=1.0 - alpha)
-    avg = s["square_avg"].sqrt().add_(eps)
-    buf = s["momentum_buffer"]
-    buf.mul_(h.momentum).addcdiv_(g, avg)  # momentum 0: g / avg, plain RMSprop
+    square_avg, buf = s["square_avg"], s["momentum_buffer"]
+    torch._foreach_mul_(square_avg, alpha)
+    torch._foreach_addcmul_(square_avg, g, g, value=1.0 - alpha)
+    avg = torch._foreach_sqrt(square_avg)
+    torch._foreach_add_(avg, eps)
+    torch._foreach_mul_(buf, h.momentum)  # momentum 0: g / avg, plain RMSprop
+    torch._foreach_addcdiv_(buf, g, avg)
     _axpy(p, buf, h.neg_lr)
 
 
@@ -260,11 +307,14 @@ OPTIMIZERS: dict[str, OptimizerKind] = {
 }
 
 
-def _shaped(h: StepHyper, slot: Slot) -> StepHyper:
-    """Per-member hyperparameters shaped to broadcast against one stack (floats stay)."""
+def _per_stack(h: StepHyper, slots: Sequence[Slot]) -> StepHyper:
+    """The hyperparameters for these stacks: a value per member (a 1-dim tensor) shaped
+    to broadcast against each stack; floats and device scalars (0-dim) as they are."""
 
     def shape(value: Any) -> Any:
-        return slot.per_member(value) if isinstance(value, torch.Tensor) else value
+        if isinstance(value, torch.Tensor) and value.dim() == 1:
+            return [slot.per_member(value) for slot in slots]
+        return value
 
     return StepHyper(
         neg_lr=shape(h.neg_lr),
@@ -287,7 +337,7 @@ class _Range:
 
 
 class PopulationOptimizer:
-    """The optimizers of all members: one update per kind per parameter stack per step.
+    """The optimizers of all members: one update per kind per step, of all its stacks at once.
 
     A kind with a single member updates with Python floats, exactly as ``torch.optim``
     does; several members use tensors of their hyperparameters. The learning rate and the
@@ -368,8 +418,17 @@ class PopulationOptimizer:
         )
 
     def _device_hyper(self, r: _Range, lr: torch.Tensor, momentum: torch.Tensor) -> StepHyper:
-        """The hyperparameters of the step the device counters name, as tensors for one
-        member too (a float would be baked into a captured graph)."""
+        """The hyperparameters of the step the device counters name: what changes between
+        steps as tensors, device scalars for one member (a float would be baked into a
+        captured graph)."""
+        if r.b - r.a == 1:
+            return StepHyper(
+                neg_lr=-lr[r.a],
+                weight_decay=r.weight_decay[0] or None,
+                momentum=momentum[r.a],
+                nesterov=r.nesterov[0] or None,
+                step=self._count,
+            )
         return StepHyper(
             neg_lr=-lr[r.a : r.b],
             weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
@@ -397,20 +456,21 @@ class PopulationOptimizer:
         self._update([self._device_hyper(r, lr, momentum) for r in self._ranges])
 
     def _update(self, hypers: list[StepHyper]) -> None:
+        slots = [slot for slot in self.slots if slot.param.grad is not None]
         whole = len(self._ranges) == 1
         for r, hyper in zip(self._ranges, hypers, strict=True):
-            rule = OPTIMIZERS[r.kind].update
-            for slot in self.slots:
-                grad = slot.param.grad
-                if grad is None:
-                    continue
-                shaped = _shaped(hyper, slot)
-                if whole:  # one kind: the stacks themselves, no views
-                    rule(slot.param, grad, slot.state, shaped)
-                    continue
-                d, n = slot.member_dim, r.b - r.a
-                state = {k: v.narrow(d, r.a, n) for k, v in slot.state.items()}
-                rule(slot.param.narrow(d, r.a, n), grad.narrow(d, r.a, n), state, shaped)
+            kind = OPTIMIZERS[r.kind]
+
+            def part(t: torch.Tensor, slot: Slot, r: _Range = r) -> torch.Tensor:
+                # one kind: the stacks themselves, no views
+                return t if whole else t.narrow(slot.member_dim, r.a, r.b - r.a)
+
+            kind.update(
+                [part(slot.param, slot) for slot in slots],
+                [part(slot.param.grad, slot) for slot in slots],  # type: ignore[arg-type]
+                {n: [part(slot.state[n], slot) for slot in slots] for n in kind.state},
+                _per_stack(hyper, slots),
+            )
 
     def keep(self, members: list[int]) -> None:
         """Drops every member not in ``members`` (indices, in order)."""

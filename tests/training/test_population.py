@@ -278,9 +278,10 @@ def test_on_a_gpu_a_population_is_sized_from_measured_memory() -> None:
 
 def _every_kind(dropout: float = 0.0, **shared: Any) -> list[TrainConfig]:
     """A population of every kind of member: each optimizer, schedules, momentum and
-    Nesterov, weight decay and L1, batch norm and shifts; 1,293 digits in batches of 50 leave
-    a last, partial batch; one member completes early and one diverges."""
-    settings = {"batch_norm": True, "augment_shift": 1, "batch_size": 50, **shared}
+    Nesterov, weight decay and L1, shifts; 1,293 digits in batches of 50 leave a last,
+    partial batch; one member completes early and one diverges. (No batch norm: with it,
+    the 144 validation images' loss turns a float's rounding into 1e-3.)"""
+    settings = {"augment_shift": 1, "batch_size": 50, **shared}
     kinds: list[dict[str, Any]] = [
         {"optimizer": "adam", "lr": 3e-3, "scheduler": "onecycle", "l1": 1e-5},
         {"optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.05, "dropout": dropout},
@@ -297,7 +298,7 @@ def _assert_same_curves(
     got: list[TrainResult], want: list[TrainResult], rel: float, adam_rel: float | None = None
 ) -> None:
     """The same outcomes and per-epoch losses; ``adam_rel`` for Adam's members, whose bias
-    correction one member computes in double precision on the host, several in float32."""
+    correction a member alone computes in double precision on the host, else in float32."""
     assert [r.outcome for r in got] == [r.outcome for r in want]
     assert [r.outcome for r in got].count("completed") == 6
     for a, b in zip(got, want, strict=True):
@@ -328,7 +329,7 @@ def test_steps_read_at_device_counters_train_as_steps_given_by_the_host(
     monkeypatch.setattr(trainer, "GRAPH_DEVICES", ("cpu",))
     counted = train_population(configs)
     assert len(bodies) == 3 * (1293 // 50)  # every full batch of three epochs
-    _assert_same_curves(counted, host, rel=1e-6, adam_rel=1e-3)
+    _assert_same_curves(counted, host, rel=1e-6, adam_rel=1e-4)
     bodies.clear()
     assert train_population([dataclasses.replace(c, cuda_graphs=False) for c in configs])
     assert not bodies  # a config may turn it off
