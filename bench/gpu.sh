@@ -4,7 +4,8 @@
 # dependencies, and reaches nothing outside it.
 #
 #   bash bench/gpu.sh prepare   # here, once: wheels and MNIST into .gpu/ (git-ignored, 20 MB)
-#   bash bench/gpu.sh check     # there (carry .gpu): GPU tests, trainer, populations, precision
+#   bash bench/gpu.sh check     # there (carry .gpu): GPU tests, trainer, populations (CUDA
+#                               # graphs and eager side by side at K=1 and 16), precision
 #   bash bench/gpu.sh study     # there (carry .gpu): studies/mnist_gpu.yaml for its 10 minutes
 #
 # Each step prints its figures and keeps its log under $OUT (the device tool brings it back).
@@ -71,7 +72,7 @@ case $mode in
     step population-fp32 "$py" bench/population.py --data-dir "$data" --epochs "$epochs" \
       --sizes "$sizes" --skip-study --skip-groups --device "$device" --precision fp32
     step population-tf32 "$py" bench/population.py --data-dir "$data" --epochs "$epochs" \
-      --sizes "$tf32_sizes" --skip-study --skip-groups \
+      --sizes "$tf32_sizes" --skip-study --skip-groups --eager-sizes "" \
       --device "$device" --precision tf32
     step precision "$py" bench/precision.py --data-dir "$data" --epochs "$epochs" \
       --members 16 --device "$device"

@@ -7,7 +7,9 @@ update rules of :mod:`hpsearch.training.optim`), each member exactly as it would
 Fast by design: the data set lives on the training device as tensors (loaded once per
 process), a batch is an index slice of a per-epoch permutation shared by the members, and
 the batch loop has no host-device synchronisation; losses are summed on the device and read
-once per epoch.
+once per epoch. On a CUDA GPU every full batch is one replay of a captured CUDA graph
+(:class:`_Batches`), and a population is sized from the memory a member is measured to take
+(:func:`max_members`).
 """
 
 from __future__ import annotations
