@@ -342,8 +342,7 @@ def measure_member_bytes(
     torch.cuda.reset_peak_memory_stats(device)
     with numerics(first.precision, device):
         pop = _Population(probe, data, device)
-        batch = slice(0, min(first.batch_size, len(data.train_y)))
-        pop.step(data.train_x[batch], data.train_y[batch], 0)
+        _first_step(pop, data)
         rows = slice(0, first.eval_batch_size)
         evaluate(pop, data.train_x[rows], data.train_y[rows], first.eval_batch_size)
     peak = torch.cuda.max_memory_allocated(device) - before
@@ -605,36 +604,34 @@ class _Batches:
     def epoch(self, perm: torch.Tensor, first_step: int) -> torch.Tensor:
         """Trains one epoch in the order ``perm`` (on the host) whose first step is
         ``first_step``; returns each member's summed training loss, on the device."""
+        self.loss_sum.zero_()
         if not self.on_device:
-            return self._eager(perm.to(self.pop.device, non_blocking=True), first_step)
+            perm = perm.to(self.pop.device, non_blocking=True)
+            for s, i in enumerate(range(0, self.n_used, self.size)):
+                at = slice(i, min(i + self.size, self.n_used))
+                self._step(perm[at], at, first_step + s)
+            return self.loss_sum
         self.perm.copy_(perm[: self.n_used])
         self.position.zero_()
-        self.loss_sum.zero_()
         full = self.n_used // self.size
         for _ in range(full):
             self._full_batch()
         if full * self.size < self.n_used:
-            idx = self.perm[full * self.size :]
-            x = self.moves.apply(self.data.train_x[idx], full * self.size)
-            losses = self.pop.step(x, self.data.train_y[idx], None)
-            self.loss_sum += losses * len(idx)
+            at = slice(full * self.size, self.n_used)
+            self._step(self.perm[at], at, None)
         return self.loss_sum
 
-    def _eager(self, perm: torch.Tensor, first_step: int) -> torch.Tensor:
-        loss_sum = torch.zeros(len(self.pop.configs), device=self.pop.device)
-        for s, i in enumerate(range(0, self.n_used, self.size)):
-            idx = perm[i : min(i + self.size, self.n_used)]
-            x = self.moves.apply(self.data.train_x[idx], i)
-            loss_sum += self.pop.step(x, self.data.train_y[idx], first_step + s) * len(idx)
-        return loss_sum
+    def _step(self, idx: torch.Tensor, at: slice | torch.Tensor, t: int | None) -> None:
+        """One step on the images ``idx``, at positions ``at`` of the epoch (for their
+        shifts), with step ``t``'s schedule (``None``: the device counters')."""
+        x = self.moves.apply(self.data.train_x.index_select(0, idx), at)
+        losses = self.pop.step(x, self.data.train_y.index_select(0, idx), t)
+        self.loss_sum += losses * len(idx)
 
     def _body(self) -> None:
         """The full batch at the device's position: nothing in it changes between steps."""
         at = self.position * self.size + self.rows
-        idx = self.perm.index_select(0, at)
-        x = self.moves.apply_at(self.data.train_x.index_select(0, idx), at)
-        losses = self.pop.step(x, self.data.train_y.index_select(0, idx), None)
-        self.loss_sum += losses * self.size
+        self._step(self.perm.index_select(0, at), at, None)
         self.position += 1
 
     def _full_batch(self) -> None:
@@ -700,22 +697,24 @@ class _Shifts:
         else:
             self.offsets.copy_(offsets)
 
-    def apply(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """The batch starting at position ``start`` of the epoch, its images moved."""
+    def apply(self, x: torch.Tensor, at: slice | torch.Tensor) -> torch.Tensor:
+        """The batch at positions ``at`` of the epoch (a slice, or a device tensor of them),
+        its images moved."""
         if self.offsets is None or self.shape is None:  # no shifts
             return x
-        return shift_images(x, self.shape, self.offsets[start : start + len(x)], self.most)
-
-    def apply_at(self, x: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
-        """The batch at positions ``at`` of the epoch (a device tensor), its images moved."""
-        if self.offsets is None or self.shape is None:
-            return x
-        return shift_images(x, self.shape, self.offsets.index_select(0, at), self.most)
+        offsets = self.offsets[at] if isinstance(at, slice) else self.offsets.index_select(0, at)
+        return shift_images(x, self.shape, offsets, self.most)
 
 
 def _batches_used(n_train: int, batch_size: int) -> int:
     # A last batch of one sample is dropped: batch norm cannot normalise a single row.
     return n_train - 1 if n_train % batch_size == 1 else n_train
+
+
+def _first_step(pop: _Population, data: DeviceData) -> torch.Tensor:
+    """Trains ``pop`` on the first training batch (step 0); each member's loss."""
+    batch = slice(0, min(pop.configs[0].batch_size, len(data.train_y)))
+    return pop.step(data.train_x[batch], data.train_y[batch], 0)
 
 
 def preflight(config: TrainConfig) -> None:
@@ -731,9 +730,8 @@ def preflight(config: TrainConfig) -> None:
     data = load_data(config, device)
     try:
         pop = _Population([config], data, device)
-        batch = slice(0, min(config.batch_size, len(data.train_y)))
         with numerics(config.precision, device):
-            value = float(pop.step(data.train_x[batch], data.train_y[batch], 0)[0])
+            value = float(_first_step(pop, data)[0])
     except Exception as e:
         raise PreflightError(
             f"pre-flight: one training batch on {device} failed: {type(e).__name__}: "
