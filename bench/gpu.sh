@@ -8,7 +8,8 @@
 #                               # graphs and eager side by side at K=1 and 16), precision
 #   bash bench/gpu.sh study     # there (carry .gpu): studies/mnist_gpu.yaml for its 10 minutes
 #
-# Each step prints its figures and keeps its log under $OUT (the device tool brings it back).
+# Each step prints its figures and keeps its log under $OUT (the device tool brings it back);
+# a step fails alone, after at most STEP_LIMIT seconds (300; the study's 660).
 # A rehearsal here, on the CPU, before spending device time (small sizes, this venv):
 #   PY=.venv/bin/python DEVICE=cpu EPOCHS=1 SIZES=1,4 bash bench/gpu.sh check
 set -euo pipefail
@@ -54,11 +55,17 @@ setup() {
   "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 }
 
+failed=()
 step() {  # step NAME COMMAND...: runs it, its output also in $OUT/NAME.log
+  # A failing or hung step costs only itself: the lease is too short to rerun the steps after
+  # it, so they run anyway, and the script fails at its end, naming it.
   local name=$1
   shift
   echo "== $name: $*"
-  "$@" 2>&1 | tee "$out/$name.log"
+  if ! timeout -k 10 "${STEP_LIMIT:-300}" "$@" 2>&1 | tee "$out/$name.log"; then
+    echo "== $name FAILED (see $name.log); the next steps run"
+    failed+=("$name")
+  fi
 }
 
 case $mode in
@@ -80,7 +87,7 @@ case $mode in
   study)
     setup
     db="sqlite:///$out/mnist_gpu.db"
-    step study "$py" -m hpsearch run studies/mnist_gpu.yaml --no-progress --storage "$db"
+    STEP_LIMIT=660 step study "$py" -m hpsearch run studies/mnist_gpu.yaml --no-progress --storage "$db"
     step status "$py" -m hpsearch status studies/mnist_gpu.yaml --storage "$db"
     step best "$py" -m hpsearch best studies/mnist_gpu.yaml --storage "$db" --format json
     ;;
@@ -89,3 +96,7 @@ case $mode in
     exit 2
     ;;
 esac
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed steps: ${failed[*]}" >&2
+  exit 1
+fi

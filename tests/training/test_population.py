@@ -335,6 +335,55 @@ def test_steps_read_at_device_counters_train_as_steps_given_by_the_host(
     assert not bodies  # a config may turn it off
 
 
+# What reads a tensor's value on the host: on a GPU each waits for the device, which a CUDA
+# graph's capture refuses (and an eager step would pay for at every batch).
+_HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "nonzero")
+
+
+def test_the_step_a_graph_captures_reads_nothing_back_from_the_device(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every full batch of every kind of member (dropout per member and batch norm too),
+    on the CPU as a GPU runs it: no tensor's value is read on the host inside the step."""
+    monkeypatch.setattr(trainer, "GRAPH_DEVICES", ("cpu",))
+    reads: list[str] = []
+    inside = [False]
+    real_body = trainer._Batches._body
+
+    def body(self: Any) -> None:
+        inside[0] = True
+        try:
+            real_body(self)
+        finally:
+            inside[0] = False
+
+    def watched(name: str) -> Any:
+        real = getattr(torch.Tensor, name)
+
+        def read(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            if inside[0]:
+                reads.append(name)
+            return real(self, *args, **kwargs)
+
+        return read
+
+    def getitem(self: torch.Tensor, index: Any) -> Any:
+        keys = index if isinstance(index, tuple) else (index,)
+        if inside[0] and any(isinstance(k, torch.Tensor) and k.dtype == torch.bool for k in keys):
+            reads.append("a boolean mask")  # its result's size is read from the device
+        return real_getitem(self, index)
+
+    real_getitem = torch.Tensor.__getitem__
+    monkeypatch.setattr(trainer._Batches, "_body", body)
+    for name in _HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, watched(name))
+    monkeypatch.setattr(torch.Tensor, "__getitem__", getitem)
+    mixed = [*_every_kind(dropout=0.2), *_every_kind(dropout=0.1, batch_norm=True)]
+    results = train_population(mixed)
+    assert [r.outcome for r in results].count("completed") == 12
+    assert not reads
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_on_a_gpu_full_batches_replay_one_captured_graph(monkeypatch: pytest.MonkeyPatch) -> None:
     configs = _every_kind(device="cuda")
