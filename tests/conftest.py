@@ -102,14 +102,15 @@ class PostgresCluster:
         self.stop(mode)
         self.start()
 
-    def database(self) -> str:
-        """A fresh, empty database; returns its URL."""
+    def database(self, options: str = "") -> str:
+        """A fresh, empty database (``options``: more of ``CREATE DATABASE``, such as its
+        encoding); returns its URL."""
         import psycopg
 
         name = f"t{uuid.uuid4().hex[:12]}"
         dsn = self.url.replace("postgresql+psycopg", "postgresql") + "/postgres"
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
+            conn.execute(f"CREATE DATABASE {name} {options}")  # type: ignore[arg-type]
         return f"{self.url}/{name}"
 
     def close(self) -> None:

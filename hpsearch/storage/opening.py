@@ -165,7 +165,7 @@ def open_storage(
         engine_kwargs["plugins"] = ["hpsearch_sqlite"]
         engine_kwargs["hpsearch_read_only"] = read_only
     else:
-        engine_kwargs["pool_pre_ping"] = True  # a connection that died in a restart is replaced
+        engine_kwargs = _server_kwargs(parsed)
     heartbeat: dict[str, Any] = {}
     if heartbeat_interval:
         heartbeat = {
@@ -191,6 +191,20 @@ def open_storage(
         _IMMEDIATE.add(storage.engine)
     _OPENED.add(storage.engine)
     return storage
+
+
+# The drivers that connect through libpq, which takes the client's encoding as a setting.
+_LIBPQ_DRIVERS = ("psycopg", "psycopg2")
+
+
+def _server_kwargs(parsed: URL) -> dict[str, Any]:
+    """A database server's engine settings: a connection that died in a restart is
+    replaced; text travels as UTF-8 (a database created without a locale, ``SQL_ASCII``,
+    would otherwise hand psycopg bytes where SQLAlchemy reads text), unless the URL says."""
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.get_driver_name() in _LIBPQ_DRIVERS and "client_encoding" not in parsed.query:
+        kwargs["connect_args"] = {"client_encoding": "utf8"}
+    return kwargs
 
 
 def close_storages() -> None:
@@ -249,7 +263,7 @@ def _require_optuna_database(
     elif parsed.get_backend_name() != "sqlite":
         own = engine is None
         try:
-            engine = engine or sqlalchemy.create_engine(parsed)
+            engine = engine or sqlalchemy.create_engine(parsed, **_server_kwargs(parsed))
             try:
                 with engine.connect() as conn:
                     tables = set(sqlalchemy.inspect(conn).get_table_names())

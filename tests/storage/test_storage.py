@@ -10,9 +10,11 @@ import sys
 import optuna
 import pytest
 
+from hpsearch.results.reading import open_study
 from hpsearch.storage import redact
 from hpsearch.storage import scrub
 from hpsearch.storage.urls import with_password_file
+from tests.conftest import PostgresCluster
 from tests.helpers import hpsearch
 from tests.helpers import write_study
 
@@ -191,6 +193,26 @@ def test_reading_an_empty_postgres_database_creates_no_table(postgres_url: str) 
     with psycopg.connect(dsn) as conn:
         tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         assert tables.fetchall() == []
+
+
+@pytest.mark.postgres
+def test_a_database_created_without_a_locale_holds_studies(
+    postgres_cluster: PostgresCluster, tmp_path: Path
+) -> None:
+    """``SQL_ASCII`` (``initdb`` without a locale, some hosted servers) hands psycopg bytes
+    where text is read, unless the client asks for UTF-8."""
+    url = postgres_cluster.database(
+        "ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+    )
+    study = write_study(tmp_path, storage=url, budget={"trials": 2})
+    proc = hpsearch("run", str(study), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    written = open_study("t", url, read_only=False)
+    written.set_user_attr("note", "Größe, 99 %")  # non-ASCII text, as UTF-8 bytes
+    assert open_study("t", url).user_attrs["note"] == "Größe, 99 %"
+    proc = hpsearch("trials", "t", "--storage", url)
+    assert proc.returncode == 0, proc.stderr
+    assert "COMPLETE" in proc.stdout
 
 
 @pytest.mark.postgres
