@@ -64,6 +64,10 @@ _WORDING = Wording(
         "device": "allowed: auto, cpu, cuda, cuda:N, mps",
     },
     whole_fields=True,
+    unknown_value={
+        "dataset": "; your own data: {path: FILE, target: COLUMN} in a study file, "
+        "--data FILE --target COLUMN on the command line"
+    },
 )
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import re
 from typing import Annotated
 from typing import Any
+from typing import ClassVar
 from typing import Literal
 from typing import TYPE_CHECKING
 import zlib
@@ -62,6 +63,7 @@ from hpsearch.spec.validation import StrictBool
 from hpsearch.spec.validation import StrictFloat
 from hpsearch.spec.validation import StrictInt
 from hpsearch.spec.validation import StrictStr
+from hpsearch.spec.validation import Wording
 from hpsearch.spec.yamlfile import read_yaml
 
 _log = logging.getLogger(__name__)
@@ -541,6 +543,10 @@ ParamFile = Annotated[
 
 class StudyFile(_Strict):
     """A study file: what to search, how, for how long, and where trials are stored."""
+
+    __wording__: ClassVar[Wording] = Wording(
+        unknown_value={"dataset": "; your own data: {path: FILE, target: COLUMN}"}
+    )
 
     name: Annotated[
         Any,

@@ -56,11 +56,14 @@ class Wording:
         rules: Per field, a message for a value out of its range, instead of one derived
             from the field's bounds.
         whole_fields: Report a problem with a list item at the field, not at the item.
+        unknown_value: Per field, what follows the allowed values when a value is not one
+            of them (what else the field takes).
     """
 
     unknown: str = "key"
     rules: Mapping[str, str] = dataclasses.field(default_factory=dict)
     whole_fields: bool = False
+    unknown_value: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 _BOUNDS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal")
@@ -157,7 +160,8 @@ def _message(e: Any, hint: Any, wording: Wording, field: str | None, loc: list[A
         got = ctx.get("tag")
         return f"{where}unknown {shorten(got)}{did_you_mean(str(got), tags)}"
     if kind == "literal_error":
-        return f"unknown {shorten(value)}{did_you_mean(str(value), _literals(hint))}"
+        more = wording.unknown_value.get(field or "", "")
+        return f"unknown {shorten(value)}{did_you_mean(str(value), _literals(hint))}{more}"
     if kind in ("value_error", "assertion_error") and isinstance(ctx.get("error"), Problems):
         found = ctx["error"].problems
         return "\n".join(f".{k}: {m}" if k else m for k, m in found)  # split by the caller

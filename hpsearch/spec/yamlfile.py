@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from hpsearch.errors import ConfigError
+from hpsearch.errors import shorten
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -43,6 +44,14 @@ MAX_YAML_DEPTH = 50  # nesting levels; a study file needs about 5
 
 class YamlLimitError(yaml.YAMLError):
     """A YAML document beyond the size, alias-expansion or nesting bounds."""
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping that gives one key twice: PyYAML keeps the last, so the first would be
+    silently ignored (a second ``fixed:`` block, a ``lr:`` written twice)."""
+
+    def __init__(self, key: str, line: int, first: int) -> None:
+        super().__init__(f"line {line}: key {shorten(key)} is given twice (first on line {first})")
 
 
 def load_yaml(text: str) -> Any:
@@ -104,9 +113,21 @@ def _check_bounds(root: yaml.Node) -> None:
         if depth > MAX_YAML_DEPTH:
             raise YamlLimitError(f"nested deeper than {MAX_YAML_DEPTH} levels")
         if isinstance(node, yaml.MappingNode):
+            _check_keys(node)
             stack.extend((child, depth + 1) for pair in node.value for child in pair)
         elif isinstance(node, yaml.SequenceNode):
             stack.extend((child, depth + 1) for child in node.value)
+
+
+def _check_keys(node: yaml.MappingNode) -> None:
+    seen: dict[tuple[str, str], int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            continue  # a merge key (<<) may repeat; a complex key is left to the schema
+        line = key.start_mark.line + 1
+        if (key.tag, key.value) in seen:
+            raise DuplicateKeyError(key.value, line, seen[key.tag, key.value])
+        seen[key.tag, key.value] = line
 
 
 def read_yaml(path: str) -> Any:
@@ -124,6 +145,8 @@ def read_yaml(path: str) -> Any:
         raise ConfigError([f"not UTF-8 text (byte {e.start})"], path) from e
     except YamlLimitError as e:
         raise ConfigError([f"YAML document {e}"], path) from e
+    except DuplicateKeyError as e:
+        raise ConfigError([str(e)], path) from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -64,6 +64,11 @@ def test_train_json_and_overrides(tmp_path: Path) -> None:
         (["--set", "activation=swish"], "activation: unknown 'swish'; allowed: relu, leaky_relu"),
         (["--set", "lr"], "expected KEY=VALUE"),
         (["--dataset", "mnist", "--data-dir", "{tmp}"], "MNIST files missing in {tmp}"),
+        (
+            ["--dataset", "data/my.csv"],
+            "unknown 'data/my.csv'; allowed: digits, mnist, fashion-mnist, synthetic; your own "
+            "data: {{path: FILE, target: COLUMN}} in a study file, --data FILE --target COLUMN",
+        ),
         (["--config", "{tmp}/none.yaml"], "none.yaml: cannot read file"),
     ],
 )

@@ -218,6 +218,12 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         {"objectives": ["val_accuracy", "train_seconds"], "pruner": "median"},
         "pruner: pruning needs a single",
     ),
+    (
+        "a file as a data set's name",
+        {"dataset": "data/my.csv"},
+        "dataset: unknown 'data/my.csv'; allowed: digits, mnist, fashion-mnist, synthetic; "
+        "your own data: {path: FILE, target: COLUMN}",
+    ),
     ("negative budget", {"budget": {"trials": 0}}, "budget.trials: must be >= 1"),
     ("missing budget", {"budget": {}}, "budget.trials: required"),
     ("no space", {"space": {}}, "space: required"),
@@ -248,6 +254,9 @@ def test_every_violation_is_reported_at_once(tmp_path: Path) -> None:
     [
         ("name: x\nspace: {lr: [0.1\n", "YAML syntax error at line 3"),
         ("- just\n- a list\n", "expected a mapping at the top level"),
+        # PyYAML keeps a repeated key's last value: the first would be silently ignored
+        ("name: x\nfixed: {lr: 0.1}\nspace: {}\nfixed: {epochs: 2}\n", "line 4: key 'fixed'"),
+        ("name: x\nfixed: {lr: 0.1, lr: 0.2}\n", "line 2: key 'lr' is given twice \\(first"),
     ],
 )
 def test_yaml_problems(content: str, message: str, tmp_path: Path) -> None:
@@ -345,6 +354,22 @@ def test_files_that_explode_are_one_line_errors(case: str, tmp_path: Path) -> No
     proc = hpsearch("run", str(path), "--no-progress", cwd=tmp_path)
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1 and message in proc.stderr
+
+
+def test_a_merge_key_may_repeat_where_a_key_may_not(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("a: &a {lr: 0.1}\nb: &b {epochs: 2}\nfixed:\n  <<: *a\n  <<: *b\n")
+    assert read_yaml(str(path))["fixed"] == {"lr": 0.1, "epochs": 2}
+    path.write_text("fixed:\n  <<: {lr: 0.1}\n  " + "k" * 500 + ": 1\n  " + "k" * 500 + ": 2\n")
+    with pytest.raises(ConfigError) as err:
+        read_yaml(str(path))
+    assert "line 4: key 'kkk" in str(err.value) and len(str(err.value)) < 300
+    proc = hpsearch("train", "--set", "hidden_layers={a: 1, a: 2}")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        "error: hidden_layers: value '{a: 1, a: 2}' is not valid YAML (line 1: key 'a' is "
+        "given twice (first on line 1))"
+    ]
 
 
 def test_quoted_values_are_shortened(tmp_path: Path) -> None:
