@@ -193,8 +193,9 @@ def open_storage(
     return storage
 
 
-# The drivers that connect through libpq, which takes the client's encoding as a setting.
-_LIBPQ_DRIVERS = ("psycopg", "psycopg2")
+# PostgreSQL's drivers that connect through libpq, which takes the client's encoding as a
+# setting ("": SQLAlchemy's default, psycopg2 or psycopg by its version)
+_LIBPQ_DRIVERS = ("", "psycopg", "psycopg2")
 
 
 def _server_kwargs(parsed: URL) -> dict[str, Any]:
@@ -202,7 +203,11 @@ def _server_kwargs(parsed: URL) -> dict[str, Any]:
     replaced; text travels as UTF-8 (a database created without a locale, ``SQL_ASCII``,
     would otherwise hand psycopg bytes where SQLAlchemy reads text), unless the URL says."""
     kwargs: dict[str, Any] = {"pool_pre_ping": True}
-    if parsed.get_driver_name() in _LIBPQ_DRIVERS and "client_encoding" not in parsed.query:
+    libpq = (
+        parsed.get_backend_name() == "postgresql"
+        and parsed.drivername.partition("+")[2] in _LIBPQ_DRIVERS
+    )
+    if libpq and "client_encoding" not in parsed.query:
         kwargs["connect_args"] = {"client_encoding": "utf8"}
     return kwargs
 
