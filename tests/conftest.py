@@ -110,7 +110,7 @@ class PostgresCluster:
         name = f"t{uuid.uuid4().hex[:12]}"
         dsn = self.url.replace("postgresql+psycopg", "postgresql") + "/postgres"
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name} {options}")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {name} {options}")
         return f"{self.url}/{name}"
 
     def close(self) -> None:

@@ -140,8 +140,10 @@ class PoolResult:
         return not self.interrupted and self.finished >= self.budget
 
 
-class _Stop(Exception):
-    pass
+class _Stop(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, raised wherever the launcher's main thread is when it comes: a
+    KeyboardInterrupt, not an Exception, so that no ``except Exception`` on the way (the
+    stale-trial check's, a library's) swallows it and the pool runs on."""
 
 
 def _raise_stop(signum: int, frame: FrameType | None) -> None:
@@ -285,7 +287,7 @@ class Pool:
                     if on_tick is not None:
                         on_tick(self)
                 time.sleep(CHECK_S)
-        except (_Stop, KeyboardInterrupt):
+        except KeyboardInterrupt:  # Ctrl-C, or _Stop
             interrupted = True
             self.stop()
         except BaseException:  # an outage past its wait, or a bug: no worker is left behind
@@ -329,21 +331,29 @@ class Pool:
         return states.get("WAITING", 0) + states.get("RUNNING", 0) > 0
 
     def stop(self) -> None:
-        """SIGTERM to every worker, SIGKILL after a grace period, then re-queue what any
-        killed worker left RUNNING, so that no trial stays RUNNING."""
-        running = [w for w in self.workers if w.process and w.process.poll() is None]
-        for worker in running:
-            with contextlib.suppress(ProcessLookupError):
-                worker.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        deadline = time.monotonic() + STOP_GRACE_S
-        for worker in running:
-            assert worker.process is not None
-            try:
-                worker.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
-            worker.state = "stopped"
+        """SIGTERM to every worker, SIGKILL after a grace period (at once on a second
+        Ctrl-C), then re-queue what any killed worker left RUNNING, so that no trial stays
+        RUNNING."""
+        running = [w.process for w in self.workers if w.process and w.process.poll() is None]
+        try:
+            for process in running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for process in running:
+                try:
+                    process.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+        except KeyboardInterrupt:  # Ctrl-C again: no more grace
+            for process in running:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                process.wait()
+        for worker in self.workers:
+            if worker.process in running:
+                worker.state = "stopped"
         names = {w.slot.name for w in self.workers}
         try:
             requeue_running(self.study, names)

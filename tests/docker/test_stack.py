@@ -173,7 +173,9 @@ def _kill_a_running_trial(stack: Stack) -> int:
 
 
 def _running_as_users(stack: Stack) -> None:
-    """Every process of every running container runs as a user other than root."""
+    """Every process of every running container's service (its first process and all it
+    starts) runs as a user other than root. A health check Docker runs in the container
+    (``pg_isready`` through ``sh``, as the image's user) is no process of the service."""
     running = [c for c in stack.containers() if c["State"]["Running"]]
     assert {c["Config"]["Labels"]["com.docker.compose.service"] for c in running} >= {
         "postgres",
@@ -181,8 +183,12 @@ def _running_as_users(stack: Stack) -> None:
         "dashboard",
     }
     for c in running:
-        top = stack.engine.docker("top", c["Id"], "-eo", "pid,uid,comm").stdout.splitlines()[1:]
-        uids = {line.split()[1] for line in top}
+        top = stack.engine.docker("top", c["Id"], "-eo", "pid,ppid,uid,comm").stdout
+        rows = [line.split() for line in top.splitlines()[1:]]
+        service = {str(c["State"]["Pid"])}
+        for _ in rows:  # a pass a generation: each adds the children of those found
+            service |= {pid for pid, ppid, *_ in rows if ppid in service}
+        uids = {uid for pid, _, uid, *_ in rows if pid in service}
         assert uids and "0" not in uids, (c["Name"], top)
         if c["Config"]["Labels"]["com.docker.compose.service"] != "postgres":
             assert c["Config"]["User"] == "hpsearch", c["Name"]

@@ -18,10 +18,12 @@ from optuna.trial import TrialState
 import pytest
 
 from hpsearch.errors import ConfigError
+from hpsearch.launch import pool
 from hpsearch.launch.pool import plan_slots
 from hpsearch.launch.pool import worker_args
 from hpsearch.results.reading import open_study
 from hpsearch.spec.studyfile import load_spec
+from hpsearch.study.lifecycle import prepare
 from hpsearch.study.record import records
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import Gate
@@ -320,6 +322,48 @@ def test_grid_under_contention_runs_each_point_once(tmp_path: Path) -> None:
     trials = _trials(path, f"sqlite:///{tmp_path / 'hp.db'}")
     assert len(trials) == 40
     assert len({round(t.params["lr"], 6) for t in trials}) == 40
+
+
+# A worker that never exits on its own and ignores SIGTERM, but answers it with a second
+# Ctrl-C to its launcher (this test's process): it writes READY once it can.
+_STUBBORN = """
+import os, pathlib, signal, sys, time
+signal.signal(signal.SIGTERM, lambda *a: os.kill(os.getppid(), signal.SIGINT))
+pathlib.Path(sys.argv[1]).touch()
+time.sleep(600)
+"""
+
+
+@pytest.mark.timeout(120)  # without the second Ctrl-C's kill: the grace of an hour
+def test_ctrl_c_during_the_stale_trial_check_stops_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signal comes wherever the launcher is: inside the stale-trial check (a database
+    call a busy SQLite file makes long), whose own errors are only logged, it still stops
+    the pool; a second Ctrl-C while the workers get their grace kills them at once."""
+    spec = load_spec(str(write_study(tmp_path)))
+    _, study, _ = prepare(spec)
+    ready = tmp_path / "READY"
+    command = [sys.executable, "-c", _STUBBORN, str(ready)]
+    monkeypatch.setattr(pool, "worker_command", lambda *a: command)
+    monkeypatch.setattr(pool, "STOP_GRACE_S", 3600.0)  # only the second Ctrl-C ends it
+    checks = []
+
+    def stale_check(study: optuna.Study) -> None:
+        checks.append(1)
+        if len(checks) > 1:  # not an Exception: the check's own handler would log it
+            pytest.fail("the pool ran on after Ctrl-C")
+        while not ready.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode, in here
+        time.sleep(1)
+
+    monkeypatch.setattr(pool, "fail_stale_trials", stale_check)
+    launcher = pool.Pool(spec, study, [pool.WorkerSlot("cpu-0", "cpu")], tmp_path / "logs")
+    result = launcher.run(poll_s=0.1)
+    assert result.interrupted and checks == [1]
+    process = launcher.workers[0].process
+    assert process is not None and process.poll() == -signal.SIGKILL
 
 
 @pytest.mark.slow
