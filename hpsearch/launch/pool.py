@@ -341,16 +341,14 @@ class Pool:
                     process.send_signal(signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE_S
             for process in running:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(max(0.1, deadline - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
         except KeyboardInterrupt:  # Ctrl-C again: no more grace
-            for process in running:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-                process.wait()
+            pass
+        for process in running:  # what the grace left running (a no-op for the rest)
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            process.wait()
         for worker in self.workers:
             if worker.process in running:
                 worker.state = "stopped"

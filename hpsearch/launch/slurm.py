@@ -219,10 +219,10 @@ def job_script(
     logs: Path,
     options: SlurmOptions,
     name: str,
-    worker_flags: Sequence[str] = (),
+    flags: Sequence[str] = (),
 ) -> str:
     """The sbatch script of the array: no secret in it (see the module docstring).
-    ``worker_flags`` are the launcher's settings its workers take on (see
+    ``flags`` are the launcher's settings its workers take on (see
     :func:`hpsearch.launch.slots.worker_flags`)."""
     k = options.workers_per_gpu
     lines = [
@@ -248,7 +248,7 @@ def job_script(
     device = "cuda" if options.gpus_per_node else "cpu"
     worker = [
         sys.executable, "-m", "hpsearch", "--log-level", "info", "worker", str(study_file),
-        "--device", device, "--threads", "1", *worker_flags,
+        "--device", device, "--threads", "1", *flags,
     ]  # fmt: skip
     lines += [
         "# Written by `hpsearch launch --slurm`: one GPU (or CPU slot) per array task, its",

@@ -327,13 +327,21 @@ def _per_stack(h: StepHyper, slots: Sequence[Slot]) -> StepHyper:
 
 @dataclass(frozen=True)
 class _Range:
-    """The members ``[a, b)`` of one optimizer kind, with their constant hyperparameters."""
+    """The members ``[a, b)`` of one optimizer kind, with their constant hyperparameters as
+    a step takes them (a float or bool for one member, a tensor for several; ``None``: no
+    member uses it), resolved once, not at every step."""
 
     kind: str
     a: int
     b: int
-    weight_decay: list[float]
-    nesterov: list[bool]
+    weight_decay: float | torch.Tensor | None
+    nesterov: bool | torch.Tensor | None
+
+    @property
+    def single(self) -> bool:
+        """Whether one member has this kind: its values are host floats (or device
+        scalars), as ``torch.optim`` computes."""
+        return self.b - self.a == 1
 
 
 class PopulationOptimizer:
@@ -374,10 +382,10 @@ class PopulationOptimizer:
         self.weight_decay = [c.weight_decay for c in configs]
         self.nesterov = [c.nesterov for c in configs]
         self.kinds = [c.optimizer for c in configs]
-        self._ranges = self._make_ranges()
         device = lr.device
         self._wd = torch.tensor(self.weight_decay, device=device)
         self._nesterov = torch.tensor(self.nesterov, device=device)
+        self._ranges = self._make_ranges()
         names = {n for k in set(self.kinds) for n in OPTIMIZERS[k].state}
         for slot in self.slots:
             slot.state = {n: torch.zeros_like(slot.param) for n in sorted(names)}
@@ -387,55 +395,37 @@ class PopulationOptimizer:
         start = 0
         for i in range(1, len(self.kinds) + 1):
             if i == len(self.kinds) or self.kinds[i] != self.kinds[start]:
-                ranges.append(
-                    _Range(
-                        self.kinds[start],
-                        start,
-                        i,
-                        self.weight_decay[start:i],
-                        self.nesterov[start:i],
-                    )
-                )
+                ranges.append(self._range(start, i))
                 start = i
         return ranges
 
-    def _hyper(self, r: _Range, t: int) -> StepHyper:
-        """The hyperparameters of step ``t`` for one kind's members, computed once a step."""
-        if r.b - r.a == 1:  # one member: plain floats, torch.optim's own arithmetic
-            return StepHyper(
-                neg_lr=-self.lr_host[r.a][t],
-                weight_decay=r.weight_decay[0] or None,
-                momentum=self.momentum_host[r.a][t],
-                nesterov=r.nesterov[0] or None,
-                step=self.steps,
-            )
-        return StepHyper(
-            neg_lr=-self.lr[t, r.a : r.b],
-            weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
-            momentum=self.momentum[t, r.a : r.b],
-            nesterov=self._nesterov[r.a : r.b] if any(r.nesterov) else None,
-            step=self.steps,
+    def _range(self, a: int, b: int) -> _Range:
+        kind, decays, nesterov = self.kinds[a], self.weight_decay[a:b], self.nesterov[a:b]
+        if b - a == 1:
+            return _Range(kind, a, b, decays[0] or None, nesterov[0] or None)
+        return _Range(
+            kind,
+            a,
+            b,
+            self._wd[a:b] if any(decays) else None,
+            self._nesterov[a:b] if any(nesterov) else None,
         )
+
+    def _hyper(self, r: _Range, t: int) -> StepHyper:
+        """The hyperparameters of step ``t`` for one kind's members, from the host's tables
+        for a single member (plain floats, torch.optim's own arithmetic)."""
+        if r.single:
+            neg_lr, momentum = -self.lr_host[r.a][t], self.momentum_host[r.a][t]
+            return StepHyper(neg_lr, r.weight_decay, momentum, r.nesterov, self.steps)
+        lr, momenta = self.lr[t, r.a : r.b], self.momentum[t, r.a : r.b]
+        return StepHyper(-lr, r.weight_decay, momenta, r.nesterov, self.steps)
 
     def _device_hyper(self, r: _Range, lr: torch.Tensor, momentum: torch.Tensor) -> StepHyper:
         """The hyperparameters of the step the device counters name: what changes between
         steps as tensors, device scalars for one member (a float would be baked into a
         captured graph)."""
-        if r.b - r.a == 1:
-            return StepHyper(
-                neg_lr=-lr[r.a],
-                weight_decay=r.weight_decay[0] or None,
-                momentum=momentum[r.a],
-                nesterov=r.nesterov[0] or None,
-                step=self._count,
-            )
-        return StepHyper(
-            neg_lr=-lr[r.a : r.b],
-            weight_decay=self._wd[r.a : r.b] if any(r.weight_decay) else None,
-            momentum=momentum[r.a : r.b],
-            nesterov=self._nesterov[r.a : r.b] if any(r.nesterov) else None,
-            step=self._count,
-        )
+        at = r.a if r.single else slice(r.a, r.b)
+        return StepHyper(-lr[at], r.weight_decay, momentum[at], r.nesterov, self._count)
 
     @torch.no_grad()
     def step(self, t: int) -> None:
