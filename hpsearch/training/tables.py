@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from collections.abc import Sequence
+import csv
 from dataclasses import asdict
 from dataclasses import dataclass
 import difflib
@@ -89,6 +90,11 @@ def read_rows(file: str, kind: str, target: str | None = None) -> pl.DataFrame:
     except DataError:
         raise
     except Exception as e:  # polars and numpy raise many kinds for a damaged file
+        fault = (
+            _csv_fault(file, "," if kind == "csv" else "\t") if kind in ("csv", "tsv") else None
+        )
+        if fault:
+            raise DataError(f"{file}: {fault}") from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DataError(f"{file}: not a readable {kind} file ({first})") from e
     if frame.height == 0:
@@ -114,6 +120,27 @@ def _read_csv(file: str, separator: str) -> pl.DataFrame:
             if found is None or found.group(1) in text:
                 raise
             text[found.group(1)] = pl.String  # read again; what it holds is judged later
+
+
+def _csv_fault(file: str, separator: str) -> str | None:
+    """Where a CSV file that polars refused goes wrong, found by reading it again with
+    Python's reader (polars names neither the line nor the row): the first record with more
+    fields than the header (a row with fewer reads as missing cells), or one whose quote
+    runs on over lines to a wrong count (an unclosed quote)."""
+    try:
+        with open(file, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, delimiter=separator)
+            header = len(next(reader, []))
+            start = reader.line_num + 1
+            for fields in reader:
+                count, spans = len(fields), reader.line_num > start
+                if count > header or (spans and count != header):
+                    cause = " (an unclosed quote?)" if spans else ""
+                    return f"line {start}: {count} fields where the header has {header}{cause}"
+                start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError) as e:
+        return f"line {start}: {e}" if isinstance(e, csv.Error) else None
+    return None
 
 
 def _read_npz(file: str, target: str | None) -> pl.DataFrame:
@@ -184,10 +211,10 @@ def _gb(n: float) -> str:
 
 
 def check_target(frame: pl.DataFrame, file: str, target: str) -> None:
-    """Refuses a target with a missing value.
+    """Refuses a target with a missing or an infinite value.
 
     Raises:
-        DataError: Naming the first row without a target value.
+        DataError: Naming the first row without a finite target value.
     """
     column = frame[target]
     missing = column.is_null()
@@ -199,6 +226,8 @@ def check_target(frame: pl.DataFrame, file: str, target: str) -> None:
             f"{file}: {where(file, row)}: no value of target {target!r} "
             f"({int(missing.sum())} rows have none; drop them or fill them in)"
         )
+    if column.dtype.is_float():
+        _finite(column.to_numpy(), file, target, "drop the row or fix the cell")
 
 
 def infer_task(frame: pl.DataFrame, target: str) -> str:
@@ -375,7 +404,7 @@ def _numbers(column: pl.Series, file: str, name: str) -> np.ndarray:
     import polars as pl
 
     if column.dtype.is_numeric() or column.dtype == pl.Boolean:
-        return column.cast(float).fill_null(math.nan).to_numpy()
+        return _finite(column.cast(float).fill_null(math.nan).to_numpy(), file, name)
     parsed = column.cast(float, strict=False)
     bad = parsed.is_null() & column.is_not_null()
     if bad.any():
@@ -384,7 +413,26 @@ def _numbers(column: pl.Series, file: str, name: str) -> np.ndarray:
             f"{file}: {where(file, row)}: column {name!r} holds {column[row]!r} where the "
             "model reads a number"
         )
-    return parsed.fill_null(math.nan).to_numpy()
+    return _finite(parsed.fill_null(math.nan).to_numpy(), file, name)
+
+
+def _finite(
+    values: np.ndarray,
+    file: str,
+    name: str,
+    fix: str = "fix the cell or leave it empty (a missing value)",
+) -> np.ndarray:
+    """``values``, refused if one is infinite (``inf`` in the file, or a number too large
+    for a float): standardizing would turn its whole column into NaN, and a trial on it
+    would diverge for no reason a user could see."""
+    infinite = np.isinf(values)
+    if infinite.any():
+        row = int(infinite.argmax())
+        raise DataError(
+            f"{file}: {where(file, row)}: column {name!r} holds {values[row]}, not a finite "
+            f"number; {fix}"
+        )
+    return values
 
 
 def check_features(
@@ -393,8 +441,8 @@ def check_features(
     """Each feature column's kind, ``number`` or ``category``.
 
     Raises:
-        DataError: No feature columns; a column of mixed types (mostly numbers, some text);
-            a text column with more distinct values than ``max_categories``.
+        DataError: No feature columns; an infinite number; a column of mixed types (mostly
+            numbers, some text); a text column with more distinct values than ``max_categories``.
     """
     import polars as pl
 
@@ -404,6 +452,8 @@ def check_features(
             continue
         column = frame[name]
         if column.dtype.is_numeric() or column.dtype == pl.Boolean:
+            if column.dtype.is_float():
+                _finite(column.to_numpy(), file, name)
             kinds[name] = "number"
             continue
         text = column.cast(str)

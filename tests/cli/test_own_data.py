@@ -81,6 +81,16 @@ BAD_TABLES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...]]] = {
         {},
         ("line 102", "column 'dose'", "'n/a?'", "mixed types"),
     ),
+    "infinite number": (
+        lambda names, rows: _column(names, rows, "dose", [*range(100), "-inf", *range(77)]),
+        {},
+        ("line 102", "column 'dose'", "-inf", "not a finite number"),
+    ),
+    "more fields than the header": (
+        lambda names, rows: (names, [*rows[:30], [*rows[30], 1.5], *rows[31:]]),
+        {},
+        ("line 32", "16 fields where the header has 15"),
+    ),
     "too many categories": (
         lambda names, rows: _column(names, rows, "id", [f"p{i}" for i in range(178)]),
         {"max_categories": 50},

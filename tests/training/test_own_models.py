@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from hpsearch.errors import DataError
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
 from hpsearch.spec.datasource import DataSource
@@ -122,6 +123,15 @@ def test_predict_reads_new_rows_with_missing_cells(tmp_path: Path) -> None:
     answers = predict_file(tmp_path, tmp_path / "new.csv")
     assert len(answers) == len(rows) and answers[0]["input"] == "line 2"
     assert all(a["class"] in ("barolo", "grignolino", "barbera") for a in answers)
+
+
+def test_predict_refuses_an_infinite_number_naming_its_line(tmp_path: Path) -> None:
+    source = DataSource(str(write_wine(tmp_path)), target="cultivar")
+    _saved(tmp_path, _config(source))
+    new = _test_rows(source)[0].drop("cultivar")
+    new.with_columns(new["alcohol"].scatter([2], float("inf"))).write_csv(tmp_path / "new.csv")
+    with pytest.raises(DataError, match=r"new\.csv: line 4: column 'alcohol' holds inf"):
+        predict_file(tmp_path, tmp_path / "new.csv")
 
 
 def test_a_saved_image_model_reads_a_folder_of_images(tmp_path: Path) -> None:

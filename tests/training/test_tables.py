@@ -164,6 +164,27 @@ def test_a_column_that_turns_to_text_late_is_read_and_judged(tmp_path: Path) -> 
         read_source(DataSource(str(path), target="y"))
 
 
+@pytest.mark.parametrize(
+    ("lines", "words"),
+    [
+        # an infinite target, then an infinite feature: each would make every number NaN
+        (["1.5,2,inf", "3,4,5"], "line 2: column 'y' holds inf, not a finite number"),
+        (["1.5,2,3", "3,-inf,5"], "line 3: column 'b' holds -inf, not a finite number"),
+        (["1.5,2,3", "3,1e999,5"], "line 3: column 'b' holds inf, not a finite number"),
+        # polars names no line for these; Python's reader finds it
+        (["1,2,3", "4,5,6,7"], "line 3: 4 fields where the header has 3"),
+        (['1,"2,3', "4,5,6"], "line 2: 2 fields where the header has 3 .an unclosed quote"),
+    ],
+)
+def test_a_damaged_table_is_refused_naming_its_line(
+    tmp_path: Path, lines: list[str], words: str
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(["a,b,y", *lines, *(f"{i},{i},{i}" for i in range(40))]) + "\n")
+    with pytest.raises(DataError, match=words):
+        read_source(DataSource(str(path), target="y", task="regression"))
+
+
 def test_image_folders_are_read_grey_or_rgb_at_the_most_common_size(tmp_path: Path) -> None:
     folder = write_images(tmp_path / "photos", per_class=10, size=(12, 10))
     write_images(tmp_path / "odd", per_class=1, size=(20, 20))
