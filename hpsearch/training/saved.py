@@ -295,7 +295,8 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
     digits on a dark background, as in MNIST).
 
     Raises:
-        ConfigError: The input is missing, of an unknown kind, or of the wrong size.
+        ConfigError: The input is missing, of an unknown kind, not numbers, NaN or infinite,
+            or of the wrong size.
         DataError: A table's rows lack a column the model reads, or hold text in a number
             column.
     """
@@ -313,6 +314,9 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
             array = np.load(source, allow_pickle=False)
         except Exception as e:
             raise ConfigError([f"{source}: not a readable .npy array ({e})"]) from e
+        if array.dtype.kind not in "biuf":  # text, dates, complex or objects
+            what = "text" if array.dtype.kind in "US" else str(array.dtype)
+            raise ConfigError([f"{source}: an array of {what}, not of numbers"])
         tensor = torch.from_numpy(np.asarray(array, dtype=np.float32))
     elif source.suffix == ".pt":
         try:
@@ -321,6 +325,8 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
             raise ConfigError([f"{source}: not a readable tensor file ({e})"]) from e
         if not isinstance(tensor, torch.Tensor):
             raise ConfigError([f"{source}: holds a {type(tensor).__name__}, not a tensor"])
+        if tensor.is_complex():
+            raise ConfigError([f"{source}: a tensor of {tensor.dtype}, not of real numbers"])
     else:
         raise ConfigError(
             [f"{source}: unknown input; give a .npy or .pt tensor or a directory of images"]
@@ -334,6 +340,12 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
                 f"{source}: examples of shape {tuple(tensor.shape[1:])}; the model takes "
                 f"{model.num_features} features each"
             ]
+        )
+    finite = torch.isfinite(tensor.reshape(len(tensor), -1)).all(dim=1)
+    if not finite.all():
+        first = int((~finite).nonzero()[0])
+        raise ConfigError(
+            [f"{source}: example {first} ({source.name}[{first}]) holds NaN or inf, not numbers"]
         )
     return Inputs([f"{source.name}[{i}]" for i in range(len(tensor))], tensor)
 

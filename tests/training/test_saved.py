@@ -74,6 +74,11 @@ def test_a_retrained_model_loads_back_and_scores_its_recorded_test_accuracy(
     assert sum(int(r[1]) == w for r, w in zip(rows, want, strict=False)) >= 3  # resampled
 
 
+def _with(array: np.ndarray, row: int, value: float) -> np.ndarray:
+    array[row, 7] = value
+    return array
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("make", "message"),
@@ -82,6 +87,10 @@ def test_a_retrained_model_loads_back_and_scores_its_recorded_test_accuracy(
         (lambda d: (d / "in.txt").write_text("1 2 3"), "unknown input"),
         (lambda d: (d / "in.npy").write_text("not numpy"), "not a readable .npy"),
         (lambda d: (d / "in").mkdir(), "no images (.png, .jpg, .jpeg)"),
+        (lambda d: np.save(d / "in.npy", np.array([["a"] * 64])), "an array of text"),
+        (lambda d: torch.save(torch.zeros(2, 64, dtype=torch.cfloat), d / "in.pt"), "complex"),
+        (lambda d: np.save(d / "in.npy", _with(np.zeros((3, 64)), 2, np.nan)), "example 2 "),
+        (lambda d: np.save(d / "in.npy", _with(np.zeros((3, 64)), 0, np.inf)), "NaN or inf"),
     ],
 )
 def test_bad_inputs_are_one_line_naming_the_file(
