@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import contextlib
+import difflib
 import sqlite3
 from typing import Any
 import warnings
@@ -31,6 +32,7 @@ from sqlalchemy.engine import CreateEnginePlugin
 from sqlalchemy.engine import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import NoSuchModuleError
 
 from hpsearch.errors import StorageError
 from hpsearch.spec.defaults import DEFAULT_STORAGE
@@ -83,19 +85,52 @@ plugins.register("hpsearch_sqlite", __name__, "_SQLiteTuning")
 
 
 def check_url(url: str) -> None:
-    """Refuses, without connecting, a storage URL that no storage could open: malformed, or
-    of a kind of database SQLAlchemy does not know (so that a command refuses it before it
-    loads torch, not after).
+    """Refuses, without connecting, a storage URL that no storage could open: malformed, of
+    a kind of database SQLAlchemy does not know, or in memory (so that a command refuses it
+    before it loads torch, not after).
 
     Raises:
         StorageError: In the words :func:`open_storage` would use.
     """
-    if url.startswith(JOURNAL_PREFIX):
-        return
+    if not url.startswith(JOURNAL_PREFIX):
+        _parsed(url)
+
+
+# what a storage URL may look like, for the words of a refusal
+_EXAMPLES = f"expected e.g. {DEFAULT_STORAGE}, postgresql+psycopg://user@host/db or journal:FILE"
+_KNOWN = ("sqlite", "postgresql", "mysql", "journal")
+
+
+def _parsed(url: str) -> URL:
+    """``url`` parsed, refused if no storage could open it: malformed, of a kind of database
+    SQLAlchemy does not know, or an in-memory SQLite database (it ends with its process, and
+    every command and worker of a study is a process of its own: a reader of one would wait
+    for tables that never come).
+
+    Raises:
+        StorageError: Naming the URL (its password hidden) and what is allowed.
+    """
     try:
-        make_url(url).get_dialect()
+        parsed = make_url(url)
+    except Exception as e:
+        raise StorageError(f"storage {redact(url)}: not a database URL; {_EXAMPLES}") from e
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError as e:
+        close = difflib.get_close_matches(parsed.get_backend_name(), _KNOWN, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise StorageError(
+            f"storage {redact(url)}: unknown kind of database {parsed.drivername!r}{hint}; "
+            f"{_EXAMPLES}"
+        ) from e
     except Exception as e:
         raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
+    if parsed.get_backend_name() == "sqlite" and sqlite_path(url) is None:
+        raise StorageError(
+            f"storage {redact(url)}: an in-memory database ends with its process, and each "
+            f"command and worker is a process of its own; name a file, e.g. {DEFAULT_STORAGE}"
+        )
+    return parsed
 
 
 def preload(url: str) -> None:
@@ -145,13 +180,7 @@ def open_storage(
             return JournalStorage(JournalFileBackend(path))
         except OSError as e:
             raise StorageError(f"storage {url}: cannot open journal file: {e.strerror}") from e
-    try:
-        parsed = make_url(url)
-    except Exception as e:
-        raise StorageError(
-            f"storage {redact(url)}: not a database URL; expected e.g. {DEFAULT_STORAGE}, "
-            "postgresql+psycopg://user@host/db or journal:FILE"
-        ) from e
+    parsed = _parsed(url)
     is_sqlite = parsed.get_backend_name() == "sqlite"
     # Never turn a missing file, or another tool's database, into Optuna's. A writer checks
     # before Optuna's set-up writes; a reader's set-up writes nothing, so a reader of a server
@@ -281,7 +310,7 @@ def _require_optuna_database(
         except Exception as e:
             raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
     else:
-        return  # in-memory
+        return  # in-memory: refused by _parsed before
     if creating:
         if tables and not tables & _OPTUNA_TABLES:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")

@@ -138,6 +138,31 @@ def test_reading_never_creates_or_changes_a_database(args: list[str], tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["junk.db", "other.db"]
 
 
+BAD_URLS = {
+    # an in-memory database: a reader waited five minutes for tables that never come
+    "sqlite://": "an in-memory database ends with its process",
+    "sqlite:///:memory:": "an in-memory database ends with its process",
+    "postgres://me:pw-9f3@127.0.0.1/db": "unknown kind of database 'postgres' (did you mean",
+    "nosuch://x": "unknown kind of database 'nosuch'; expected e.g. sqlite:///",
+    "sqlite:/x.db": "not a database URL; expected e.g. sqlite:///",
+}
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_a_url_no_storage_could_open_is_one_line_for_readers_and_writers(
+    url: str, tmp_path: Path
+) -> None:
+    study = write_study(tmp_path, budget={"trials": 1})
+    for args in (["studies"], ["status", "t"], ["run", str(study)]):
+        proc = hpsearch(
+            *args, "--storage", url, cwd=tmp_path, timeout=120, env={"HPSEARCH_STORAGE_WAIT": "5"}
+        )
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.startswith(f"error: storage {redact(url)}: {BAD_URLS[url]}"), args
+        assert proc.stderr.count("\n") == 1 and "pw-9f3" not in proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [study.name]  # nothing written
+
+
 @pytest.mark.slow
 def test_reading_a_plain_optuna_database_leaves_it_byte_for_byte(tmp_path: Path) -> None:
     db = tmp_path / "plain.db"
@@ -243,7 +268,9 @@ def test_a_password_never_reaches_output_logs_or_files(postgres_url: str, tmp_pa
     unreachable = f"postgresql+psycopg://me:{secret}@127.0.0.1:1/hp"
     for bad in (unreachable, f"{unreachable}?password={secret}", f"nodriver://me:{secret}@x"):
         proc = hpsearch("status", str(path), "--storage", bad)
-        assert proc.returncode == 2 and "cannot open" in proc.stderr
+        assert proc.returncode == 2 and (
+            "cannot open" in proc.stderr or "unknown kind" in proc.stderr
+        )
         outputs.append(proc.stdout + proc.stderr)
     assert "password=***" in outputs[0]
     assert not [o for o in outputs if secret in o]
