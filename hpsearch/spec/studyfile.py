@@ -451,6 +451,8 @@ def _check_range(low: float, high: float, log: bool, step: float | None, integer
         found.append(("low", f"log scale needs low > 0, got {low}"))
     if log and step is not None and (not integer or step != 1):
         found.append(("step", "cannot be combined with log scale"))
+    elif step is not None and 0 < high - low < step:  # Optuna would draw low alone
+        found.append(("step", f"{step} is more than high - low ({high - low:g}): only low fits"))
     if found:
         raise Problems(found)
 

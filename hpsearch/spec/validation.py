@@ -26,14 +26,17 @@ from typing import Any
 from typing import Literal
 
 import pydantic
+from pydantic import AllowInfNan
 from pydantic import Strict
 
 from hpsearch.errors import MAX_QUOTE
 from hpsearch.errors import shorten
 
 # Strict scalars: YAML's `"3"` is not an integer and `yes` not a number; an int is a float.
+# YAML's .inf and .nan are floats too, but no setting means them: a range up to .inf
+# overflows every sampler, and NaN passes every bound, since no comparison with it is true.
 StrictInt = Annotated[int, Strict()]
-StrictFloat = Annotated[float, Strict()]
+StrictFloat = Annotated[float, Strict(), AllowInfNan(False)]
 StrictBool = Annotated[bool, Strict()]
 StrictStr = Annotated[str, Strict()]
 
@@ -168,6 +171,8 @@ def _message(e: Any, hint: Any, wording: Wording, field: str | None, loc: list[A
     if kind in _BOUNDS or kind == "string_pattern_mismatch":
         rule = wording.rules.get(field or "") or _rule(hint, ctx)
         return f"{rule}, got {shorten(value)}"
+    if kind == "finite_number":
+        return f"must be a finite number, got {shorten(value)}"
     if kind == "too_short":
         return "expected a non-empty list"
     if kind == "missing":

@@ -54,6 +54,10 @@ def test_nll_is_cross_entropy() -> None:
         ({"epochs": 0}, "epochs: must be >= 1"),
         ({"batch_size": True}, "batch_size: expected an integer"),
         ({"device": "tpu"}, "device: allowed: auto, cpu"),
+        # YAML's .inf and .nan: an infinite rate trains to NaN; NaN passes every bound
+        ({"lr": float("inf")}, "lr: must be a finite number, got inf"),
+        ({"weight_decay": float("nan")}, "weight_decay: must be a finite number, got nan"),
+        ({"dropout": float("nan")}, "dropout: must be a finite number, got nan"),
     ],
 )
 def test_bad_values_name_the_key(values: dict[str, object], expected: str) -> None:

@@ -170,6 +170,26 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         "space.lr.low: log scale needs low > 0",
     ),
     (
+        "an infinite bound",  # every sampler overflowed on it: each trial failed
+        {"space": {"lr": {"type": "float", "low": 0.001, "high": float("inf")}}},
+        "space.lr.high: must be a finite number, got inf",
+    ),
+    (
+        "NaN among values",
+        {"space": {"lr": [0.1, float("nan")]}},
+        "space.lr.values[1]: lr: must be a finite number, got nan",
+    ),
+    (
+        "an infinite timeout",
+        {"budget": {"trials": 2, "timeout": float("inf")}},
+        "budget.timeout: must be a finite number, got inf",
+    ),
+    (
+        "a step beyond the range",  # Optuna would draw low alone
+        {"space": {"batch_size": {"type": "int", "low": 16, "high": 64, "step": 64}}},
+        "space.batch_size.step: 64 is more than high - low (48): only low fits",
+    ),
+    (
         "empty choices",
         {"space": {"activation": {"values": []}}},
         "space.activation.values: expected a non-empty list",
