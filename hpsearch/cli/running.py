@@ -202,7 +202,7 @@ def worker(
     "--workers",
     "cpu_workers",
     type=click.IntRange(min=1),
-    help="CPU workers when no GPU is used [one per core].",
+    help="CPU workers when no GPU is used [one per core; no more than the budget has trials].",
 )
 @click.option(
     "--max-restarts",

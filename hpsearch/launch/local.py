@@ -111,6 +111,7 @@ def launch_local(
         options.cpu_workers,
         torch.cuda.device_count(),
         os.cpu_count() or 1,
+        most=workers_needed(spec),
     )
     logs = log_dir(spec, options.log_dir)
     # forked now, before this process reads data, initialises CUDA or opens the storage: they
@@ -146,6 +147,12 @@ def launch_local(
         if dashboard is not None:
             dashboard.terminate()
             dashboard.wait()
+
+
+def workers_needed(spec: StudySpec) -> int | None:
+    """The most workers a launch of ``spec`` can keep busy: its budget of trials, a
+    population to each worker; ``None`` for a budget of time alone."""
+    return None if spec.trials is None else -(-spec.trials // spec.population)
 
 
 def start_dashboard(spec: StudySpec, port: int) -> subprocess.Popen[bytes]:

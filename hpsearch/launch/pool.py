@@ -71,8 +71,11 @@ def plan_slots(
     cpu_workers: int | None,
     visible_gpus: int,
     cores: int,
+    most: int | None = None,
 ) -> list[WorkerSlot]:
-    """Decides the workers: one (or K) per selected GPU, else CPU workers sharing the cores.
+    """Decides the workers: one (or K) per selected GPU, else CPU workers sharing the cores;
+    no more than there can be trials for (a worker beyond them would load the data, find
+    nothing to claim and leave; ``--workers 10000`` would fork ten thousand processes).
 
     Args:
         gpus: ``all``, ``none`` or a comma list of indices; ``None`` means all visible.
@@ -81,11 +84,17 @@ def plan_slots(
         cpu_workers: Number of CPU workers (default: one per core) when no GPU is used.
         visible_gpus: GPUs this machine has.
         cores: CPU cores this machine has.
+        most: Workers that can have a trial: the fewest GPUs, then the fewest workers per
+            GPU, that give this many (a few more where they divide unevenly); that many CPU
+            workers at most, sharing all the cores. ``None``: no limit.
 
     Raises:
         ConfigError: A GPU index that does not exist, or a malformed ``--gpus``.
     """
     selected = _select_gpus(gpus, visible_gpus)
+    if most is not None and selected:
+        selected = selected[:most]
+        workers_per_gpu = min(workers_per_gpu, -(-most // len(selected)))
     if selected:
         return [
             WorkerSlot(f"gpu{g}-{k}", "cuda", {"CUDA_VISIBLE_DEVICES": str(g)}, workers_per_gpu)
@@ -93,6 +102,8 @@ def plan_slots(
             for k in range(workers_per_gpu)
         ]
     n = cpu_workers or cores
+    if most is not None:
+        n = min(n, most)
     threads = str(max(1, cores // n))  # divide the cores, do not oversubscribe them
     env = {THREADS_ENV: threads, "OMP_NUM_THREADS": threads, "CUDA_VISIBLE_DEVICES": ""}
     return [WorkerSlot(f"cpu-{i}", "cpu", env) for i in range(n)]

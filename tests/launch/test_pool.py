@@ -19,6 +19,7 @@ import pytest
 
 from hpsearch.errors import ConfigError
 from hpsearch.launch import pool
+from hpsearch.launch.local import workers_needed
 from hpsearch.launch.pool import plan_slots
 from hpsearch.launch.pool import worker_args
 from hpsearch.results.reading import open_study
@@ -53,6 +54,19 @@ def test_plan_slots_gpus_and_cpus(tmp_path: Path) -> None:
     assert len(plan_slots("none", 1, None, visible_gpus=2, cores=3)) == 3
     with pytest.raises(ConfigError, match="no GPU 5"):
         plan_slots("0,5", 1, None, visible_gpus=2, cores=4)
+    # no more workers than trials (--workers 100000 forked processes until the machine choked)
+    few = plan_slots(None, 1, 100_000, visible_gpus=0, cores=16, most=3)
+    assert len(few) == 3 and few[0].env["HPSEARCH_TORCH_THREADS"] == "5"
+    assert len(plan_slots(None, 1, None, visible_gpus=0, cores=16, most=40)) == 16
+    gpus = plan_slots(None, 4, None, visible_gpus=8, cores=16, most=3)
+    assert [s.name for s in gpus] == ["gpu0-0", "gpu1-0", "gpu2-0"] and gpus[0].sharing == 1
+    gpus = plan_slots(None, 4, None, visible_gpus=2, cores=16, most=3)  # 2 a GPU: 4 for 3
+    assert [s.name for s in gpus] == ["gpu0-0", "gpu0-1", "gpu1-0", "gpu1-1"]
+    spec = dataclasses.replace(spec, trials=10, population=4)
+    assert (
+        workers_needed(spec) == 3
+        and workers_needed(dataclasses.replace(spec, trials=None)) is None
+    )
     with pytest.raises(ConfigError, match="expected all, none or indices"):
         plan_slots("first", 1, None, visible_gpus=2, cores=4)
 
