@@ -30,6 +30,13 @@ from hpsearch.errors import USAGE_EXIT
 _HELP_FOR_NO_ARGUMENTS = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
+def _os_error(e: OSError) -> str:
+    """An OS error in a line: the file and the system's words; a write to standard output
+    (``> /dev/full``) has no file name."""
+    words = e.strerror or str(e) or type(e).__name__
+    return f"{e.filename}: {words}" if e.filename is not None else words
+
+
 class _Group(click.Group):
     """Turns user errors (bad input, a file that cannot be written) into short messages and
     exit status 2, and Ctrl-C into exit status 130."""
@@ -45,7 +52,7 @@ class _Group(click.Group):
         except (HPSearchError, OSError) as e:
             if ctx.params.get("debug"):
                 raise
-            message = str(e) if isinstance(e, HPSearchError) else f"{e.filename}: {e.strerror}"
+            message = str(e) if isinstance(e, HPSearchError) else _os_error(e)
             for line in message.splitlines():
                 click.echo(f"error: {line}", err=True)
             sys.exit(OUTAGE_EXIT if isinstance(e, StorageOutage) else USAGE_EXIT)

@@ -207,7 +207,7 @@ def test_train_on_a_device_this_machine_lacks() -> None:
 
 
 @pytest.mark.slow
-def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
+def test_a_closed_or_full_stdout_ends_cleanly(tmp_path: Path) -> None:
     path, _ = _study(tmp_path, budget={"trials": 2})
     assert hpsearch("run", str(path), "--no-progress").returncode == 0
     for command in ("status", "trials"):
@@ -222,6 +222,16 @@ def test_a_closed_stdout_is_a_normal_exit(tmp_path: Path) -> None:
         err = proc.stderr.read()
         assert proc.wait(timeout=120) == 0, err
         assert err == ""
+    if Path("/dev/full").exists():  # a full disk under standard output: one line, no "None:"
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(
+                [sys.executable, "-m", "hpsearch", "trials", str(path), "--format", "csv"],
+                stdout=full,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=120,
+            )
+        assert proc.returncode == 2 and proc.stderr == "error: No space left on device\n"
 
 
 # hpsearch's main, run with the garbage collector watched: the collections before `run`'s
