@@ -114,8 +114,21 @@ def best(
 @click.option(
     "--columns", help="Only these columns, comma-separated (e.g. number,value,param.lr)."
 )
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(["complete", "pruned", "fail", "running", "waiting"], case_sensitive=False),
+    help="Only trials in this state (repeat for more).",
+)
 def trials(
-    study: str, storage: str | None, fmt: str, sort: str, top: int | None, columns: str | None
+    study: str,
+    storage: str | None,
+    fmt: str,
+    sort: str,
+    top: int | None,
+    columns: str | None,
+    states: tuple[str, ...],
 ) -> None:
     """The trials of STUDY, best first, with their state, values, params and metrics (a
     failed trial's reason in one line; `hpsearch trial STUDY N` shows its traceback). The
@@ -129,17 +142,20 @@ def trials(
     s = open_target(study, storage)
     every = top is None and sort in (SORT_VALUE, "number")  # read in pages, in order
     if every and fmt != "table" and not columns:
-        header, rows = stream_trial_rows(s, sort)
+        header, rows = stream_trial_rows(s, sort, states)
         output.stream(rows, header, fmt)  # a page of trials at a time: never held whole
         return
     found = (
-        list(stream_trial_rows(s, sort)[1])
+        list(stream_trial_rows(s, sort, states)[1])
         if every
-        else trial_rows(s, sorted_trials(s, sort, top))
+        else trial_rows(s, sorted_trials(s, sort, top, states))
     )
-    if columns:
+    if fmt == "table" and not found:  # a line that says so, not an empty table
+        named = " or ".join(dict.fromkeys(s.upper() for s in states))
+        click.echo(f"no {named + ' ' if named else ''}trials in this study")
+    elif columns:
         output.rows(select_columns(found, columns), fmt)
-    elif fmt == "table" and found:
+    elif fmt == "table":
         output.table(found)  # fits 120 columns; says what it left out
     else:
         output.rows(found, fmt)

@@ -11,6 +11,7 @@ README's "From Python")::
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -138,21 +139,43 @@ def trial_columns(study: optuna.Study) -> list[str]:
 
 
 def stream_trial_rows(
-    study: optuna.Study, sort: str = SORT_VALUE
+    study: optuna.Study, sort: str = SORT_VALUE, states: Collection[str] = ()
 ) -> tuple[list[str], Iterator[dict[str, Any]]]:
     """Every trial's row (:func:`trial_rows`) in a table's order (``value`` or ``number``,
     as :func:`sorted_trials`), read a page of trials at a time: an export of a large study
-    never holds it whole. Returns the columns first, then the rows as they are read."""
+    never holds it whole. Returns the columns first, then the rows as they are read.
+
+    Args:
+        study: The study.
+        sort: ``value`` or ``number``.
+        states: Only trials in these states (names of :data:`STATES`, any case); all if
+            empty.
+    """
     pages = db.trial_pages(
         study, by_value=sort == SORT_VALUE, size=EXPORT_PAGE, user_keys=ROW_ATTRS
     )
-    return trial_columns(study), (row for page in pages for row in trial_rows(study, page))
+    kept = _states(states)
+    rows = (
+        row
+        for page in pages
+        for row in trial_rows(study, [t for t in page if kept is None or t.state in kept])
+    )
+    return trial_columns(study), rows
+
+
+def _states(names: Collection[str]) -> tuple[TrialState, ...] | None:
+    """The trial states ``names`` name (any case), ``None`` for none named: every state."""
+    return tuple(TrialState[n.upper()] for n in names) if names else None
 
 
 def sorted_trials(
-    study: optuna.Study, sort: str = SORT_VALUE, top: int | None = None
+    study: optuna.Study,
+    sort: str = SORT_VALUE,
+    top: int | None = None,
+    states: Collection[str] = (),
 ) -> list[FrozenTrial]:
-    """The study's trials in the order a table shows them, the first ``top`` only.
+    """The study's trials in the order a table shows them, the first ``top`` only (of those
+    in ``states``, names of :data:`STATES` in any case, when any are named).
 
     ``value`` sorts the completed trials by the first objective, best first, then the others
     by number; ``number`` by number; any other key is a column of :func:`trial_rows` (such as
@@ -162,11 +185,12 @@ def sorted_trials(
     Raises:
         ConfigError: ``sort`` names no column.
     """
-    if sort == SORT_VALUE and top is not None:
+    kept = _states(states)
+    if sort == SORT_VALUE and top is not None and kept in (None, (TrialState.COMPLETE,)):
         best = db.top_trials(study, top)
         if len(best) == top:
             return best
-    trials = study.get_trials(deepcopy=False)
+    trials = study.get_trials(deepcopy=False, states=kept)
     if sort == SORT_VALUE:
         # A pruned trial's value is its last report, not a result: it is not ranked.
         done, rank = TrialState.COMPLETE, best_first(study.directions)

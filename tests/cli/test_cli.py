@@ -433,9 +433,22 @@ def test_trials_sort_top_and_columns(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "trials", str(path), "--top", "2", "--columns", "number,value", "--format", "csv"
     )
     assert csv.stdout.splitlines()[0] == "number,value" and len(csv.stdout.splitlines()) == 3
+    # --state keeps the order and the rows of those states alone, however the rows are read
+    kept = [r for r in every if r["state"] in ("PRUNED", "FAIL")]
+    assert kept and rows("--state", "pruned", "--state", "FAIL") == kept
+    assert rows("--state", "complete", "--top", "2") == done[:2]
+    pruned = [r for r in every if r["state"] == "PRUNED"]
+    assert rows("--state", "pruned", "--top", "1") == pruned[:1]
+    assert [r["number"] for r in rows("--state", "complete", "--sort", "number")] == sorted(
+        r["number"] for r in done
+    )
+    assert hpsearch("trials", str(path), "--state", "running").stdout == (
+        "no RUNNING trials in this study\n"
+    )
     for args, key in (
         (["--sort", "nosuch"], "--sort 'nosuch': no such column; columns: value, number"),
         (["--columns", "number,bogus"], "--columns: no column 'bogus'"),
+        (["--state", "done"], "'done' is not one of 'complete', 'pruned', 'fail'"),
     ):
         bad = hpsearch("trials", str(path), *args)
         assert bad.returncode == 2 and key in bad.stderr, bad.stderr
