@@ -167,7 +167,7 @@ def load_existing_study(
     except KeyError as e:
         raise StorageError(
             f"no study {spec.name!r} in {redact(spec.storage)}: create it with "
-            f"`hpsearch run` or `hpsearch launch`"
+            "`hpsearch create` (workers join later), `hpsearch run` or `hpsearch launch`"
         ) from e
     check_definition(study, spec, compare_data)
     return study
