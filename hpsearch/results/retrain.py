@@ -43,6 +43,8 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
 
     best = chosen_trial(study, number)  # a wrong trial is refused before torch loads
     config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be: refused before training
     # torch only here: reading results must not load it
     from hpsearch.training.modelfile import MODEL_FILE
     from hpsearch.training.saved import save_model
@@ -52,8 +54,6 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
 
     result, model = fit(config)
     data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
     files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
     tests = ("test_rmse", "test_mae", "test_r2") if result.task == "regression" else ()
     save_model(

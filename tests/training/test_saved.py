@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import hpsearch
+from hpsearch.results.retrain import retrain_best
 from hpsearch.spec.studyfile import load_spec
 from hpsearch.study.lifecycle import prepare
 from hpsearch.study.worker import run_worker
@@ -102,6 +103,23 @@ def test_bad_inputs_are_one_line_naming_the_file(
     proc = cli("predict", str(out), str(source))
     assert proc.returncode == 2 and message in proc.stderr and str(source) in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_output_folder_that_cannot_be_made_is_refused_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_study(tmp_path, budget={"trials": 1})
+    spec = load_spec(str(path))
+    storage, study, _ = prepare(spec)
+    run_worker(spec, storage)
+    (tmp_path / "taken").write_text("a file where the folder would go")
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("trained before its output folder was made")
+
+    monkeypatch.setattr("hpsearch.training.trainer.fit", no_training)
+    with pytest.raises(NotADirectoryError):
+        retrain_best(study, tmp_path / "taken" / "model")
 
 
 def test_a_file_that_is_not_a_saved_model_is_refused(tmp_path: Path) -> None:
