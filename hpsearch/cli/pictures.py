@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from hpsearch.cli import output
@@ -72,7 +70,7 @@ def dashboard(
 @click.option("--output", "-o", "out", type=click.Path(), default="report.html", show_default=True)
 def report(study: str, storage: str | None, out: str) -> None:
     """Write a self-contained HTML report of STUDY (file or name): plots that open offline."""
-    from hpsearch.results.report import build_report
+    from hpsearch.results.report import write_report
 
-    Path(out).write_text(build_report(open_target(study, storage)), encoding="utf-8")
+    write_report(open_target(study, storage), out)
     click.echo(f"wrote {out}")

@@ -11,10 +11,13 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 import datetime
+import errno
 import html
 import itertools
 import logging
 import math
+import os
+from pathlib import Path
 import random
 import re
 from typing import Any
@@ -754,6 +757,31 @@ def build_report(study: optuna.Study) -> str:
         body="\n".join(parts),
         stamp=stamp,
     )
+
+
+def write_report(study: optuna.Study, path: str | Path) -> Path:
+    """Writes :func:`build_report` of ``study`` to ``path``, whole or not at all.
+
+    The folder is checked before the report is built (a large study's takes seconds), and
+    the page is written beside ``path`` and renamed onto it, so that a full disk or a stop
+    never leaves half a page where an earlier report was.
+
+    Raises:
+        OSError: ``path`` is a folder, or its folder does not exist.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
+    if not target.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target.parent))
+    page = build_report(study)
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
+    try:
+        part.write_text(page, encoding="utf-8")
+        os.replace(part, target)
+    finally:
+        part.unlink(missing_ok=True)
+    return target
 
 
 _PAGE = """<!DOCTYPE html>

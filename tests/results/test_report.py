@@ -80,6 +80,33 @@ def test_report_of_an_empty_study_says_what_is_missing(tmp_path: Path) -> None:
     assert "plotly-graph-div" not in page
 
 
+def test_a_report_is_written_whole_or_not_at_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = parse_study(study_doc(tmp_path), source="t.yaml")
+    prepare(spec)
+    study = open_study("t", spec.storage)
+    built: list[int] = []
+    monkeypatch.setattr(report, "build_report", lambda s: built.append(1) or "<html>new")
+    for bad in (tmp_path / "no" / "r.html", tmp_path):  # no such folder; a folder
+        with pytest.raises(OSError):
+            report.write_report(study, bad)
+    assert not built  # refused before the report was built
+    earlier = tmp_path / "r.html"
+    earlier.write_text("<html>earlier")
+
+    def full_disk(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report.os, "replace", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        report.write_report(study, earlier)
+    assert earlier.read_text() == "<html>earlier"  # untouched, and no part file left beside
+    assert sorted(p.name for p in tmp_path.iterdir() if "r.html" in p.name) == ["r.html"]
+    monkeypatch.undo()
+    assert report.write_report(study, earlier) == earlier and "<h2>Summary" in earlier.read_text()
+
+
 def test_multi_objective_report_has_pareto_front(tmp_path: Path) -> None:
     doc = study_doc(
         tmp_path,
