@@ -25,6 +25,7 @@ from hpsearch.errors import INTERRUPTED_EXIT
 from hpsearch.errors import OUTAGE_EXIT
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
+from hpsearch.spec.defaults import outage_wait
 
 # click 8.2 and later raise it for a group called with nothing; 8.1 prints the help itself
 _HELP_FOR_NO_ARGUMENTS = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -137,6 +138,7 @@ def main(debug: bool, verbose: bool, log_level: str | None) -> None:
     """hpsearch: hyperparameter search for PyTorch MLPs on Optuna."""
     default = "debug" if debug else "info" if verbose else "warning"
     _configure_logging(getattr(logging, (log_level or default).upper()))
+    outage_wait()  # a bad $HPSEARCH_STORAGE_WAIT: refused before a command writes anything
 
 
 def _configure_logging(level: int) -> None:

@@ -60,7 +60,7 @@ format_option = click.option(
 
 def _set_storage_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
     if value is not None:  # through the environment, so that launched workers wait as long
-        from hpsearch.storage.outages import OUTAGE_WAIT_ENV
+        from hpsearch.spec.defaults import OUTAGE_WAIT_ENV
 
         os.environ[OUTAGE_WAIT_ENV] = str(value)
 

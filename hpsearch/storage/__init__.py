@@ -15,6 +15,8 @@ cache, the resilient RDB storage).
 
 from __future__ import annotations
 
+from hpsearch.spec.defaults import outage_wait
+from hpsearch.spec.defaults import OUTAGE_WAIT_ENV
 from hpsearch.storage._optuna.queries import count_trials
 from hpsearch.storage._optuna.queries import param_names
 from hpsearch.storage._optuna.queries import retried_numbers
@@ -61,8 +63,6 @@ from hpsearch.storage.opening import open_storage
 from hpsearch.storage.opening import preload
 from hpsearch.storage.opening import SQLITE_TIMEOUT_S
 from hpsearch.storage.outages import disk_full
-from hpsearch.storage.outages import outage_wait
-from hpsearch.storage.outages import OUTAGE_WAIT_ENV
 from hpsearch.storage.outages import transient
 from hpsearch.storage.urls import JOURNAL_PREFIX
 from hpsearch.storage.urls import redact

@@ -1,29 +1,18 @@
 """Database outages: which errors are worth waiting out, and for how long.
 
 A storage call that fails with one of :func:`transient`'s errors is retried until
-:func:`outage_wait` runs out (``ResilientRDBStorage``, in :mod:`hpsearch.storage._optuna`);
-a full disk (:func:`disk_full`) is not an outage and is said at once.
+:func:`hpsearch.spec.defaults.outage_wait` runs out (``ResilientRDBStorage``, in
+:mod:`hpsearch.storage._optuna`); a full disk (:func:`disk_full`) is not an outage and is said
+at once.
 """
 
 from __future__ import annotations
 
 import errno
-import os
 
 import sqlalchemy
 
 from hpsearch.storage.urls import scrub
-
-OUTAGE_WAIT_ENV = "HPSEARCH_STORAGE_WAIT"
-DEFAULT_OUTAGE_WAIT_S = 300  # how long workers wait out a database restart or network cut
-
-
-def outage_wait() -> float:
-    """Seconds a storage call waits out an outage (``$HPSEARCH_STORAGE_WAIT``, default 300)."""
-    try:
-        return float(os.environ.get(OUTAGE_WAIT_ENV) or DEFAULT_OUTAGE_WAIT_S)
-    except ValueError:
-        return DEFAULT_OUTAGE_WAIT_S
 
 
 def causes(error: BaseException) -> list[BaseException]:

@@ -185,9 +185,12 @@ def available_memory() -> int | None:
     """Bytes a data set may take: ``$HPSEARCH_DATA_MEMORY``, else the available RAM."""
     if value := os.environ.get(MEMORY_ENV):
         try:
-            return int(float(value))
-        except ValueError:
-            raise DataError(f"${MEMORY_ENV}: {value!r} is not a number of bytes") from None
+            limit = int(float(value))
+        except (ValueError, OverflowError):  # OverflowError: inf
+            limit = 0
+        if limit <= 0:
+            raise DataError(f"${MEMORY_ENV}: {value!r} is not a number of bytes above 0")
+        return limit
     return available_ram()
 
 

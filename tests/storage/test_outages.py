@@ -153,6 +153,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.parametrize("value", ["abc", "-5", "nan"])
+def test_a_bad_outage_wait_is_one_line_not_the_default_unseen(value: str, tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 1})
+    for args in (["run", str(path)], ["studies", "--storage", f"sqlite:///{tmp_path / 'hp.db'}"]):
+        proc = hpsearch(*args, env={"HPSEARCH_STORAGE_WAIT": value}, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr == (
+            f"error: $HPSEARCH_STORAGE_WAIT: '{value}' is not a number of seconds >= 0\n"
+        )
+    assert not (tmp_path / "hp.db").exists()  # refused before anything was written
+    ok = hpsearch("run", str(path), env={"HPSEARCH_STORAGE_WAIT": "inf"}, cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr  # wait for ever: allowed
+
+
 def test_a_worker_does_not_outlive_its_launcher(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 2}, fixed=MEDIUM)
     launcher = _start("launch", path, tmp_path, Gate(tmp_path))  # trials held: never opened

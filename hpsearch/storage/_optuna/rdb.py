@@ -27,11 +27,11 @@ from optuna.trial import TrialState
 from sqlalchemy.engine import Engine
 
 from hpsearch.errors import StorageOutage
+from hpsearch.spec.defaults import outage_wait
+from hpsearch.spec.defaults import OUTAGE_WAIT_ENV
 from hpsearch.storage._optuna import columns
 from hpsearch.storage._optuna import sessions
 from hpsearch.storage.outages import disk_full
-from hpsearch.storage.outages import outage_wait
-from hpsearch.storage.outages import OUTAGE_WAIT_ENV
 from hpsearch.storage.outages import reason
 from hpsearch.storage.outages import transient
 from hpsearch.storage.urls import redact
