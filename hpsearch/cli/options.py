@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from hpsearch.cli.app import startup
+from hpsearch.errors import ConfigError
 from hpsearch.spec.defaults import STORAGE_FILE_ENV
 
 if TYPE_CHECKING:
@@ -218,3 +219,8 @@ def loss_given(config_file: str | None, assignments: tuple[str, ...]) -> bool:
     if isinstance(doc, dict) and isinstance(doc.get("config"), dict):
         doc = doc["config"]
     return "loss" in named or (isinstance(doc, dict) and "loss" in doc)
+
+
+def cannot_listen(flags: str, host: str, port: int, error: OSError) -> ConfigError:
+    """The one line for a dashboard address that cannot be bound, naming the ``flags``."""
+    return ConfigError([f"{flags}: cannot listen on {host}:{port}: {error.strerror or error}"])

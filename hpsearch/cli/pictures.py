@@ -6,11 +6,11 @@ import click
 
 from hpsearch.cli import output
 from hpsearch.cli.app import main
+from hpsearch.cli.options import cannot_listen
 from hpsearch.cli.options import open_target
 from hpsearch.cli.options import resolve
 from hpsearch.cli.options import storage_option
 from hpsearch.cli.options import storage_url
-from hpsearch.errors import ConfigError
 
 
 @main.command()
@@ -46,8 +46,7 @@ def dashboard(
     try:
         server = make_dashboard(url, host, port, allow_writes=True if allow_writes else None)
     except OSError as e:
-        why = e.strerror or str(e)
-        raise ConfigError([f"--host/--port: cannot listen on {host}:{port}: {why}"]) from e
+        raise cannot_listen("--host/--port", host, port, e) from e
     if not is_loopback(host):
         mode = "it can change studies (--allow-writes)" if allow_writes else "it is read-only"
         click.echo(

@@ -16,6 +16,7 @@ import click
 from hpsearch.cli import output
 from hpsearch.cli.app import main
 from hpsearch.cli.app import startup
+from hpsearch.cli.options import cannot_listen
 from hpsearch.cli.options import load_spec
 from hpsearch.cli.options import max_same_failures_option
 from hpsearch.cli.options import population_option
@@ -283,6 +284,16 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         raise click.UsageError(f"{named}: only with --slurm")
     parse_gpus(flags["gpus"])  # a malformed flag and bad data: refused before torch loads
     fit_task(spec)
+    if flags["with_dashboard"]:
+        from hpsearch.results.dashboard import check_address
+        from hpsearch.results.dashboard import DEFAULT_HOST
+
+        try:
+            check_address(DEFAULT_HOST, flags["dashboard_port"])
+        except OSError as e:
+            raise cannot_listen(
+                "--dashboard-port", DEFAULT_HOST, flags["dashboard_port"], e
+            ) from e
     # the first line within a fraction of a second: torch takes one to several seconds
     click.echo(f"launching {spec.name}: loading PyTorch once for all its workers", err=True)
     with startup():
@@ -303,7 +314,8 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
     def started(start: LaunchStart) -> None:
         click.echo(
             f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
-            f"{start.queued} trials queued now; {len(start.slots)} workers "
+            f"{start.queued} trials queued now; {len(start.slots)} worker"
+            f"{'s' if len(start.slots) != 1 else ''} "
             f"({', '.join(s.name for s in start.slots)}); logs in {start.logs}",
             err=True,
         )

@@ -182,6 +182,19 @@ def make_dashboard(
     return make_server(host, port, app, server_class=server, handler_class=_QuietHandler)
 
 
+def check_address(host: str, port: int) -> None:
+    """Binds ``host:port`` for a moment, as the dashboard's server would, so that a launch
+    serving the dashboard beside its pool refuses a taken port before it starts (the
+    dashboard's own process would say so only amid the pool's progress).
+
+    Raises:
+        OSError: The address is taken or cannot be bound.
+    """
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as WSGIServer does
+        probe.bind((host, port))
+
+
 def serve(server: WSGIServer, on_ready: Callable[[str], None] | None = None) -> None:
     """Serves until Ctrl-C or SIGTERM, then closes the socket.
 

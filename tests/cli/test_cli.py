@@ -5,6 +5,7 @@ import math
 import os
 from pathlib import Path
 import re
+import socket
 import subprocess
 import sys
 from typing import Any
@@ -185,6 +186,23 @@ def test_a_bad_option_or_data_is_refused_before_torch_loads(case: str, tmp_path:
     errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time")]
     assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], errors
     assert not {m for m in modules if m.split(".")[0] == "torch"}, case
+
+
+def test_a_launch_refuses_a_taken_dashboard_port_before_it_starts(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 1})
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ("launch", str(path), "--dashboard", "--dashboard-port", str(port))
+        proc, modules = _imported_modules(*args, cwd=tmp_path)
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time")]
+    assert proc.returncode == 2, proc.stderr
+    assert errors == [
+        f"error: --dashboard-port: cannot listen on 127.0.0.1:{port}: "
+        + ("Address already in use")
+    ]
+    assert "torch" not in modules and not (tmp_path / "hp.db").exists()  # nothing started
 
 
 def _study(tmp_path: Path, **overrides: Any) -> tuple[Path, str]:
