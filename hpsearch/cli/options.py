@@ -196,6 +196,8 @@ def data_source(
 
     Raises:
         click.UsageError: A data flag without ``--data``, or ``--data`` with ``--dataset``.
+        ConfigError: The flags make no data source (a target for a folder of images, a test
+            file of another kind), each problem named by its flag.
     """
     if path is None:
         given = [f for f, v in (("--target", target), ("--task", task), ("--test", test)) if v]
@@ -207,7 +209,29 @@ def data_source(
     source = {"path": str(Path(path).expanduser().resolve()), "target": target, "task": task}
     if test:
         source["test"] = str(Path(test).expanduser().resolve())
-    return {k: v for k, v in source.items() if v is not None}
+    mapping = {k: v for k, v in source.items() if v is not None}
+    from hpsearch.spec.config import make_config
+
+    try:
+        make_config({"dataset": mapping})
+    except ConfigError as e:  # "dataset.target: ..." as "--target: ..."
+        raise ConfigError([_as_flag(problem) for problem in e.problems]) from e
+    return mapping
+
+
+# the flag of each key of a data source that `--data` builds
+_DATA_FLAGS = {
+    "dataset.path": "--data",
+    "dataset.target": "--target",
+    "dataset.task": "--task",
+    "dataset.test": "--test",
+}
+
+
+def _as_flag(problem: str) -> str:
+    key, _, words = problem.partition(": ")
+    flag = _DATA_FLAGS.get(key)
+    return f"{flag}: {words}" if flag else f"--data: {problem}"
 
 
 def loss_given(config_file: str | None, assignments: tuple[str, ...]) -> bool:

@@ -252,6 +252,16 @@ def test_data_flags_without_data_are_refused(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "--target: only with --data" in proc.stderr
     proc = hpsearch("train", "--data", str(DIABETES), "--dataset", "digits")
     assert proc.returncode == 2 and "give one" in proc.stderr
+    # a data source the flags cannot make: each problem named by its flag, not as --set's
+    folder = write_images(tmp_path / "photos", per_class=2)
+    for args, line in (
+        (["--data", str(DIABETES), "--set", "epochs=1"], "--target: required for a table"),
+        (["--data", str(folder), "--target", "y"], "--target: a folder of images has no target"),
+        (["--data", str(DIABETES), "--target", "y", "--test", str(folder)], "--test: '"),
+    ):
+        proc = hpsearch("train", *args)
+        assert proc.returncode == 2 and proc.stderr.startswith(f"error: {line}"), proc.stderr
+        assert proc.stderr.count("\n") == 1
 
 
 def test_a_regression_study_is_read_right_by_pruner_best_report_and_dashboard(
