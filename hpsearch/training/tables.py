@@ -40,6 +40,7 @@ MEMORY_ENV = "HPSEARCH_DATA_MEMORY"  # bytes a data set may take (default: avail
 # bytes in memory per byte on disk while loading (the frame, then float32 features)
 MEMORY_FACTOR = {"csv": 3.0, "tsv": 3.0, "parquet": 10.0, "npz": 2.0}
 REGRESSION_DISTINCT = 20  # a numeric target with more distinct values is a regression target
+OTHER_SEPARATORS = (";", "\t", ",", "|")  # what a header read as one column may hold
 NUMERIC_SHARE = 0.5  # a text column whose cells are mostly numbers is a mixed-type column
 
 
@@ -63,6 +64,10 @@ def read_table(file: str, kind: str, target: str) -> pl.DataFrame:
     if target not in frame.columns:
         close = difflib.get_close_matches(target, frame.columns, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
+        other = [s for s in OTHER_SEPARATORS if frame.width == 1 and s in frame.columns[0]]
+        if other and kind in ("csv", "tsv"):  # the whole header read as one column's name
+            wanted = "commas" if kind == "csv" else "tabs"
+            hint = f" (its lines are split by {other[0]!r}: a .{kind} file's, by {wanted})"
         shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
         raise DataError(f"{file}: no column {target!r}{hint}; its columns: {shown}")
     return frame
@@ -123,12 +128,16 @@ def _read_csv(file: str, separator: str) -> pl.DataFrame:
 
 
 def _csv_fault(file: str, separator: str) -> str | None:
-    """Where a CSV file that polars refused goes wrong, found by reading it again with
-    Python's reader (polars names neither the line nor the row): the first record with more
-    fields than the header (a row with fewer reads as missing cells), or one whose quote
-    runs on over lines to a wrong count (an unclosed quote)."""
+    """Where a CSV file that polars refused goes wrong, found by reading it again (polars
+    names neither the line nor the row): the first line that is not UTF-8, else, with
+    Python's reader, the first record with more fields than the header (a row with fewer
+    reads as missing cells) or one whose quote runs on over lines to a wrong count (an
+    unclosed quote)."""
+    start = 1
     try:
-        with open(file, newline="", encoding="utf-8") as f:
+        if (bad := _first_line_not_utf8(file)) is not None:
+            return f"line {bad}: not UTF-8 text; save the file as UTF-8"
+        with open(file, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f, delimiter=separator)
             header = len(next(reader, []))
             start = reader.line_num + 1
@@ -138,8 +147,20 @@ def _csv_fault(file: str, separator: str) -> str | None:
                     cause = " (an unclosed quote?)" if spans else ""
                     return f"line {start}: {count} fields where the header has {header}{cause}"
                 start = reader.line_num + 1
-    except (csv.Error, UnicodeDecodeError) as e:
-        return f"line {start}: {e}" if isinstance(e, csv.Error) else None
+    except csv.Error as e:
+        return f"line {start}: {e}"
+    except OSError:
+        return None
+    return None
+
+
+def _first_line_not_utf8(file: str) -> int | None:
+    with open(file, "rb") as raw:  # no UTF-8 character holds a newline byte
+        for number, line in enumerate(raw, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
     return None
 
 

@@ -186,6 +186,18 @@ def test_a_damaged_table_is_refused_naming_its_line(
         read_source(DataSource(str(path), target="y", task="regression"))
 
 
+def test_a_file_of_another_encoding_or_separator_is_named_so(tmp_path: Path) -> None:
+    rows = [f"{i},{i % 3},{'xy'[i % 2]}" for i in range(40)]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("\n".join(["a,b,y", *rows, "1,2,café"]).encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv: line 42: not UTF-8 text; save the file as"):
+        read_source(DataSource(str(latin), target="y"))
+    semi = tmp_path / "semi.csv"
+    semi.write_text("\n".join(["a;b;y", *(r.replace(",", ";") for r in rows)]))
+    with pytest.raises(DataError, match=r"no column 'y' \(its lines are split by ';': a \.csv fi"):
+        read_source(DataSource(str(semi), target="y"))
+
+
 def test_image_folders_are_read_grey_or_rgb_at_the_most_common_size(tmp_path: Path) -> None:
     folder = write_images(tmp_path / "photos", per_class=10, size=(12, 10))
     write_images(tmp_path / "odd", per_class=1, size=(20, 20))
