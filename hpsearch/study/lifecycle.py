@@ -34,6 +34,10 @@ from hpsearch.study.budget import RetryCleanly
 from hpsearch.study.samplers import make_pruner
 from hpsearch.study.samplers import make_sampler
 
+# Optuna's own lines ("Using an existing study ...", "Trial 3 finished ...") on stderr: every
+# command that creates, resumes or runs a study says what happened in its own words
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
 
 def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
     """Opens the storage a study file names, with its heartbeat settings, for writing.

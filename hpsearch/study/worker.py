@@ -56,7 +56,6 @@ from hpsearch.training.trainer import set_threads
 from hpsearch.training.trainer import train_population
 from hpsearch.training.trainer import TrainResult
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 _log = logging.getLogger(__name__)
 
 MAX_SAME_FAILURES = 3  # a worker stops after this many trials in a row fail with one error

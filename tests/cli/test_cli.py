@@ -345,6 +345,8 @@ def test_run_checks_its_environment_before_writing_anything(tmp_path: Path) -> N
 def test_a_worker_without_its_gpu_claims_nothing(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 3})
     assert hpsearch("create", str(path)).returncode == 0
+    again = hpsearch("create", str(path))  # Optuna's "[I ...] Using an existing study": not ours
+    assert again.returncode == 0 and "[I " not in again.stderr + again.stdout, again.stderr
     proc = hpsearch("worker", str(path), "--device", "cuda:0")
     assert proc.returncode == 2
     assert "device cuda:0: no CUDA GPU is visible" in proc.stderr
