@@ -151,7 +151,7 @@ def trials(
         else trial_rows(s, sorted_trials(s, sort, top, states))
     )
     if fmt == "table" and not found:  # a line that says so, not an empty table
-        named = " or ".join(dict.fromkeys(s.upper() for s in states))
+        named = " or ".join(dict.fromkeys(state.upper() for state in states))
         click.echo(f"no {named + ' ' if named else ''}trials in this study")
     elif columns:
         output.rows(select_columns(found, columns), fmt)

@@ -1,4 +1,4 @@
-"""Database outages: which errors are worth waiting out, and for how long.
+"""Database outages: which errors are worth waiting out, and which are said at once.
 
 A storage call that fails with one of :func:`transient`'s errors is retried until
 :func:`hpsearch.spec.defaults.outage_wait` runs out (``ResilientRDBStorage``, in

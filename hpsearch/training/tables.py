@@ -40,6 +40,7 @@ MEMORY_ENV = "HPSEARCH_DATA_MEMORY"  # bytes a data set may take (default: avail
 # bytes in memory per byte on disk while loading (the frame, then float32 features)
 MEMORY_FACTOR = {"csv": 3.0, "tsv": 3.0, "parquet": 10.0, "npz": 2.0}
 REGRESSION_DISTINCT = 20  # a numeric target with more distinct values is a regression target
+SEPARATORS = {"csv": ",", "tsv": "\t"}
 OTHER_SEPARATORS = (";", "\t", ",", "|")  # what a header read as one column may hold
 NUMERIC_SHARE = 0.5  # a text column whose cells are mostly numbers is a mixed-type column
 
@@ -64,8 +65,9 @@ def read_table(file: str, kind: str, target: str) -> pl.DataFrame:
     if target not in frame.columns:
         close = difflib.get_close_matches(target, frame.columns, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        other = [s for s in OTHER_SEPARATORS if frame.width == 1 and s in frame.columns[0]]
-        if other and kind in ("csv", "tsv"):  # the whole header read as one column's name
+        alone = frame.columns[0] if frame.width == 1 else ""  # a header read as one name
+        other = [s for s in OTHER_SEPARATORS if s in alone and s != SEPARATORS.get(kind)]
+        if other and kind in SEPARATORS:
             wanted = "commas" if kind == "csv" else "tabs"
             hint = f" (its lines are split by {other[0]!r}: a .{kind} file's, by {wanted})"
         shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
@@ -86,8 +88,8 @@ def read_rows(file: str, kind: str, target: str | None = None) -> pl.DataFrame:
         raise DataError(f"{file}: no such file")
     check_memory(file, path.stat().st_size, MEMORY_FACTOR[kind])
     try:
-        if kind in ("csv", "tsv"):
-            frame = _read_csv(file, "," if kind == "csv" else "\t")
+        if kind in SEPARATORS:
+            frame = _read_csv(file, SEPARATORS[kind])
         elif kind == "parquet":
             frame = pl.read_parquet(file)
         else:
@@ -95,9 +97,7 @@ def read_rows(file: str, kind: str, target: str | None = None) -> pl.DataFrame:
     except DataError:
         raise
     except Exception as e:  # polars and numpy raise many kinds for a damaged file
-        fault = (
-            _csv_fault(file, "," if kind == "csv" else "\t") if kind in ("csv", "tsv") else None
-        )
+        fault = _csv_fault(file, SEPARATORS[kind]) if kind in SEPARATORS else None
         if fault:
             raise DataError(f"{file}: {fault}") from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
