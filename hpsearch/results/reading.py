@@ -152,15 +152,13 @@ def stream_trial_rows(
             empty.
     """
     pages = db.trial_pages(
-        study, by_value=sort == SORT_VALUE, size=EXPORT_PAGE, user_keys=ROW_ATTRS
+        study,
+        by_value=sort == SORT_VALUE,
+        size=EXPORT_PAGE,
+        user_keys=ROW_ATTRS,
+        states=_states(states),
     )
-    kept = _states(states)
-    rows = (
-        row
-        for page in pages
-        for row in trial_rows(study, [t for t in page if kept is None or t.state in kept])
-    )
-    return trial_columns(study), rows
+    return trial_columns(study), (row for page in pages for row in trial_rows(study, page))
 
 
 def _states(names: Collection[str]) -> tuple[TrialState, ...] | None:

@@ -294,18 +294,22 @@ def study_overviews(storage: BaseStorage) -> list[StudyOverview]:
 
 
 def trial_pages(
-    study: optuna.Study, by_value: bool, size: int, user_keys: Collection[str]
+    study: optuna.Study,
+    by_value: bool,
+    size: int,
+    user_keys: Collection[str],
+    states: Collection[TrialState] | None = None,
 ) -> Iterator[list[FrozenTrial]]:
-    """Every trial of a study, ``size`` at a time, in a table's order: by number, or
-    (``by_value``) the COMPLETE ones by the first objective, best first, then the others by
-    number. The order is one query of ids; each page a few column queries, so a large study
-    is never held whole. The trials are light: their number, state, values, times, params
-    and only the user attributes named in ``user_keys`` (no intermediate values, no system
-    attributes): what a table's row shows."""
+    """Every trial of a study (of ``states``, when given), ``size`` at a time, in a table's
+    order: by number, or (``by_value``) the COMPLETE ones by the first objective, best first,
+    then the others by number. The order is one query of ids, which picks the states too;
+    each page a few column queries, so a large study is never held whole. The trials are
+    light: their number, state, values, times, params and only the user attributes named in
+    ``user_keys`` (no intermediate values, no system attributes): what a table's row shows."""
     storage = storage_of(study)
     rdb = _rdb(storage)
     if rdb is None:  # no query to order by: a journal file is read whole anyway
-        trials = study.get_trials(deepcopy=False)
+        trials = study.get_trials(deepcopy=False, states=states)
         if by_value:
             done, rank = TrialState.COMPLETE, best_first(study.directions)
             trials.sort(key=lambda t: (t.state != done, rank(t) if t.state == done else 0))
@@ -317,21 +321,22 @@ def trial_pages(
 
     def order(session: Any, models: Any) -> list[int]:
         value, trial = models.TrialValueModel, models.TrialModel
+        kept = sa.true() if states is None else trial.state.in_(list(states))
         if not by_value:
-            ordered = session.query(trial.trial_id).filter(trial.study_id == sid)
+            ordered = session.query(trial.trial_id).filter(trial.study_id == sid, kept)
             return [int(r[0]) for r in ordered.order_by(trial.number)]
         by = value.value.desc() if maximize else value.value.asc()
         infinite = sa.case((value.value.is_(None), 1), else_=0)  # +-inf: after the finite
         best = (
             session.query(trial.trial_id)
             .join(value, value.trial_id == trial.trial_id)
-            .filter(trial.study_id == sid, trial.state == TrialState.COMPLETE)
+            .filter(trial.study_id == sid, trial.state == TrialState.COMPLETE, kept)
             .filter(value.objective == 0)
             .order_by(infinite, by, trial.number)
         )
         rest = (
             session.query(trial.trial_id)
-            .filter(trial.study_id == sid, trial.state != TrialState.COMPLETE)
+            .filter(trial.study_id == sid, trial.state != TrialState.COMPLETE, kept)
             .order_by(trial.number)
         )
         return [int(r[0]) for r in best] + [int(r[0]) for r in rest]
