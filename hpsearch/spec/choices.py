@@ -24,6 +24,10 @@ Color = Literal["grey", "rgb"]
 # autocast of the training steps
 Precision = Literal["fp32", "tf32", "bf16"]
 
+# numpy's generators take 32-bit seeds: Optuna's samplers fail on a larger or a negative one
+# at their first draw, torch on one past 64 bits; one range for every seed a file sets
+MAX_SEED = 2**32 - 1
+
 DATASETS: tuple[str, ...] = get_args(Dataset)
 # the built-in data sets that are images (the rest, synthetic, are points): what may be shifted
 IMAGE_DATASETS: tuple[str, ...] = ("mnist", "fashion-mnist", "digits")

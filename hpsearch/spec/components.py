@@ -1,99 +1,145 @@
 """The samplers and pruners a study file may name, and the options of each that a YAML
-scalar can set.
+scalar can set, with the values Optuna accepts.
 
 Written out rather than read from Optuna's constructor signatures: importing Optuna costs
 every command a tenth of a second, and a bad study file must be refused before that.
 ``tests/spec/test_components.py`` reads the pinned Optuna's signatures and checks this
-table against them (every option a scalar can set is here, with its type, and no other),
-so a new Optuna that adds or retypes an option fails a test, not a user's study. Options
-typed as callables, sequences or objects (``gamma``, ``search_space``) cannot come from a
-file and are left out, so naming one is an unknown key.
+table against them (every option a scalar can set is here, with its type, or in
+:data:`RETIRED`, and no other; every bound admits the value at its edge), so a new Optuna
+that adds or retypes an option fails a test, not a user's study. Options typed as
+callables, sequences or objects (``gamma``, ``search_space``) cannot come from a file and
+are left out, so naming one is an unknown key.
+
+The bounds are the ones Optuna checks when it builds the sampler or pruner (a traceback
+there, after torch had loaded) and the ones it does not check but fails on later, in the
+middle of a study: a negative seed, ``n_ei_candidates: 0``, ``reduction_factor: 1``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 
-# option -> (the scalar types it takes, required)
-Options = Mapping[str, tuple[tuple[str, ...], bool]]
+from hpsearch.spec.choices import MAX_SEED
 
-_SEED: Options = {"seed": (("int",), False)}
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One constructor option a study file may set.
+
+    Attributes:
+        types: The YAML scalar types it takes (``bool``, ``int``, ``float``, ``str``).
+        required: Whether the block must set it.
+        ge: The least number allowed.
+        gt: A number the value must exceed.
+        le: The greatest number allowed.
+        words: The strings allowed, for an option that takes a string.
+    """
+
+    types: tuple[str, ...]
+    required: bool = False
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    words: tuple[str, ...] = ()
+
+
+Options = Mapping[str, Option]
+
+_BOOL = Option(("bool",))
+SEED = Option(("int",), ge=0, le=MAX_SEED)
+_COUNT = Option(("int",), ge=0)
+_POSITIVE = Option(("int",), ge=1)
+_PROBABILITY = Option(("float",), ge=0.0, le=1.0)
 
 SAMPLER_OPTIONS: Mapping[str, Options] = {
-    "random": _SEED,
+    "random": {"seed": SEED},
     "tpe": {
-        "consider_prior": (("bool",), False),
-        "prior_weight": (("float",), False),
-        "consider_magic_clip": (("bool",), False),
-        "consider_endpoints": (("bool",), False),
-        "n_startup_trials": (("int",), False),
-        "n_ei_candidates": (("int",), False),
-        "seed": (("int",), False),
-        "multivariate": (("bool",), False),
-        "group": (("bool",), False),
-        "warn_independent_sampling": (("bool",), False),
-        "constant_liar": (("bool",), False),
+        "n_startup_trials": _COUNT,
+        "n_ei_candidates": _POSITIVE,
+        "seed": SEED,
+        "multivariate": _BOOL,
+        "group": _BOOL,
+        "constant_liar": _BOOL,
     },
     "gp": {
-        "seed": (("int",), False),
-        "n_startup_trials": (("int",), False),
-        "deterministic_objective": (("bool",), False),
-        "warn_independent_sampling": (("bool",), False),
+        "seed": SEED,
+        "n_startup_trials": _COUNT,
+        "deterministic_objective": _BOOL,
+        "warn_independent_sampling": _BOOL,
     },
     "cmaes": {
-        "sigma0": (("float",), False),
-        "n_startup_trials": (("int",), False),
-        "warn_independent_sampling": (("bool",), False),
-        "seed": (("int",), False),
-        "consider_pruned_trials": (("bool",), False),
-        "restart_strategy": (("str",), False),
-        "popsize": (("int",), False),
-        "inc_popsize": (("int",), False),
-        "use_separable_cma": (("bool",), False),
-        "with_margin": (("bool",), False),
-        "lr_adapt": (("bool",), False),
+        "n_startup_trials": _COUNT,
+        "warn_independent_sampling": _BOOL,
+        "seed": SEED,
+        "consider_pruned_trials": _BOOL,
+        # CMA-ES's update needs two samples a generation (one fails every trial)
+        "popsize": Option(("int",), ge=2),
+        "use_separable_cma": _BOOL,
+        "with_margin": _BOOL,
+        "lr_adapt": _BOOL,
     },
     "qmc": {
-        "qmc_type": (("str",), False),
-        "scramble": (("bool",), False),
-        "seed": (("int",), False),
-        "warn_asynchronous_seeding": (("bool",), False),
-        "warn_independent_sampling": (("bool",), False),
+        "qmc_type": Option(("str",), words=("halton", "sobol")),
+        "scramble": _BOOL,
+        "seed": SEED,
+        "warn_asynchronous_seeding": _BOOL,
+        "warn_independent_sampling": _BOOL,
     },
     "nsga2": {
-        "population_size": (("int",), False),
-        "mutation_prob": (("float",), False),
-        "crossover_prob": (("float",), False),
-        "swapping_prob": (("float",), False),
-        "seed": (("int",), False),
+        "population_size": Option(("int",), ge=2),
+        "mutation_prob": _PROBABILITY,
+        "crossover_prob": _PROBABILITY,
+        "swapping_prob": _PROBABILITY,
+        "seed": SEED,
     },
     # Finite studies: every point is queued up front and claimed exactly once by a worker,
     # so the sampler (Optuna's random sampler) never samples; only the seed means something.
-    "grid": _SEED,
-    "ofat": _SEED,
+    "grid": {"seed": SEED},
+    "ofat": {"seed": SEED},
 }
 
 _STEPS: Options = {
-    "n_startup_trials": (("int",), False),
-    "n_warmup_steps": (("int",), False),
-    "interval_steps": (("int",), False),
-    "n_min_trials": (("int",), False),
+    "n_startup_trials": _COUNT,
+    "n_warmup_steps": _COUNT,
+    "interval_steps": _POSITIVE,
+    "n_min_trials": _POSITIVE,
 }
+# a resource is a number of epochs, or "auto" (Optuna reads it from the first trials)
+_REDUCTION = Option(("int",), ge=2)
 
 PRUNER_OPTIONS: Mapping[str, Options] = {
     "none": {},
     "median": _STEPS,
-    "percentile": {"percentile": (("float",), True), **_STEPS},
+    "percentile": {"percentile": Option(("float",), required=True, ge=0.0, le=100.0), **_STEPS},
     "successive_halving": {
-        "min_resource": (("int", "str"), False),
-        "reduction_factor": (("int",), False),
-        "min_early_stopping_rate": (("int",), False),
-        "bootstrap_count": (("int",), False),
+        "min_resource": Option(("int", "str"), ge=1, words=("auto",)),
+        "reduction_factor": _REDUCTION,
+        "min_early_stopping_rate": _COUNT,
+        "bootstrap_count": _COUNT,
     },
     "hyperband": {
-        "min_resource": (("int",), False),
-        "max_resource": (("int", "str"), False),
-        "reduction_factor": (("int",), False),
-        "bootstrap_count": (("int",), False),
+        "min_resource": _POSITIVE,
+        "max_resource": Option(("int", "str"), ge=1, words=("auto",)),
+        "reduction_factor": _REDUCTION,
+        "bootstrap_count": _COUNT,
+    },
+}
+
+# Options the pinned Optuna still takes but has retired, and why a study file may not set
+# them: a file that relies on one would change meaning, or break, with the next Optuna.
+_REMOVED = "deprecated by Optuna {} and removed in 6.0; leave it out"
+RETIRED: Mapping[str, Mapping[str, str]] = {
+    "tpe": {
+        "consider_prior": _REMOVED.format("4.3"),
+        "prior_weight": _REMOVED.format("4.9"),
+        "consider_magic_clip": _REMOVED.format("4.9"),
+        "consider_endpoints": _REMOVED.format("4.9"),
+        "warn_independent_sampling": _REMOVED.format("4.9"),
+    },
+    "cmaes": {
+        "sigma0": _REMOVED.format("4.9"),
+        "restart_strategy": "ignored since Optuna 4.4 (it falls back to none); leave it out",
+        "inc_popsize": "ignored since Optuna 4.4, as restart_strategy; leave it out",
     },
 }

@@ -25,6 +25,7 @@ from hpsearch.spec.choices import Dataset
 from hpsearch.spec.choices import IMAGE_DATASETS
 from hpsearch.spec.choices import Loss
 from hpsearch.spec.choices import LOSS_ALIASES
+from hpsearch.spec.choices import MAX_SEED
 from hpsearch.spec.choices import Optimizer
 from hpsearch.spec.choices import Precision
 from hpsearch.spec.choices import Preprocess
@@ -137,7 +138,7 @@ class TrainConfig:
     """Training batch size."""
     eval_batch_size: AtLeastOne = 1000
     """Evaluation batch size: larger is faster and changes nothing."""
-    seed: StrictInt = 1
+    seed: Annotated[StrictInt, Field(ge=0, le=MAX_SEED)] = 1
     """Seed of initialisation, shuffling and dropout."""
     device: Device = "auto"
     """auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps."""

@@ -36,8 +36,10 @@ from pydantic import WithJsonSchema
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
+from hpsearch.spec.components import Option
 from hpsearch.spec.components import Options
 from hpsearch.spec.components import PRUNER_OPTIONS
+from hpsearch.spec.components import RETIRED
 from hpsearch.spec.components import SAMPLER_OPTIONS
 from hpsearch.spec.config import DatasetChoice
 from hpsearch.spec.config import FIELDS
@@ -338,15 +340,59 @@ def _component(
 ) -> type[_Strict]:
     """The model of one sampler's or pruner's block: ``name`` and its options."""
     fields: dict[str, Any] = {"name": (Literal[name], ...)}
-    for option, (types, required) in options.items():
-        hint: Any = functools.reduce(operator.or_, [_STRICT[t] for t in types])
-        fields[option] = (hint, ...) if required else (hint | None, None)
+    for option, rule in options.items():
+        hint = _option_hint(rule)
+        fields[option] = (hint, ...) if rule.required else (hint | None, None)
     fields.update(extra)
-    return pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
+    model = pydantic.create_model(f"{kind}_{name}", __base__=base, **fields)
+    _RETIRED_BY_MODEL[model] = RETIRED.get(name, {})
+    return model
+
+
+def _option_hint(rule: Option) -> Any:
+    """An option's type, within its bounds; a string option takes only its words."""
+    scalars = [_scalar_hint(t, rule) for t in rule.types]
+    hint: Any = functools.reduce(operator.or_, scalars)
+    if len(scalars) == 1:
+        return hint
+    # A number or a word (`max_resource: auto`): one message for a value that is neither,
+    # not one for each type it is not.
+    check = functools.partial(_either, pydantic.TypeAdapter(hint), rule)
+    return Annotated[Any, pydantic.PlainValidator(check, json_schema_input_type=hint)]
+
+
+def _scalar_hint(scalar: str, rule: Option) -> Any:
+    if scalar == "str" and rule.words:
+        return Literal[rule.words]
+    if scalar in ("int", "float"):
+        return Annotated[_STRICT[scalar], Field(ge=rule.ge, gt=rule.gt, le=rule.le)]
+    return _STRICT[scalar]
+
+
+def _either(adapter: pydantic.TypeAdapter[Any], rule: Option, value: Any) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except pydantic.ValidationError:
+        least = f" >= {rule.ge:g}" if rule.ge is not None else ""
+        words = " or ".join(repr(w) for w in rule.words)
+        message = f"expected an integer{least} or {words}, got {shorten(value)}"
+        raise Problems([("", message)]) from None
+
+
+_RETIRED_BY_MODEL: dict[type[_Strict], Mapping[str, str]] = {}
 
 
 class _Options(_Strict):
     """A sampler's or pruner's options: built from a constructor's signature."""
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _retired(cls, data: Any) -> Any:
+        """Names an option Optuna has retired with why, not as an unknown key."""
+        retired = _RETIRED_BY_MODEL.get(cls, {})
+        if isinstance(data, dict) and retired.keys() & data.keys():
+            raise Problems([(k, retired[k]) for k in data if k in retired])
+        return data
 
 
 class _PatienceCheck(_Options):

@@ -210,12 +210,17 @@ def _rule(hint: Any, ctx: Mapping[str, Any]) -> str:
         ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
     )
     if low and high:
-        return f"must be in {low[0]}{low[1]:g}, {high[1]:g}{high[0]}"
+        return f"must be in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
     if low:
-        return f"must be {'>=' if low[0] == '[' else '>'} {low[1]:g}"
+        return f"must be {'>=' if low[0] == '[' else '>'} {_number(low[1])}"
     if high:
-        return f"must be {'<=' if high[0] == ']' else '<'} {high[1]:g}"
+        return f"must be {'<=' if high[0] == ']' else '<'} {_number(high[1])}"
     return "out of range"
+
+
+def _number(bound: float) -> str:
+    """A bound as a user wrote it: an integer whole (a seed's 4294967295, not 4.29497e+09)."""
+    return str(bound) if isinstance(bound, int) else f"{bound:g}"
 
 
 def _bounds(hint: Any) -> dict[str, float]:

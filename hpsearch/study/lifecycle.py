@@ -245,7 +245,14 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
-    """Opens the storage, creates or loads the study and tops up its budget."""
+    """Opens the storage, creates or loads the study and tops up its budget.
+
+    Raises:
+        ConfigError: The file's sampler or pruner options, which Optuna refuses together,
+            before a database exists.
+    """
+    make_sampler(spec)
+    make_pruner(spec)
     storage = open_spec_storage(spec, create=True)
     study = create_study(spec, storage)
     return storage, study, top_up(study, spec)

@@ -3,12 +3,19 @@ study, and history windows on large studies (:mod:`hpsearch.study.windows`)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+from typing import TypeVar
+
 import optuna
 
+from hpsearch.errors import ConfigError
 from hpsearch.spec.studyfile import derive_seed
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study.windows import windowed
 from hpsearch.study.windows import windowed_pruner
+
+T = TypeVar("T")
 
 # The classes behind the names of hpsearch.spec.components (whose options are checked
 # against these classes' signatures by tests/spec/test_components.py).
@@ -46,6 +53,10 @@ def make_sampler(spec: StudySpec, started: int = 0) -> optuna.samplers.BaseSampl
     Args:
         spec: The study file.
         started: Trials of the study that are not WAITING when this sampler is built.
+
+    Raises:
+        ConfigError: Optuna refuses the options together (each one alone is checked with
+            the file, :mod:`hpsearch.spec.components`): `lr_adapt` with `with_margin`.
     """
     options = dict(spec.sampler_options)
     seed = options.get("seed")
@@ -55,12 +66,26 @@ def make_sampler(spec: StudySpec, started: int = 0) -> optuna.samplers.BaseSampl
             options["independent_sampler"] = optuna.samplers.RandomSampler(seed=moved)
         else:
             options["seed"] = moved
-    return windowed(spec.sampler, SAMPLERS[spec.sampler](**options))
+    sampler = _build("sampler", SAMPLERS[spec.sampler], options, spec)
+    return windowed(spec.sampler, sampler)
+
+
+def _build(section: str, cls: type[T], options: Mapping[str, Any], spec: StudySpec) -> T:
+    """``cls(**options)``; what Optuna refuses is the study file's error, not a traceback."""
+    try:
+        return cls(**options)
+    except (ValueError, TypeError) as e:
+        raise ConfigError([f"{section}: {e}"], spec.path) from e
 
 
 def make_pruner(spec: StudySpec) -> optuna.pruners.BasePruner:
-    """The file's pruner, in its history window, wrapped in ``PatientPruner`` if asked."""
-    pruner = windowed_pruner(spec.pruner, PRUNERS[spec.pruner](**spec.pruner_options))
+    """The file's pruner, in its history window, wrapped in ``PatientPruner`` if asked.
+
+    Raises:
+        ConfigError: Optuna refuses the options together (see :func:`make_sampler`).
+    """
+    built = _build("pruner", PRUNERS[spec.pruner], spec.pruner_options, spec)
+    pruner = windowed_pruner(spec.pruner, built)
     if spec.patience:
         return optuna.pruners.PatientPruner(pruner, **spec.patience)
     return pruner

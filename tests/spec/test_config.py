@@ -52,6 +52,9 @@ def test_nll_is_cross_entropy() -> None:
         ({"hidden_layers": [8, 8], "activation": ["relu"]}, "activation: 1 values for 2"),
         ({"nesterov": True}, "nesterov: needs momentum > 0"),
         ({"epochs": 0}, "epochs: must be >= 1"),
+        # torch fails past 64 bits, numpy (which a study's sampler seeds) past 32 or below 0
+        ({"seed": 2**70}, "seed: must be in [0, 4294967295], got 1180591620717411303424"),
+        ({"seed": -1}, "seed: must be in [0, 4294967295], got -1"),
         ({"batch_size": True}, "batch_size: expected an integer"),
         ({"device": "tpu"}, "device: allowed: auto, cpu"),
         # YAML's .inf and .nan: an infinite rate trains to NaN; NaN passes every bound

@@ -131,7 +131,48 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         {"sampler": {"name": "tpe", "multivariate": "yes"}},
         "sampler.multivariate: expected true/false",
     ),
+    # Optuna refuses these when it builds the sampler or pruner, or later, mid-study
+    (
+        "a seed numpy cannot take",
+        {"sampler": {"name": "tpe", "seed": -1}},
+        "sampler.seed: must be in [0, 4294967295], got -1",
+    ),
+    (
+        "no candidates",
+        {"sampler": {"name": "tpe", "n_ei_candidates": 0}},
+        "sampler.n_ei_candidates: must be >= 1, got 0",
+    ),
+    (
+        "a probability over 1",
+        {"sampler": {"name": "nsga2", "mutation_prob": 2.0}},
+        "sampler.mutation_prob: must be in [0, 1], got 2.0",
+    ),
+    (
+        "an unknown sequence",
+        {"sampler": {"name": "qmc", "qmc_type": "random"}},
+        "sampler.qmc_type: unknown 'random'; allowed: halton, sobol",
+    ),
+    (
+        "an option Optuna ignores",
+        {"sampler": {"name": "cmaes", "restart_strategy": "ipop"}},
+        "sampler.restart_strategy: ignored since Optuna 4.4",
+    ),
     ("unknown pruner", {"pruner": "early"}, "pruner.name: unknown 'early'"),
+    (
+        "a percentile over 100",
+        {"pruner": {"name": "percentile", "percentile": 150.0}},
+        "pruner.percentile: must be in [0, 100], got 150.0",
+    ),
+    (
+        "a reduction that never reduces",
+        {"pruner": {"name": "hyperband", "reduction_factor": 1}},
+        "pruner.reduction_factor: must be >= 2, got 1",
+    ),
+    (
+        "a resource neither a number nor auto",
+        {"pruner": {"name": "hyperband", "max_resource": "all"}},
+        "pruner.max_resource: expected an integer >= 1 or 'auto', got 'all'",
+    ),
     (
         "percentile needs percentile",
         {"pruner": {"name": "percentile"}},
@@ -290,6 +331,15 @@ def test_yaml_problems(content: str, message: str, tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         ({"sampler": "bayes"}, "sampler.name: unknown 'bayes'"),
+        # each option is valid alone: Optuna refuses the two together
+        (
+            {"pruner": {"name": "hyperband", "bootstrap_count": 1}},
+            "pruner: bootstrap_count > 0 and max_resource == 'auto' are mutually incompatible",
+        ),
+        (
+            {"sampler": {"name": "cmaes", "lr_adapt": True, "with_margin": True}},
+            "sampler: It is prohibited to pass `use_separable_cma` or `with_margin`",
+        ),
         ({"space": {"lr": {"type": "float", "low": 1.0, "high": 0.1}}}, "space.lr: low (1.0)"),
     ],
 )
