@@ -47,6 +47,9 @@ class Param(Protocol):
     def finite(self) -> bool:
         """Whether :meth:`options` lists every value (a float range needs a step)."""
 
+    def size(self) -> int | None:
+        """How many values :meth:`options` lists (counted, not listed), or ``None``."""
+
     def options(self) -> list[Option] | None:
         """Every value the parameter can take, or ``None`` for a continuous range."""
 
@@ -68,12 +71,20 @@ class _OwnField:
         return True
 
 
+# The most points a grid or one-factor study may have: each is a queued trial, and a step
+# too fine for its range (1e-9 over [0.001, 1]) would otherwise hang the reading of the file.
+MAX_POINTS = 100_000
+
+
+def _steps(low: float, high: float, step: float) -> int:
+    return int(round((high - low) / step, 8) // 1)
+
+
 def _frange(low: float, high: float, step: float) -> list[float]:
     # The values Optuna's FloatDistribution(step=...) can draw: low + k * step, up to high.
     # (k * step + low, the same float arithmetic as Optuna's samplers, so that a grid point
     # and a drawn value compare equal).
-    n = int(round((high - low) / step, 8) // 1)
-    return [float(k * step + low) for k in range(n + 1)]
+    return [float(k * step + low) for k in range(_steps(low, high, step) + 1)]
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,9 @@ class FloatParam(_OwnField):
     def suggest(self, trial: optuna.Trial) -> Any:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
 
+    def size(self) -> int | None:
+        return None if self.step is None else _steps(self.low, self.high, self.step) + 1
+
     def options(self) -> list[Option] | None:
         if self.step is None:
             return None
@@ -119,6 +133,9 @@ class IntParam(_OwnField):
 
     def suggest(self, trial: optuna.Trial) -> Any:
         return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def size(self) -> int | None:
+        return len(range(self.low, self.high + 1, self.step))
 
     def options(self) -> list[Option] | None:
         return [({self.name: v}, v) for v in range(self.low, self.high + 1, self.step)]
@@ -144,6 +161,9 @@ class CategoricalParam(_OwnField):
         encoded = [encode_choice(c) for c in self.choices]
         picked = trial.suggest_categorical(self.name, encoded)
         return self.choices[encoded.index(picked)]
+
+    def size(self) -> int | None:
+        return len(self.choices)
 
     def options(self) -> list[Option] | None:
         return [({self.name: encode_choice(c)}, c) for c in self.choices]
@@ -186,6 +206,11 @@ class LayersParam:
             for n in self._width_names(depth)
         ]
 
+    def size(self) -> int | None:
+        widths = len(range(self.width_low, self.width_high + 1, self.width_step))
+        depths = range(self.depth_low, self.depth_high + 1)
+        return sum(widths if self.same_width and d else widths**d for d in depths)
+
     def options(self) -> list[Option] | None:
         widths = list(range(self.width_low, self.width_high + 1, self.width_step))
         result: list[Option] = []
@@ -201,6 +226,14 @@ class LayersParam:
                 params.update(zip(names, combo, strict=True))
                 result.append((params, combo))
         return result
+
+
+class TooManyPoints(ValueError):
+    """A grid of more points than a study may queue."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        super().__init__(f"more than {most:,} points")
 
 
 def _active(param: Param, values: Mapping[str, Any]) -> bool:
@@ -229,8 +262,15 @@ class SearchSpace:
         """Whether every parameter has a finite list of values (needed for a grid)."""
         return all(p.finite for p in self.params)
 
-    def grid_points(self) -> list[dict[str, Any]]:
-        """Every combination of values, as Optuna params, inactive parameters left out."""
+    def grid_points(self, most: int = MAX_POINTS) -> list[dict[str, Any]]:
+        """Every combination of values, as Optuna params, inactive parameters left out.
+
+        Args:
+            most: The most points to make; a grid of more stops as it passes them.
+
+        Raises:
+            TooManyPoints: The grid has more than ``most`` points.
+        """
         points: list[tuple[dict[str, Any], dict[str, Any]]] = [({}, {})]
         for param in self.params:
             options = param.options()
@@ -240,6 +280,8 @@ class SearchSpace:
                 if not _active(param, by_name):
                     grown.append((optuna_params, by_name))
                     continue
+                if len(grown) + len(options) > most:
+                    raise TooManyPoints(most)
                 for extra, value in options:
                     grown.append(({**optuna_params, **extra}, {**by_name, param.name: value}))
             points = grown

@@ -52,8 +52,10 @@ from hpsearch.spec.space import CategoricalParam
 from hpsearch.spec.space import FloatParam
 from hpsearch.spec.space import IntParam
 from hpsearch.spec.space import LayersParam
+from hpsearch.spec.space import MAX_POINTS
 from hpsearch.spec.space import Param
 from hpsearch.spec.space import SearchSpace
+from hpsearch.spec.space import TooManyPoints
 from hpsearch.spec.tasks import DEFAULT_METRIC
 from hpsearch.spec.tasks import loss_problems
 from hpsearch.spec.tasks import metric_problems
@@ -692,14 +694,7 @@ class StudyFile(_Strict):
                 )
             )
         if sampler in FINITE_SAMPLERS:
-            for name, spec in self.space.items():
-                if not _param(name, spec).finite:
-                    found.append(
-                        (
-                            f"space.{name}",
-                            f"a {sampler} study needs finite values: give values: or a step",
-                        )
-                    )
+            found.extend(_finite_problems(sampler, self.space))
         if len(objectives) > 1:
             if sampler in SINGLE_OBJECTIVE_SAMPLERS:
                 found.append(
@@ -719,6 +714,28 @@ class StudyFile(_Strict):
         if found:
             raise Problems(found)
         return self
+
+
+def _finite_problems(sampler: str, space: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """A grid's or one-factor study's parameters: finite, and few enough to queue."""
+    found, sizes = [], []
+    for name, spec in space.items():
+        size = _param(name, spec).size()
+        if size is None:
+            problem = f"a {sampler} study needs finite values: give values: or a step"
+        elif size > MAX_POINTS:
+            problem = f"{size:,} values, more than the {MAX_POINTS:,} points a study may queue"
+        else:
+            sizes.append(size)
+            continue
+        found.append((f"space.{name}", f"{problem}{_FEWER}"))
+    if sampler == "ofat" and not found and 1 + sum(sizes) > MAX_POINTS:
+        points = f"{1 + sum(sizes):,} points, more than the {MAX_POINTS:,} a study may queue"
+        found.append(("space", f"{points}{_FEWER}"))
+    return found
+
+
+_FEWER = ": fewer values or a larger step, or sample the range with random or tpe"
 
 
 def study_schema() -> dict[str, Any]:
@@ -851,7 +868,7 @@ def parse_study(
         grace_period=heartbeat.grace_period or max(20, 4 * interval),
         path=source,
         description=f.description or "",
-        finite_points=_finite_points(sampler_name, space, base),
+        finite_points=_finite_points(sampler_name, space, base, source),
         population=f.population or 1,
         open_defaults=open_defaults,
     )
@@ -877,12 +894,21 @@ def _own_data(base: TrainConfig, source: str) -> TrainConfig:
     return resolved
 
 
-def _finite_points(sampler: str, space: SearchSpace, base: TrainConfig) -> tuple[Point, ...]:
+def _finite_points(
+    sampler: str, space: SearchSpace, base: TrainConfig, source: str
+) -> tuple[Point, ...]:
     if sampler == "ofat":
         return tuple(space.one_factor_points(base.to_dict()))
-    if sampler == "grid":
+    if sampler != "grid":
+        return ()
+    try:
         return tuple((None, None, params) for params in space.grid_points())
-    return ()
+    except TooManyPoints as e:
+        sizes = " x ".join(f"{p.name} {p.size():,}" for p in space.params)
+        raise ConfigError(
+            [f"space: a grid of {e} ({sizes} values), the most a study may queue{_FEWER}"],
+            source,
+        ) from None
 
 
 def _join(path: str, key: str) -> str:

@@ -8,6 +8,7 @@ from hpsearch.spec.space import FloatParam
 from hpsearch.spec.space import IntParam
 from hpsearch.spec.space import LayersParam
 from hpsearch.spec.space import SearchSpace
+from hpsearch.spec.space import TooManyPoints
 
 
 def _drawn(space: SearchSpace, n: int) -> set[str]:
@@ -50,6 +51,17 @@ def test_grid_expansion_equals_what_samplers_draw(param: object) -> None:
     grid = _grid(space)
     assert len(grid) == len(space.grid_points())  # no duplicates among grid points
     assert _drawn(space, 400) == grid
+    # counted without listing: how a grid too large to list is refused
+    assert param.size() == len(param.options() or [])  # type: ignore[attr-defined]
+
+
+def test_a_grid_past_its_limit_stops_as_it_passes_it() -> None:
+    space = SearchSpace(
+        (IntParam("epochs", 1, 10), IntParam("batch_size", 1, 10), IntParam("seed", 1, 10))
+    )
+    assert len(space.grid_points(most=1000)) == 1000
+    with pytest.raises(TooManyPoints, match="more than 999 points"):
+        space.grid_points(most=999)
 
 
 def test_float_step_is_inclusive() -> None:

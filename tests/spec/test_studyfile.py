@@ -285,6 +285,44 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         "dataset: unknown 'data/my.csv'; allowed: digits, mnist, fashion-mnist, synthetic; "
         "your own data: {path: FILE, target: COLUMN}",
     ),
+    # each point of a grid is a queued trial: a step too fine would hang reading the file
+    (
+        "a grid step too fine for its range",
+        {
+            "sampler": "grid",
+            "space": {"dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 2**-20}},
+        },
+        "space.dropout: 524,289 values, more than the 100,000 points a study may queue",
+    ),
+    (
+        "a grid of too many combinations",
+        {
+            "sampler": "grid",
+            "space": {
+                "epochs": {"type": "int", "low": 1, "high": 100},
+                "batch_size": {"type": "int", "low": 1, "high": 100},
+                "seed": {"type": "int", "low": 0, "high": 99},
+            },
+        },
+        "space: a grid of more than 100,000 points (epochs 100 x batch_size 100 x seed 100 "
+        "values), the most a study may queue",
+    ),
+    (
+        "the default layers as a grid",
+        {"sampler": "grid", "space": {"hidden_layers": {"type": "layers"}}},
+        "space.hidden_layers: 14,055,843 values",
+    ),
+    (
+        "one factor at a time, too many",
+        {
+            "sampler": "ofat",
+            "space": {
+                "epochs": {"type": "int", "low": 1, "high": 60000},
+                "batch_size": {"type": "int", "low": 1, "high": 60000},
+            },
+        },
+        "space: 120,001 points, more than the 100,000 a study may queue",
+    ),
     ("negative budget", {"budget": {"trials": 0}}, "budget.trials: must be >= 1"),
     ("missing budget", {"budget": {}}, "budget.trials: required"),
     ("no space", {"space": {}}, "space: required"),
