@@ -40,6 +40,7 @@ from hpsearch.storage._optuna.trials import grace_period
 from hpsearch.storage._optuna.trials import heartbeat_interval
 from hpsearch.storage._optuna.trials import may_go_stale
 from hpsearch.storage._optuna.trials import params_together
+from hpsearch.storage._optuna.trials import queue_trials
 from hpsearch.storage._optuna.trials import set_study_system_attr
 from hpsearch.storage._optuna.trials import set_trial_params
 from hpsearch.storage._optuna.trials import set_trial_user_attrs
@@ -98,6 +99,7 @@ __all__ = [
     "param_names",
     "params_together",
     "preload",
+    "queue_trials",
     "redact",
     "retried_numbers",
     "sample_trials",

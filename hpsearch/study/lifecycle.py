@@ -233,14 +233,12 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
     if room <= 0:
         return 0
     if not spec.is_finite:
-        for _ in range(room):
-            study.enqueue_trial({})
+        db.queue_trials(study, [({}, {})] * room)
         return room
-    counted = budget.counted_trials(study)  # a grid's or one-factor study's points: a few hundred
+    counted = budget.counted_trials(study)  # a grid's or one-factor study's points
     done = {_point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
-    for factor, value, params in missing:
-        study.enqueue_trial(params, user_attrs=record.one_factor_attrs(factor, value))
+    db.queue_trials(study, [(p, record.one_factor_attrs(f, v)) for f, v, p in missing])
     return len(missing)
 
 

@@ -352,3 +352,71 @@ def test_a_workers_kept_trial_lists_are_what_sorting_the_cache_gives(tmp_path: A
                 batch,
                 key,
             )
+
+
+QUEUED: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({}, {}),
+    ({"x": 0.25}, {"factor": "x", "value": 0.25}),
+    ({"x": 0.5}, {}),
+    ({}, {"n": [1, 2], "s": "é"}),
+    ({"x": 0.75}, {}),
+]
+
+
+def test_queued_trials_are_what_enqueue_trial_makes(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A budget is queued many trials a transaction: each must be the trial Optuna's
+    # enqueue_trial makes, numbered after those already there (a running one here).
+    from hpsearch.storage._optuna.rdb import CREATE_TOKEN
+
+    monkeypatch.setattr(trials_module, "QUEUE_CHUNK", 2)  # three transactions
+    ours = _study(any_storage_url)
+    theirs = optuna.create_study(study_name="o", storage=db.storage_of(ours))
+    for study in (ours, theirs):
+        study.ask({"x": _X})
+    db.queue_trials(ours, QUEUED)
+    for params, attrs in QUEUED:
+        theirs.enqueue_trial(params, user_attrs=attrs)
+    mine, optunas = ours.get_trials()[1:], theirs.get_trials()[1:]
+    assert [t.number for t in mine] == [1, 2, 3, 4, 5]
+    for a, b in zip(mine, optunas, strict=True):
+        a_fields, b_fields = dict(a.__dict__), dict(b.__dict__)
+        for fields in (a_fields, b_fields):
+            del fields["_trial_id"]
+            fields["_system_attrs"] = {
+                k: v for k, v in fields["_system_attrs"].items() if k != CREATE_TOKEN
+            }
+        assert repr(a_fields) == repr(b_fields)
+    # claimed in their order, each taking its params; none keeps the insert's token
+    for params, _ in QUEUED:
+        claimed = db.claim_waiting_trial(ours)
+        assert claimed is not None
+        trial = db.trial_for(ours, claimed)
+        assert params == ({"x": trial.suggest_float("x", 0, 1)} if params else {})
+        assert CREATE_TOKEN not in db.get_trial(ours, claimed).system_attrs
+    assert db.claim_waiting_trial(ours) is None
+
+
+def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from hpsearch.storage._optuna import sessions
+
+    monkeypatch.setattr(trials_module, "QUEUE_CHUNK", 2)
+    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
+    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    commit, dropped = sessions.transaction, []
+
+    def commit_then_drop(rdb: Any, run: Any) -> Any:
+        result = commit(rdb, run)
+        if getattr(run, "func", None) is trials_module._insert_waiting and not dropped:
+            dropped.append(1)  # committed, but the answer never came back
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
+        return result
+
+    monkeypatch.setattr(sessions, "transaction", commit_then_drop)
+    db.queue_trials(study, QUEUED)
+    assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4]

@@ -16,7 +16,8 @@ The uses, by module:
   a subclass of ``optuna.storages._cached_storage._CachedStorage`` (its ``_backend``,
   ``_studies``, ``_lock``, ``_trial_id_to_study_id_and_number``; overrides
   ``_read_trials_from_remote_storage`` and ``_add_trials_to_cache``) with ``_StudyInfo``;
-  ``RDBStorage._get_trials``.
+  ``RDBStorage._get_trials``; a budget queued many trials a transaction into the ORM tables
+  (``StudyModel.find_or_raise_by_id`` locks the study as Optuna's trial creation does).
 - ``rdb``: ``ResilientRDBStorage`` overrides ``RDBStorage._create_new_trial`` and
   ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods),
   retries ``_get_stale_trial_ids``, ``_get_trials`` and ``_get_best_trial_id``, and swaps

@@ -13,11 +13,14 @@ from collections.abc import Sequence
 import contextlib
 import copy
 from datetime import datetime
+import functools
+import json
 import math
 import time
 from typing import Any
 from typing import cast
 from typing import TypeVar
+import uuid
 
 import optuna
 from optuna.distributions import BaseDistribution
@@ -28,10 +31,12 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._cached_storage import _StudyInfo
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
+import sqlalchemy as sa
 
 from hpsearch.storage._optuna import sessions
 from hpsearch.storage._optuna.rdb import CREATE_TOKEN
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage.states import FIXED_PARAMS
 from hpsearch.storage.states import STARTED
 
 _T = TypeVar("_T")
@@ -82,6 +87,77 @@ def claim_waiting_trial(study: optuna.Study, attrs: Mapping[str, Any] | None = N
                 if isinstance(storage, _StartedTrialsCache):
                     storage.refresh(study_id(study), claimed=trial_id)
                 return trial_id
+
+
+# Trials queued in one transaction: each costs a transaction of its own through Optuna
+# (3.8 ms on SQLite, 38 s for a budget of 10,000); a chunk keeps a writer that waits for the
+# study's lock (another host queueing, a worker asking) waiting at most a chunk's time.
+QUEUE_CHUNK = 1000
+
+# (fixed params, user attributes) of a trial to queue
+Queued = tuple[Mapping[str, Any], Mapping[str, Any]]
+
+
+def queue_trials(study: optuna.Study, trials: Sequence[Queued]) -> None:
+    """Queues WAITING trials as ``Study.enqueue_trial`` does, many in one transaction.
+
+    Each trial is what ``enqueue_trial(params, user_attrs=attrs)`` makes: WAITING, no start
+    time, the next number, its params as the ``fixed_params`` system attribute and its user
+    attributes. On an RDB storage :data:`QUEUE_CHUNK` trials share a transaction, the study's
+    row locked (as Optuna does for each trial: no other trial takes their numbers), and a
+    chunk whose commit an outage hid is found by its create token, not queued twice. Other
+    storages queue one at a time, through Optuna.
+
+    Args:
+        study: The study.
+        trials: ``(params, user attributes)`` of each trial, in the order to number them.
+    """
+    rdb = _rdb(storage_of(study))
+    if rdb is None:
+        for params, attrs in trials:
+            study.enqueue_trial(dict(params), user_attrs=dict(attrs) or None)
+        return
+    for start in range(0, len(trials), QUEUE_CHUNK):
+        chunk, token = trials[start : start + QUEUE_CHUNK], uuid.uuid4().hex
+        query(
+            rdb,
+            functools.partial(
+                _insert_waiting, study_id=study_id(study), trials=chunk, token=token
+            ),
+            functools.partial(_queued, rdb, token),
+        )
+
+
+def _insert_waiting(
+    session: Any, models: Any, study_id: int, trials: Sequence[Queued], token: str
+) -> None:
+    models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+    trial = models.TrialModel
+    first = session.query(sa.func.count(trial.trial_id)).filter(trial.study_id == study_id)
+    number = int(first.scalar())
+    rows = [
+        trial(study_id=study_id, number=number + i, state=TrialState.WAITING)
+        for i in range(len(trials))
+    ]
+    session.add_all(rows)
+    session.flush()  # the trials' ids, for their attributes
+    system: list[dict[str, Any]] = []
+    user: list[dict[str, Any]] = []
+    for row, (params, attrs) in zip(rows, trials, strict=True):
+        # the token on every trial of the chunk: a claim removes it from its trial alone
+        for key, value in ((FIXED_PARAMS, dict(params)), (CREATE_TOKEN, token)):
+            system.append({"trial_id": row.trial_id, "key": key, "value_json": json.dumps(value)})
+        user.extend(
+            {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
+            for k, v in attrs.items()
+        )
+    session.execute(sa.insert(models.TrialSystemAttributeModel), system)
+    if user:
+        session.execute(sa.insert(models.TrialUserAttributeModel), user)
+
+
+def _queued(rdb: RDBStorage, token: str) -> bool | None:
+    return True if sessions.trial_with_system_attr(rdb, CREATE_TOKEN, token) else None
 
 
 CLAIM_WINDOW = 8  # WAITING trial ids read per claim; more only when others took all of them
