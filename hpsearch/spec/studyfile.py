@@ -525,7 +525,22 @@ class CategoricalParamFile(_ParamFile):
                     )
                 ]
             )
+        key = "values" if self.values is not None else "choices"
+        # A value twice is drawn twice as often, run twice in a grid; Optuna reads 1.0 or
+        # true as the equal 1 listed before it.
+        seen: dict[Any, int] = {}
+        for i, value in enumerate(self.values or self.choices or []):
+            first = seen.setdefault(_same_value(value), i)
+            if first != i:
+                raise Problems([(f"{key}[{i}]", f"{shorten(value)} is {key}[{first}] again")])
         return self
+
+
+def _same_value(value: Any) -> Any:
+    """A key equal for values Optuna cannot tell apart (1, 1.0 and true)."""
+    if isinstance(value, int | float):
+        return ("number", float(value))
+    return ("json", json.dumps(value, sort_keys=True))
 
 
 class DepthFile(_Strict):
@@ -686,6 +701,11 @@ class StudyFile(_Strict):
                 ("objectives", "give either objective: (one) or objectives: (a list), not both")
             )
         objectives = self.objectives or [self.objective or ObjectiveFile()]
+        given = [(o.metric, o.reduce) for o in objectives]
+        for i, objective in enumerate(given):
+            if objective in given[:i]:
+                first = given.index(objective)
+                found.append((f"objectives[{i}]", f"{objective[0]} is objectives[{first}] again"))
         if (self.budget or BudgetFile()).trials is None and sampler not in FINITE_SAMPLERS:
             found.append(
                 (

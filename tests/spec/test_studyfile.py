@@ -323,6 +323,22 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         },
         "space: 120,001 points, more than the 100,000 a study may queue",
     ),
+    # a value twice is drawn twice as often; Optuna takes 1.0 (or true) for the 1 before it
+    (
+        "a choice listed twice",
+        {"space": {"activation": ["relu", "gelu", "relu"]}},
+        "space.activation.values[2]: 'relu' is values[0] again",
+    ),
+    (
+        "a number listed twice in two spellings",
+        {"space": {"epochs": {"choices": [1, 2, 1.0]}}},
+        "space.epochs.choices[2]: 1.0 is choices[0] again",
+    ),
+    (
+        "an objective twice",
+        {"objectives": ["val_loss", "train_seconds", "val_loss"]},
+        "objectives[2]: val_loss is objectives[0] again",
+    ),
     ("negative budget", {"budget": {"trials": 0}}, "budget.trials: must be >= 1"),
     ("missing budget", {"budget": {}}, "budget.trials: required"),
     ("no space", {"space": {}}, "space: required"),
