@@ -176,10 +176,21 @@ def _read_npz(file: str, target: str | None) -> pl.DataFrame:
                 )
         x = arrays[NPZ_FEATURES]
         y = arrays[target] if target else None
+    if x.ndim == 0 or len(x) == 0 or x[0].size == 0:
+        raise DataError(
+            f"{file}: {NPZ_FEATURES} has shape {x.shape}: expected rows of features, "
+            "(rows, features) or (rows, height, width)"
+        )
     x = x.reshape(len(x), -1)
     columns = {f"x{i}": x[:, i] for i in range(x.shape[1])}
     if y is None or target is None:
         return pl.DataFrame(columns)
+    if y.ndim == 2 and y.shape[1] == 1:  # a column vector: one value a row all the same
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(
+            f"{file}: {target} has shape {y.shape}: expected one value a row, shape ({len(x)},)"
+        )
     if len(x) != len(y):
         raise DataError(f"{file}: {len(x)} rows of {NPZ_FEATURES} but {len(y)} of {target}")
     data: dict[str, Any] = {**columns, target: y}

@@ -47,6 +47,32 @@ def test_an_npz_file_of_arrays_x_and_y_reads(tmp_path: Path) -> None:
     assert data.classes == (0, 1, 2)
 
 
+@pytest.mark.parametrize(
+    ("x", "y", "words"),
+    [
+        # pandas' .values of one column, or a one-hot label: a traceback from polars before
+        (np.zeros((40, 4)), np.zeros((40, 2)), r"y has shape \(40, 2\): expected one value a row"),
+        (np.zeros((0, 4)), np.zeros(0), r"x has shape \(0, 4\): expected rows of features"),
+        (np.zeros((40, 0)), np.zeros(40), r"x has shape \(40, 0\)"),
+        (np.float32(1.0), np.zeros(1), r"x has shape \(\)"),
+    ],
+)
+def test_npz_arrays_of_the_wrong_shape_are_named_with_it(
+    tmp_path: Path, x: Any, y: Any, words: str
+) -> None:
+    path = tmp_path / "t.npz"
+    np.savez(path, x=x, y=y)
+    with pytest.raises(DataError, match=words):
+        read_source(DataSource(str(path), target="y", task="regression"))
+
+
+def test_a_column_of_labels_in_an_npz_file_reads_as_a_vector(tmp_path: Path) -> None:
+    path = tmp_path / "t.npz"
+    labels = np.arange(40) % 2
+    np.savez(path, x=np.arange(80.0).reshape(40, 2), y=labels[:, None])
+    assert read_source(DataSource(str(path))).frame["y"].to_list() == labels.tolist()
+
+
 def test_what_is_learned_comes_from_the_training_split_only(tmp_path: Path) -> None:
     source = DataSource(str(write_wine(tmp_path)), target="cultivar")
     data = _data(source)
