@@ -252,6 +252,8 @@ def check_target(frame: pl.DataFrame, file: str, target: str) -> None:
         DataError: Naming the first row without a finite target value.
     """
     column = frame[target]
+    if column.dtype.is_nested():
+        _check_scalar(column, file, target)
     missing = column.is_null()
     if column.dtype.is_float():
         missing = missing | column.is_nan()
@@ -470,6 +472,24 @@ def _finite(
     return values
 
 
+def _check_scalar(column: pl.Series, file: str, name: str) -> None:
+    """Refuses a column of lists, records or dates (a Parquet file's nested or temporal
+    types), which no encoding here reads: a list would fail to be read as text, a date
+    become a category of each day."""
+    dtype = column.dtype
+    if dtype.is_nested():
+        what, fix = "lists or records", "spread it into columns of its own, or drop it"
+    elif dtype.is_temporal():
+        what = "dates or times"
+        fix = "convert it to numbers (days since a start, a weekday...) or drop it"
+    else:
+        return
+    raise DataError(
+        f"{file}: column {name!r} holds {what} ({dtype}); a model reads numbers, true/false "
+        f"and text: {fix}"
+    )
+
+
 def check_features(
     frame: pl.DataFrame, file: str, target: str, max_categories: int
 ) -> dict[str, str]:
@@ -491,6 +511,7 @@ def check_features(
                 _finite(column.to_numpy(), file, name)
             kinds[name] = "number"
             continue
+        _check_scalar(column, file, name)
         text = column.cast(str)
         present = int(text.is_not_null().sum())
         if present == 0:  # every cell empty: a number column, all missing

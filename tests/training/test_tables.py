@@ -3,6 +3,7 @@ from the training split only, the splits are fixed and stratified, the task is i
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,34 @@ def test_npz_arrays_of_the_wrong_shape_are_named_with_it(
     np.savez(path, x=x, y=y)
     with pytest.raises(DataError, match=words):
         read_source(DataSource(str(path), target="y", task="regression"))
+
+
+@pytest.mark.parametrize(
+    ("column", "words"),
+    [
+        ([[1, 2], [3]] * 20, r"column 'c' holds lists or records \(List\(Int64\)\); a model"),
+        ([{"k": 1}] * 40, r"column 'c' holds lists or records \(Struct"),
+        (
+            [datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(40)],
+            r"column 'c' holds dates or times \(Date\); .* convert it to numbers",
+        ),
+    ],
+)
+def test_a_parquet_column_no_encoding_reads_is_named_with_its_type(
+    tmp_path: Path, column: list[Any], words: str
+) -> None:
+    # a list column was a polars traceback; a date column 40 categories, one a day
+    import polars as pl
+
+    path = tmp_path / "t.parquet"
+    pl.DataFrame({"a": np.arange(40.0), "c": column, "y": np.arange(40) % 2}).write_parquet(path)
+    with pytest.raises(DataError, match=words):
+        read_source(DataSource(str(path), target="y"))
+    target = tmp_path / "target.parquet"
+    pl.DataFrame({"a": np.arange(40.0), "y": column}).write_parquet(target)
+    if "List" in words:  # a list as the target: the same line
+        with pytest.raises(DataError, match=words.replace("'c'", "'y'")):
+            read_source(DataSource(str(target), target="y"))
 
 
 def test_a_column_of_labels_in_an_npz_file_reads_as_a_vector(tmp_path: Path) -> None:
