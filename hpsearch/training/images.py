@@ -35,12 +35,17 @@ class Images:
 def image_files(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The classes (subfolders, sorted) and every image file with its class index.
 
+    Hidden subfolders (``.ipynb_checkpoints``, ``.git``) are not classes.
+
     Raises:
-        DataError: The folder has no subfolders of images, or only one class.
+        DataError: The folder has no subfolders of images, only one class, or a class
+            subfolder without images (a class no example teaches, always wrong).
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder of images")
-    classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+    classes = tuple(
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
     files = [
         (file, i)
         for i, name in enumerate(classes)
@@ -55,6 +60,12 @@ def image_files(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     found = sorted({classes[i] for _, i in files})
     if len(found) < 2:
         raise DataError(f"{folder}: images of one class only ({found[0]}): nothing to tell apart")
+    empty = [c for c in classes if c not in found]
+    if empty:
+        raise DataError(
+            f"{folder / empty[0]}: a class folder without images ({', '.join(IMAGE_SUFFIXES)}): "
+            "put its images there or remove it"
+        )
     return classes, files
 
 

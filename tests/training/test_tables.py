@@ -266,6 +266,21 @@ def test_image_folders_are_read_grey_or_rgb_at_the_most_common_size(tmp_path: Pa
     assert len(rgb.train_y) + len(rgb.val_y) + len(rgb.test_y) == 33
 
 
+def test_a_class_folder_without_images_is_refused_and_hidden_folders_are_no_class(
+    tmp_path: Path,
+) -> None:
+    folder = write_images(tmp_path / "photos", per_class=10)
+    hidden = folder / ".ipynb_checkpoints"  # what Jupyter leaves: not a fourth class
+    hidden.mkdir()
+    (hidden / "000.png").write_bytes((folder / "dark" / "000.png").read_bytes())
+    assert _data(DataSource(str(folder))).classes == ("bright", "dark", "striped")
+    (folder / "blurry").mkdir()  # a class no image teaches: every answer of it wrong
+    (folder / "blurry" / "notes.txt").write_text("to do")
+    read_source.cache_clear()  # the folder's source, read once a process
+    with pytest.raises(DataError, match=r"photos/blurry: a class folder without images"):
+        read_source(DataSource(str(folder)))
+
+
 def test_a_config_takes_a_data_source_and_says_its_task() -> None:
     config = make_config({"dataset": {"path": "x.csv", "target": "y", "task": "regression"}})
     assert config.task == "regression"
