@@ -24,14 +24,13 @@ from hpsearch.spec.choices import MAX_SEED
 
 
 @dataclasses.dataclass(frozen=True)
-class Option:
+class ComponentOption:
     """One constructor option a study file may set.
 
     Attributes:
         types: The YAML scalar types it takes (``bool``, ``int``, ``float``, ``str``).
         required: Whether the block must set it.
         ge: The least number allowed.
-        gt: A number the value must exceed.
         le: The greatest number allowed.
         words: The strings allowed, for an option that takes a string.
     """
@@ -39,31 +38,30 @@ class Option:
     types: tuple[str, ...]
     required: bool = False
     ge: float | None = None
-    gt: float | None = None
     le: float | None = None
     words: tuple[str, ...] = ()
 
 
-Options = Mapping[str, Option]
+Options = Mapping[str, ComponentOption]
 
-_BOOL = Option(("bool",))
-SEED = Option(("int",), ge=0, le=MAX_SEED)
-_COUNT = Option(("int",), ge=0)
-_POSITIVE = Option(("int",), ge=1)
-_PROBABILITY = Option(("float",), ge=0.0, le=1.0)
+_BOOL = ComponentOption(("bool",))
+_SEED = ComponentOption(("int",), ge=0, le=MAX_SEED)
+_COUNT = ComponentOption(("int",), ge=0)
+_POSITIVE = ComponentOption(("int",), ge=1)
+_PROBABILITY = ComponentOption(("float",), ge=0.0, le=1.0)
 
 SAMPLER_OPTIONS: Mapping[str, Options] = {
-    "random": {"seed": SEED},
+    "random": {"seed": _SEED},
     "tpe": {
         "n_startup_trials": _COUNT,
         "n_ei_candidates": _POSITIVE,
-        "seed": SEED,
+        "seed": _SEED,
         "multivariate": _BOOL,
         "group": _BOOL,
         "constant_liar": _BOOL,
     },
     "gp": {
-        "seed": SEED,
+        "seed": _SEED,
         "n_startup_trials": _COUNT,
         "deterministic_objective": _BOOL,
         "warn_independent_sampling": _BOOL,
@@ -71,32 +69,32 @@ SAMPLER_OPTIONS: Mapping[str, Options] = {
     "cmaes": {
         "n_startup_trials": _COUNT,
         "warn_independent_sampling": _BOOL,
-        "seed": SEED,
+        "seed": _SEED,
         "consider_pruned_trials": _BOOL,
         # CMA-ES's update needs two samples a generation (one fails every trial)
-        "popsize": Option(("int",), ge=2),
+        "popsize": ComponentOption(("int",), ge=2),
         "use_separable_cma": _BOOL,
         "with_margin": _BOOL,
         "lr_adapt": _BOOL,
     },
     "qmc": {
-        "qmc_type": Option(("str",), words=("halton", "sobol")),
+        "qmc_type": ComponentOption(("str",), words=("halton", "sobol")),
         "scramble": _BOOL,
-        "seed": SEED,
+        "seed": _SEED,
         "warn_asynchronous_seeding": _BOOL,
         "warn_independent_sampling": _BOOL,
     },
     "nsga2": {
-        "population_size": Option(("int",), ge=2),
+        "population_size": ComponentOption(("int",), ge=2),
         "mutation_prob": _PROBABILITY,
         "crossover_prob": _PROBABILITY,
         "swapping_prob": _PROBABILITY,
-        "seed": SEED,
+        "seed": _SEED,
     },
     # Finite studies: every point is queued up front and claimed exactly once by a worker,
     # so the sampler (Optuna's random sampler) never samples; only the seed means something.
-    "grid": {"seed": SEED},
-    "ofat": {"seed": SEED},
+    "grid": {"seed": _SEED},
+    "ofat": {"seed": _SEED},
 }
 
 _STEPS: Options = {
@@ -105,22 +103,26 @@ _STEPS: Options = {
     "interval_steps": _POSITIVE,
     "n_min_trials": _POSITIVE,
 }
+_REDUCTION = ComponentOption(("int",), ge=2)  # 1 never reduces: every trial goes on
 # a resource is a number of epochs, or "auto" (Optuna reads it from the first trials)
-_REDUCTION = Option(("int",), ge=2)
+_RESOURCE = ComponentOption(("int", "str"), ge=1, words=("auto",))
 
 PRUNER_OPTIONS: Mapping[str, Options] = {
     "none": {},
     "median": _STEPS,
-    "percentile": {"percentile": Option(("float",), required=True, ge=0.0, le=100.0), **_STEPS},
+    "percentile": {
+        "percentile": ComponentOption(("float",), required=True, ge=0.0, le=100.0),
+        **_STEPS,
+    },
     "successive_halving": {
-        "min_resource": Option(("int", "str"), ge=1, words=("auto",)),
+        "min_resource": _RESOURCE,
         "reduction_factor": _REDUCTION,
         "min_early_stopping_rate": _COUNT,
         "bootstrap_count": _COUNT,
     },
     "hyperband": {
         "min_resource": _POSITIVE,
-        "max_resource": Option(("int", "str"), ge=1, words=("auto",)),
+        "max_resource": _RESOURCE,
         "reduction_factor": _REDUCTION,
         "bootstrap_count": _COUNT,
     },

@@ -36,7 +36,7 @@ from pydantic import WithJsonSchema
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
-from hpsearch.spec.components import Option
+from hpsearch.spec.components import ComponentOption
 from hpsearch.spec.components import Options
 from hpsearch.spec.components import PRUNER_OPTIONS
 from hpsearch.spec.components import RETIRED
@@ -351,7 +351,7 @@ def _component(
     return model
 
 
-def _option_hint(rule: Option) -> Any:
+def _option_hint(rule: ComponentOption) -> Any:
     """An option's type, within its bounds; a string option takes only its words."""
     scalars = [_scalar_hint(t, rule) for t in rule.types]
     hint: Any = functools.reduce(operator.or_, scalars)
@@ -363,15 +363,15 @@ def _option_hint(rule: Option) -> Any:
     return Annotated[Any, pydantic.PlainValidator(check, json_schema_input_type=hint)]
 
 
-def _scalar_hint(scalar: str, rule: Option) -> Any:
+def _scalar_hint(scalar: str, rule: ComponentOption) -> Any:
     if scalar == "str" and rule.words:
         return Literal[rule.words]
     if scalar in ("int", "float"):
-        return Annotated[_STRICT[scalar], Field(ge=rule.ge, gt=rule.gt, le=rule.le)]
+        return Annotated[_STRICT[scalar], Field(ge=rule.ge, le=rule.le)]
     return _STRICT[scalar]
 
 
-def _either(adapter: pydantic.TypeAdapter[Any], rule: Option, value: Any) -> Any:
+def _either(adapter: pydantic.TypeAdapter[Any], rule: ComponentOption, value: Any) -> Any:
     try:
         return adapter.validate_python(value)
     except pydantic.ValidationError:
