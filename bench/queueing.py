@@ -1,5 +1,6 @@
-"""Queueing a study's budget: ``hpsearch create`` of a study of N trials, and of a grid of
-N points, on a fresh SQLite file, with this checkout and others side by side.
+"""Queueing a study's budget and deleting it: ``hpsearch create`` of a study of N trials, and
+of a grid of N points, on a fresh SQLite file, then ``hpsearch delete`` of it, with this
+checkout and others side by side.
 
 ``create`` queues one WAITING trial per trial of the budget (per point of a grid) before
 any worker starts, and so does the first ``run`` or ``launch`` of a study: its time is the
@@ -36,8 +37,9 @@ RANDOM = "{lr: {type: float, low: 0.001, high: 0.1, log: true}}"
 GRID = "{{seed: {{type: int, low: 1, high: {n}}}}}"
 
 
-def _create(src: Path, folder: Path, kind: str, n: int) -> float:
-    """Seconds of one ``hpsearch create`` of a fresh study of ``n`` trials or points."""
+def _create(src: Path, folder: Path, kind: str, n: int) -> tuple[float, float]:
+    """Seconds of one ``hpsearch create`` of a fresh study of ``n`` trials or points, and of
+    its ``hpsearch delete``."""
     db = folder / "q.db"
     db.unlink(missing_ok=True)
     space = GRID.format(n=n) if kind == "grid" else RANDOM
@@ -45,15 +47,18 @@ def _create(src: Path, folder: Path, kind: str, n: int) -> float:
     study = folder / "q.yaml"
     study.write_text(STUDY.format(db=db, sampler=sampler, trials=n, space=space))
     env = {**os.environ, "PYTHONPATH": str(src.resolve()), "HPSEARCH_OFFLINE": "1"}
-    start = time.perf_counter()
-    subprocess.run(  # not from a checkout: `python -m` puts the folder it runs in first
-        [sys.executable, "-m", "hpsearch", "create", str(study)],
-        cwd=folder,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    return time.perf_counter() - start
+    seconds = []
+    for command in (["create", str(study)], ["delete", str(study), "--yes"]):
+        start = time.perf_counter()
+        subprocess.run(  # not from a checkout: `python -m` puts the folder it runs in first
+            [sys.executable, "-m", "hpsearch", *command],
+            cwd=folder,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        seconds.append(time.perf_counter() - start)
+    return seconds[0], seconds[1]
 
 
 def main() -> None:
@@ -64,22 +69,23 @@ def main() -> None:
     args = parser.parse_args()
     sources: list[Path] = args.src or [Path(".")]
     names = [str(s) for s in sources]
-    print(f"{'study':>20}  " + "  ".join(f"{n:>14}" for n in names) + "  ratio to the first")
+    print(f"{'study':>20} {'command':<7} " + "  ".join(f"{n:>14}" for n in names) + "  ratio")
     with tempfile.TemporaryDirectory() as tmp:
         folders = [Path(tmp) / str(i) for i in range(len(sources))]
         for folder in folders:
             folder.mkdir()
         for kind in ("random", "grid"):
             for n in args.trials:
-                times: list[list[float]] = [[] for _ in sources]
+                times: list[list[tuple[float, float]]] = [[] for _ in sources]
                 for _ in range(args.repeat):
                     for i, src in enumerate(sources):
                         times[i].append(_create(src, folders[i], kind, n))
-                medians = [statistics.median(t) for t in times]
                 label = f"{kind} {n:,} {'points' if kind == 'grid' else 'trials'}"
-                cells = "  ".join(f"{m:>12.2f} s" for m in medians)
-                ratios = "  ".join(f"{medians[0] / m:.1f}x" for m in medians[1:])
-                print(f"{label:>20}  {cells}  {ratios}", flush=True)
+                for step, command in enumerate(("create", "delete")):
+                    medians = [statistics.median(t[step] for t in each) for each in times]
+                    cells = "  ".join(f"{m:>12.2f} s" for m in medians)
+                    ratios = "  ".join(f"{medians[0] / m:.1f}x" for m in medians[1:])
+                    print(f"{label:>20} {command:<7} {cells}  {ratios}", flush=True)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from hpsearch import storage as db
 from hpsearch.errors import StorageError
 from hpsearch.storage import open_storage
 from hpsearch.storage._optuna import PRIVATE_NAMES
+from hpsearch.storage._optuna import sessions
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
 from hpsearch.study.windows import Windowed
 from tests.conftest import REPO
@@ -262,3 +263,52 @@ def _same(ours: list[Any], optunas: list[Any]) -> None:
         assert mine.__dict__.keys() == theirs.__dict__.keys()
         for key, value in mine.__dict__.items():
             assert repr(value) == repr(theirs.__dict__[key]), (mine.number, key)
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # heartbeats without optimize
+def test_a_study_deleted_a_table_at_a_time_goes_as_optunas_delete_does(
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ResilientRDBStorage.delete_study deletes a study one DELETE a table (Optuna's ORM
+    # cascade read 10,000 trials to delete them one row at a time). Three studies with the
+    # same rows of every kind: ours deletes one, Optuna's another; the third stays whole.
+    storage = open_storage(storage_url, create=True, heartbeat_interval=60)
+    dists = {"lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True)}
+    for name in ("ours", "kept", "optunas"):
+        study = optuna.create_study(study_name=name, storage=storage)
+        study.set_user_attr("file", "s.yaml")
+        study.set_metric_names(["val_loss"])
+        for state in (TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING):
+            trial = study.ask(dists)
+            trial.set_user_attr("curve", [0.5, 0.25])
+            trial.report(0.5, 1)
+            storage.record_heartbeat(trial._trial_id)
+            if state != TrialState.RUNNING:
+                study.tell(trial, 0.5 if state == TrialState.COMPLETE else None, state=state)
+        study.enqueue_trial({"lr": 0.01})
+    engine = sa.create_engine(storage_url)
+    tables = sa.inspect(engine).get_table_names()
+
+    def rows() -> dict[str, int]:
+        with engine.connect() as conn:
+            return {
+                t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in tables
+            }
+
+    before = rows()
+    kept = optuna.load_study(study_name="kept", storage=storage).get_trials()
+    deletes, delete = [], sessions.delete_study
+    monkeypatch.setattr(sessions, "delete_study", lambda *a: deletes.append(a) or delete(*a))
+    optuna.delete_study(study_name="ours", storage=storage)  # Optuna's call reaches ours
+    assert len(deletes) == 1
+    RDBStorage.delete_study(storage, storage.get_study_id_from_name("optunas"))
+    after = rows()
+    for table in tables:
+        if table in ("version_info", "alembic_version"):
+            assert after[table] == before[table]
+        else:  # a third of each study's rows is left: the kept study's
+            assert before[table] > 0 and after[table] * 3 == before[table], table
+    _same(optuna.load_study(study_name="kept", storage=storage).get_trials(), kept)
+    assert [s.study_name for s in storage.get_all_studies()] == ["kept"]
+    with pytest.raises(KeyError):
+        storage.delete_study(10**6)

@@ -19,12 +19,14 @@ The uses, by module:
   ``RDBStorage._get_trials``; a budget queued many trials a transaction into the ORM tables
   (``StudyModel.find_or_raise_by_id`` locks the study as Optuna's trial creation does).
 - ``rdb``: ``ResilientRDBStorage`` overrides ``RDBStorage._create_new_trial`` and
-  ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods),
+  ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods) and
+  the public ``delete_study`` (through ``sessions``),
   retries ``_get_stale_trial_ids``, ``_get_trials`` and ``_get_best_trial_id``, and swaps
   ``optuna.storages._rdb.storage._VersionManager`` while a storage is set up: a reader's
   builds none unless asked (no Alembic), a writer's overrides ``_create_alembic_script`` so
   that Optuna's migration scripts are read once a process.
-- ``sessions``: ``optuna.storages._rdb.models`` (the ORM tables) and
+- ``sessions``: ``optuna.storages._rdb.models`` (the ORM tables and their metadata: a
+  study deleted a table at a time, children first) and
   ``optuna.storages._rdb.storage._create_scoped_session``;
   ``RDBStorage._set_trial_attr_without_commit`` (upserts on other databases).
 - ``columns``: trials read as columns from the ORM tables of trials, values, params,

@@ -313,6 +313,19 @@ class ResilientRDBStorage(RDBStorage):
         read = functools.partial(columns.all_trials, study_id=study_id, states=states, **which)
         return cast(list[FrozenTrial], self.retry(lambda: sessions.transaction(self, read)))
 
+    def delete_study(self, study_id: int) -> None:
+        """Optuna's, a ``DELETE`` a table (:func:`sessions.delete_study`): a second through
+        an outage finds the study gone, not missing."""
+
+        def gone() -> bool | None:
+            try:
+                RDBStorage.get_study_name_from_id(self, study_id)
+            except KeyError:
+                return True
+            return None
+
+        self.retry(lambda: sessions.delete_study(self, study_id), gone)
+
     def record_heartbeat(self, trial_id: int) -> None:
         super().record_heartbeat(trial_id)  # not retried: a missed beat is sent next interval
 
@@ -356,7 +369,6 @@ def _retried(name: str) -> Callable[..., Any]:
 # Reads and idempotent writes (upserts of attributes and intermediate values): plain retries.
 for _name in (
     "create_new_study",
-    "delete_study",
     "set_study_user_attr",
     "set_study_system_attr",
     "get_study_id_from_name",

@@ -127,6 +127,34 @@ def fail_running(rdb: RDBStorage, trial_id: int, attrs: Mapping[str, Any]) -> bo
     return transaction(rdb, write)
 
 
+def delete_study(rdb: RDBStorage, study_id: int) -> None:
+    """Deletes a study and everything of it, one ``DELETE`` a table, children first.
+
+    Optuna deletes the study's ORM object, whose cascade loads every trial, param, value,
+    attribute and epoch of it to delete them one row at a time: 11 s for 10,000 trials on
+    SQLite. The tables and their order come from Optuna's ORM metadata (each table that
+    refers to a trial or a study, before the table it refers to), so a table a new Optuna
+    adds is deleted from too.
+
+    Raises:
+        KeyError: No such study.
+    """
+
+    def run(session: Any, models: Any) -> None:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+        of_study = sa.select(trials.c.trial_id).where(trials.c.study_id == study_id)
+        for table in reversed(models.BaseModel.metadata.sorted_tables):
+            for key in table.foreign_keys:
+                if key.column.table is trials:
+                    session.execute(sa.delete(table).where(key.parent.in_(of_study)))
+                elif key.column.table is studies:
+                    session.execute(sa.delete(table).where(key.parent == study_id))
+        session.execute(sa.delete(studies).where(studies.c.study_id == study_id))
+
+    transaction(rdb, run)
+
+
 def trial_with_system_attr(rdb: RDBStorage, key: str, value: Any) -> int | None:
     """The id of a trial whose system attribute ``key`` is ``value`` (one indexed query)."""
 
