@@ -50,6 +50,7 @@ from hpsearch.study.lifecycle import load_existing_study
 from hpsearch.study.lifecycle import preflight
 from hpsearch.study.lifecycle import prepare
 from hpsearch.study.samplers import make_sampler
+from hpsearch.training.trainer import check_fits
 from hpsearch.training.trainer import EpochStats
 from hpsearch.training.trainer import resolve_device
 from hpsearch.training.trainer import set_threads
@@ -125,6 +126,7 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
 
     Raises:
         ConfigError: The suggested values make an invalid config.
+        DeviceError: A model too large for this machine (:func:`check_fits`).
     """
     _log.info(
         "trial %d of %s started on worker %s, device %s",
@@ -135,7 +137,9 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
     )
     with db.params_together(trial.study, db.trial_id(trial)):
         values = spec.space.suggest(trial)
-    return make_config(values, spec.base, source=f"trial {trial.number}")
+    config = make_config(values, spec.base, source=f"trial {trial.number}")
+    check_fits(config)  # fails this trial alone, not the population, nor the worker
+    return config
 
 
 def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochStats], bool]:

@@ -206,10 +206,11 @@ def check_memory(file: str, size: int, factor: float) -> None:
     allowed = available_memory()
     if allowed is None or size * factor <= allowed:
         return
+    need, fits = memory_text(size * factor), memory_text(allowed / factor)
     raise DataError(
-        f"{file}: {_gb(size)} on disk needs about {_gb(size * factor)} of memory to load; "
-        f"{_gb(allowed)} is available (${MEMORY_ENV} sets the limit): a file up to about "
-        f"{_gb(allowed / factor)} fits; use a sample of its rows or a larger machine"
+        f"{file}: {memory_text(size)} on disk needs about {need} of memory to load; "
+        f"{memory_text(allowed)} is available (${MEMORY_ENV} sets the limit): a file up to about "
+        f"{fits} fits; use a sample of its rows or a larger machine"
     )
 
 
@@ -238,7 +239,8 @@ def available_ram() -> int | None:
     return None
 
 
-def _gb(n: float) -> str:
+def memory_text(n: float) -> str:
+    """Bytes as a person reads them: ``2.4 MB``, ``80.1 GB``."""
     return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
 
 

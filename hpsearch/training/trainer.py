@@ -21,6 +21,7 @@ import contextlib
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
+import itertools
 import logging
 import math
 import time
@@ -44,6 +45,7 @@ from hpsearch.training.optim import PopulationOptimizer
 from hpsearch.training.optim import schedule
 from hpsearch.training.optim import Slot
 from hpsearch.training.tables import available_ram
+from hpsearch.training.tables import memory_text
 
 Outcome = Literal["completed", "diverged", "stopped"]
 
@@ -163,6 +165,7 @@ def fit(
         The result (per-epoch curves, test metrics when completed, the resolved config) and
         the trained model.
     """
+    check_fits(config)
     callback = None if on_epoch is None else lambda member, stats: on_epoch(stats)
     job = _Job([config], callback, [None], models=[None])
     _train_group(job, [0])
@@ -266,6 +269,35 @@ def member_bytes(config: TrainConfig, num_features: int, num_classes: int, width
     params = num_features * width + max(depth - 1, 0) * width * width + width * num_classes
     rows = config.batch_size * 6 + config.eval_batch_size * 2
     return 4 * (params * 5 + rows * width * max(depth, 1))
+
+
+def check_fits(config: TrainConfig) -> None:
+    """Refuses, on a CPU, a model whose weights and gradients alone exceed the available RAM.
+
+    Allocating it would fail in the middle of a population or, where Linux overcommits
+    memory, get the worker killed once the pages are touched (and the trial, queued again
+    as stale, kill the next worker). Optimizer states and activations come on top, so a
+    model refused here could never train; one that passes may still be refused by the
+    allocator, as an error. A CUDA GPU raises its own out-of-memory error (see
+    :func:`_train_within_memory`).
+
+    Raises:
+        DeviceError: Naming the widths, the parameter count and the memory there is.
+    """
+    device = resolve_device(config.device)
+    ram = available_ram() if device.type == "cpu" else None
+    if not ram:
+        return
+    data = load_data(config, device)
+    sizes = [data.num_features, *config.hidden_layers, data.num_classes]
+    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    need = 2 * 4 * params  # float32 weights and their gradients
+    if need > ram:
+        raise DeviceError(
+            f"hidden_layers {list(config.hidden_layers)}: {params:,} parameters need "
+            f"{memory_text(need)} for their weights and gradients alone; {memory_text(ram)} "
+            "of RAM is available: narrower or fewer layers"
+        )
 
 
 def max_members(configs: Sequence[TrainConfig]) -> int:

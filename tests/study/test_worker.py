@@ -202,6 +202,32 @@ def test_diverging_and_raising_trials_do_not_stop_the_study(tmp_path: Path) -> N
     assert any(r.startswith("diverged: non-finite loss") for r in reasons)
 
 
+def test_a_model_too_large_for_the_ram_fails_alone_in_its_population(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Allocated, it would fail the whole population or, where Linux overcommits, get the
+    # worker killed; the RAM is made small here, so that [512, 512] (300,000 parameters,
+    # 2.4 MB of weights and gradients) cannot fit where [8] can.
+    from hpsearch.training import trainer
+
+    monkeypatch.setattr(trainer, "available_ram", lambda: 2_000_000)
+    spec = _spec(
+        tmp_path,
+        sampler="grid",
+        budget=None,
+        population=2,
+        space={"hidden_layers": [[8], [512, 512]]},
+    )
+    trials = {t.params["hidden_layers"]: t for t in _run(spec).get_trials()}
+    assert trials["[8]"].state == TrialState.COMPLETE
+    big = trials["[512, 512]"]
+    assert big.state == TrialState.FAIL
+    assert big.user_attrs["fail_reason"].startswith(
+        "DeviceError: hidden_layers [512, 512]: 301,066 parameters need 2.4 MB for their "
+        "weights and gradients alone; 2.0 MB of RAM is available"
+    )
+
+
 def test_optuna_cli_reads_hpsearch_study(tmp_path: Path) -> None:
     spec = _spec(tmp_path, trials=3)
     _run(spec)

@@ -215,3 +215,17 @@ def test_a_tf32_run_on_a_gpu_uses_tensor_cores_then_restores_float32() -> None:
     exact = train(make_config(settings))
     assert exact.test_accuracy is not None
     assert abs(tf32.test_accuracy - exact.test_accuracy) <= 0.02
+
+
+def test_a_model_whose_weights_exceed_the_ram_is_refused_before_allocating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpsearch.errors import DeviceError
+    from hpsearch.training import trainer
+
+    monkeypatch.setattr(trainer, "available_ram", lambda: 2_000_000)
+    small = make_config({"dataset": "digits", "hidden_layers": [8], "epochs": 1})
+    assert train(small).outcome == "completed"
+    big = make_config({"dataset": "digits", "hidden_layers": [512, 512], "epochs": 1})
+    with pytest.raises(DeviceError, match=r"\[512, 512\]: 301,066 parameters need 2.4 MB"):
+        train(big)
