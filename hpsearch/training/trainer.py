@@ -754,12 +754,14 @@ def preflight(config: TrainConfig) -> None:
     and one batch trains to a finite loss. Cheap (the data set stays cached for the trials).
 
     Raises:
-        DeviceError: The device does not exist on this machine.
+        DeviceError: The device does not exist on this machine, or the fixed settings'
+            model cannot fit its memory (:func:`check_fits`).
         DataError: The data set cannot be loaded.
         PreflightError: Training one batch raised, or gave a non-finite loss.
     """
     device = resolve_device(config.device)
     data = load_data(config, device)
+    check_fits(config)
     try:
         pop = _Population([config], data, device)
         with numerics(config.precision, device):
