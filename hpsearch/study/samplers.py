@@ -15,7 +15,7 @@ from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study.windows import windowed
 from hpsearch.study.windows import windowed_pruner
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 # The classes behind the names of hpsearch.spec.components (whose options are checked
 # against these classes' signatures by tests/spec/test_components.py).
@@ -70,7 +70,7 @@ def make_sampler(spec: StudySpec, started: int = 0) -> optuna.samplers.BaseSampl
     return windowed(spec.sampler, sampler)
 
 
-def _build(section: str, cls: type[T], options: Mapping[str, Any], spec: StudySpec) -> T:
+def _build(section: str, cls: type[_T], options: Mapping[str, Any], spec: StudySpec) -> _T:
     """``cls(**options)``; what Optuna refuses is the study file's error, not a traceback."""
     try:
         return cls(**options)
