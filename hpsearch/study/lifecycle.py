@@ -55,8 +55,19 @@ def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
     )
 
 
-def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
+def create_study(
+    spec: StudySpec,
+    storage: BaseStorage,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> optuna.Study:
     """Creates the study, or loads it if it exists with the same objectives.
+
+    Args:
+        spec: The study file.
+        storage: Its opened storage.
+        sampler: The file's sampler, if already built (:func:`make_sampler`).
+        pruner: The file's pruner, if already built (:func:`make_pruner`).
 
     Raises:
         StorageError: A study of that name exists with other directions.
@@ -64,8 +75,8 @@ def create_study(spec: StudySpec, storage: BaseStorage) -> optuna.Study:
     study = optuna.create_study(
         study_name=spec.name,
         storage=storage,
-        sampler=make_sampler(spec),
-        pruner=make_pruner(spec),
+        sampler=make_sampler(spec) if sampler is None else sampler,
+        pruner=make_pruner(spec) if pruner is None else pruner,
         directions=[optuna.study.StudyDirection[d.upper()] for d in spec.directions],
         load_if_exists=True,
     )
@@ -249,10 +260,9 @@ def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
         ConfigError: The file's sampler or pruner options, which Optuna refuses together,
             before a database exists.
     """
-    make_sampler(spec)
-    make_pruner(spec)
+    sampler, pruner = make_sampler(spec), make_pruner(spec)  # refused before a file exists
     storage = open_spec_storage(spec, create=True)
-    study = create_study(spec, storage)
+    study = create_study(spec, storage, sampler, pruner)
     return storage, study, top_up(study, spec)
 
 

@@ -254,7 +254,7 @@ def check_target(frame: pl.DataFrame, file: str, target: str) -> None:
         DataError: Naming the first row without a finite target value.
     """
     column = frame[target]
-    if column.dtype.is_nested():
+    if column.dtype.is_nested():  # dates, unlike lists, serve as class labels
         _check_scalar(column, file, target)
     missing = column.is_null()
     if column.dtype.is_float():
