@@ -19,6 +19,7 @@ import time
 
 from optuna.trial import FrozenTrial
 
+from hpsearch.errors import ConfigError
 from hpsearch.launch.standby import wait_for_launcher
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import StudySpec
@@ -60,10 +61,19 @@ def worker_threads(requested: int | None) -> int:
     """Torch threads for a ``worker`` process: as requested, else the share of the cores a
     launcher gave it, else 1, so that several workers started by hand on one host do not
     oversubscribe its cores (PyTorch's threads spin: 2 processes with all cores each on 2
-    cores run several times slower than with 1 thread each)."""
+    cores run several times slower than with 1 thread each).
+
+    Raises:
+        ConfigError: ``$HPSEARCH_TORCH_THREADS`` is set to anything but a whole number >= 1.
+    """
     if requested:
         return requested
-    return int(os.environ.get(THREADS_ENV) or 1)
+    value = os.environ.get(THREADS_ENV)
+    if not value:
+        return 1
+    if not value.strip().isdigit() or int(value) < 1:
+        raise ConfigError([f"${THREADS_ENV}: {value!r} is not a whole number of threads >= 1"])
+    return int(value)
 
 
 def join_study(

@@ -403,6 +403,10 @@ class _PatienceCheck(_Options):
         extra = self.model_dump(exclude_unset=True)
         if "min_delta" in extra and "patience" not in extra:
             raise Problems([("min_delta", "needs pruner.patience")])
+        least, most = extra.get("min_resource", 1), extra.get("max_resource", "auto")
+        if isinstance(least, int) and isinstance(most, int) and least > most:
+            # Optuna takes it and then makes no brackets: a study that never prunes
+            raise Problems([("min_resource", f"{least} is more than max_resource {most}")])
         return self
 
 
@@ -812,6 +816,28 @@ GP_COST = (
 )
 
 
+def _most_epochs(params: list[Param], base: TrainConfig) -> int:
+    """The most epochs any trial of the study trains."""
+    searched = [p for p in params if p.target == "epochs"]
+    return max(searched[0].extremes()) if searched else base.epochs
+
+
+def _late_pruning(name: str, options: Mapping[str, Any], epochs: int) -> str | None:
+    """Why a pruner can never prune a study whose trials train at most ``epochs`` epochs."""
+    # the first step (epoch) at which each pruner may prune: warm-up for the
+    # median and percentile pruners, the lowest rung for the successive-halving kind
+    key = {"median": "n_warmup_steps", "percentile": "n_warmup_steps"}.get(name, "min_resource")
+    first = options.get(key, 1 if name == "hyperband" else 0)
+    if name == "successive_halving" and isinstance(first, int):
+        first *= options.get("reduction_factor", 4) ** options.get("min_early_stopping_rate", 0)
+    if name == "none" or not isinstance(first, int) or first <= epochs:
+        return None
+    return (
+        f"pruner {name}: it prunes from epoch {first} on ({key}), and no trial trains more "
+        f"than {epochs} epochs: nothing will be pruned"
+    )
+
+
 # --- reading a study file ----------------------------------------------------------------
 
 
@@ -859,6 +885,8 @@ def parse_study(
     n_trials = budget.trials if trials is None else trials
     if sampler_name == "gp" and (n_trials or 0) > GP_BUDGET:
         _log.warning("%s: %s", source, GP_COST)
+    if late := _late_pruning(pruner_name, pruner, _most_epochs(params, base)):
+        _log.warning("%s: %s", source, late)
     fixed_doc = doc.get("fixed")
     given_fixed: dict[str, Any] = fixed_doc if isinstance(fixed_doc, dict) else {}
     open_defaults = frozenset(

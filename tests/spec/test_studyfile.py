@@ -517,3 +517,61 @@ def test_a_large_gp_budget_is_warned_about_with_its_cost(
     caplog.clear()
     parse_study(study_doc(tmp_path, sampler="tpe", budget={"trials": 10000}), source="t.yaml")
     assert caplog.text == ""
+
+
+@pytest.mark.parametrize(
+    ("pruner", "epochs", "warned"),
+    [
+        (
+            {"name": "median", "n_warmup_steps": 5},
+            {"epochs": 4},
+            "from epoch 5 on (n_warmup_steps)",
+        ),
+        ({"name": "median", "n_warmup_steps": 4}, {"epochs": 4}, None),
+        ({"name": "median", "n_warmup_steps": 5}, {"space": [3, 8]}, None),  # 8-epoch trials
+        (
+            {"name": "hyperband", "min_resource": 5},
+            {"epochs": 4},
+            "from epoch 5 on (min_resource)",
+        ),
+        ({"name": "hyperband"}, {"epochs": 1}, None),
+        (
+            {"name": "successive_halving", "min_resource": 2, "min_early_stopping_rate": 1},
+            {"epochs": 7},
+            "from epoch 8 on (min_resource)",
+        ),  # 2 x 4 ** 1
+        ({"name": "successive_halving", "min_resource": 2}, {"epochs": 2}, None),
+        ({"name": "successive_halving"}, {"epochs": 1}, None),  # auto: read from the trials
+        (
+            {"name": "percentile", "percentile": 25.0, "n_warmup_steps": 9},
+            {"space": {"type": "int", "low": 2, "high": 8}},
+            "no trial trains more than 8 epochs",
+        ),
+    ],
+)
+def test_a_pruner_that_can_never_prune_is_warned_about(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    pruner: dict[str, Any],
+    epochs: dict[str, Any],
+    warned: str | None,
+) -> None:
+    doc = study_doc(tmp_path, pruner=pruner, objective={"metric": "val_loss"})
+    if "space" in epochs:
+        doc["space"]["epochs"] = epochs["space"]
+    else:
+        doc["fixed"]["epochs"] = epochs["epochs"]
+    parse_study(doc, source="p.yaml")
+    if warned is None:
+        assert caplog.text == ""
+    else:
+        assert f"p.yaml: pruner {pruner['name']}: it prunes " in caplog.text
+        assert warned in caplog.text and ": nothing will be pruned" in caplog.text
+
+
+def test_hyperband_needs_its_least_resource_at_most_its_largest(tmp_path: Path) -> None:
+    doc = study_doc(tmp_path, pruner={"name": "hyperband", "min_resource": 10, "max_resource": 3})
+    with pytest.raises(ConfigError, match=r"pruner\.min_resource: 10 is more than max_resource 3"):
+        parse_study(doc)
+    doc["pruner"]["max_resource"] = 10
+    parse_study(doc)
