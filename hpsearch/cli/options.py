@@ -190,9 +190,10 @@ def data_source(
     target: str | None,
     task: str | None,
     test: str | None,
+    drop: tuple[str, ...] = (),
 ) -> dict[str, Any] | None:
-    """``--data PATH --target COLUMN [--task] [--test FILE]`` as a data source mapping
-    (paths from the working directory), or ``None`` without ``--data``.
+    """``--data PATH --target COLUMN [--task] [--test FILE] [--drop COLUMN]...`` as a data
+    source mapping (paths from the working directory), or ``None`` without ``--data``.
 
     Raises:
         click.UsageError: A data flag without ``--data``, or ``--data`` with ``--dataset``.
@@ -200,15 +201,22 @@ def data_source(
             file of another kind), each problem named by its flag.
     """
     if path is None:
-        given = [f for f, v in (("--target", target), ("--task", task), ("--test", test)) if v]
+        flags = (("--target", target), ("--task", task), ("--test", test), ("--drop", drop))
+        given = [f for f, v in flags if v]
         if given:
             raise click.UsageError(f"{', '.join(given)}: only with --data")
         return None
     if dataset is not None:
         raise click.UsageError("--data and --dataset: give one (your data, or a built-in set)")
-    source = {"path": str(Path(path).expanduser().resolve()), "target": target, "task": task}
+    source: dict[str, Any] = {
+        "path": str(Path(path).expanduser().resolve()),
+        "target": target,
+        "task": task,
+    }
     if test:
         source["test"] = str(Path(test).expanduser().resolve())
+    if drop:  # `--drop id,name` as `--drop id --drop name`, like `trials --columns a,b`
+        source["drop"] = [c for flag in drop for c in flag.split(",") if c]
     mapping = {k: v for k, v in source.items() if v is not None}
     from hpsearch.spec.config import make_config
 
@@ -225,6 +233,7 @@ _DATA_FLAGS = {
     "dataset.target": "--target",
     "dataset.task": "--task",
     "dataset.test": "--test",
+    "dataset.drop": "--drop",
 }
 
 

@@ -31,6 +31,12 @@ from hpsearch.cli.options import precision_option
     help="Of --data [inferred from the target].",
 )
 @click.option("--test", "test_path", type=click.Path(), help="A held-out file of --data's layout.")
+@click.option(
+    "--drop",
+    multiple=True,
+    metavar="COLUMN[,COLUMN...]",
+    help="Columns of --data left out of the inputs (an ID, free text).",
+)
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of config fields.")
 @click.option(
     "--set",
@@ -48,6 +54,7 @@ def train(
     target: str | None,
     task: str | None,
     test_path: str | None,
+    drop: tuple[str, ...],
     config_file: str | None,
     assignments: tuple[str, ...],
     precision: str | None,
@@ -55,7 +62,7 @@ def train(
 ) -> None:
     """Train once and print the final metrics."""
     with startup():
-        own = data_source(dataset, data_path, target, task, test_path)
+        own = data_source(dataset, data_path, target, task, test_path, drop)
         config = build_config(
             config_file,
             assignments,

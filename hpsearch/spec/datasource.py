@@ -50,6 +50,11 @@ def _square(value: Any) -> Any:
     return [value, value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
+def _listed(value: Any) -> Any:
+    # `drop: id` is shorthand for [id]
+    return [value] if isinstance(value, str) else value
+
+
 @pydantic.dataclasses.dataclass(frozen=True, config=ConfigDict(extra="forbid"))
 class DataSource:
     """A user's data set: a table file or a folder of images, and what to predict."""
@@ -68,6 +73,8 @@ class DataSource:
     """Images made grey (one value per pixel) or kept rgb (three)."""
     max_categories: Annotated[StrictInt, Field(ge=2, le=100_000)] = 100
     """A text column with more distinct values than this is refused (an ID or free text?)."""
+    drop: Annotated[tuple[StrictStr, ...], pydantic.BeforeValidator(_listed)] = ()
+    """Columns left out of the inputs (tables): an ID, free text, a leak of the target."""
 
     @pydantic.model_validator(mode="after")
     def _consistent(self) -> DataSource:
@@ -83,6 +90,11 @@ class DataSource:
             found.append(
                 ("target", "a folder of images has no target: its subfolders are its classes")
             )
+        if kind == "images" and self.drop:
+            found.append(("drop", "a folder of images has no columns to drop"))
+        target = self.target or (NPZ_TARGET if kind == "npz" else None)
+        if target in self.drop:
+            found.append(("drop", f"{target!r} is the target: it cannot be dropped"))
         if kind == "images" and self.task == "regression":
             found.append(("task", "a folder of images by class is a classification task"))
         if (

@@ -70,6 +70,7 @@ def read_source(source: DataSource) -> OwnData:
         )
     target = source.target_name
     frame = tables.read_table(source.path, source.kind, target)
+    frame = tables.drop_columns(frame, source.path, source.drop)
     tables.check_target(frame, source.path, target)
     task = source.task or tables.infer_task(frame, target)
     kinds = tables.check_features(frame, source.path, target, source.max_categories)

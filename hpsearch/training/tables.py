@@ -75,6 +75,22 @@ def read_table(file: str, kind: str, target: str) -> pl.DataFrame:
     return frame
 
 
+def drop_columns(frame: pl.DataFrame, file: str, names: Sequence[str]) -> pl.DataFrame:
+    """``frame`` without the columns a data source leaves out (``dataset.drop``).
+
+    Raises:
+        DataError: A named column is not in the file (a typo would otherwise leave an ID
+            column among the inputs unseen).
+    """
+    for name in names:
+        if name not in frame.columns:
+            close = difflib.get_close_matches(name, frame.columns, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
+            raise DataError(f"{file}: no column {name!r} to drop{hint}; its columns: {shown}")
+    return frame.drop(names)
+
+
 def read_rows(file: str, kind: str, target: str | None = None) -> pl.DataFrame:
     """Reads a table file's rows (new rows to predict may lack the target).
 
@@ -533,8 +549,8 @@ def check_features(
         if distinct > max_categories:
             raise DataError(
                 f"{file}: column {name!r} has {distinct} distinct text values, more than "
-                f"max_categories ({max_categories}): an ID or free text? drop the column, or "
-                "raise dataset.max_categories"
+                f"max_categories ({max_categories}): an ID or free text? leave it out "
+                f"(dataset.drop: [{name}]), or raise dataset.max_categories"
             )
         kinds[name] = "category"
     if not kinds:

@@ -97,6 +97,7 @@ BAD_TABLES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...]]] = {
         ("column 'id'", "178 distinct text values", "max_categories (50)"),
     ),
     "regression on text": (None, {"task": "regression"}, ("holds text", "'barolo'")),
+    "column to drop": (None, {"drop": ["shade", "hue_"]}, ("no column 'hue_' to drop", "'hue'")),
 }
 
 
@@ -247,6 +248,20 @@ def test_train_on_a_regression_table_reports_in_the_targets_units(tmp_path: Path
     assert "val_rmse" in proc.stderr  # per epoch
 
 
+def test_train_leaves_out_the_columns_drop_names(tmp_path: Path) -> None:
+    def inputs(*drop: str) -> tuple[int, Any]:
+        proc = hpsearch(
+            "train", "--data", str(DIABETES), "--target", "progression", "--json",
+            "--set", "epochs=1", "--set", "hidden_layers=[]", *drop,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        result = json.loads(proc.stdout)
+        return result["param_count"] - 1, result["config"]["dataset"].get("drop")  # - the bias
+
+    assert inputs() == (10, None)
+    assert inputs("--drop", "age,sex", "--drop", "s6") == (7, ["age", "sex", "s6"])
+
+
 def test_data_flags_without_data_are_refused(tmp_path: Path) -> None:
     proc = hpsearch("train", "--target", "y")
     assert proc.returncode == 2 and "--target: only with --data" in proc.stderr
@@ -258,6 +273,7 @@ def test_data_flags_without_data_are_refused(tmp_path: Path) -> None:
         (["--data", str(DIABETES), "--set", "epochs=1"], "--target: required for a table"),
         (["--data", str(folder), "--target", "y"], "--target: a folder of images has no target"),
         (["--data", str(DIABETES), "--target", "y", "--test", str(folder)], "--test: '"),
+        (["--data", str(DIABETES), "--target", "bmi", "--drop", "age,bmi"], "--drop: 'bmi' is"),
     ):
         proc = hpsearch("train", *args)
         assert proc.returncode == 2 and proc.stderr.startswith(f"error: {line}"), proc.stderr

@@ -24,6 +24,9 @@ BAD = [
     ({"path": "photos", "target": "y"}, "dataset.target: a folder of images has no target"),
     ({**CSV, "test": "photos"}, "dataset.test: 'photos' is not of the same kind"),
     ({**CSV, "max_categories": 1}, "dataset.max_categories: must be in [2, 100000], got 1"),
+    ({**CSV, "drop": ["id", "y"]}, "dataset.drop: 'y' is the target: it cannot be dropped"),
+    ({"path": "a.npz", "drop": "y"}, "dataset.drop: 'y' is the target"),
+    ({"path": "photos", "drop": ["id"]}, "dataset.drop: a folder of images has no columns"),
 ]
 
 

@@ -125,6 +125,31 @@ def test_what_is_learned_comes_from_the_training_split_only(tmp_path: Path) -> N
     assert torch.equal(block.sum(dim=1), torch.ones(len(block)))
 
 
+def test_dropped_columns_are_no_inputs_and_new_rows_may_still_hold_them(tmp_path: Path) -> None:
+    names, rows = wine_rows()
+    names = ["id", "label", *names]  # a number id, and a text one of a distinct value a row
+    rows = [[i, f"bottle {i}", *row] for i, row in enumerate(rows)]
+    path = str(write_csv(tmp_path / "ids.csv", names, rows))
+    with pytest.raises(DataError, match="column 'label' has 178 distinct text values"):
+        read_source(DataSource(path, target="cultivar"))
+    source = DataSource(path, target="cultivar", drop=("id", "label"))
+    assert set(read_source(source).kinds or {}) == set(wine_rows()[0][:-1])
+    data = _data(source)
+    plain = _data(DataSource(str(write_wine(tmp_path)), target="cultivar"))
+    assert data.encoding == plain.encoding  # as if the file never had them
+    assert torch.equal(data.train_x, plain.train_x)
+    frame = read_source(source).frame
+    assert np.array_equal(data.encoding.features(frame), plain.encoding.features(frame))
+    assert DataSource(path, target="cultivar", drop="id").drop == ("id",)  # one name
+
+
+def test_a_column_to_drop_that_the_file_lacks_is_named(tmp_path: Path) -> None:
+    source = DataSource(str(write_wine(tmp_path)), target="cultivar", drop=("alcohl",))
+    with pytest.raises(DataError, match=r"wine.csv: no column 'alcohl' to drop \(did you mean "
+                       r"'alcohol'\?\); its columns: alcohol, malic_acid"):  # fmt: skip
+        read_source(source)
+
+
 def test_missing_cells_are_imputed_from_the_training_split_with_an_indicator(
     tmp_path: Path,
 ) -> None:
