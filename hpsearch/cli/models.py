@@ -41,9 +41,9 @@ def retrain(study: str, storage: str | None, out: str, number: int | None) -> No
     click.echo(f"retraining trial {chosen.number} on training + validation data", err=True)
     done = retrain_best(target, out, chosen.number)
     click.echo(f"trial          {done.trial}")
-    for key in ("test_accuracy", "test_rmse", "test_mae", "test_r2", "test_loss"):
+    for key in (*output.TEST_CLASSES, "test_rmse", "test_mae", "test_r2", "test_loss"):
         if done.result.get(key) is not None:
-            click.echo(f"{key:<15}{done.result[key]:.4f}")
+            click.echo(f"{output.shown(key):<15}{done.result[key]:.4f}")
     click.echo(f"saved          {', '.join(map(str, done.files))}")
 
 

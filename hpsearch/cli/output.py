@@ -98,19 +98,34 @@ def epoch_line(stats: EpochStats, epochs: int) -> None:
     )
 
 
+# a classification's metrics, as `train` and `trial` show them
+VAL_CLASSES = ("val_accuracy", "val_balanced_accuracy")
+TEST_CLASSES = ("test_accuracy", "test_balanced_accuracy")
+_SHORT = {  # short enough for the columns of `train`, `retrain` and `trial`
+    "val_balanced_accuracy": "val_bal_acc",
+    "val_balanced_accuracy_se": "val_bal_acc_se",
+    "test_balanced_accuracy": "test_bal_acc",
+}
+
+
+def shown(metric: str) -> str:
+    """A metric's name as a line of ``train``, ``retrain`` or ``trial`` shows it."""
+    return _SHORT.get(metric, metric)
+
+
 def train_result(result: TrainResult) -> None:
     """The final metrics of ``hpsearch train`` (a regression's in the target's units)."""
     final = result.final
     click.echo(f"outcome        {result.outcome}")
     regression = result.task == "regression"
     if final is not None:
-        for key in ("val_rmse", "val_mae", "val_r2") if regression else ("val_accuracy",):
-            click.echo(f"{key:<15}{getattr(final, key):.4f}")
+        for key in ("val_rmse", "val_mae", "val_r2") if regression else VAL_CLASSES:
+            click.echo(f"{shown(key):<15}{getattr(final, key):.4f}")
         click.echo(f"val_loss       {final.val_loss:.4f}")
-    tests = ("test_rmse", "test_mae", "test_r2") if regression else ("test_accuracy",)
+    tests = ("test_rmse", "test_mae", "test_r2") if regression else TEST_CLASSES
     for key in (*tests, "test_loss"):
         if (value := getattr(result, key)) is not None:
-            click.echo(f"{key:<15}{value:.4f}")
+            click.echo(f"{shown(key):<15}{value:.4f}")
     click.echo(f"params         {result.param_count}")
     click.echo(f"train_seconds  {result.train_seconds:.2f}")
     click.echo(f"device         {result.device}")
@@ -214,14 +229,14 @@ def trial_record(record: TrialRecord) -> None:
     for key in ("number", "state", "values", "outcome", "worker", "device", "host", "threads"):
         click.echo(f"{key:<14} {plain(str(doc[key]))}")
     regression = ("test_r2", "test_rmse", "test_mae")
-    tests = regression if any(doc[k] is not None for k in regression) else ("test_accuracy",)
+    tests = regression if any(doc[k] is not None for k in regression) else TEST_CLASSES
     for key in (*tests, "train_seconds", "duration_s", "param_count"):
-        click.echo(f"{key:<14} {doc[key]}")
+        click.echo(f"{shown(key):<14} {doc[key]}")
     click.echo(f"params         {json.dumps(doc['params'])}")
     if record.config:
         click.echo(f"config         {json.dumps(doc['config'])}")
     for metric, curve in record.curves.items():
-        click.echo(f"{metric:<14} {json.dumps(curve)}")
+        click.echo(f"{shown(metric):<14} {json.dumps(curve)}")
     if record.fail_reason:
         click.echo(f"fail_reason    {plain(record.fail_reason.splitlines()[0])}")
     if record.traceback:

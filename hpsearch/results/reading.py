@@ -42,6 +42,7 @@ from hpsearch.study.record import records
 from hpsearch.study.record import scoring
 from hpsearch.study.record import study_summary
 from hpsearch.study.record import TEST_ACCURACY
+from hpsearch.study.record import TEST_BALANCED
 from hpsearch.study.record import TEST_REGRESSION
 from hpsearch.study.record import TRAIN_SECONDS
 from hpsearch.study.record import TrialRecord
@@ -120,6 +121,7 @@ METRIC_COLUMNS = ("train_seconds", "param_count", "worker", "fail_reason", "dura
 ROW_ATTRS = (
     TEST_ACCURACY,
     *TEST_REGRESSION,
+    TEST_BALANCED,
     TRAIN_SECONDS,
     PARAM_COUNT,
     WORKER,
@@ -393,7 +395,11 @@ def chosen_trial(study: optuna.Study, number: int | None = None) -> TrialRecord:
 
 # a trial row's test metrics, by the study's score: a regression's R² and RMSE (in the
 # target's units), else the accuracy
-TEST_COLUMNS = {"r2": ("test_r2", "test_rmse"), "accuracy": ("test_accuracy",)}
+TEST_COLUMNS = {
+    "r2": ("test_r2", "test_rmse"),
+    "accuracy": ("test_accuracy",),
+    "balanced_accuracy": ("test_balanced_accuracy", "test_accuracy"),
+}
 
 
 def _test_metrics(r: TrialRecord, score: str) -> dict[str, Any]:

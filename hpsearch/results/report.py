@@ -74,7 +74,7 @@ class _Data:
     importances: dict[str, float] | Exception  # of the shared params
     # a conditional param's importance among the trials that have it, and how many do
     conditional: dict[str, tuple[float, int]]
-    score: str  # what rates its models: r2 for a regression, else accuracy (record.scoring)
+    score: str  # what rates its models: r2, balanced_accuracy or accuracy (record.scoring)
     note: str = ""  # what the figures draw, when not every trial
 
     @classmethod
@@ -380,8 +380,16 @@ def _curve_metric(data: _Data) -> str:
     return name if name in PER_EPOCH else f"val_{data.score}"
 
 
-PER_EPOCH = ("val_accuracy", "val_loss", "train_loss", "val_rmse", "val_mae", "val_r2")
-SCORE_WORDS = {"accuracy": "accuracy", "r2": "R²"}
+PER_EPOCH = (
+    "val_accuracy",
+    "val_balanced_accuracy",
+    "val_loss",
+    "train_loss",
+    "val_rmse",
+    "val_mae",
+    "val_r2",
+)
+SCORE_WORDS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "r2": "R²"}
 
 
 def _learning_curves(data: _Data) -> go.Figure:

@@ -55,7 +55,8 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
     result, model = fit(config)
     data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
     files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
-    tests = ("test_rmse", "test_mae", "test_r2") if result.task == "regression" else ()
+    regression = result.task == "regression"
+    tests = ("test_rmse", "test_mae", "test_r2") if regression else ("test_balanced_accuracy",)
     save_model(
         model,
         config.to_dict(),

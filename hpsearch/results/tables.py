@@ -44,6 +44,7 @@ ABBREVIATIONS = {
     "weight_decay": "wd",
     "label_smoothing": "smoothing",
     "test_accuracy": "test_acc",
+    "test_balanced_accuracy": "test_bal_acc",
     "train_seconds": "train_s",
     "param_count": "n_params",
 }
@@ -55,6 +56,7 @@ _PRIORITY = (
     "value",
     "value_*",
     "param.*",
+    "test_balanced_accuracy",
     "test_accuracy",
     "test_r2",
     "train_seconds",

@@ -77,6 +77,7 @@ Point = tuple[str | None, Any, dict[str, Any]]  # (one-factor factor, its value,
 # metric -> (natural direction, whether it is measured per epoch)
 METRICS: dict[str, tuple[str, bool]] = {
     "val_accuracy": ("maximize", True),
+    "val_balanced_accuracy": ("maximize", True),  # each class's recall, averaged
     "val_loss": ("minimize", True),
     "val_rmse": ("minimize", True),  # regression, in the target's units
     "val_mae": ("minimize", True),
@@ -278,8 +279,9 @@ class _Strict(pydantic.BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-Metric = Literal[
+Metric = Literal[  # the keys of METRICS (tests/spec/test_studyfile.py checks)
     "val_accuracy",
+    "val_balanced_accuracy",
     "val_loss",
     "val_rmse",
     "val_mae",
@@ -295,7 +297,8 @@ class ObjectiveFile(_Strict):
     """One objective: a metric (a name alone is a shorthand for this mapping)."""
 
     metric: Metric = "val_accuracy"
-    """What to optimize (val_rmse, val_mae and val_r2 for a regression task)."""
+    """What to optimize (val_rmse, val_mae and val_r2 for a regression task;
+    val_balanced_accuracy, each class's recall averaged, for imbalanced classes)."""
     direction: Direction | None = None
     """maximize or minimize; the metric's natural direction when left out."""
     reduce: Literal["final", "best"] = "final"

@@ -19,7 +19,7 @@ from hpsearch.spec.datasource import DataSource
 
 # metrics only one task measures; the losses, train_seconds and param_count are for both
 TASK_METRICS: dict[str, tuple[str, ...]] = {
-    "classification": ("val_accuracy",),
+    "classification": ("val_accuracy", "val_balanced_accuracy"),
     "regression": ("val_rmse", "val_mae", "val_r2"),
 }
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_r2"}

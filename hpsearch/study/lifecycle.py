@@ -227,7 +227,9 @@ def data_line(spec: StudySpec) -> str | None:
     from hpsearch.training.sources import describe
 
     source = spec.base.dataset
-    return describe(source, spec.base.val_fraction) if isinstance(source, DataSource) else None
+    if not isinstance(source, DataSource):
+        return None
+    return describe(source, spec.base.val_fraction, tuple(o.metric for o in spec.objectives))
 
 
 def _point_key(params: dict[str, Any]) -> str:

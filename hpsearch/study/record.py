@@ -47,6 +47,7 @@ CURVES = "curves"
 TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
 TEST_REGRESSION = ("test_rmse", "test_mae", "test_r2")  # a regression's, in the target's units
+TEST_BALANCED = "test_balanced_accuracy"  # a classification's
 TRAIN_SECONDS = "train_seconds"
 PARAM_COUNT = "param_count"
 DEVICE = "device"
@@ -66,7 +67,9 @@ POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
 STORED_CURVES = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se")
 # a regression's, stored only where measured (a classification's are all NaN)
 REGRESSION_CURVES = ("val_rmse", "val_mae", "val_r2", "val_rmse_se", "val_mae_se", "val_r2_se")
-CURVE_KEYS = STORED_CURVES + REGRESSION_CURVES
+# a classification's (trials stored by earlier versions have none)
+BALANCED_CURVES = ("val_balanced_accuracy", "val_balanced_accuracy_se")
+CURVE_KEYS = STORED_CURVES + REGRESSION_CURVES + BALANCED_CURVES
 
 # Study attributes.
 # System attribute (a user attribute in an earlier layout): what a report needs to know of
@@ -121,6 +124,7 @@ class TrialRecord:
     test_rmse: float | None = None
     test_mae: float | None = None
     test_r2: float | None = None
+    test_balanced_accuracy: float | None = None
 
     @classmethod
     def from_trial(cls, trial: FrozenTrial, base: Mapping[str, Any] | None = None) -> TrialRecord:
@@ -155,7 +159,7 @@ class TrialRecord:
             ofat_factor=a.get(OFAT_FACTOR),
             ofat_value=a.get(OFAT_VALUE),
             val_size=a.get(VAL_SIZE),
-            **{key: a.get(key) for key in TEST_REGRESSION},
+            **{key: a.get(key) for key in (*TEST_REGRESSION, TEST_BALANCED)},
         )
 
     def curve(self, metric: str) -> list[float | None]:
@@ -171,7 +175,7 @@ class TrialRecord:
             n = self.val_size
             p = (value * n + 1.0) / (n + 2.0)
             return math.sqrt(p * (1.0 - p) / n)
-        if metric in ("val_loss", "val_rmse", "val_mae", "val_r2"):
+        if metric in ("val_loss", "val_rmse", "val_mae", "val_r2", "val_balanced_accuracy"):
             pairs = zip(self.curve(metric), self.curve(f"{metric}_se"), strict=False)
             near = [(abs(v - value), se) for v, se in pairs if v is not None and se is not None]
             return min(near)[1] if near else None  # the epoch the value was taken at
@@ -272,7 +276,8 @@ def base_config(study: optuna.Study) -> dict[str, Any] | None:
 @dataclass(frozen=True)
 class Scoring:
     """How a study's models are rated and on what: ``score`` is ``r2`` for a regression
-    task, else ``accuracy``; ``examples`` are a table's ``rows``, else ``images``."""
+    task, ``balanced_accuracy`` for a classification that selects on it, else ``accuracy``;
+    ``examples`` are a table's ``rows``, else ``images``."""
 
     score: str
     examples: str
@@ -280,12 +285,16 @@ class Scoring:
 
 def scoring(study: optuna.Study) -> Scoring:
     """The study's :class:`Scoring`, from the data set of its stored base config."""
-    dataset = (base_config(study) or {}).get("dataset")
+    doc = _summary_doc(study) or {}
+    base = doc.get("base_config")
+    dataset = base.get("dataset") if isinstance(base, dict) else None
+    metrics = [o.get("metric") for o in doc.get("objectives") or [] if isinstance(o, dict)]
+    rated = "balanced_accuracy" if "val_balanced_accuracy" in metrics else "accuracy"
     if not isinstance(dataset, dict):  # a built-in data set: images
-        return Scoring("accuracy", "images")
+        return Scoring(rated, "images")
     table = Path(str(dataset.get("path", ""))).suffix.lower() in TABLE_SUFFIXES
     return Scoring(
-        "r2" if dataset.get("task") == "regression" else "accuracy",
+        "r2" if dataset.get("task") == "regression" else rated,
         "rows" if table else "images",
     )
 
@@ -340,8 +349,9 @@ def result_attrs(
     :class:`hpsearch.training.trainer.TrainResult`); its config as far as it differs from
     ``base``."""
     curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
-    kept = [k for k in REGRESSION_CURVES if not all(math.isnan(v) for v in curves[k])]
-    regression = {k: getattr(result, k, None) for k in TEST_REGRESSION}
+    by_task = REGRESSION_CURVES + BALANCED_CURVES
+    kept = [k for k in by_task if not all(math.isnan(v) for v in curves[k])]
+    regression = {k: getattr(result, k, None) for k in (*TEST_REGRESSION, TEST_BALANCED)}
     return {
         OUTCOME: result.outcome,
         CURVES: _compact({k: curves[k] for k in (*STORED_CURVES, *kept)}),

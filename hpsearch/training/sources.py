@@ -30,6 +30,7 @@ from hpsearch.training.images import read_images
 
 SPLIT_SEED = 0  # the validation/test carve-out is the same for every trial, whatever its seed
 TEST_FRACTION = 0.2  # of a user's data set without a test file, held out for testing
+IMBALANCED = 0.75  # a class with this share of the rows makes accuracy a poor guide
 
 
 @dataclass(frozen=True)
@@ -163,8 +164,25 @@ def split_sizes(source: DataSource, val_fraction: float) -> dict[str, int]:
     return {"train": len(train), "validation": len(val), "test": n_test}
 
 
-def describe(source: DataSource, val_fraction: float) -> str:
-    """One line: the data, its task and target, and its split sizes."""
+def largest_class(source: DataSource) -> tuple[Any, float] | None:
+    """A classification's most common class and its share of the rows (``None`` for a
+    regression)."""
+    own = read_source(source)
+    if own.strata is None or not len(own.strata):
+        return None
+    counts = np.bincount(own.strata)
+    i = int(counts.argmax())
+    if own.images is not None:
+        label: Any = own.images.classes[i]
+    else:  # the strata index the sorted distinct labels
+        label = np.unique(own.frame[source.target_name].to_numpy()).tolist()[i]
+    return label, float(counts[i] / counts.sum())
+
+
+def describe(source: DataSource, val_fraction: float, metrics: tuple[str, ...] = ()) -> str:
+    """One line: the data, its task and target, and its split sizes; where one class holds
+    most rows, its share, and if ``metrics`` (the objectives') select on accuracy, a word
+    that the balanced accuracy does not reward answering that class always."""
     own = read_source(source)
     sizes = split_sizes(source, val_fraction)
     what = (
@@ -172,10 +190,20 @@ def describe(source: DataSource, val_fraction: float) -> str:
         if source.kind != "images"
         else (f"{len(own.images.classes) if own.images else 0} classes of images")
     )
-    return (
+    line = (
         f"data {source.path}: {what}; {sizes['train']} training, {sizes['validation']} "
         f"validation, {sizes['test']} test {'images' if source.kind == 'images' else 'rows'}"
     )
+    largest = largest_class(source)
+    if largest is None or largest[1] < IMBALANCED:
+        return line
+    line += f"; class {largest[0]!r} is {largest[1]:.0%} of them"
+    if "val_accuracy" in metrics:
+        line += (
+            f" (answering {largest[0]!r} always scores {largest[1]:.2f} in val_accuracy: "
+            "objective val_balanced_accuracy or val_loss does not reward it)"
+        )
+    return line
 
 
 def fit_config(config: TrainConfig, loss_given: bool) -> TrainConfig:

@@ -60,6 +60,9 @@ class EpochStats:
     val_accuracy: float
     seconds: float
     val_loss_se: float = math.nan  # standard error of val_loss: its spread over samples / sqrt(n)
+    # a classification's mean recall over the classes (robust to imbalanced classes)
+    val_balanced_accuracy: float = math.nan
+    val_balanced_accuracy_se: float = math.nan
     # a regression's, in the target's units (val_accuracy is then NaN), with standard errors
     val_rmse: float = math.nan
     val_mae: float = math.nan
@@ -89,6 +92,8 @@ class TrainResult:
         test_rmse: A regression's test root mean squared error, in the target's units.
         test_mae: A regression's test mean absolute error, in the target's units.
         test_r2: A regression's test coefficient of determination.
+        test_balanced_accuracy: A classification's test accuracy per class, averaged over
+            the classes.
     """
 
     outcome: Outcome
@@ -104,6 +109,7 @@ class TrainResult:
     test_rmse: float | None = None
     test_mae: float | None = None
     test_r2: float | None = None
+    test_balanced_accuracy: float | None = None
 
     @property
     def final(self) -> EpochStats | None:
@@ -551,7 +557,7 @@ def _run_population(job: _Job, members: list[int]) -> None:
                 val.accuracy[k],
                 seconds,
                 val.loss_se[k],
-                **{f"val_{name}": values[k] for name, values in val.regression.items()},
+                **{f"val_{name}": values[k] for name, values in val.by_task.items()},
             )
             histories[i].append(stats)
             if not math.isfinite(train_loss[k]) or (
@@ -573,23 +579,24 @@ def _run_population(job: _Job, members: list[int]) -> None:
             if i not in outcomes:
                 continue
             done = outcomes[i] == "completed"
-            regression = {
+            by_task = {
                 f"test_{name}": values[k] if test and done else None
-                for name, values in (test.regression if test else {}).items()
+                for name, values in (test.by_task if test else {}).items()
                 if not name.endswith("_se")
             }
+            classes = data.task != "regression"
             job.results[i] = TrainResult(
                 outcome=outcomes[i],
                 epochs=tuple(histories[i]),
                 test_loss=test.loss[k] if test and done else None,
-                test_accuracy=test.accuracy[k] if test and done and not regression else None,
+                test_accuracy=test.accuracy[k] if test and done and classes else None,
                 train_seconds=time.perf_counter() - start,
                 param_count=pop.model.param_counts[k],
                 device=str(device),
                 config=configs[i].to_dict(),
                 val_size=len(data.val_y),
                 task=data.task,
-                **regression,
+                **by_task,
             )
             if job.models is not None:
                 job.models[i] = pop.model.export(k)
@@ -777,14 +784,21 @@ def preflight(config: TrainConfig) -> None:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Each member's mean loss, accuracy and the standard error of its mean loss; for a
-    regression (accuracy NaN) also ``rmse``, ``mae`` (in the target's units), ``r2`` and
-    their standard errors (``rmse_se``, ...), by name."""
+    """Each member's mean loss, accuracy and the standard error of its mean loss, and the
+    metrics of its task by name: a classification's ``balanced_accuracy``, a regression's
+    ``rmse``, ``mae`` (in the target's units) and ``r2`` (its accuracy NaN), each with its
+    standard error (``rmse_se``, ...)."""
 
     loss: list[float]
     accuracy: list[float]
     loss_se: list[float]
-    regression: dict[str, list[float]] = field(default_factory=dict)
+    by_task: dict[str, list[float]] = field(default_factory=dict)
+
+
+_BY_TASK = {
+    "classification": ("balanced_accuracy", "balanced_accuracy_se"),
+    "regression": ("rmse", "mae", "r2", "rmse_se", "mae_se", "r2_se"),
+}
 
 
 @torch.no_grad()
@@ -797,11 +811,13 @@ def evaluate(
     regression = pop.task == "regression"
     if n == 0:  # no validation split (retraining on train + validation)
         nan = [math.nan] * k
-        names = ("rmse", "mae", "r2", "rmse_se", "mae_se", "r2_se") if regression else ()
+        names = _BY_TASK["regression" if regression else "classification"]
         return Evaluation(nan, nan, nan, {name: nan for name in names})
     # per member: loss, loss², correct (classes) or squared error, its square, absolute
-    # error, its square (regression); read once, after the last batch
+    # error, its square (regression); then a classification's hits in each class; read
+    # once, after the last batch
     sums = torch.zeros(6, k, device=x.device)
+    hits: torch.Tensor | None = None
     for i in range(0, n, batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         out = pop.model(xb, train=False)
@@ -816,14 +832,31 @@ def evaluate(
             sums[4] += absolute.sum(dim=1)
             sums[5] += (absolute * absolute).sum(dim=1)
         else:
-            sums[2] += (out.argmax(dim=-1) == yb).sum(dim=1)
+            right = (out.argmax(dim=-1) == yb).to(sums.dtype)  # (K, B)
+            sums[2] += right.sum(dim=1)
+            if hits is None:
+                hits = torch.zeros(out.shape[-1], k, device=x.device)
+            hits.index_add_(0, yb, right.T)
     if regression:  # the spread R² compares against, read in the same sync
         spread_sum = ((y - y.mean()) ** 2).sum().expand(1, k)
         sums = torch.cat([sums, spread_sum])
+    elif hits is not None:  # and each class's size: the same column for every member
+        sizes = torch.bincount(y, minlength=len(hits)).to(sums.dtype).unsqueeze(1)
+        sums = torch.cat([sums, hits, sizes.expand(-1, k)])
     total = sums.tolist()  # one sync
     loss = [_mean_se(s, sq, n) for s, sq in zip(total[0], total[1], strict=True)]
     if not regression:
-        return Evaluation([m for m, _ in loss], [c / n for c in total[2]], [se for _, se in loss])
+        c = (len(total) - 6) // 2
+        balanced = [_balanced(total[6 : 6 + c], total[6 + c :], m) for m in range(k)]
+        return Evaluation(
+            [m for m, _ in loss],
+            [right / n for right in total[2]],
+            [se for _, se in loss],
+            {
+                "balanced_accuracy": [b for b, _ in balanced],
+                "balanced_accuracy_se": [se for _, se in balanced],
+            },
+        )
     spread = total[6][0] / n  # the target's variance on this split
     mse = [_mean_se(s, sq, n) for s, sq in zip(total[2], total[3], strict=True)]
     mae = [_mean_se(s, sq, n) for s, sq in zip(total[4], total[5], strict=True)]
@@ -842,6 +875,16 @@ def evaluate(
             "r2_se": [se / spread if spread else math.nan for _, se in mse],
         },
     )
+
+
+def _balanced(hits: list[list[float]], sizes: list[list[float]], m: int) -> tuple[float, float]:
+    """Member ``m``'s balanced accuracy (its recall of each class present, averaged) and its
+    standard error: the recalls' binomial errors, averaged as independent estimates."""
+    recalls = [(h[m], s[m]) for h, s in zip(hits, sizes, strict=True) if s[m]]
+    mean = sum(h / s for h, s in recalls) / len(recalls)
+    # (k + 1) / (n + 2), as for the accuracy: a perfect recall of a small class is not certain
+    spread = sum((p := (h + 1) / (s + 2)) * (1 - p) / s for h, s in recalls)
+    return mean, math.sqrt(spread) / len(recalls)
 
 
 def _mean_se(total: float, square_total: float, n: int) -> tuple[float, float]:

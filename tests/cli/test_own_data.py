@@ -195,6 +195,41 @@ def test_a_study_shows_its_split_sizes_and_refuses_changed_data_on_resume(
     assert hpsearch("run", str(moved), "--no-progress").returncode == 0
 
 
+def test_imbalanced_classes_are_said_and_a_study_may_select_on_the_balanced_accuracy(
+    tmp_path: Path,
+) -> None:
+    names, rows = wine_rows()
+    by_class = {c: [r for r in rows if r[-1] == c] for c in ("grignolino", "barolo", "barbera")}
+    kept = by_class["grignolino"] + by_class["barolo"][:10] + by_class["barbera"][:5]  # 71/86
+    data = write_csv(tmp_path / "few.csv", names, kept)
+    dataset = {"path": data.name, "target": "cultivar"}
+    proc = hpsearch(
+        "run", str(_study(tmp_path, dataset, objective="val_accuracy")), "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr
+    said = "class 'grignolino' is 83% of them (answering 'grignolino' always scores 0.83 in "
+    assert said + "val_accuracy: objective val_balanced_accuracy or val_loss" in proc.stderr
+    assert hpsearch("delete", str(tmp_path / "study.yaml"), "--yes").returncode == 0
+    study = _study(tmp_path, dataset, objective="val_balanced_accuracy")
+    proc = hpsearch("run", str(study), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "class 'grignolino' is 83% of them\n" in proc.stderr  # no advice: it is heeded
+    assert "  test_balanced_accuracy 0." in proc.stdout  # the best trial, rated by it
+    table = hpsearch("trials", str(study)).stdout.splitlines()
+    assert table[0].split()[:6] == ["number", "state", "value", "hidden_layers", "test_bal_acc",
+                                    "test_acc"]  # fmt: skip
+    rows_out = json.loads(hpsearch("trials", str(study), "--format", "json").stdout)
+    for row in rows_out:  # the value is the last epoch's validation balanced accuracy
+        assert 0.0 <= row["value"] <= 1.0 and 0.0 <= row["test_balanced_accuracy"] <= 1.0
+    trial = json.loads(hpsearch("trial", str(study), "0", "--json").stdout)
+    curve = trial["curves"]["val_balanced_accuracy"]
+    assert len(curve) == 2 and curve[-1] == pytest.approx(trial["values"][0], abs=1e-4)
+    assert len(trial["curves"]["val_balanced_accuracy_se"]) == 2
+    assert "val_rmse" not in trial["curves"]  # a regression's stay out
+    best = hpsearch("best", str(study)).stdout  # its noise: from the stored standard errors
+    assert "test_balanced_accuracy 0." in best and " on 7 validation rows)" in best
+
+
 @pytest.mark.slow  # the same in-process: tests/training/test_own_models.py
 def test_train_on_a_table_and_predict_new_rows_in_its_own_labels(tmp_path: Path) -> None:
     data = write_wine(tmp_path)

@@ -66,6 +66,7 @@ def test_regression_metrics_are_in_the_targets_units() -> None:
     # val_loss is the MSE of the standardized target; its RMSE in the target's units
     assert final.val_rmse == pytest.approx(math.sqrt(final.val_loss) * data.target_scale, rel=1e-4)
     assert math.isnan(final.val_accuracy) and result.test_accuracy is None
+    assert math.isnan(final.val_balanced_accuracy) and result.test_balanced_accuracy is None
     assert 0.2 < result.test_r2 < 0.7 and 40 < result.test_rmse < 70  # diabetes: a hard target
     assert final.val_r2_se > 0 and final.val_rmse_se > 0
 

@@ -72,6 +72,8 @@ def _assert_same_run(alone: TrainResult, member: TrainResult) -> None:
     first, again = alone.epochs[0].train_loss, member.epochs[0].train_loss
     assert abs(first - again) <= 1e-4 * abs(first)
     assert abs(alone.epochs[-1].val_accuracy - member.epochs[-1].val_accuracy) <= 0.003
+    balanced = alone.epochs[-1].val_balanced_accuracy, member.epochs[-1].val_balanced_accuracy
+    assert abs(balanced[0] - balanced[1]) <= 0.01
     assert member.param_count == alone.param_count and member.config == alone.config
 
 

@@ -1,13 +1,20 @@
 from __future__ import annotations
 
+import dataclasses
+import math
+from types import SimpleNamespace
 import typing
 
 import pytest
+from sklearn.metrics import balanced_accuracy_score
 import torch
 
 from hpsearch.spec import choices
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
+from hpsearch.spec.studyfile import Metric
+from hpsearch.spec.studyfile import METRICS
+from hpsearch.spec.tasks import TASK_METRICS
 from hpsearch.training.data import DATASETS
 from hpsearch.training.data import PREPROCESSING
 from hpsearch.training.model import ACTIVATIONS
@@ -15,6 +22,7 @@ from hpsearch.training.optim import LOSSES
 from hpsearch.training.optim import OPTIMIZERS
 from hpsearch.training.optim import REGRESSION_LOSSES
 from hpsearch.training.trainer import EpochStats
+from hpsearch.training.trainer import evaluate
 from hpsearch.training.trainer import fit
 from hpsearch.training.trainer import numerics
 from hpsearch.training.trainer import train
@@ -35,6 +43,16 @@ def test_every_name_a_config_accepts_has_its_torch_code() -> None:
         assert set(losses) == set(REGRESSION_LOSSES if task == "regression" else LOSSES)
     assert set(OPTIMIZERS) == set(choices.OPTIMIZERS)
     assert choices.PRECISIONS == ("fp32", "tf32", "bf16")  # what the trainer knows of
+
+
+def test_every_metric_an_objective_may_name_is_one_the_trainer_measures() -> None:
+    assert set(typing.get_args(Metric)) == set(METRICS)
+    epoch = {f.name for f in dataclasses.fields(EpochStats)}
+    result = {f.name for f in dataclasses.fields(TrainResult)}
+    for metric, (_, per_epoch) in METRICS.items():
+        assert metric in (epoch if per_epoch else result), metric
+    for task, metrics in TASK_METRICS.items():
+        assert set(metrics) <= set(METRICS), task
 
 
 def test_default_config_learns_digits() -> None:
@@ -229,3 +247,47 @@ def test_a_model_whose_weights_exceed_the_ram_is_refused_before_allocating(
     big = make_config({"dataset": "digits", "hidden_layers": [512, 512], "epochs": 1})
     with pytest.raises(DeviceError, match=r"\[512, 512\]: 301,066 parameters need 2.4 MB"):
         train(big)
+
+
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
+def test_the_balanced_accuracy_is_each_classs_recall_averaged_as_scikit_learns() -> None:
+    # 3 members, 50 rows of classes 0-2 (mostly 0); outputs of 4 classes: one never true
+    gen = torch.Generator().manual_seed(0)
+    y = torch.tensor([0] * 40 + [1] * 7 + [2] * 3)[torch.randperm(50, generator=gen)]
+    logits = torch.randn(3, 50, 4, generator=gen)
+    logits[0, :, 0] += 10.0  # member 0 always answers the large class
+    batches = iter([slice(i, i + 16) for i in range(0, 50, 16)])  # 4, the last short
+
+    def model(xb: torch.Tensor, train: bool) -> torch.Tensor:
+        return logits[:, next(batches)]
+
+    def loss_fn(out: torch.Tensor, yb: torch.Tensor, smoothing: float) -> torch.Tensor:
+        labels = yb.expand(len(out), -1)
+        return torch.nn.functional.cross_entropy(out.transpose(1, 2), labels, reduction="none")
+
+    pop = SimpleNamespace(
+        configs=[None] * 3, task="classification", model=model, loss_fn=loss_fn, smoothing=0.0
+    )
+    found = evaluate(pop, torch.zeros(50, 1), y, batch_size=16)  # type: ignore[arg-type]
+    for m in range(3):
+        answers = logits[m].argmax(dim=-1).numpy()
+        expected = balanced_accuracy_score(y.numpy(), answers)
+        assert found.by_task["balanced_accuracy"][m] == pytest.approx(expected, abs=1e-6)
+        assert found.accuracy[m] == pytest.approx(float((answers == y.numpy()).mean()))
+    assert found.accuracy[0] == 0.8 and found.by_task["balanced_accuracy"][0] == pytest.approx(
+        1 / 3
+    )
+    # its standard error: the recalls' binomial errors, (k + 1) / (n + 2), over 3 classes
+    p = [41 / 42, 1 / 9, 1 / 5]
+    se = math.sqrt(sum(q * (1 - q) / n for q, n in zip(p, (40, 7, 3), strict=True))) / 3
+    assert found.by_task["balanced_accuracy_se"][0] == pytest.approx(se)
+
+
+def test_a_classification_records_its_balanced_accuracy_each_epoch_and_on_test() -> None:
+    result = train(make_config({"epochs": 2, "optimizer": "adam", "lr": 0.01}))
+    assert all(0.5 < e.val_balanced_accuracy <= 1.0 for e in result.epochs)
+    assert all(0.0 < e.val_balanced_accuracy_se < 0.1 for e in result.epochs)
+    assert result.test_balanced_accuracy is not None
+    # the digits' classes are near equal in size: near the accuracy, not equal to it
+    assert result.test_balanced_accuracy == pytest.approx(result.test_accuracy, abs=0.02)
+    assert result.test_balanced_accuracy != result.test_accuracy
