@@ -1,12 +1,13 @@
-"""Queueing a study's budget and deleting it: ``hpsearch create`` of a study of N trials, and
-of a grid of N points, on a fresh SQLite file, then ``hpsearch delete`` of it, with this
-checkout and others side by side.
+"""Queueing a study's budget, its retries, and deleting it: ``hpsearch create`` of a study of
+N trials, and of a grid of N points, on a fresh SQLite file; ``hpsearch retry`` once all of
+them failed; then ``hpsearch delete`` of it, with this checkout and others side by side.
 
 ``create`` queues one WAITING trial per trial of the budget (per point of a grid) before
 any worker starts, and so does the first ``run`` or ``launch`` of a study: its time is the
-wait before the first trial. Each figure is the median wall time of ``--repeat`` fresh
-processes, the checkouts taking turns run by run; the last columns are each checkout's
-ratio to the first::
+wait before the first trial. ``retry`` queues a copy of each failed trial (here every trial
+is made FAIL in the database, as when a study ran on a broken data path). Each figure is the
+median wall time of ``--repeat`` fresh processes, the checkouts taking turns run by run; the
+last columns are each checkout's ratio to the first::
 
     git worktree add /tmp/before <commit>
     python bench/queueing.py --src /tmp/before --src . --trials 100 1000 10000
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -37,9 +39,24 @@ RANDOM = "{lr: {type: float, low: 0.001, high: 0.1, log: true}}"
 GRID = "{{seed: {{type: int, low: 1, high: {n}}}}}"
 
 
-def _create(src: Path, folder: Path, kind: str, n: int) -> tuple[float, float]:
-    """Seconds of one ``hpsearch create`` of a fresh study of ``n`` trials or points, and of
-    its ``hpsearch delete``."""
+COMMANDS = ("create", "retry", "delete")
+
+
+def _fail_all(db: Path) -> None:
+    connection = sqlite3.connect(db)
+    try:
+        with connection:  # commits
+            connection.execute(
+                "UPDATE trials SET state = 'FAIL', datetime_start = CURRENT_TIMESTAMP, "
+                "datetime_complete = CURRENT_TIMESTAMP"
+            )
+    finally:
+        connection.close()  # before the file is removed and made again
+
+
+def _commands(src: Path, folder: Path, kind: str, n: int) -> list[float]:
+    """Seconds of one ``hpsearch create`` of a fresh study of ``n`` trials or points, of its
+    ``hpsearch retry`` once every trial failed, and of its ``hpsearch delete``."""
     db = folder / "q.db"
     db.unlink(missing_ok=True)
     space = GRID.format(n=n) if kind == "grid" else RANDOM
@@ -48,7 +65,13 @@ def _create(src: Path, folder: Path, kind: str, n: int) -> tuple[float, float]:
     study.write_text(STUDY.format(db=db, sampler=sampler, trials=n, space=space))
     env = {**os.environ, "PYTHONPATH": str(src.resolve()), "HPSEARCH_OFFLINE": "1"}
     seconds = []
-    for command in (["create", str(study)], ["delete", str(study), "--yes"]):
+    for command in (
+        ["create", str(study)],
+        ["retry", str(study)],
+        ["delete", str(study), "--yes"],
+    ):
+        if command[0] == "retry":
+            _fail_all(db)
         start = time.perf_counter()
         subprocess.run(  # not from a checkout: `python -m` puts the folder it runs in first
             [sys.executable, "-m", "hpsearch", *command],
@@ -58,7 +81,7 @@ def _create(src: Path, folder: Path, kind: str, n: int) -> tuple[float, float]:
             capture_output=True,
         )
         seconds.append(time.perf_counter() - start)
-    return seconds[0], seconds[1]
+    return seconds
 
 
 def main() -> None:
@@ -76,12 +99,12 @@ def main() -> None:
             folder.mkdir()
         for kind in ("random", "grid"):
             for n in args.trials:
-                times: list[list[tuple[float, float]]] = [[] for _ in sources]
+                times: list[list[list[float]]] = [[] for _ in sources]
                 for _ in range(args.repeat):
                     for i, src in enumerate(sources):
-                        times[i].append(_create(src, folders[i], kind, n))
+                        times[i].append(_commands(src, folders[i], kind, n))
                 label = f"{kind} {n:,} {'points' if kind == 'grid' else 'trials'}"
-                for step, command in enumerate(("create", "delete")):
+                for step, command in enumerate(COMMANDS):
                     medians = [statistics.median(t[step] for t in each) for each in times]
                     cells = "  ".join(f"{m:>12.2f} s" for m in medians)
                     ratios = "  ".join(f"{medians[0] / m:.1f}x" for m in medians[1:])

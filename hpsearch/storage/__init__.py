@@ -41,6 +41,8 @@ from hpsearch.storage._optuna.trials import heartbeat_interval
 from hpsearch.storage._optuna.trials import may_go_stale
 from hpsearch.storage._optuna.trials import params_together
 from hpsearch.storage._optuna.trials import queue_trials
+from hpsearch.storage._optuna.trials import QueuedTrial
+from hpsearch.storage._optuna.trials import retry_of
 from hpsearch.storage._optuna.trials import set_study_system_attr
 from hpsearch.storage._optuna.trials import set_trial_params
 from hpsearch.storage._optuna.trials import set_trial_user_attrs
@@ -75,6 +77,7 @@ __all__ = [
     "JOURNAL_PREFIX",
     "OUTAGE_WAIT_ENV",
     "SQLITE_TIMEOUT_S",
+    "QueuedTrial",
     "ResilientRDBStorage",
     "StudyOverview",
     "TrialCounts",
@@ -102,6 +105,7 @@ __all__ = [
     "queue_trials",
     "redact",
     "retried_numbers",
+    "retry_of",
     "sample_trials",
     "scrub",
     "secrets_in",

@@ -16,6 +16,7 @@ STARTED = (TrialState.RUNNING, *FINISHED)
 
 # Optuna's own system attributes.
 RETRY_HISTORY = "retry_history"  # RetryHeartbeatStaleTrialCallback: the trials this retries
+FAILED_TRIAL = "failed_trial"  # RetryHeartbeatStaleTrialCallback: the first trial retried
 FIXED_PARAMS = "fixed_params"  # enqueue_trial: the params a queued trial must take
 
 

@@ -246,12 +246,14 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
     if room <= 0:
         return 0
     if not spec.is_finite:
-        db.queue_trials(study, [({}, {})] * room)
+        db.queue_trials(study, [db.QueuedTrial()] * room)
         return room
     counted = budget.counted_trials(study)  # a grid's or one-factor study's points
     done = {_point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
-    db.queue_trials(study, [(p, record.one_factor_attrs(f, v)) for f, v, p in missing])
+    db.queue_trials(
+        study, [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing]
+    )
     return len(missing)
 
 

@@ -3,6 +3,7 @@ an Optuna upgrade that changes what it relies on fails here, not in a worker."""
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -354,12 +355,12 @@ def test_a_workers_kept_trial_lists_are_what_sorting_the_cache_gives(tmp_path: A
             )
 
 
-QUEUED: list[tuple[dict[str, Any], dict[str, Any]]] = [
-    ({}, {}),
-    ({"x": 0.25}, {"factor": "x", "value": 0.25}),
-    ({"x": 0.5}, {}),
-    ({}, {"n": [1, 2], "s": "é"}),
-    ({"x": 0.75}, {}),
+QUEUED = [
+    db.QueuedTrial(),
+    db.QueuedTrial({"x": 0.25}, {"factor": "x", "value": 0.25}),
+    db.QueuedTrial({"x": 0.5}),
+    db.QueuedTrial({}, {"n": [1, 2], "s": "é"}),
+    db.QueuedTrial({"x": 0.75}),
 ]
 
 
@@ -376,8 +377,8 @@ def test_queued_trials_are_what_enqueue_trial_makes(
     for study in (ours, theirs):
         study.ask({"x": _X})
     db.queue_trials(ours, QUEUED)
-    for params, attrs in QUEUED:
-        theirs.enqueue_trial(params, user_attrs=attrs)
+    for queued in QUEUED:
+        theirs.enqueue_trial(dict(queued.params), user_attrs=dict(queued.user_attrs) or None)
     mine, optunas = ours.get_trials()[1:], theirs.get_trials()[1:]
     assert [t.number for t in mine] == [1, 2, 3, 4, 5]
     for a, b in zip(mine, optunas, strict=True):
@@ -389,13 +390,70 @@ def test_queued_trials_are_what_enqueue_trial_makes(
             }
         assert repr(a_fields) == repr(b_fields)
     # claimed in their order, each taking its params; none keeps the insert's token
-    for params, _ in QUEUED:
+    for queued in QUEUED:
         claimed = db.claim_waiting_trial(ours)
         assert claimed is not None
         trial = db.trial_for(ours, claimed)
-        assert params == ({"x": trial.suggest_float("x", 0, 1)} if params else {})
+        assert queued.params == ({"x": trial.suggest_float("x", 0, 1)} if queued.params else {})
         assert CREATE_TOKEN not in db.get_trial(ours, claimed).system_attrs
     assert db.claim_waiting_trial(ours) is None
+
+
+def test_a_queued_retry_is_what_optunas_retry_callback_makes_with_its_params_fixed(
+    any_storage_url: str,
+) -> None:
+    # `hpsearch retry` queues every failed trial in one transaction; each must read as the
+    # copy Optuna's RetryHeartbeatStaleTrialCallback adds (the same history, so the budget
+    # counts it alike) and run the failed trial's point again.
+    from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
+
+    ours = _study(any_storage_url)
+    theirs = optuna.create_study(study_name="o", storage=db.storage_of(ours))
+    for study in (ours, theirs):
+        study.enqueue_trial({"x": 0.25}, user_attrs={"factor": "x"})  # a queued point
+        for _ in range(2):
+            trial = study.ask({"x": _X})
+            trial.set_user_attr("curves", [1.0])
+            study.tell(trial, state=TrialState.FAIL)
+    ours.enqueue_trial({}, user_attrs={"factor": "x"})
+    mine, optunas = ours.get_trials()[:2], theirs.get_trials()[:2]
+    db.queue_trials(ours, [db.retry_of(t, {"factor": "x"}) for t in mine])
+    for t in optunas:
+        t = copy.deepcopy(t)
+        t.user_attrs = {"factor": "x"}  # as budget.RetryCleanly keeps only the point's
+        Retry()(theirs, t)
+    mine_again, theirs_again = ours.get_trials()[3:], theirs.get_trials()[2:]
+    assert [t.number for t in mine_again] == [3, 4]
+    for a, b, failed, their_failed in zip(mine_again, theirs_again, mine, optunas, strict=True):
+        assert a.state == b.state == TrialState.WAITING and a.user_attrs == b.user_attrs
+        assert Retry.retried_trial_number(a) == Retry.retried_trial_number(b) == failed.number
+        assert Retry.retry_history(a) == Retry.retry_history(b) == [failed.number]
+        assert failed.number == their_failed.number
+        # the create token: each insert's own (the storage's, on Optuna's path too)
+        assert _own(a.system_attrs) == _own(b.system_attrs)
+        assert a.system_attrs["fixed_params"] == failed.params  # ours fixed, theirs set
+        assert b.params == their_failed.params
+    # a retry of a retry grows the history, as Optuna's does
+    claimed = db.claim_waiting_trial(ours)
+    assert claimed is not None and db.get_trial(ours, claimed).number == 2  # the queued one
+    for number in (3, 4):  # each retry, claimed in turn, takes its failed trial's point
+        claimed = db.claim_waiting_trial(ours)
+        assert claimed is not None
+        trial = db.trial_for(ours, claimed)
+        assert trial.number == number
+        assert trial.suggest_float("x", 0, 1) == mine[number - 3].params["x"]
+        ours.tell(trial, state=TrialState.FAIL)
+    again = db.retry_of(ours.get_trials()[3], {})
+    assert Retry.retry_history(optuna.trial.create_trial(
+        state=TrialState.WAITING, system_attrs=dict(again.system_attrs)
+    )) == [0, 3]  # fmt: skip
+    assert again.system_attrs["failed_trial"] == 0 and again.params == mine[0].params
+
+
+def _own(system_attrs: dict[str, Any]) -> dict[str, Any]:
+    from hpsearch.storage._optuna.rdb import CREATE_TOKEN
+
+    return {k: v for k, v in system_attrs.items() if k not in ("fixed_params", CREATE_TOKEN)}
 
 
 def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence
 import contextlib
 import copy
+import dataclasses
 from datetime import datetime
 import functools
 import json
@@ -36,7 +37,9 @@ import sqlalchemy as sa
 from hpsearch.storage._optuna import sessions
 from hpsearch.storage._optuna.rdb import CREATE_TOKEN
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage.states import FAILED_TRIAL
 from hpsearch.storage.states import FIXED_PARAMS
+from hpsearch.storage.states import RETRY_HISTORY
 from hpsearch.storage.states import STARTED
 
 _T = TypeVar("_T")
@@ -94,28 +97,52 @@ def claim_waiting_trial(study: optuna.Study, attrs: Mapping[str, Any] | None = N
 # study's lock (another host queueing, a worker asking) waiting at most a chunk's time.
 QUEUE_CHUNK = 1000
 
-# (fixed params, user attributes) of a trial to queue
-Queued = tuple[Mapping[str, Any], Mapping[str, Any]]
+
+@dataclasses.dataclass(frozen=True)
+class QueuedTrial:
+    """A WAITING trial to queue: what ``enqueue_trial(params, user_attrs=...)`` makes, with
+    ``system_attrs`` beside its fixed params (a retry's history, see :func:`retry_of`)."""
+
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    user_attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    system_attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def queue_trials(study: optuna.Study, trials: Sequence[Queued]) -> None:
+def retry_of(trial: FrozenTrial, user_attrs: Mapping[str, Any]) -> QueuedTrial:
+    """The trial Optuna's ``RetryHeartbeatStaleTrialCallback`` queues to run ``trial`` again
+    (its system attributes, the retry history grown by ``trial``), to queue with others in
+    one transaction; its params fixed, as a queued trial's, rather than set."""
+    system = {FAILED_TRIAL: trial.number, RETRY_HISTORY: [], **trial.system_attrs}
+    system[RETRY_HISTORY] = [*system[RETRY_HISTORY], trial.number]
+    params = {**system.pop(FIXED_PARAMS, {}), **trial.params}
+    return QueuedTrial(params, user_attrs, system)
+
+
+def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
     """Queues WAITING trials as ``Study.enqueue_trial`` does, many in one transaction.
 
     Each trial is what ``enqueue_trial(params, user_attrs=attrs)`` makes: WAITING, no start
-    time, the next number, its params as the ``fixed_params`` system attribute and its user
-    attributes. On an RDB storage :data:`QUEUE_CHUNK` trials share a transaction, the study's
-    row locked (as Optuna does for each trial: no other trial takes their numbers), and a
-    chunk whose commit an outage hid is found by its create token, not queued twice. Other
-    storages queue one at a time, through Optuna.
+    time, the next number, its params as the ``fixed_params`` system attribute, its user
+    attributes, and its other system attributes. On an RDB storage :data:`QUEUE_CHUNK`
+    trials share a transaction, the study's row locked (as Optuna does for each trial: no
+    other trial takes their numbers), and a chunk whose commit an outage hid is found by its
+    create token, not queued twice. Other storages queue one at a time, through Optuna.
 
     Args:
         study: The study.
-        trials: ``(params, user attributes)`` of each trial, in the order to number them.
+        trials: The trials, in the order to number them.
     """
     rdb = _rdb(storage_of(study))
     if rdb is None:
-        for params, attrs in trials:
-            study.enqueue_trial(dict(params), user_attrs=dict(attrs) or None)
+        for queued in trials:
+            system = {**queued.system_attrs, FIXED_PARAMS: dict(queued.params)}
+            study.add_trial(  # what enqueue_trial adds, with more system attributes
+                optuna.trial.create_trial(
+                    state=TrialState.WAITING,
+                    system_attrs=system,
+                    user_attrs=dict(queued.user_attrs),
+                )
+            )
         return
     for start in range(0, len(trials), QUEUE_CHUNK):
         chunk, token = trials[start : start + QUEUE_CHUNK], uuid.uuid4().hex
@@ -129,7 +156,7 @@ def queue_trials(study: optuna.Study, trials: Sequence[Queued]) -> None:
 
 
 def _insert_waiting(
-    session: Any, models: Any, study_id: int, trials: Sequence[Queued], token: str
+    session: Any, models: Any, study_id: int, trials: Sequence[QueuedTrial], token: str
 ) -> None:
     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
     trial = models.TrialModel
@@ -143,13 +170,16 @@ def _insert_waiting(
     session.flush()  # the trials' ids, for their attributes
     system: list[dict[str, Any]] = []
     user: list[dict[str, Any]] = []
-    for row, (params, attrs) in zip(rows, trials, strict=True):
+    for row, queued in zip(rows, trials, strict=True):
         # the token on every trial of the chunk: a claim removes it from its trial alone
-        for key, value in ((FIXED_PARAMS, dict(params)), (CREATE_TOKEN, token)):
-            system.append({"trial_id": row.trial_id, "key": key, "value_json": json.dumps(value)})
+        own = {**queued.system_attrs, FIXED_PARAMS: dict(queued.params), CREATE_TOKEN: token}
+        system.extend(
+            {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
+            for k, v in own.items()
+        )
         user.extend(
             {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
-            for k, v in attrs.items()
+            for k, v in queued.user_attrs.items()
         )
     session.execute(sa.insert(models.TrialSystemAttributeModel), system)
     if user:
