@@ -351,13 +351,13 @@ def result_attrs(
     curves = {key: [getattr(e, key) for e in result.epochs] for key in CURVE_KEYS}
     by_task = REGRESSION_CURVES + BALANCED_CURVES
     kept = [k for k in by_task if not all(math.isnan(v) for v in curves[k])]
-    regression = {k: getattr(result, k, None) for k in (*TEST_REGRESSION, TEST_BALANCED)}
+    tests = {k: getattr(result, k, None) for k in (*TEST_REGRESSION, TEST_BALANCED)}
     return {
         OUTCOME: result.outcome,
         CURVES: _compact({k: curves[k] for k in (*STORED_CURVES, *kept)}),
         TEST_ACCURACY: result.test_accuracy,
         TEST_LOSS: result.test_loss,
-        **{k: v for k, v in regression.items() if v is not None},
+        **{k: v for k, v in tests.items() if v is not None},
         TRAIN_SECONDS: round(result.train_seconds, 3),
         PARAM_COUNT: result.param_count,
         VAL_SIZE: result.val_size,

@@ -197,7 +197,8 @@ def describe(source: DataSource, val_fraction: float, metrics: tuple[str, ...] =
     largest = largest_class(source)
     if largest is None or largest[1] < IMBALANCED:
         return line
-    line += f"; class {largest[0]!r} is {largest[1]:.0%} of them"
+    unit = "images" if source.kind == "images" else "rows"
+    line += f"; class {largest[0]!r} holds {largest[1]:.0%} of the {unit}"
     if "val_accuracy" in metrics:
         line += (
             f" (answering {largest[0]!r} always scores {largest[1]:.2f} in val_accuracy: "

@@ -207,13 +207,13 @@ def test_imbalanced_classes_are_said_and_a_study_may_select_on_the_balanced_accu
         "run", str(_study(tmp_path, dataset, objective="val_accuracy")), "--no-progress"
     )
     assert proc.returncode == 0, proc.stderr
-    said = "class 'grignolino' is 83% of them (answering 'grignolino' always scores 0.83 in "
-    assert said + "val_accuracy: objective val_balanced_accuracy or val_loss" in proc.stderr
+    said = "class 'grignolino' holds 83% of the rows (answering 'grignolino' always scores "
+    assert said + "0.83 in val_accuracy: objective val_balanced_accuracy" in proc.stderr
     assert hpsearch("delete", str(tmp_path / "study.yaml"), "--yes").returncode == 0
     study = _study(tmp_path, dataset, objective="val_balanced_accuracy")
     proc = hpsearch("run", str(study), "--no-progress")
     assert proc.returncode == 0, proc.stderr
-    assert "class 'grignolino' is 83% of them\n" in proc.stderr  # no advice: it is heeded
+    assert "class 'grignolino' holds 83% of the rows\n" in proc.stderr  # no advice: it is heeded
     assert "  test_balanced_accuracy 0." in proc.stdout  # the best trial, rated by it
     table = hpsearch("trials", str(study)).stdout.splitlines()
     assert table[0].split()[:6] == ["number", "state", "value", "hidden_layers", "test_bal_acc",
