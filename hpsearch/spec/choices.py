@@ -23,6 +23,7 @@ Color = Literal["grey", "rgb"]
 # float32 throughout; TF32 tensor cores for a CUDA device's float32 matrix products; bfloat16
 # autocast of the training steps
 Precision = Literal["fp32", "tf32", "bf16"]
+ClassWeight = Literal["none", "balanced"]
 
 # numpy's generators take 32-bit seeds: Optuna's samplers fail on a larger or a negative one
 # at their first draw, torch on one past 64 bits; one range for every seed a file sets

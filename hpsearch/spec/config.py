@@ -21,6 +21,7 @@ import yaml
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.spec.choices import Activation
+from hpsearch.spec.choices import ClassWeight
 from hpsearch.spec.choices import Dataset
 from hpsearch.spec.choices import IMAGE_DATASETS
 from hpsearch.spec.choices import Loss
@@ -113,6 +114,9 @@ class TrainConfig:
     Regression (mse unless set): mse, huber or l1 on the standardized target."""
     label_smoothing: Fraction = 0.0
     """Mixes the one-hot target with uniform, for every loss."""
+    class_weight: ClassWeight = "none"
+    """balanced weighs each training example's loss by rows / (classes x its class's rows),
+    so that every class counts alike (imbalanced classes); none: every example alike."""
     weight_decay: NonNegative = 0.0
     """L2 penalty, through the optimizer."""
     l1: NonNegative = 0.0

@@ -56,9 +56,11 @@ from hpsearch.spec.space import MAX_POINTS
 from hpsearch.spec.space import Param
 from hpsearch.spec.space import SearchSpace
 from hpsearch.spec.space import TooManyPoints
+from hpsearch.spec.tasks import CLASS_ONLY
 from hpsearch.spec.tasks import DEFAULT_METRIC
 from hpsearch.spec.tasks import loss_problems
 from hpsearch.spec.tasks import metric_problems
+from hpsearch.spec.tasks import UNSET
 from hpsearch.spec.tasks import with_task
 from hpsearch.spec.validation import describe_fields
 from hpsearch.spec.validation import Problems
@@ -167,6 +169,12 @@ class StudySpec:
             for _, value in p.options() or []
         ]
         problems = loss_problems(searched, task, "space.loss")
+        if task == "regression":
+            problems += [
+                f"space.{p.name}: {CLASS_ONLY[p.target]}"
+                for p in self.space.params
+                if p.target in CLASS_ONLY and any(v not in UNSET for v in p.extremes())
+            ]
         objectives = self.objectives
         if "objective" in self.open_defaults:
             metric = DEFAULT_METRIC[task]

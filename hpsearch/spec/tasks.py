@@ -24,6 +24,12 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 }
 DEFAULT_METRIC = {"classification": "val_accuracy", "regression": "val_r2"}
 DEFAULT_LOSS = {"classification": "cross_entropy", "regression": "mse"}
+# settings that mean something for classes only, and their values that leave them off
+CLASS_ONLY = {
+    "label_smoothing": "smooths class labels; a regression task has none",
+    "class_weight": "weighs classes; a regression task has none",
+}
+UNSET = (0.0, "none")
 
 
 def with_task(config: TrainConfig, task: str, loss_given: bool = True) -> TrainConfig:
@@ -31,7 +37,7 @@ def with_task(config: TrainConfig, task: str, loss_given: bool = True) -> TrainC
     the task's default loss.
 
     Raises:
-        ConfigError: Its loss or label smoothing does not fit the task.
+        ConfigError: Its loss, label smoothing or class weight does not fit the task.
     """
     values: dict[str, object] = {}
     if isinstance(config.dataset, DataSource) and config.dataset.task != task:
@@ -40,8 +46,12 @@ def with_task(config: TrainConfig, task: str, loss_given: bool = True) -> TrainC
         values["loss"] = DEFAULT_LOSS[task]
     resolved = make_config(values, config) if values else config
     problems = loss_problems([resolved.loss], task, "loss")
-    if task == "regression" and resolved.label_smoothing:
-        problems.append("label_smoothing: smooths class labels; a regression task has none")
+    if task == "regression":
+        problems += [
+            f"{key}: {why}"
+            for key, why in CLASS_ONLY.items()
+            if getattr(resolved, key) not in UNSET
+        ]
     if problems:
         raise ConfigError(problems)
     return resolved

@@ -408,6 +408,9 @@ class _Population:
         )
         self.task = data.task
         self.loss_fn = loss_function(first.loss, data.task)
+        self.balanced = (
+            balanced_weights(data.train_y, data.num_classes) if data.task != "regression" else None
+        )
         # bf16: the forward pass and the loss under autocast (the loss itself in float32,
         # by autocast's own rules); weights, gradients and optimizer states stay float32
         # (no cache of cast weights: a CUDA graph must not keep one from its capture)
@@ -445,13 +448,22 @@ class _Population:
         )
         l1 = [c.l1 for c in self.configs]
         self.l1 = torch.tensor(l1, device=self.device) if any(l1) else None
+        # (K, C): each member's weight of each class, where some member weighs them
+        weighted = [c.class_weight == "balanced" for c in self.configs]
+        self.class_weights: torch.Tensor | None = None
+        if any(weighted) and self.balanced is not None:
+            ones = torch.ones_like(self.balanced)
+            self.class_weights = torch.stack([self.balanced if w else ones for w in weighted])
 
     def step(self, x: torch.Tensor, y: torch.Tensor, t: int | None) -> torch.Tensor:
         """Training step ``t`` on the shared batch (``None``: the step the optimizer's
         device counters name, see :meth:`PopulationOptimizer.step_on_device`); returns each
         member's loss (K,)."""
         with self.autocast:
-            losses = self.loss_fn(self.model(x, train=True), y, self.smoothing).mean(dim=1)
+            losses = self.loss_fn(self.model(x, train=True), y, self.smoothing)  # (K, B)
+        if self.class_weights is not None:  # weights of mean 1 over the training rows
+            losses = losses * self.class_weights[:, y]
+        losses = losses.mean(dim=1)
         if self.l1 is not None:
             losses = losses + self.l1 * self.model.l1_norms()
         self.model.zero_grad()
@@ -470,6 +482,16 @@ class _Population:
             slot.param = p  # the stacks are new tensors
         self.configs = [self.configs[i] for i in members]
         self._set_member_values()
+
+
+def balanced_weights(y: torch.Tensor, classes: int) -> torch.Tensor:
+    """Each class's weight that makes every class count alike: rows / (classes x its rows),
+    as scikit-learn's ``class_weight="balanced"`` (their mean over the rows is 1; a class
+    without rows, which no example asks for, weighs 0)."""
+    counts = torch.bincount(y, minlength=classes).float()
+    present = int((counts > 0).sum())
+    weights = len(y) / (present * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
 
 def _padded(column: Sequence[float], rows: int) -> list[float]:

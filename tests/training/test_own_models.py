@@ -145,3 +145,61 @@ def test_a_saved_image_model_reads_a_folder_of_images(tmp_path: Path) -> None:
     assert sum(a["class"] == "striped" for a in answers) >= 10  # it learned the stripes
     data = device_data(source, None, 0.1, None, "standardize", "cpu")
     assert data.classes == ("bright", "dark", "striped") and result.test_accuracy > 0.8
+
+
+def _imbalanced(folder: Path) -> DataSource:
+    """A table of 2,000 rows, 5% of them class 'rare', whose two features overlap the other
+    class's: a plain cross-entropy learns to answer 'common' nearly always."""
+    from tests.owndata import write_csv
+
+    rng = np.random.default_rng(0)
+    rare = rng.random(2000) < 0.05
+    x = rng.normal(size=(2000, 2)) + np.where(rare, 1.2, 0.0)[:, None]
+    rows = [[*map(float, xi), "rare" if r else "common"] for xi, r in zip(x, rare, strict=True)]
+    return DataSource(str(write_csv(folder / "rare.csv", ["a", "b", "y"], rows)), target="y")
+
+
+def test_balanced_class_weights_are_scikit_learns() -> None:
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from hpsearch.training.trainer import balanced_weights
+
+    y = np.array([0] * 50 + [2] * 7 + [3] * 3)  # class 1 has no row
+    expected = compute_class_weight("balanced", classes=np.array([0, 2, 3]), y=y)
+    weights = balanced_weights(torch.tensor(y), 4)
+    assert weights.tolist() == pytest.approx([expected[0], 0.0, expected[1], expected[2]])
+    assert float(weights[torch.tensor(y)].mean()) == pytest.approx(1.0)  # over the rows
+
+
+def test_balanced_class_weights_find_the_rare_class_and_train_in_a_population_as_alone(
+    tmp_path: Path,
+) -> None:
+    source = _imbalanced(tmp_path)
+    plain, weighted = (
+        _config(source, epochs=6, hidden_layers=[], class_weight=w) for w in ("none", "balanced")
+    )
+    alone = [train(plain), train(weighted)]
+    assert alone[0].test_balanced_accuracy < 0.6  # it answers 'common' (0.52): 0.5 always
+    assert alone[1].test_balanced_accuracy > 0.7  # the rare class found (0.79 here)
+    assert alone[1].test_accuracy < alone[0].test_accuracy  # at some cost in accuracy
+    together = train_population([plain, weighted])
+    for one, member in zip(alone, together, strict=True):
+        assert member.epochs[0].train_loss == pytest.approx(one.epochs[0].train_loss, rel=1e-4)
+        assert member.test_balanced_accuracy == pytest.approx(one.test_balanced_accuracy)
+
+
+def test_class_weights_and_label_smoothing_are_refused_for_a_regression(tmp_path: Path) -> None:
+    from hpsearch.errors import ConfigError
+    from hpsearch.spec.studyfile import parse_study
+    from tests.helpers import study_doc
+
+    with pytest.raises(ConfigError, match="class_weight: weighs classes; a regression task"):
+        _config(REGRESSION, class_weight="balanced")
+    regression = {"path": str(DIABETES), "target": "progression", "task": "regression"}
+    space = {"class_weight": ["none", "balanced"], "label_smoothing": [0.0, 0.1]}
+    with pytest.raises(ConfigError) as refused:  # the task given: checked as the file is read
+        parse_study(study_doc(tmp_path, dataset=regression, objective=None, space=space))
+    assert refused.value.problems == [
+        "space.class_weight: weighs classes; a regression task has none",
+        "space.label_smoothing: smooths class labels; a regression task has none",
+    ]
