@@ -399,61 +399,53 @@ def test_queued_trials_are_what_enqueue_trial_makes(
     assert db.claim_waiting_trial(ours) is None
 
 
-def test_a_queued_retry_is_what_optunas_retry_callback_makes_with_its_params_fixed(
-    any_storage_url: str,
-) -> None:
-    # `hpsearch retry` queues every failed trial in one transaction; each must read as the
-    # copy Optuna's RetryHeartbeatStaleTrialCallback adds (the same history, so the budget
-    # counts it alike) and run the failed trial's point again.
+def test_queued_retries_are_what_optunas_retry_callback_makes(any_storage_url: str) -> None:
+    # `hpsearch retry` queues every failed trial again in one transaction; each copy must be
+    # the trial Optuna's RetryHeartbeatStaleTrialCallback adds (the same history, so the
+    # budget counts it alike; the same params, so it runs the failed trial's point again).
     from optuna.storages import RetryHeartbeatStaleTrialCallback as Retry
 
     ours = _study(any_storage_url)
+    ours.enqueue_trial({"x": 0.25}, user_attrs={"factor": "x"})  # a queued point
+    for _ in range(2):  # it, then a sampled one
+        trial = ours.ask({"x": _X, "n": optuna.distributions.IntDistribution(1, 9)})
+        trial.set_user_attr("curves", [1.0])  # an attempt's: not kept
+        ours.tell(trial, state=TrialState.FAIL)
     theirs = optuna.create_study(study_name="o", storage=db.storage_of(ours))
-    for study in (ours, theirs):
-        study.enqueue_trial({"x": 0.25}, user_attrs={"factor": "x"})  # a queued point
-        for _ in range(2):
-            trial = study.ask({"x": _X})
-            trial.set_user_attr("curves", [1.0])
-            study.tell(trial, state=TrialState.FAIL)
-    ours.enqueue_trial({}, user_attrs={"factor": "x"})
-    mine, optunas = ours.get_trials()[:2], theirs.get_trials()[:2]
-    db.queue_trials(ours, [db.retry_of(t, {"factor": "x"}) for t in mine])
-    for t in optunas:
+    failed = ours.get_trials()
+    db.queue_trials(ours, [db.retry_of(t, {"factor": "x"}) for t in failed])
+    for t in failed:  # Optuna's, of the same trials, in its own study
         t = copy.deepcopy(t)
         t.user_attrs = {"factor": "x"}  # as budget.RetryCleanly keeps only the point's
         Retry()(theirs, t)
-    mine_again, theirs_again = ours.get_trials()[3:], theirs.get_trials()[2:]
-    assert [t.number for t in mine_again] == [3, 4]
-    for a, b, failed, their_failed in zip(mine_again, theirs_again, mine, optunas, strict=True):
-        assert a.state == b.state == TrialState.WAITING and a.user_attrs == b.user_attrs
-        assert Retry.retried_trial_number(a) == Retry.retried_trial_number(b) == failed.number
-        assert Retry.retry_history(a) == Retry.retry_history(b) == [failed.number]
-        assert failed.number == their_failed.number
-        # the create token: each insert's own (the storage's, on Optuna's path too)
-        assert _own(a.system_attrs) == _own(b.system_attrs)
-        assert a.system_attrs["fixed_params"] == failed.params  # ours fixed, theirs set
-        assert b.params == their_failed.params
-    # a retry of a retry grows the history, as Optuna's does
-    claimed = db.claim_waiting_trial(ours)
-    assert claimed is not None and db.get_trial(ours, claimed).number == 2  # the queued one
-    for number in (3, 4):  # each retry, claimed in turn, takes its failed trial's point
+    mine, optunas = ours.get_trials()[2:], theirs.get_trials()
+    assert [t.number for t in mine] == [2, 3]
+    for a, b in zip(mine, optunas, strict=True):
+        a_fields, b_fields = dict(a.__dict__), dict(b.__dict__)
+        for fields in (a_fields, b_fields):
+            del fields["_trial_id"], fields["_number"]
+            fields["_system_attrs"] = _own(fields["_system_attrs"])
+        assert repr(a_fields) == repr(b_fields)
+        assert Retry.retry_history(a) == [a.system_attrs["failed_trial"]]
+    assert [t.params for t in mine] == [t.params for t in failed]
+    # each retry, claimed in turn, runs its failed trial's point; a retry of a retry grows
+    # the history
+    for again, was in zip(mine, failed, strict=True):
         claimed = db.claim_waiting_trial(ours)
-        assert claimed is not None
+        assert claimed is not None and db.get_trial(ours, claimed).number == again.number
         trial = db.trial_for(ours, claimed)
-        assert trial.number == number
-        assert trial.suggest_float("x", 0, 1) == mine[number - 3].params["x"]
+        assert trial.suggest_float("x", 0, 1) == was.params["x"]
         ours.tell(trial, state=TrialState.FAIL)
-    again = db.retry_of(ours.get_trials()[3], {})
-    assert Retry.retry_history(optuna.trial.create_trial(
-        state=TrialState.WAITING, system_attrs=dict(again.system_attrs)
-    )) == [0, 3]  # fmt: skip
-    assert again.system_attrs["failed_trial"] == 0 and again.params == mine[0].params
+    twice = db.retry_of(ours.get_trials()[3], {})
+    assert twice.system_attrs["retry_history"] == [1, 3]
+    assert twice.system_attrs["failed_trial"] == 1
 
 
 def _own(system_attrs: dict[str, Any]) -> dict[str, Any]:
+    # the create token is each insert's own (the storage's, on Optuna's path too)
     from hpsearch.storage._optuna.rdb import CREATE_TOKEN
 
-    return {k: v for k, v in system_attrs.items() if k not in ("fixed_params", CREATE_TOKEN)}
+    return {k: v for k, v in system_attrs.items() if k != CREATE_TOKEN}
 
 
 def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(

@@ -25,6 +25,7 @@ import uuid
 
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.distributions import distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
@@ -100,22 +101,30 @@ QUEUE_CHUNK = 1000
 
 @dataclasses.dataclass(frozen=True)
 class QueuedTrial:
-    """A WAITING trial to queue: what ``enqueue_trial(params, user_attrs=...)`` makes, with
-    ``system_attrs`` beside its fixed params (a retry's history, see :func:`retry_of`)."""
+    """A WAITING trial to queue: what ``enqueue_trial(params, user_attrs=...)`` makes, its
+    ``params`` fixed (the ``fixed_params`` system attribute); or, given their
+    ``distributions``, what ``add_trial`` of a WAITING trial with these params, user and
+    system attributes makes (a retry, see :func:`retry_of`)."""
 
     params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     user_attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     system_attrs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    distributions: Mapping[str, BaseDistribution] | None = None
+
+    def system(self) -> dict[str, Any]:
+        """Its system attributes as stored: a queued point's with its fixed params."""
+        if self.distributions is not None:
+            return dict(self.system_attrs)
+        return {**self.system_attrs, FIXED_PARAMS: dict(self.params)}
 
 
 def retry_of(trial: FrozenTrial, user_attrs: Mapping[str, Any]) -> QueuedTrial:
-    """The trial Optuna's ``RetryHeartbeatStaleTrialCallback`` queues to run ``trial`` again
-    (its system attributes, the retry history grown by ``trial``), to queue with others in
-    one transaction; its params fixed, as a queued trial's, rather than set."""
+    """What Optuna's ``RetryHeartbeatStaleTrialCallback`` adds to run a failed ``trial``
+    again (its params, ``user_attrs``, its system attributes with the retry history grown by
+    it), to queue with others in one transaction."""
     system = {FAILED_TRIAL: trial.number, RETRY_HISTORY: [], **trial.system_attrs}
     system[RETRY_HISTORY] = [*system[RETRY_HISTORY], trial.number]
-    params = {**system.pop(FIXED_PARAMS, {}), **trial.params}
-    return QueuedTrial(params, user_attrs, system)
+    return QueuedTrial(trial.params, user_attrs, system, trial.distributions)
 
 
 def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
@@ -135,11 +144,13 @@ def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
     rdb = _rdb(storage_of(study))
     if rdb is None:
         for queued in trials:
-            system = {**queued.system_attrs, FIXED_PARAMS: dict(queued.params)}
-            study.add_trial(  # what enqueue_trial adds, with more system attributes
+            set_params = queued.distributions is not None
+            study.add_trial(  # what enqueue_trial adds, or a retry
                 optuna.trial.create_trial(
                     state=TrialState.WAITING,
-                    system_attrs=system,
+                    params=dict(queued.params) if set_params else None,
+                    distributions=dict(queued.distributions or {}) if set_params else None,
+                    system_attrs=queued.system(),
                     user_attrs=dict(queued.user_attrs),
                 )
             )
@@ -170,9 +181,10 @@ def _insert_waiting(
     session.flush()  # the trials' ids, for their attributes
     system: list[dict[str, Any]] = []
     user: list[dict[str, Any]] = []
+    params: list[dict[str, Any]] = []
     for row, queued in zip(rows, trials, strict=True):
         # the token on every trial of the chunk: a claim removes it from its trial alone
-        own = {**queued.system_attrs, FIXED_PARAMS: dict(queued.params), CREATE_TOKEN: token}
+        own = {**queued.system(), CREATE_TOKEN: token}
         system.extend(
             {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
             for k, v in own.items()
@@ -181,9 +193,22 @@ def _insert_waiting(
             {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
             for k, v in queued.user_attrs.items()
         )
+        params.extend(
+            {
+                "trial_id": row.trial_id,
+                "param_name": name,
+                "param_value": distribution.to_internal_repr(queued.params[name]),
+                "distribution_json": distribution_to_json(distribution),
+            }
+            for name, distribution in (queued.distributions or {}).items()
+        )
     session.execute(sa.insert(models.TrialSystemAttributeModel), system)
-    if user:
-        session.execute(sa.insert(models.TrialUserAttributeModel), user)
+    for model, values in (
+        (models.TrialUserAttributeModel, user),
+        (models.TrialParamModel, params),
+    ):
+        if values:
+            session.execute(sa.insert(model), values)
 
 
 def _queued(rdb: RDBStorage, token: str) -> bool | None:
