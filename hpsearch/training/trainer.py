@@ -408,9 +408,10 @@ class _Population:
         )
         self.task = data.task
         self.loss_fn = loss_function(first.loss, data.task)
-        self.balanced = (
-            balanced_weights(data.train_y, data.num_classes) if data.task != "regression" else None
-        )
+        # a classification's training labels, for class weights (made when a member asks)
+        self.labels = None if data.task == "regression" else data.train_y
+        self.num_classes = data.num_classes
+        self.balanced: torch.Tensor | None = None
         # bf16: the forward pass and the loss under autocast (the loss itself in float32,
         # by autocast's own rules); weights, gradients and optimizer states stay float32
         # (no cache of cast weights: a CUDA graph must not keep one from its capture)
@@ -451,7 +452,9 @@ class _Population:
         # (K, C): each member's weight of each class, where some member weighs them
         weighted = [c.class_weight == "balanced" for c in self.configs]
         self.class_weights: torch.Tensor | None = None
-        if any(weighted) and self.balanced is not None:
+        if any(weighted) and self.labels is not None:
+            if self.balanced is None:
+                self.balanced = balanced_weights(self.labels, self.num_classes)
             ones = torch.ones_like(self.balanced)
             self.class_weights = torch.stack([self.balanced if w else ones for w in weighted])
 
