@@ -194,6 +194,12 @@ def describe(source: DataSource, val_fraction: float, metrics: tuple[str, ...] =
         f"data {source.path}: {what}; {sizes['train']} training, {sizes['validation']} "
         f"validation, {sizes['test']} test {'images' if source.kind == 'images' else 'rows'}"
     )
+    if own.kinds is not None and (ids := tables.counters(own.frame, own.kinds)):
+        named = ("column " if len(ids) == 1 else "columns ") + ", ".join(map(repr, ids))
+        line += (
+            f"; {named} numbers the rows (each whole number once, no gap): an ID? leave it "
+            f"out (dataset.drop: [{', '.join(ids)}])"
+        )
     largest = largest_class(source)
     if largest is None or largest[1] < IMBALANCED:
         return line

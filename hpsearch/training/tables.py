@@ -508,6 +508,22 @@ def _check_scalar(column: pl.Series, file: str, name: str) -> None:
     )
 
 
+def counters(frame: pl.DataFrame, kinds: Mapping[str, str]) -> list[str]:
+    """The number columns that count the rows: whole numbers, a different one in every row,
+    with no gap (1, 2, ..., n in any order). Such a column is an ID, not a measurement; as
+    an input it lets a network tell rows apart and nothing else."""
+    found = []
+    for name, kind in kinds.items():
+        column = frame[name]
+        if kind != "number" or not column.dtype.is_integer() or column.null_count():
+            continue
+        values, rows = column.to_numpy(), frame.height
+        span = int(values.max()) - int(values.min()) + 1
+        if rows > 2 and span == rows and column.n_unique() == rows:
+            found.append(name)
+    return found
+
+
 def check_features(
     frame: pl.DataFrame, file: str, target: str, max_categories: int
 ) -> dict[str, str]:

@@ -18,6 +18,7 @@ from hpsearch.training import tables
 from hpsearch.training.data import device_data
 from hpsearch.training.sources import carve
 from hpsearch.training.sources import check_data
+from hpsearch.training.sources import describe
 from hpsearch.training.sources import read_source
 from hpsearch.training.sources import split_sizes
 from tests.owndata import DIABETES
@@ -141,6 +142,32 @@ def test_dropped_columns_are_no_inputs_and_new_rows_may_still_hold_them(tmp_path
     frame = read_source(source).frame
     assert np.array_equal(data.encoding.features(frame), plain.encoding.features(frame))
     assert DataSource(path, target="cultivar", drop="id").drop == ("id",)  # one name
+
+
+def test_a_column_that_numbers_the_rows_is_named_as_a_likely_id(tmp_path: Path) -> None:
+    import polars as pl
+
+    rng = np.random.default_rng(0)
+    frame = pl.DataFrame(
+        {
+            "id": rng.permutation(np.arange(1000, 1050)),  # every number once, shuffled
+            "gap": [*range(49), 60],
+            "twice": [*range(49), 0],
+            "measured": rng.normal(size=50),  # floats: a measurement
+            "missing": [*range(49), None],
+            "y": ["a", "b"] * 25,
+        }
+    )
+    kinds = {name: "number" for name in frame.columns if name != "y"}
+    assert tables.counters(frame, kinds) == ["id"]
+    path = tmp_path / "ids.csv"
+    frame.write_csv(path)
+    line = describe(DataSource(str(path), target="y"), 0.1)
+    assert line.endswith(
+        "; column 'id' numbers the rows (each whole number once, no gap): an ID? leave it out "
+        "(dataset.drop: [id])"
+    )
+    assert "an ID?" not in describe(DataSource(str(path), target="y", drop=("id",)), 0.1)
 
 
 def test_a_column_to_drop_that_the_file_lacks_is_named(tmp_path: Path) -> None:
