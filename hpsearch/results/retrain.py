@@ -13,6 +13,8 @@ import yaml
 
 from hpsearch.results.reading import chosen_trial
 from hpsearch.results.tables import json_safe
+from hpsearch.study.record import TEST_BALANCED
+from hpsearch.study.record import TEST_REGRESSION
 
 
 @dataclass(frozen=True)
@@ -55,8 +57,7 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
     result, model = fit(config)
     data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
     files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
-    regression = result.task == "regression"
-    tests = ("test_rmse", "test_mae", "test_r2") if regression else ("test_balanced_accuracy",)
+    tests = TEST_REGRESSION if result.task == "regression" else (TEST_BALANCED,)
     save_model(
         model,
         config.to_dict(),

@@ -10,16 +10,16 @@ and counts. ``tests/study/test_budget.py`` checks the two ways agree on random m
 from __future__ import annotations
 
 from collections.abc import Iterable
-import copy
+import dataclasses
 
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpsearch import storage as db
 from hpsearch.storage import TrialCounts
 from hpsearch.storage.states import FINISHED
+from hpsearch.storage.states import RETRY_HISTORY
 from hpsearch.storage.states import STARTED
 from hpsearch.study import record
 
@@ -67,14 +67,25 @@ def used_budget(study: optuna.Study) -> int:
     return used(db.trial_counts(study))
 
 
-class RetryCleanly(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry (a WAITING copy with the same params), minus the attempt's attributes:
-    the copy keeps only what describes its point (:data:`record.POINT_ATTRS`)."""
+def _retry(trial: FrozenTrial) -> db.QueuedTrial:
+    """Optuna's retry of a failed trial (:func:`hpsearch.storage.retry_of`: a WAITING copy
+    with its params and a grown retry history), minus the attempt's attributes: the copy
+    keeps only what describes its point (:data:`record.POINT_ATTRS`)."""
+    return db.retry_of(trial, record.point_attrs(trial))
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryCleanly:
+    """The callback that queues a failed trial again (:func:`_retry`), as Optuna's
+    ``RetryHeartbeatStaleTrialCallback(max_retry)`` does: not once its point has been
+    retried ``max_retry`` times (``None``: no limit)."""
+
+    max_retry: int | None = None
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        trial = copy.deepcopy(trial)
-        trial.user_attrs = record.point_attrs(trial)
-        super().__call__(study, trial)
+        again = _retry(trial)
+        if self.max_retry is None or len(again.system_attrs[RETRY_HISTORY]) <= self.max_retry:
+            db.queue_trials(study, [again])
 
 
 def requeue(study: optuna.Study, trial_id: int, reason: str) -> bool:
@@ -98,5 +109,5 @@ def retry_failed(study: optuna.Study) -> list[int]:
     """
     failed = [t for t in counted_trials(study) if t.state == TrialState.FAIL]
     # many a transaction: one each, through Optuna, took 59 s for 10,000 on SQLite
-    db.queue_trials(study, [db.retry_of(t, record.point_attrs(t)) for t in failed])
+    db.queue_trials(study, [_retry(t) for t in failed])
     return [t.number for t in failed]

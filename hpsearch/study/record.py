@@ -268,8 +268,11 @@ def _summary_doc(study: optuna.Study) -> dict[str, Any] | None:
 
 def base_config(study: optuna.Study) -> dict[str, Any] | None:
     """The trainer config every trial of the study starts from (stored at creation)."""
-    doc = _summary_doc(study)
-    base = doc.get("base_config") if doc else None
+    return _base_of(_summary_doc(study) or {})
+
+
+def _base_of(doc: Mapping[str, Any]) -> dict[str, Any] | None:
+    base = doc.get("base_config")
     return base if isinstance(base, dict) else None
 
 
@@ -285,9 +288,8 @@ class Scoring:
 
 def scoring(study: optuna.Study) -> Scoring:
     """The study's :class:`Scoring`, from the data set of its stored base config."""
-    doc = _summary_doc(study) or {}
-    base = doc.get("base_config")
-    dataset = base.get("dataset") if isinstance(base, dict) else None
+    doc = _summary_doc(study) or {}  # one read for the base config and the objectives
+    dataset = (_base_of(doc) or {}).get("dataset")
     metrics = [o.get("metric") for o in doc.get("objectives") or [] if isinstance(o, dict)]
     rated = "balanced_accuracy" if "val_balanced_accuracy" in metrics else "accuracy"
     if not isinstance(dataset, dict):  # a built-in data set: images

@@ -63,16 +63,25 @@ def read_table(file: str, kind: str, target: str) -> pl.DataFrame:
     """
     frame = read_rows(file, kind, target)
     if target not in frame.columns:
-        close = difflib.get_close_matches(target, frame.columns, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
         alone = frame.columns[0] if frame.width == 1 else ""  # a header read as one name
         other = [s for s in OTHER_SEPARATORS if s in alone and s != SEPARATORS.get(kind)]
+        hint = None
         if other and kind in SEPARATORS:
             wanted = "commas" if kind == "csv" else "tabs"
             hint = f" (its lines are split by {other[0]!r}: a .{kind} file's, by {wanted})"
-        shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
-        raise DataError(f"{file}: no column {target!r}{hint}; its columns: {shown}")
+        raise _no_column(file, frame, target, hint=hint)
     return frame
+
+
+def _no_column(
+    file: str, frame: pl.DataFrame, name: str, role: str = "", hint: str | None = None
+) -> DataError:
+    """One line for a column ``frame`` lacks: a did-you-mean (or ``hint``), and its columns."""
+    if hint is None:
+        close = difflib.get_close_matches(name, frame.columns, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+    shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
+    return DataError(f"{file}: no column {name!r}{role}{hint}; its columns: {shown}")
 
 
 def drop_columns(frame: pl.DataFrame, file: str, names: Sequence[str]) -> pl.DataFrame:
@@ -84,10 +93,7 @@ def drop_columns(frame: pl.DataFrame, file: str, names: Sequence[str]) -> pl.Dat
     """
     for name in names:
         if name not in frame.columns:
-            close = difflib.get_close_matches(name, frame.columns, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
-            raise DataError(f"{file}: no column {name!r} to drop{hint}; its columns: {shown}")
+            raise _no_column(file, frame, name, " to drop")
     return frame.drop(names)
 
 

@@ -872,7 +872,8 @@ def evaluate(
     loss = [_mean_se(s, sq, n) for s, sq in zip(total[0], total[1], strict=True)]
     if not regression:
         c = (len(total) - 6) // 2
-        balanced = [_balanced(total[6 : 6 + c], total[6 + c :], m) for m in range(k)]
+        counts = [column[0] for column in total[6 + c :]]  # alike for every member
+        balanced = [_balanced(total[6 : 6 + c], counts, m) for m in range(k)]
         return Evaluation(
             [m for m, _ in loss],
             [right / n for right in total[2]],
@@ -902,10 +903,11 @@ def evaluate(
     )
 
 
-def _balanced(hits: list[list[float]], sizes: list[list[float]], m: int) -> tuple[float, float]:
+def _balanced(hits: list[list[float]], sizes: list[float], m: int) -> tuple[float, float]:
     """Member ``m``'s balanced accuracy (its recall of each class present, averaged) and its
-    standard error: the recalls' binomial errors, averaged as independent estimates."""
-    recalls = [(h[m], s[m]) for h, s in zip(hits, sizes, strict=True) if s[m]]
+    standard error: the recalls' binomial errors, averaged as independent estimates.
+    ``hits[c][m]``: member ``m``'s right answers in class ``c``, of ``sizes[c]`` examples."""
+    recalls = [(h[m], s) for h, s in zip(hits, sizes, strict=True) if s]
     mean = sum(h / s for h, s in recalls) / len(recalls)
     # (k + 1) / (n + 2), as for the accuracy: a perfect recall of a small class is not certain
     spread = sum((p := (h + 1) / (s + 2)) * (1 - p) / s for h, s in recalls)

@@ -69,3 +69,24 @@ def test_a_retry_of_a_trial_that_did_not_fail_takes_nothing_off_the_budget(
     )
     study.add_trial(retry)
     assert budget.used_budget(study) == 2 and budget.finished_count(study) == 2
+
+
+def test_a_stale_trial_is_retried_with_its_point_at_most_max_retry_times(
+    any_storage_url: str,
+) -> None:
+    study = optuna.create_study(study_name="r", storage=open_storage(any_storage_url, create=True))
+    study.enqueue_trial({"x": 0.5}, user_attrs={"ofat_factor": "x", "ofat_value": 0.5})
+    retry = budget.RetryCleanly(max_retry=2)
+    for attempt in range(3):
+        trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+        trial.set_user_attr("curves", [1.0])  # the attempt's: not carried to the copy
+        study.tell(trial, state=TrialState.FAIL)
+        retry(study, study.get_trials()[-1])
+        copies = study.get_trials(states=(TrialState.WAITING,))
+        if attempt == 2:  # the point has been retried twice: no third copy
+            assert copies == []
+            break
+        assert len(copies) == 1 and copies[0].params == {"x": 0.5}
+        assert copies[0].user_attrs == {"ofat_factor": "x", "ofat_value": 0.5}
+        assert copies[0].system_attrs[RETRY_HISTORY] == list(range(attempt + 1))
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * 3
