@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from hpsearch.launch.pool import PoolResult
     from hpsearch.spec.studyfile import StudySpec
+    from hpsearch.study.lifecycle import Plan
     from hpsearch.study.record import TrialRecord
     from hpsearch.study.worker import WorkerStats
     from hpsearch.training.trainer import EpochStats
@@ -288,6 +289,55 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
     if not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(FAILED_EXIT)
+
+
+def start_line(spec: StudySpec, queued: int) -> str:
+    """A study's first line when it starts: where it is, its sampler and budget, and what
+    starting it queued (or took off the queue: see :func:`hpsearch.study.lifecycle.top_up`)."""
+    change = (
+        f"{-queued} queued trials beyond it taken off the queue"
+        if queued < 0
+        else f"{queued} trials queued now"
+    )
+    return (
+        f"study {spec.name} in {redact(spec.storage)}: sampler {spec.sampler}, "
+        f"budget {spec.budget()}, {change}"
+    )
+
+
+def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
+    """``hpsearch check`` as text: the search, its space, data and storage, and what a start
+    would queue there (see :func:`hpsearch.study.lifecycle.plan`)."""
+    from hpsearch.study.lifecycle import data_line as line_of
+
+    limits = f"budget {spec.budget()} trials" + (
+        f", timeout {spec.timeout:g} s" if spec.timeout else ""
+    )
+    names = [p.name for p in spec.space.params]
+    points = f"; {len(spec.points())} points" if spec.is_finite else ""
+    data = line_of(spec) or f"data {spec.base.dataset} (built-in)"
+    if plan.counts is None:
+        stored = (
+            f"{redact(spec.storage)}: no study {spec.name} yet; a start creates it and queues "
+            f"{plan.change} trials"
+        )
+    else:
+        states = ", ".join(f"{k.lower()} {v}" for k, v in plan.counts.states.items())
+        stored = (
+            f"{redact(spec.storage)} holds study {spec.name}: "
+            f"{sum(plan.counts.states.values())} trials" + (f" ({states})" if states else "")
+        )
+        if plan.change < 0:
+            stored += f"; a start takes {-plan.change} queued trials beyond the budget off"
+        else:
+            stored += f"; a start queues {plan.change or 'no'} more"
+    return [
+        f"search    sampler {spec.sampler}, pruner {spec.pruner}, {limits}, "
+        f"population {spec.population}",
+        f"space     {len(names)} params: {', '.join(names)}{points}",
+        f"data      {data.removeprefix('data ')}",
+        f"storage   {stored}",
+    ]
 
 
 def data_line(spec: StudySpec, nodes: bool = False) -> None:

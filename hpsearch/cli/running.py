@@ -1,5 +1,6 @@
-"""Commands that run trials: ``run`` (here, in this process), ``create`` (queue only),
-``worker`` (join a study) and ``launch`` (a pool here, or a job array on Slurm).
+"""Commands that run trials: ``check`` (what a start would do, writing nothing), ``run``
+(here, in this process), ``create`` (queue only), ``worker`` (join a study) and ``launch``
+(a pool here, or a job array on Slurm).
 
 Each parses, calls one function of :mod:`hpsearch.study` or :mod:`hpsearch.launch` that a
 notebook can call too, and prints its progress.
@@ -74,8 +75,7 @@ def run(
 
     def prepared(study: optuna.Study, queued: int) -> None:
         click.echo(
-            f"study {spec.name} in {output.redact(spec.storage)}: sampler {spec.sampler}, "
-            f"budget {spec.budget()}, {queued} trials queued now"
+            output.start_line(spec, queued)
             + (f", population {spec.population}" if spec.population > 1 else ""),
             err=True,
         )
@@ -124,11 +124,45 @@ def create(study_file: str, trials: int | None, storage: str | None) -> None:
 
     spec = fit_task(spec)  # its data checked before anything is written
     _, _, queued = prepare(spec)
-    click.echo(
-        f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
-        f"{queued} trials queued now"
-    )
+    click.echo(output.start_line(spec, queued))
     output.data_line(spec)
+
+
+@main.command()
+@click.argument("study_file", type=click.Path())
+@trials_option
+@storage_option
+@click.option(
+    "--no-train",
+    is_flag=True,
+    help="Skip training one batch (on a machine without the study's device, e.g. a login node).",
+)
+def check(study_file: str, trials: int | None, storage: str | None, no_train: bool) -> None:
+    """Check STUDY_FILE, its data, its storage and one training batch, writing nothing: what
+    `run`, `create` and `launch` would refuse, and what they would queue.
+
+    Exits 0 when the study would start as it is, 2 with the first problem otherwise.
+    """
+    with startup():
+        spec = load_spec(study_file, storage, trials)
+        from hpsearch.study.lifecycle import fit_task
+        from hpsearch.study.lifecycle import plan
+        from hpsearch.study.samplers import make_pruner
+        from hpsearch.study.samplers import make_sampler
+
+    spec = fit_task(spec)  # the data, read and checked
+    make_sampler(spec), make_pruner(spec)  # options Optuna refuses together
+    for line in output.check_lines(spec, plan(spec)):
+        click.echo(line)
+    with startup():
+        from hpsearch.study.lifecycle import preflight
+        from hpsearch.training.trainer import resolve_device
+
+    preflight(spec, train=not no_train)  # a built-in data set's files; a batch on the device
+    if not no_train:
+        device = resolve_device(spec.base.device)
+        click.echo(f"trains    one batch of the fixed settings on {device}")
+    click.echo(f"ok        {study_file} would start as it is; nothing was written")
 
 
 @main.command()
@@ -313,8 +347,7 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
 
     def started(start: LaunchStart) -> None:
         click.echo(
-            f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
-            f"{start.queued} trials queued now; {len(start.slots)} worker"
+            f"{output.start_line(spec, start.queued)}; {len(start.slots)} worker"
             f"{'s' if len(start.slots) != 1 else ''} "
             f"({', '.join(s.name for s in start.slots)}); logs in {start.logs}",
             err=True,
@@ -359,9 +392,8 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
     launched = slurm.launch_slurm(spec, options, logs)
     job = launched.job
     click.echo(
-        f"study {spec.name} in {output.redact(spec.storage)}: budget {spec.budget()}, "
-        f"{launched.queued} trials queued now; Slurm job array {job}: {options.tasks} tasks x "
-        f"{options.workers_per_gpu} workers; logs in {logs}\n"
+        f"{output.start_line(spec, launched.queued)}; Slurm job array {job}: "
+        f"{options.tasks} tasks x {options.workers_per_gpu} workers; logs in {logs}\n"
         f"  squeue -j {job}    scancel {job}",
         err=True,
     )

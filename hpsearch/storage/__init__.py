@@ -32,6 +32,7 @@ from hpsearch.storage._optuna.queries import user_attr_sum
 from hpsearch.storage._optuna.rdb import first_trials
 from hpsearch.storage._optuna.rdb import in_or_after_outage
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage._optuna.trials import can_unqueue
 from hpsearch.storage._optuna.trials import claim_waiting_trial
 from hpsearch.storage._optuna.trials import drop_session
 from hpsearch.storage._optuna.trials import fail_running_trial
@@ -53,6 +54,7 @@ from hpsearch.storage._optuna.trials import study_id
 from hpsearch.storage._optuna.trials import study_system_attrs
 from hpsearch.storage._optuna.trials import trial_for
 from hpsearch.storage._optuna.trials import trial_id
+from hpsearch.storage._optuna.trials import unqueue_trials
 from hpsearch.storage._optuna.trials import worker_storage
 from hpsearch.storage._optuna.views import as_study
 from hpsearch.storage._optuna.views import cache_version
@@ -62,6 +64,7 @@ from hpsearch.storage._optuna.views import study_of_trials
 from hpsearch.storage._optuna.views import TrialListView
 from hpsearch.storage.opening import check_url
 from hpsearch.storage.opening import close_storages
+from hpsearch.storage.opening import holds_studies
 from hpsearch.storage.opening import open_storage
 from hpsearch.storage.opening import preload
 from hpsearch.storage.opening import SQLITE_TIMEOUT_S
@@ -84,6 +87,7 @@ __all__ = [
     "TrialListView",
     "as_study",
     "cache_version",
+    "can_unqueue",
     "check_url",
     "claim_waiting_trial",
     "close_storages",
@@ -95,6 +99,7 @@ __all__ = [
     "get_trial",
     "grace_period",
     "heartbeat_interval",
+    "holds_studies",
     "in_or_after_outage",
     "may_go_stale",
     "open_storage",
@@ -129,6 +134,7 @@ __all__ = [
     "trial_for",
     "trial_id",
     "trial_pages",
+    "unqueue_trials",
     "user_attr_sum",
     "worker_storage",
 ]

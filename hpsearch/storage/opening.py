@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 import contextlib
 import difflib
+from pathlib import Path
 import sqlite3
 from typing import Any
 import warnings
@@ -263,12 +264,65 @@ def _stamped(execute: Callable[[str], Any]) -> bool:
 _OPTUNA_TABLES = {"studies", "trials", "version_info", "alembic_version"}
 
 
+def holds_studies(url: str) -> bool:
+    """Whether ``url`` names an Optuna database already, read without writing anything:
+    ``False`` for a missing SQLite or journal file or an empty database, which creating a
+    study sets up.
+
+    Raises:
+        StorageError: What creating a study there would be refused for: a malformed URL, a
+            file that is not SQLite, another tool's tables, a server that does not answer.
+    """
+    if url.startswith(JOURNAL_PREFIX):
+        path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+        return path.is_file() and path.stat().st_size > 0
+    return _require_optuna_database(url, _parsed(url), creating=True)
+
+
+def _tables(url: str, parsed: URL, engine: Engine | None = None) -> tuple[set[str], bool] | None:
+    """The tables of the database at ``url`` and whether Optuna finished creating them
+    (see :func:`_stamped`), read only; ``None`` for a missing SQLite file.
+
+    Raises:
+        StorageError: A path that is not a file, a file that is not SQLite, a server that
+            cannot be reached.
+    """
+    file = sqlite_path(url)
+    if file is not None:
+        if not file.exists():
+            return None
+        if not file.is_file():
+            raise StorageError(f"storage {redact(url)}: {file} is not a file")
+        try:
+            with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)) as c:
+                rows = c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                tables = {name for (name,) in rows}
+                return tables, tables >= _OPTUNA_TABLES and _stamped(c.execute)
+        except sqlite3.DatabaseError as e:
+            raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
+    own = engine is None
+    try:
+        engine = engine or sqlalchemy.create_engine(parsed, **_server_kwargs(parsed))
+        try:
+            with engine.connect() as conn:
+                tables = set(sqlalchemy.inspect(conn).get_table_names())
+                ready = tables >= _OPTUNA_TABLES and _stamped(
+                    lambda q: conn.execute(sqlalchemy.text(q))
+                )
+                return tables, ready
+        finally:
+            if own:
+                engine.dispose()
+    except Exception as e:
+        raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
+
+
 def _require_optuna_database(
     url: str, parsed: URL, engine: Engine | None = None, creating: bool = False
-) -> None:
+) -> bool:
     """Checks, without writing anything, that ``url`` names an existing Optuna database (or,
     ``creating``, one Optuna may create its tables in: a missing SQLite file, an empty
-    database, or one with Optuna's tables).
+    database, or one with Optuna's tables); returns whether Optuna's tables are there.
 
     Args:
         url: The storage URL.
@@ -282,35 +336,14 @@ def _require_optuna_database(
             holds no Optuna tables (when creating: one that holds tables of another tool).
     """
     file = sqlite_path(url)
-    if file is not None:
-        if creating and not file.exists():
-            return  # Optuna creates it
-        if not file.is_file():
-            raise StorageError(f"storage {redact(url)}: {file} does not exist")
-        try:
-            with contextlib.closing(sqlite3.connect(f"{file.as_uri()}?mode=ro", uri=True)) as c:
-                rows = c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-                tables = {name for (name,) in rows}
-                ready = tables >= _OPTUNA_TABLES and _stamped(c.execute)
-        except sqlite3.DatabaseError as e:
-            raise StorageError(f"storage {redact(url)}: {file} is not a SQLite database") from e
-    elif parsed.get_backend_name() != "sqlite":
-        own = engine is None
-        try:
-            engine = engine or sqlalchemy.create_engine(parsed, **_server_kwargs(parsed))
-            try:
-                with engine.connect() as conn:
-                    tables = set(sqlalchemy.inspect(conn).get_table_names())
-                    ready = tables >= _OPTUNA_TABLES and _stamped(
-                        lambda q: conn.execute(sqlalchemy.text(q))
-                    )
-            finally:
-                if own:
-                    engine.dispose()
-        except Exception as e:
-            raise StorageError(f"storage {redact(url)}: cannot open: {reason(e, url)}") from e
-    else:
-        return  # in-memory: refused by _parsed before
+    if parsed.get_backend_name() == "sqlite" and file is None:
+        return False  # in-memory: refused by _parsed before
+    found = _tables(url, parsed, engine)
+    if found is None:
+        if creating:
+            return False  # Optuna creates it
+        raise StorageError(f"storage {redact(url)}: {file} does not exist")
+    tables, ready = found
     if creating:
         if tables and not tables & _OPTUNA_TABLES:
             shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
@@ -318,7 +351,8 @@ def _require_optuna_database(
                 f"storage {redact(url)}: {file or 'the database'} holds another tool's tables "
                 f"({shown}), not Optuna's; nothing was changed: name a new file or database"
             )
-        return  # empty, or Optuna's (perhaps being created by another launcher right now)
+        # empty, or Optuna's (perhaps being created by another launcher right now)
+        return tables >= _OPTUNA_TABLES
     if tables >= _OPTUNA_TABLES and not ready:  # another process is creating it right now
         raise StorageError(f"storage {redact(url)}: the Optuna tables are still being created")
     if not tables >= _OPTUNA_TABLES:
@@ -327,3 +361,4 @@ def _require_optuna_database(
             f"storage {redact(url)}: {where} is not an Optuna database (no study tables); "
             "nothing was changed"
         )
+    return True

@@ -8,12 +8,15 @@ processes and hosts.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from typing import Any
 import warnings
 
 import optuna
 from optuna.storages import BaseStorage
+from optuna.trial import TrialState
 
 import hpsearch
 from hpsearch import storage as db
@@ -33,6 +36,8 @@ from hpsearch.study.budget import MAX_RETRIES
 from hpsearch.study.budget import RetryCleanly
 from hpsearch.study.samplers import make_pruner
 from hpsearch.study.samplers import make_sampler
+
+_log = logging.getLogger(__name__)
 
 # Optuna's own lines ("Using an existing study ...", "Trial 3 finished ...") on stderr: every
 # command that creates, resumes or runs a study says what happened in its own words
@@ -80,12 +85,7 @@ def create_study(
         directions=[optuna.study.StudyDirection[d.upper()] for d in spec.directions],
         load_if_exists=True,
     )
-    existing = [d.name.lower() for d in study.directions]
-    if existing != spec.directions:
-        raise StorageError(
-            f"study {spec.name!r} already exists in {redact(spec.storage)} with directions "
-            f"{existing}, not {spec.directions}: pick another name or delete it"
-        )
+    _check_directions(study, spec)
     check_definition(study, spec)
     if record.study_summary(study) is None:
         record_study(study, spec, hpsearch.__version__)
@@ -93,7 +93,18 @@ def create_study(
     return study
 
 
-def check_definition(study: optuna.Study, spec: StudySpec, compare_data: bool = True) -> None:
+def _check_directions(study: optuna.Study, spec: StudySpec) -> None:
+    existing = [d.name.lower() for d in study.directions]
+    if existing != spec.directions:
+        raise StorageError(
+            f"study {spec.name!r} already exists in {redact(spec.storage)} with directions "
+            f"{existing}, not {spec.directions}: pick another name or delete it"
+        )
+
+
+def check_definition(
+    study: optuna.Study, spec: StudySpec, compare_data: bool = True, store: bool = True
+) -> None:
     """Refuses to resume a study whose file now defines its values differently.
 
     A changed space, objective, data set or fixed trainer setting would make new trials
@@ -105,17 +116,20 @@ def check_definition(study: optuna.Study, spec: StudySpec, compare_data: bool = 
         spec: The study file.
         compare_data: Also compare a user's data with its stored fingerprint (each file
             hashed: a caller that compared it already in this process passes ``False``).
+        store: Store the definition and data fingerprint of a study that has none yet
+            (``False``: compare only, writing nothing).
 
     Raises:
         ConfigError: Each changed key, ``old -> new``; a changed data file.
     """
     attrs = db.study_system_attrs(study)
     if compare_data:
-        _check_data(study, spec, attrs.get(record.DATA))
+        _check_data(study, spec, attrs.get(record.DATA), store)
     stored = attrs.get(record.DEFINITION)
     current = spec.definition()
     if stored is None:  # a new study, or one created before definitions were stored
-        db.set_study_system_attr(study, record.DEFINITION, current)
+        if store:
+            db.set_study_system_attr(study, record.DEFINITION, current)
         return
     # A trainer setting added to hpsearch after the study was created changes nothing
     # while it keeps its default.
@@ -138,16 +152,17 @@ def check_definition(study: optuna.Study, spec: StudySpec, compare_data: bool = 
         )
 
 
-def _check_data(study: optuna.Study, spec: StudySpec, stored: Any) -> None:
+def _check_data(study: optuna.Study, spec: StudySpec, stored: Any, store: bool) -> None:
     """Refuses to resume a study on a user's data set whose files changed (compared by
     content: a moved file with the same rows is the same data); stores the fingerprint of a
-    new study's data."""
+    new study's data (with ``store``)."""
     source = spec.base.dataset
     if not isinstance(source, DataSource):
         return
     current = fingerprint(source)
     if stored is None:
-        db.set_study_system_attr(study, record.DATA, current)
+        if store:
+            db.set_study_system_attr(study, record.DATA, current)
         return
     changes = fingerprint_changes(stored, current)
     if changes:
@@ -188,10 +203,10 @@ def load_existing_study(
     return study
 
 
-def preflight(spec: StudySpec) -> StudySpec:
+def preflight(spec: StudySpec, train: bool = True) -> StudySpec:
     """Checks, before anything is queued or claimed, that this process can run the study's
     trials: its data set loads and passes its checks, its device exists, and one batch of its
-    fixed settings trains.
+    fixed settings trains (unless ``train`` is ``False``: the data alone).
 
     Returns:
         The spec fitted to its data's task (inferred from a user's data where the file does
@@ -205,7 +220,7 @@ def preflight(spec: StudySpec) -> StudySpec:
     # torch only here: creating, resuming and deleting a study must not load it
     from hpsearch.training.trainer import preflight as preflight_config
 
-    preflight_config(fitted.base)
+    preflight_config(fitted.base, train)
     return fitted
 
 
@@ -237,24 +252,90 @@ def _point_key(params: dict[str, Any]) -> str:
 
 
 def top_up(study: optuna.Study, spec: StudySpec) -> int:
-    """Queues WAITING trials for whatever the budget still lacks; returns how many.
+    """Queues WAITING trials for whatever the budget still lacks, or takes those queued
+    beyond a lowered budget (``--trials 3`` on a study that queued 40) off the queue, the last
+    queued first.
 
     Only the process that creates or resumes a study calls this; workers never do, so two
     hosts cannot both fill the same gap.
+
+    Returns:
+        How many trials it queued; negative: how many it took off the queue. A journal
+        storage cannot take a trial off (it only appends): a warning says how many stay.
     """
     room = spec.budget() - budget.used_budget(study)
+    if room < 0:
+        taken = db.unqueue_trials(study, -room)
+        waiting = _waiting(study)
+        if taken < -room and waiting:
+            _log.warning(
+                "%s: budget %d, but %d queued trials beyond it stay queued and will run: "
+                "%s cannot take a trial off its queue",
+                spec.name,
+                spec.budget(),
+                min(waiting, -room - taken),
+                redact(spec.storage),
+            )
+        return -taken
+    missing = _missing(study, spec, room)
+    db.queue_trials(study, missing)
+    return len(missing)
+
+
+def _waiting(study: optuna.Study) -> int:
+    return db.trial_counts(study).states.get(TrialState.WAITING.name, 0)
+
+
+def _missing(study: optuna.Study, spec: StudySpec, room: int) -> list[db.QueuedTrial]:
+    """The trials to queue for ``room`` more: as many blank ones, or a grid's or one-factor
+    study's points that no counted trial holds yet."""
     if room <= 0:
-        return 0
+        return []
     if not spec.is_finite:
-        db.queue_trials(study, [db.QueuedTrial()] * room)
-        return room
+        return [db.QueuedTrial()] * room
     counted = budget.counted_trials(study)  # a grid's or one-factor study's points
     done = {_point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
-    db.queue_trials(
-        study, [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing]
-    )
-    return len(missing)
+    return [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What starting a study file (``run``, ``create``, ``launch``) would find and do now.
+
+    Attributes:
+        counts: The stored study's trials by state; ``None``: there is no such study yet.
+        change: Trials it would queue; negative: take off the queue (a lowered budget).
+    """
+
+    counts: db.TrialCounts | None
+    change: int
+
+
+def plan(spec: StudySpec) -> Plan:
+    """What starting ``spec`` would find in its storage and queue there, found by reading
+    only: nothing is created or written, not even a missing SQLite file.
+
+    Raises:
+        StorageError: The storage would refuse the study (another tool's database, a server
+            that does not answer), or it holds the study with other directions.
+        ConfigError: It holds the study with another definition, or on other data.
+    """
+    if not db.holds_studies(spec.storage):
+        return Plan(None, spec.budget())
+    storage = open_storage(spec.storage, read_only=True)
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+    except KeyError:
+        return Plan(None, spec.budget())
+    _check_directions(study, spec)
+    check_definition(study, spec, store=False)
+    room = spec.budget() - budget.used_budget(study)
+    if room >= 0:
+        change = len(_missing(study, spec, room))
+    else:  # at most what waits; none where the storage cannot take a trial off (a journal)
+        change = -min(-room, _waiting(study)) if db.can_unqueue(study) else 0
+    return Plan(db.trial_counts(study), change)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:

@@ -781,9 +781,14 @@ def _first_step(pop: _Population, data: DeviceData) -> torch.Tensor:
     return pop.step(data.train_x[batch], data.train_y[batch], 0)
 
 
-def preflight(config: TrainConfig) -> None:
+def preflight(config: TrainConfig, train: bool = True) -> None:
     """Checks that runs of ``config`` can start here: the device exists, the data set loads,
     and one batch trains to a finite loss. Cheap (the data set stays cached for the trials).
+
+    Args:
+        config: The fixed settings.
+        train: ``False``: only that the data set loads, on the CPU (a machine without the
+            study's device, such as a cluster's login node).
 
     Raises:
         DeviceError: The device does not exist on this machine, or the fixed settings'
@@ -791,6 +796,9 @@ def preflight(config: TrainConfig) -> None:
         DataError: The data set cannot be loaded.
         PreflightError: Training one batch raised, or gave a non-finite loss.
     """
+    if not train:
+        load_data(config, torch.device("cpu"))
+        return
     device = resolve_device(config.device)
     data = load_data(config, device)
     check_fits(config)

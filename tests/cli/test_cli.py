@@ -354,6 +354,45 @@ def test_a_worker_without_its_gpu_claims_nothing(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_run_with_fewer_trials_than_queued_runs_that_many_and_says_so(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 4}, fixed={"epochs": 1})
+    create = hpsearch("create", str(path))
+    assert create.returncode == 0 and "budget 4, 4 trials queued now" in create.stdout
+    proc = hpsearch("run", str(path), "--trials", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "budget 1, 3 queued trials beyond it taken off the queue" in proc.stderr
+    assert len(_states(url)) == 1 and _states(url)[0].is_finished()
+
+
+@pytest.mark.slow
+def test_check_says_what_a_start_would_do_and_writes_nothing(tmp_path: Path) -> None:
+    path, url = _study(tmp_path, budget={"trials": 3})
+    fresh = hpsearch("check", str(path))
+    assert fresh.returncode == 0, fresh.stderr
+    lines = fresh.stdout.splitlines()
+    assert lines[0] == "search    sampler random, pruner none, budget 3 trials, population 1"
+    assert lines[1] == "space     2 params: lr, hidden_layers"
+    assert lines[2] == "data      digits (built-in)"
+    assert f"{url}: no study t yet; a start creates it and queues 3 trials" in lines[3]
+    assert lines[4] == "trains    one batch of the fixed settings on cpu"
+    assert lines[5].startswith(f"ok        {path} would start as it is")
+    assert not (tmp_path / "hp.db").exists()
+    assert hpsearch("create", str(path)).returncode == 0
+    lower = hpsearch("check", str(path), "--trials", "1", "--no-train")
+    assert lower.returncode == 0, lower.stderr
+    assert (
+        "holds study t: 3 trials (waiting 3); a start takes 2 queued trials beyond the budget off"
+        in lower.stdout
+    )
+    assert "trains" not in lower.stdout
+    assert _states(url) == [TrialState.WAITING] * 3
+    bad = write_study(tmp_path, "bad.yaml", objective={"metric": "val_loss"})
+    refused = hpsearch("check", str(bad))
+    assert refused.returncode == 2 and "with directions ['maximize']" in refused.stderr
+    assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
+
+
+@pytest.mark.slow
 def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 6}, **BROKEN_SPACE)
     proc = hpsearch("run", str(path), "--no-progress")

@@ -470,3 +470,104 @@ def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(
     monkeypatch.setattr(sessions, "transaction", commit_then_drop)
     db.queue_trials(study, QUEUED)
     assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4]
+
+
+def _orphans(url: str) -> dict[str, int]:
+    """Rows of each table that refers to a trial, whose trial is gone."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    found = sa.inspect(engine)
+    tables = [
+        t
+        for t in found.get_table_names()
+        if t != "trials" and "trial_id" in {c["name"] for c in found.get_columns(t)}
+    ]
+    assert len(tables) >= 6  # params, values, both attributes, intermediate values, beats
+    gone = "trial_id NOT IN (SELECT trial_id FROM trials)"
+    with engine.connect() as conn:
+        return {
+            t: conn.execute(sa.text(f"SELECT count(*) FROM {t} WHERE {gone}")).scalar_one()
+            for t in tables
+        }
+
+
+def test_unqueued_trials_are_the_waiting_ones_at_the_end_and_leave_no_row(
+    any_storage_url: str,
+) -> None:
+    # A lowered budget takes queued trials off, the last first; only those at the end of
+    # the numbering (a gap lower down would give the next queued trial a number taken).
+    study = _study(any_storage_url, heartbeat_interval=60)
+    db.queue_trials(study, QUEUED[:2])  # 0, 1: waiting below a finished trial
+    done = optuna.trial.create_trial(value=0.5, params={"x": 0.5}, distributions={"x": _X})
+    study.add_trial(done)
+    db.queue_trials(study, [*QUEUED[2:], db.QueuedTrial({"x": 0.5}, {"a": 1}, {}, {"x": _X})])
+    running = db.claim_waiting_trial(study)  # 0
+    assert db.get_trial(study, running).number == 0
+    numbers = [t.number for t in study.get_trials()]
+    assert numbers == list(range(7))
+    if any_storage_url.startswith("journal:"):  # it only appends: nothing is taken off
+        assert db.unqueue_trials(study, 5) == 0
+        assert len(study.get_trials()) == 7
+        return
+    assert db.unqueue_trials(study, 2) == 2  # 6, 5
+    assert db.unqueue_trials(study, 10) == 2  # 4, 3: not 1, below the finished 2
+    states = [(t.number, t.state) for t in study.get_trials()]
+    assert states == [(0, TrialState.RUNNING), (1, TrialState.WAITING), (2, TrialState.COMPLETE)]
+    assert db.unqueue_trials(study, 1) == 0  # the last trial is finished
+    assert not any(_orphans(any_storage_url).values())
+    db.queue_trials(study, QUEUED[:1])  # numbered after the trials left
+    assert [t.number for t in study.get_trials()] == [0, 1, 2, 3]
+    claims = [db.claim_waiting_trial(study) for _ in range(3)]
+    assert [db.get_trial(study, c).number for c in claims[:2] if c] == [1, 3]
+    assert claims[2] is None
+
+
+def test_a_claimed_trial_is_never_unqueued(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if any_storage_url.startswith("journal:"):
+        pytest.skip("a journal storage takes no trial off its queue")
+    from hpsearch.storage._optuna import sessions
+
+    study = _study(any_storage_url)
+    db.queue_trials(study, QUEUED[:3])
+    last = db.trial_id(study.get_trials()[-1])
+    rdb = trials_module._rdb(db.storage_of(study))
+    assert rdb is not None
+    unqueue, claimed = sessions.unqueue_from, []
+
+    def claimed_first(session: Any, models: Any, **kwargs: Any) -> None:
+        if not claimed:  # a worker claims the last trial between the count and the delete
+            claimed.append(trials_module._claim(rdb, last, False, {}))
+        unqueue(session, models, **kwargs)
+
+    monkeypatch.setattr(sessions, "unqueue_from", claimed_first)
+    assert db.unqueue_trials(study, 3) == 0  # the run of WAITING trials ends at the last one
+    assert claimed == [True]
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.WAITING, TrialState.WAITING, TrialState.RUNNING]
+
+
+def test_unqueueing_whose_commit_an_outage_hid_takes_no_more_off(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from hpsearch.storage._optuna import sessions
+
+    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
+    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    db.queue_trials(study, QUEUED)
+    commit, dropped = sessions.transaction, []
+
+    def commit_then_drop(rdb: Any, run: Any) -> Any:
+        result = commit(rdb, run)
+        if getattr(run, "func", None) is sessions.unqueue_from and not dropped:
+            dropped.append(1)  # committed, but the answer never came back
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
+        return result
+
+    monkeypatch.setattr(sessions, "transaction", commit_then_drop)
+    assert db.unqueue_trials(study, 2) == 2
+    assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2]

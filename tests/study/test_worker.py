@@ -165,6 +165,34 @@ def test_resume_and_extend_budget(tmp_path: Path) -> None:
     assert all(t.state in FINISHED for t in study.get_trials())
 
 
+def test_a_lowered_budget_runs_only_it_and_a_raised_one_queues_the_rest(tmp_path: Path) -> None:
+    # `hpsearch create` queued 6; `run --trials 2` runs 2, not 6: the queued trials beyond
+    # the budget are taken off the queue, the last first (as a raised budget adds exactly
+    # the difference).
+    _, study, queued = prepare(_spec(tmp_path, trials=6))
+    assert queued == 6
+    storage, study, queued = prepare(_spec(tmp_path, trials=2))
+    assert queued == -4
+    run_worker(_spec(tmp_path, trials=2), storage, worker="test")
+    assert [(t.number, t.state in FINISHED) for t in study.get_trials()] == [(0, True), (1, True)]
+    _, _, queued = prepare(_spec(tmp_path, trials=1))  # below what has run: nothing to take
+    assert queued == 0
+    study = _run(_spec(tmp_path, trials=6))
+    assert [t.number for t in study.get_trials() if t.state in FINISHED] == list(range(6))
+
+
+def test_a_grid_whose_budget_was_lowered_runs_its_first_points_then_the_rest(
+    tmp_path: Path,
+) -> None:
+    grid = {"sampler": "grid", "budget": None, "space": {"lr": [0.1, 0.01, 0.001, 1e-4]}}
+    prepare(_spec(tmp_path, **grid))  # 4 points queued
+    study = _run(_spec(tmp_path, trials=2, **grid))
+    assert [t.params["lr"] for t in study.get_trials()] == [0.1, 0.01]
+    study = _run(_spec(tmp_path, **grid))  # the two taken off are queued again, once each
+    assert sorted(t.params["lr"] for t in study.get_trials()) == [1e-4, 0.001, 0.01, 0.1]
+    assert all(t.state in FINISHED for t in study.get_trials())
+
+
 def test_pruning_prunes_hopeless_trials(tmp_path: Path) -> None:
     spec = _spec(
         tmp_path,

@@ -14,10 +14,13 @@ The uses, by module:
 - ``trials``: ``Study._storage``, ``Study._study_id``, ``Trial._trial_id`` (ids of a study
   and a trial); ``Study._pop_waiting_trial_id`` (claims on journal and in-memory storages);
   a subclass of ``optuna.storages._cached_storage._CachedStorage`` (its ``_backend``,
-  ``_studies``, ``_lock``, ``_trial_id_to_study_id_and_number``; overrides
+  ``_studies``, ``_lock``, ``_trial_id_to_study_id_and_number``,
+  ``_study_id_and_number_to_trial_id``: a study's trials forgotten after some were taken
+  off the queue, as its ``delete_study`` forgets them; overrides
   ``_read_trials_from_remote_storage`` and ``_add_trials_to_cache``) with ``_StudyInfo``;
-  ``RDBStorage._get_trials``; a budget queued many trials a transaction into the ORM tables
-  (``StudyModel.find_or_raise_by_id`` locks the study as Optuna's trial creation does).
+  ``RDBStorage._get_trials``; a budget queued many trials a transaction into the ORM tables,
+  and a lowered one's last WAITING trials deleted from them (``StudyModel.find_or_raise_by_id``
+  locks the study as Optuna's trial creation does).
 - ``rdb``: ``ResilientRDBStorage`` overrides ``RDBStorage._create_new_trial`` and
   ``RDBStorage._set_trial_param`` (Optuna's cache calls these, not the public methods) and
   the public ``delete_study`` (through ``sessions``),

@@ -144,15 +144,57 @@ def delete_study(rdb: RDBStorage, study_id: int) -> None:
         models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
         studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
         of_study = sa.select(trials.c.trial_id).where(trials.c.study_id == study_id)
-        for table in reversed(models.BaseModel.metadata.sorted_tables):
-            for key in table.foreign_keys:
-                if key.column.table is trials:
-                    session.execute(sa.delete(table).where(key.parent.in_(of_study)))
-                elif key.column.table is studies:
-                    session.execute(sa.delete(table).where(key.parent == study_id))
+        _delete_rows(session, models, of_study, study_id)
         session.execute(sa.delete(studies).where(studies.c.study_id == study_id))
 
     transaction(rdb, run)
+
+
+def _delete_rows(session: Any, models: Any, trial_ids: Any, study_id: int | None) -> None:
+    """Deletes, children first, the rows of every table that refers to a trial in
+    ``trial_ids`` (a list or a select) and, given ``study_id``, to that study (its trials
+    among them). The tables and their order come from Optuna's ORM metadata."""
+    studies, trials = models.StudyModel.__table__, models.TrialModel.__table__
+    for table in reversed(models.BaseModel.metadata.sorted_tables):
+        for key in table.foreign_keys:
+            if key.column.table is trials:
+                session.execute(sa.delete(table).where(key.parent.in_(trial_ids)))
+            elif key.column.table is studies and study_id is not None:
+                session.execute(sa.delete(table).where(key.parent == study_id))
+
+
+def trial_total(session: Any, models: Any, study_id: int) -> int:
+    """How many trials a study holds, in any state (one count)."""
+    trial = models.TrialModel
+    count = session.query(sa.func.count(trial.trial_id)).filter(trial.study_id == study_id)
+    return int(count.scalar())
+
+
+def unqueue_from(session: Any, models: Any, study_id: int, first: int) -> None:
+    """Deletes a study's trials numbered ``first`` and above while they are WAITING: the run
+    of WAITING trials at the end of its numbering, from the last one back.
+
+    Only the end of the numbering: Optuna numbers a new trial by the trials before it, so a
+    gap lower down would give two trials one number. The study's row is locked, as a trial's
+    creation locks it, and the trials' rows too: a worker claiming one of them meanwhile
+    either claimed it first (it is RUNNING, and ends the run) or finds it gone. Run again
+    after it committed, it finds nothing to delete.
+    """
+    models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+    trial = models.TrialModel
+    last = (
+        session.query(trial.trial_id, trial.state)
+        .filter(trial.study_id == study_id, trial.number >= first)
+        .with_for_update()
+        .all()
+    )
+    kept = [int(i) for i, state in last if state != TrialState.WAITING]
+    tail = sa.select(trial.trial_id).where(
+        trial.study_id == study_id, trial.number >= first, trial.trial_id > max(kept, default=-1)
+    )
+    if len(kept) < len(last):  # a select, not a list of ids: no limit on how many
+        _delete_rows(session, models, tail, None)
+        session.execute(sa.delete(trial.__table__).where(trial.trial_id.in_(tail)))
 
 
 def trial_with_system_attr(rdb: RDBStorage, key: str, value: Any) -> int | None:

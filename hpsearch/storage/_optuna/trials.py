@@ -166,13 +166,54 @@ def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
         )
 
 
+def can_unqueue(study: optuna.Study) -> bool:
+    """Whether :func:`unqueue_trials` can take trials off this study's queue (an RDB
+    storage; a journal only appends)."""
+    return _rdb(storage_of(study)) is not None
+
+
+def unqueue_trials(study: optuna.Study, count: int) -> int:
+    """Takes up to ``count`` WAITING trials off the queue, the last queued first (a budget
+    lowered below what is queued); returns how many.
+
+    Only the WAITING trials at the end of the study's numbering, on an RDB storage: a
+    journal storage only ever appends, and a gap in the numbering would give a later trial
+    a number already taken. Trials a worker claims meanwhile stay.
+    """
+    rdb = _rdb(storage_of(study))
+    if rdb is None or count <= 0:
+        return 0
+    total = functools.partial(sessions.trial_total, study_id=study_id(study))
+    before = query(rdb, total)
+    # From a number, not a count, and counted by the totals: a second attempt after an
+    # outage hid the first one's commit deletes nothing more, and the first one's count.
+    first = before - count
+    query(rdb, functools.partial(sessions.unqueue_from, study_id=study_id(study), first=first))
+    _forget_trials(storage_of(study), study_id(study))
+    return before - query(rdb, total)
+
+
+def _forget_trials(storage: BaseStorage, sid: int) -> None:
+    """Drops a study's trials from Optuna's cache, to be read anew: it keeps a WAITING trial
+    it read until the trial finishes, so one taken off the queue would stay in this
+    process's view of the study. As Optuna's cache forgets a deleted study."""
+    if not isinstance(storage, _CachedStorage):
+        return
+    with storage._lock:
+        info = storage._studies.pop(sid, None)
+        for number in info.trials if info is not None else ():
+            trial_id = storage._study_id_and_number_to_trial_id.pop((sid, number), None)
+            storage._trial_id_to_study_id_and_number.pop(trial_id, None)  # type: ignore[arg-type]
+        if isinstance(storage, _StartedTrialsCache):
+            storage.forget(sid)
+
+
 def _insert_waiting(
     session: Any, models: Any, study_id: int, trials: Sequence[QueuedTrial], token: str
 ) -> None:
     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
     trial = models.TrialModel
-    first = session.query(sa.func.count(trial.trial_id)).filter(trial.study_id == study_id)
-    number = int(first.scalar())
+    number = sessions.trial_total(session, models, study_id)
     rows = [
         trial(study_id=study_id, number=number + i, state=TrialState.WAITING)
         for i in range(len(trials))
@@ -358,6 +399,15 @@ class _StartedTrialsCache(_CachedStorage):
         for (sid, states), kept in self._lists.items():  # each list: the changes alone
             if sid == study_id:
                 _place(kept, trials, states)
+        self.version += 1
+
+    def forget(self, study_id: int) -> None:
+        """Drops what this cache derived from a study's trials (the caller holds the lock
+        and dropped the trials: see :func:`_forget_trials`)."""
+        self._ordered.pop(study_id, None)
+        for key in [k for k in self._lists if k[0] == study_id]:
+            del self._lists[key]
+        self._read_at.pop(study_id, None)
         self.version += 1
 
     def get_all_trials(

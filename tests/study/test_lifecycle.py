@@ -1,0 +1,96 @@
+"""What starting a study would do, found without writing (``lifecycle.plan``, behind
+``hpsearch check``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+import re
+import sqlite3
+from typing import Any
+
+import pytest
+
+from hpsearch.errors import ConfigError
+from hpsearch.errors import StorageError
+from hpsearch.spec.studyfile import parse_study
+from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study import record
+from hpsearch.study.lifecycle import plan
+from hpsearch.study.lifecycle import prepare
+from tests.helpers import study_doc
+
+
+def _spec(tmp_path: Path, trials: int | None = None, **overrides: Any) -> StudySpec:
+    return parse_study(study_doc(tmp_path, **overrides), source="test.yaml", trials=trials)
+
+
+def _dump(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
+def test_a_study_not_created_yet_is_planned_without_creating_its_file(tmp_path: Path) -> None:
+    planned = plan(_spec(tmp_path, trials=5))
+    assert planned.counts is None and planned.change == 5
+    assert not (tmp_path / "hp.db").exists()
+    prepare(_spec(tmp_path, name="other", trials=2))  # the file holds another study
+    assert plan(_spec(tmp_path)).counts is None
+
+
+def test_a_plan_says_what_a_start_would_queue_or_take_off_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    prepare(_spec(tmp_path, trials=4))
+    with sqlite3.connect(tmp_path / "hp.db") as conn:  # as a study made before they were kept
+        conn.execute("DELETE FROM study_system_attributes WHERE key = ?", (record.DEFINITION,))
+    before = _dump(tmp_path / "hp.db")
+    planned = plan(_spec(tmp_path, trials=4))
+    assert planned.counts is not None and planned.counts.states == {"WAITING": 4}
+    assert planned.change == 0
+    assert plan(_spec(tmp_path, trials=10)).change == 6
+    assert plan(_spec(tmp_path, trials=1)).change == -3
+    assert _dump(tmp_path / "hp.db") == before
+    _, _, queued = prepare(_spec(tmp_path, trials=1))  # what a start then does
+    assert queued == -3
+
+
+def test_a_grid_plans_only_its_missing_points(tmp_path: Path) -> None:
+    grid = {"sampler": "grid", "budget": None, "space": {"lr": [0.1, 0.01, 0.001]}}
+    assert plan(_spec(tmp_path, **grid)).change == 3
+    prepare(_spec(tmp_path, trials=2, **grid))
+    assert plan(_spec(tmp_path, trials=5, **grid)).change == 1  # three points in all
+
+
+def test_a_changed_study_is_refused_as_a_start_would_refuse_it(tmp_path: Path) -> None:
+    prepare(_spec(tmp_path))
+    before = _dump(tmp_path / "hp.db")
+    changed = {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}
+    space = {**study_doc(tmp_path)["space"], "lr": changed}
+    with pytest.raises(ConfigError, match=re.escape("space.lr.low: 0.001 -> 0.0001")):
+        plan(_spec(tmp_path, space=space))
+    with pytest.raises(StorageError, match="with directions"):
+        plan(_spec(tmp_path, objective={"metric": "val_loss", "direction": "minimize"}))
+    assert _dump(tmp_path / "hp.db") == before
+
+
+def test_a_file_of_another_kind_is_refused_as_a_start_would_refuse_it(tmp_path: Path) -> None:
+    (tmp_path / "hp.db").write_text("not a database")
+    with pytest.raises(StorageError, match="is not a SQLite database"):
+        plan(_spec(tmp_path))
+    with sqlite3.connect(tmp_path / "other.db") as conn:
+        conn.execute("CREATE TABLE invoices (id INTEGER)")
+    with pytest.raises(StorageError, match="another tool's tables"):
+        plan(_spec(tmp_path, storage=f"sqlite:///{tmp_path / 'other.db'}"))
+
+
+def test_a_journal_keeps_its_queue_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = {"storage": f"journal:{tmp_path / 'hp.log'}"}
+    assert plan(_spec(tmp_path, trials=4, **journal)).counts is None
+    assert not (tmp_path / "hp.log").exists()
+    prepare(_spec(tmp_path, trials=4, **journal))
+    assert plan(_spec(tmp_path, trials=1, **journal)).change == 0
+    _, study, queued = prepare(_spec(tmp_path, trials=1, **journal))
+    assert queued == 0 and len(study.get_trials()) == 4  # it only appends
+    assert "budget 1, but 3 queued trials beyond it stay queued and will run" in caplog.text
