@@ -9,6 +9,7 @@ import sqlite3
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
@@ -29,12 +30,17 @@ def _dump(path: Path) -> list[str]:
         return list(conn.iterdump())
 
 
-def test_a_study_not_created_yet_is_planned_without_creating_its_file(tmp_path: Path) -> None:
-    planned = plan(_spec(tmp_path, trials=5))
+def test_a_study_not_created_yet_is_planned_without_creating_its_database(
+    storage_url: str, tmp_path: Path
+) -> None:
+    planned = plan(_spec(tmp_path, trials=5, storage=storage_url))
     assert planned.counts is None and planned.change == 5
-    assert not (tmp_path / "hp.db").exists()
-    prepare(_spec(tmp_path, name="other", trials=2))  # the file holds another study
-    assert plan(_spec(tmp_path)).counts is None
+    if storage_url.startswith("sqlite"):
+        assert not (tmp_path / "hp.db").exists()
+    else:  # an empty database stays empty
+        assert sa.inspect(sa.create_engine(storage_url)).get_table_names() == []
+    prepare(_spec(tmp_path, name="other", trials=2, storage=storage_url))  # another study
+    assert plan(_spec(tmp_path, storage=storage_url)).counts is None
 
 
 def test_a_plan_says_what_a_start_would_queue_or_take_off_and_writes_nothing(
