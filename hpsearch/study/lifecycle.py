@@ -256,30 +256,44 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
     beyond a lowered budget (``--trials 3`` on a study that queued 40) off the queue, the last
     queued first.
 
-    Only the process that creates or resumes a study calls this; workers never do, so two
-    hosts cannot both fill the same gap.
+    Only the process that creates or resumes a study calls this; workers never do. Two
+    processes starting the same study at once (``launch`` on two hosts) do not both fill
+    the gap: the trials are queued only while the study holds as many trials as were
+    counted to choose them (checked under the study's lock); else they are counted and
+    chosen again.
 
     Returns:
         How many trials it queued; negative: how many it took off the queue. A journal
         storage cannot take a trial off (it only appends): a warning says how many stay.
     """
-    room = spec.budget() - budget.used_budget(study)
-    if room < 0:
-        taken = db.unqueue_trials(study, -room)
-        waiting = _waiting(study)
-        if taken < -room and waiting:
-            _log.warning(
-                "%s: budget %d, but %d queued trials beyond it stay queued and will run: "
-                "%s cannot take a trial off its queue",
-                spec.name,
-                spec.budget(),
-                min(waiting, -room - taken),
-                redact(spec.storage),
-            )
-        return -taken
-    missing = _missing(study, spec, room)
-    db.queue_trials(study, missing)
-    return len(missing)
+    queued = 0
+    while True:
+        counts = db.trial_counts(study)
+        room = spec.budget() - budget.used(counts)
+        if room < 0:
+            return queued - _take_off(study, spec, -room)
+        missing = _missing(study, spec, room)
+        done = db.queue_trials(study, missing, after=sum(counts.states.values()))
+        queued += done
+        if done == len(missing):
+            return queued
+        # another process queued or took off trials meanwhile: count again
+
+
+def _take_off(study: optuna.Study, spec: StudySpec, surplus: int) -> int:
+    """Takes up to ``surplus`` queued trials off (a lowered budget); returns how many."""
+    if db.can_unqueue(study):
+        return db.unqueue_trials(study, surplus)
+    if waiting := _waiting(study):
+        _log.warning(
+            "%s: budget %d, but %d queued trials beyond it stay queued and will run: "
+            "%s cannot take a trial off its queue",
+            spec.name,
+            spec.budget(),
+            min(waiting, surplus),
+            redact(spec.storage),
+        )
+    return 0
 
 
 def _waiting(study: optuna.Study) -> int:

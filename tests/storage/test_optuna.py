@@ -571,3 +571,29 @@ def test_unqueueing_whose_commit_an_outage_hid_takes_no_more_off(
     monkeypatch.setattr(sessions, "transaction", commit_then_drop)
     assert db.unqueue_trials(study, 2) == 2
     assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2]
+
+
+def test_trials_are_queued_only_after_as_many_as_the_caller_counted(
+    any_storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(trials_module, "QUEUE_CHUNK", 2)
+    study = _study(any_storage_url)
+    db.queue_trials(study, QUEUED[:1])
+    assert db.queue_trials(study, QUEUED, after=0) == 0  # another process queued one
+    assert len(study.get_trials()) == 1
+    assert db.queue_trials(study, QUEUED, after=1) == 5
+    assert [t.number for t in study.get_trials()] == list(range(6))
+    if any_storage_url.startswith("journal:"):
+        return  # queued one at a time: no chunk to interleave
+    insert, chunks = trials_module._insert_waiting, []
+
+    def another_queues_after_the_first_chunk(*args: Any, **kwargs: Any) -> bool:
+        done = insert(*args, **kwargs)
+        chunks.append(done)
+        if len(chunks) == 1:
+            db.queue_trials(study, QUEUED[:1])  # between our chunks
+        return done
+
+    monkeypatch.setattr(trials_module, "_insert_waiting", another_queues_after_the_first_chunk)
+    assert db.queue_trials(study, QUEUED, after=6) == 2  # the first chunk, then stopped
+    assert len(study.get_trials()) == 9

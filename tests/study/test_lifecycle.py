@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 import re
 import sqlite3
@@ -15,6 +16,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.spec.studyfile import parse_study
 from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study import lifecycle
 from hpsearch.study import record
 from hpsearch.study.lifecycle import plan
 from hpsearch.study.lifecycle import prepare
@@ -100,3 +102,30 @@ def test_a_journal_keeps_its_queue_and_says_so(
     _, study, queued = prepare(_spec(tmp_path, trials=1, **journal))
     assert queued == 0 and len(study.get_trials()) == 4  # it only appends
     assert "budget 1, but 3 queued trials beyond it stay queued and will run" in caplog.text
+
+
+@pytest.mark.parametrize("grid", [False, True], ids=["random", "grid"])
+def test_two_starts_at_once_fill_the_budget_once(
+    storage_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grid: bool
+) -> None:
+    # `launch` on two hosts at once: A counts the gap and chooses its trials, B starts whole
+    # meanwhile, then A queues. A must find the study changed and choose again: nothing.
+    points = {"sampler": "grid", "budget": None, "space": {"lr": [0.1, 0.01, 0.001, 1e-4]}}
+    spec = _spec(tmp_path, storage=storage_url, **(points if grid else {"trials": 4}))
+    prepare(dataclasses.replace(spec, trials=1))  # a study with one trial queued
+    missing, starts = lifecycle._missing, []
+
+    def b_starts_meanwhile(*args: Any) -> Any:
+        chosen = missing(*args)
+        if not starts:
+            starts.append("B")
+            starts.append(prepare(spec)[2])  # B, whole
+        return chosen
+
+    monkeypatch.setattr(lifecycle, "_missing", b_starts_meanwhile)
+    _, study, queued = prepare(spec)  # A
+    assert starts == ["B", 3] and queued == 0
+    trials = study.get_trials()
+    assert [t.number for t in trials] == [0, 1, 2, 3]
+    if grid:  # each point once
+        assert sorted(record.fixed_params(t)["lr"] for t in trials) == [1e-4, 0.001, 0.01, 0.1]

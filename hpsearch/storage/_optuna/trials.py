@@ -127,7 +127,9 @@ def retry_of(trial: FrozenTrial, user_attrs: Mapping[str, Any]) -> QueuedTrial:
     return QueuedTrial(trial.params, user_attrs, system, trial.distributions)
 
 
-def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
+def queue_trials(
+    study: optuna.Study, trials: Sequence[QueuedTrial], after: int | None = None
+) -> int:
     """Queues WAITING trials as ``Study.enqueue_trial`` does, many in one transaction.
 
     Each trial is what ``enqueue_trial(params, user_attrs=attrs)`` makes: WAITING, no start
@@ -140,9 +142,20 @@ def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
     Args:
         study: The study.
         trials: The trials, in the order to number them.
+        after: How many trials the study held when the caller chose these (the budget's
+            gap, a grid's missing points): a chunk is queued only while the study still
+            holds that many plus the chunks before it, checked under the study's lock, so
+            that two processes filling the same gap at once do not both fill it.
+
+    Returns:
+        How many it queued: all of them, or, given ``after``, those queued before another
+        process changed the study (the caller counts again and chooses anew).
     """
     rdb = _rdb(storage_of(study))
     if rdb is None:
+        # a journal has no lock to check under: the count is read just before, at best
+        if after is not None and len(study.get_trials(deepcopy=False)) != after:
+            return 0
         for queued in trials:
             set_params = queued.distributions is not None
             study.add_trial(  # what enqueue_trial adds, or a retry
@@ -154,16 +167,23 @@ def queue_trials(study: optuna.Study, trials: Sequence[QueuedTrial]) -> None:
                     user_attrs=dict(queued.user_attrs),
                 )
             )
-        return
+        return len(trials)
     for start in range(0, len(trials), QUEUE_CHUNK):
         chunk, token = trials[start : start + QUEUE_CHUNK], uuid.uuid4().hex
-        query(
+        inserted = query(
             rdb,
             functools.partial(
-                _insert_waiting, study_id=study_id(study), trials=chunk, token=token
+                _insert_waiting,
+                study_id=study_id(study),
+                trials=chunk,
+                token=token,
+                after=None if after is None else after + start,
             ),
             functools.partial(_queued, rdb, token),
         )
+        if not inserted:
+            return start
+    return len(trials)
 
 
 def can_unqueue(study: optuna.Study) -> bool:
@@ -209,11 +229,18 @@ def _forget_trials(storage: BaseStorage, sid: int) -> None:
 
 
 def _insert_waiting(
-    session: Any, models: Any, study_id: int, trials: Sequence[QueuedTrial], token: str
-) -> None:
+    session: Any,
+    models: Any,
+    study_id: int,
+    trials: Sequence[QueuedTrial],
+    token: str,
+    after: int | None,
+) -> bool:
     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
     trial = models.TrialModel
     number = sessions.trial_total(session, models, study_id)
+    if after is not None and number != after:
+        return False  # another process queued (or took off) trials since the caller counted
     rows = [
         trial(study_id=study_id, number=number + i, state=TrialState.WAITING)
         for i in range(len(trials))
@@ -250,6 +277,7 @@ def _insert_waiting(
     ):
         if values:
             session.execute(sa.insert(model), values)
+    return True
 
 
 def _queued(rdb: RDBStorage, token: str) -> bool | None:
