@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial
+from optuna.trial import TrialState
 
 from hpsearch import storage as db
 from hpsearch.spec.choices import TABLE_SUFFIXES
@@ -141,7 +142,8 @@ class TrialRecord:
             number=trial.number,
             state=trial.state.name,
             values=tuple(trial.values) if trial.values is not None else None,
-            params=trial.params,
+            # a queued point's params are known before it runs
+            params=fixed_params(trial) if trial.state == TrialState.WAITING else trial.params,
             config=None if own is None else {**(base or {}), **own},
             curves=a.get(CURVES) or {},
             outcome=a.get(OUTCOME),

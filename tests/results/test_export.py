@@ -87,6 +87,7 @@ def test_a_streamed_export_is_the_loaded_one_read_a_page_at_a_time(
     columns, rows = stream_trial_rows(study, sort)
     streamed = list(rows)
     assert streamed == loaded  # the same rows in the same order
+    assert [r["param.lr"] for r in streamed if r["state"] == "WAITING"] == [0.02]  # queued
     assert [r["number"] for r in streamed][:3] == ([1, 5, 3] if sort == "value" else [0, 1, 2])
     assert set(columns) == {k for row in loaded for k in row}
     if not any_storage_url.startswith("journal:"):  # a journal is one file, read whole
@@ -103,6 +104,20 @@ def test_a_streamed_export_is_the_loaded_one_read_a_page_at_a_time(
     assert csv_text == whole + "\n"
     assert "".join(stream_rows(iter(loaded), columns, "json")) == format_rows(loaded, "json")
     assert "".join(stream_rows(iter([]), columns, "json")) == "[]"
+
+
+def test_a_queued_points_params_show_before_it_runs(any_storage_url: str) -> None:
+    # A grid's or one-factor study's points are queued with their params: `trials --state
+    # waiting` shows what is left to run, in a table and in an export.
+    study = optuna.create_study(study_name="g", storage=open_storage(any_storage_url, create=True))
+    points = [{"lr": 0.1, "activation": "relu"}, {"lr": 0.01, "activation": "tanh"}]
+    db.queue_trials(study, [db.QueuedTrial(p) for p in points])
+    columns, rows = stream_trial_rows(study, "number")
+    assert columns[:5] == ["number", "state", "value", "param.lr", "param.activation"]
+    streamed = list(rows)
+    shown = [{"lr": r["param.lr"], "activation": r["param.activation"]} for r in streamed]
+    assert shown == points
+    assert trial_rows(study) == streamed
 
 
 def test_a_maximized_study_streams_best_first(any_storage_url: str) -> None:

@@ -24,6 +24,8 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import sqlalchemy as sa
 
+from hpsearch.storage.states import FIXED_PARAMS
+
 CHUNK = 900  # ids per IN list: under every SQLite's limit of bound variables
 
 
@@ -77,7 +79,8 @@ def read_trials(
 
     Args:
         user_keys: ``None``: the whole trials. Else light trials for a table's rows: only
-            these user attributes, no system attributes and no intermediate values.
+            these user attributes, no intermediate values, and of the system attributes
+            only a WAITING trial's fixed params (the point it was queued with).
     """
     whole = user_keys is None
     trial, value = models.TrialModel, models.TrialValueModel
@@ -127,8 +130,12 @@ def read_trials(
             .order_by(step.trial_intermediate_value_id)
         ):
             steps.setdefault(tid, {})[s] = step.stored_repr_to_intermediate_value(v, kind)
-    elif user_keys:
-        user = _attrs(session, attr, ids, user_keys)
+    else:
+        if user_keys:
+            user = _attrs(session, attr, ids, user_keys)
+        waiting = [tid for tid, _, state, _, _ in rows if state == TrialState.WAITING]
+        if waiting:
+            system = _attrs(session, models.TrialSystemAttributeModel, waiting, (FIXED_PARAMS,))
     by_id = {}
     for tid, number, state, start, end in rows:
         found = values.get(tid)

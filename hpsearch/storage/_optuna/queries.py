@@ -32,6 +32,7 @@ from hpsearch.storage._optuna.trials import query
 from hpsearch.storage._optuna.trials import storage_of
 from hpsearch.storage._optuna.trials import study_id
 from hpsearch.storage.states import best_first
+from hpsearch.storage.states import FIXED_PARAMS
 from hpsearch.storage.states import RETRY_HISTORY
 
 
@@ -349,12 +350,16 @@ def trial_pages(
 
 
 def param_names(study: optuna.Study) -> list[str]:
-    """The names of every param of a study's trials, in the order they were first set."""
+    """The names of every param of a study's trials, in the order they were first set, then
+    those of the point its first WAITING trial was queued with (a grid's or one-factor
+    study's, before any of its points ran)."""
     rdb = _rdb(storage_of(study))
     if rdb is None:
         names: dict[str, None] = {}
         for t in study.get_trials(deepcopy=False):
             names.update(dict.fromkeys(t.params))
+            if t.state == TrialState.WAITING:
+                names.update(dict.fromkeys(t.system_attrs.get(FIXED_PARAMS) or {}))
         return list(names)
     sid = study_id(study)
 
@@ -367,6 +372,17 @@ def param_names(study: optuna.Study) -> list[str]:
             .group_by(param.param_name)
             .order_by(sa.func.min(param.param_id))
         )
-        return [str(name) for name, _ in rows]
+        names = dict.fromkeys(str(name) for name, _ in rows)
+        attr = models.TrialSystemAttributeModel
+        point = (
+            session.query(attr.value_json)
+            .join(trial, trial.trial_id == attr.trial_id)
+            .filter(trial.study_id == sid, trial.state == TrialState.WAITING)
+            .filter(attr.key == FIXED_PARAMS)
+            .order_by(trial.trial_id)
+            .first()
+        )
+        names.update(dict.fromkeys(json.loads(point[0]) if point else {}))
+        return list(names)
 
     return query(rdb, read)
