@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
+from hpsearch import files
 from hpsearch.cli import output
 from hpsearch.cli.app import main
 from hpsearch.cli.options import resolve
@@ -71,5 +71,6 @@ def schema(out: str | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    Path(out).write_text(text)
+    with files.whole(out) as part:
+        part.write_text(text)
     click.echo(f"wrote {out}", err=True)

@@ -23,6 +23,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import yaml
 
+from hpsearch import files
 from hpsearch import storage as db
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
@@ -361,9 +362,11 @@ def best_config(study: optuna.Study, number: int | None = None) -> dict[str, Any
 
 
 def write_best_config(study: optuna.Study, path: str | Path, number: int | None = None) -> Path:
-    """Writes :func:`best_config` as YAML; returns the path."""
+    """Writes :func:`best_config` as YAML, whole or not at all; returns the path."""
     out = Path(path)
-    out.write_text(yaml.safe_dump(best_config(study, number), sort_keys=False))
+    text = yaml.safe_dump(best_config(study, number), sort_keys=False)
+    with files.whole(out) as part:
+        part.write_text(text)
     return out
 
 

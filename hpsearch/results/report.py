@@ -32,6 +32,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
+from hpsearch import files
 from hpsearch import storage as db
 from hpsearch.results.reading import best_trials
 from hpsearch.results.reading import status
@@ -783,12 +784,8 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target.parent))
     page = build_report(study)
-    part = target.with_name(f".{target.name}.{os.getpid()}.part")
-    try:
+    with files.whole(target) as part:
         part.write_text(page, encoding="utf-8")
-        os.replace(part, target)
-    finally:
-        part.unlink(missing_ok=True)
     return target
 
 

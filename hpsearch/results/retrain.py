@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 import yaml
 
+from hpsearch import files
 from hpsearch.results.reading import chosen_trial
 from hpsearch.results.tables import json_safe
 from hpsearch.study.record import TEST_BALANCED
@@ -56,16 +57,22 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
 
     result, model = fit(config)
     data = load_data(config, resolve_device(config.device))  # cached: its preprocessing
-    files = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
+    written = (out / MODEL_FILE, out / "config.yaml", out / "result.json")
     tests = TEST_REGRESSION if result.task == "regression" else (TEST_BALANCED,)
-    save_model(
-        model,
-        config.to_dict(),
-        data,
-        files[0],
-        metrics={key: getattr(result, key) for key in ("test_accuracy", "test_loss", *tests)},
-        origin={"study": study.study_name, "trial": best.number},
-    )
-    files[1].write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    files[2].write_text(json.dumps(json_safe(result.to_dict()), indent=2))
-    return Retrained(best.number, result.to_dict(), files)
+    # the three together, each whole: never a new model beside an earlier one's config
+    with (
+        files.whole(written[0]) as model_part,
+        files.whole(written[1]) as config_part,
+        files.whole(written[2]) as result_part,
+    ):
+        save_model(
+            model,
+            config.to_dict(),
+            data,
+            model_part,
+            metrics={k: getattr(result, k) for k in ("test_accuracy", "test_loss", *tests)},
+            origin={"study": study.study_name, "trial": best.number},
+        )
+        config_part.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        result_part.write_text(json.dumps(json_safe(result.to_dict()), indent=2))
+    return Retrained(best.number, result.to_dict(), written)
