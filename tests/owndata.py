@@ -4,6 +4,7 @@ as files) written as CSV, TSV, Parquet or .npz, and folders of generated images.
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,18 @@ def write_csv(path: Path, names: list[str], rows: list[list[Any]], separator: st
 
 
 def write_wine(folder: Path, kind: str = "csv") -> Path:
-    """The wine table as ``wine.<kind>`` (csv, tsv, parquet)."""
+    """The wine table as ``wine.<kind>`` (csv, tsv, parquet; csv.gz, tsv.gz gzipped)."""
     names, rows = wine_rows()
     path = folder / f"wine.{kind}"
     if kind == "parquet":
         import polars as pl
 
         pl.DataFrame(rows, schema=names, orient="row").write_parquet(path)
+        return path
+    if kind.endswith(".gz"):
+        plain = write_wine(folder, kind.removesuffix(".gz"))
+        path.write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
         return path
     return write_csv(path, names, rows, "\t" if kind == "tsv" else ",")
 

@@ -9,6 +9,7 @@ importing torch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import get_args
 from typing import Literal
 
@@ -46,5 +47,19 @@ TASK_LOSSES: dict[str, tuple[str, ...]] = {
     "regression": ("mse", "huber", "l1"),
 }
 # a user's data set: suffix -> the kind of table file; a folder holds images of these suffixes
-TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".npz": "npz"}
+TABLE_SUFFIXES = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".csv.gz": "csv",  # gzipped: read as they are, never unpacked to disk
+    ".tsv.gz": "tsv",
+    ".parquet": "parquet",
+    ".npz": "npz",
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def table_kind(path: str | Path) -> str | None:
+    """The kind of table file ``path`` names by its suffix (``data.csv.gz``: ``csv``), or
+    ``None``."""
+    name = Path(path).name.lower()
+    return next((kind for suffix, kind in TABLE_SUFFIXES.items() if name.endswith(suffix)), None)

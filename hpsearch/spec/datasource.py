@@ -3,7 +3,7 @@
 ``dataset:`` is either a built-in name (``digits``) or a mapping, a :class:`DataSource`::
 
     dataset:
-      path: data/train.csv      # .csv/.tsv, .parquet, .npz (arrays x and y), or a folder
+      path: data/train.csv      # .csv/.tsv (.csv.gz), .parquet, .npz (x and y), or a folder
       target: label             # the column to predict (tables)
       task: classification      # or regression; inferred from the target when omitted
       test: data/test.csv       # optional held-out file; else a fixed share is carved out
@@ -32,7 +32,7 @@ from pydantic import Field
 
 from hpsearch.spec.choices import Color
 from hpsearch.spec.choices import IMAGE_SUFFIXES
-from hpsearch.spec.choices import TABLE_SUFFIXES
+from hpsearch.spec.choices import table_kind
 from hpsearch.spec.choices import Task
 from hpsearch.spec.validation import Problems
 from hpsearch.spec.validation import StrictInt
@@ -40,7 +40,10 @@ from hpsearch.spec.validation import StrictStr
 
 NPZ_FEATURES = "x"  # the feature array of an .npz file; its target array is `target` ("y")
 NPZ_TARGET = "y"
-ALLOWED_PATHS = "allowed: .csv, .tsv, .parquet, .npz, or a folder of images by class"
+ALLOWED_PATHS = (
+    "allowed: .csv, .tsv (or gzipped: .csv.gz, .tsv.gz), .parquet, .npz, or a folder of images "
+    "by class"
+)
 
 Side = Annotated[StrictInt, Field(ge=1, le=4096)]
 
@@ -97,10 +100,11 @@ class DataSource:
             found.append(("drop", f"{target!r} is the target: it cannot be dropped"))
         if kind == "images" and self.task == "regression":
             found.append(("task", "a folder of images by class is a classification task"))
+        test_kind = None if self.test is None else _kind(self.test)
         if (
-            self.test is not None
+            test_kind is not None  # an unknown one is said above
             and kind is not None
-            and _kind(self.test)
+            and test_kind
             not in (
                 kind,
                 *(("csv", "tsv", "parquet") if kind in ("csv", "tsv", "parquet") else ()),
@@ -154,10 +158,10 @@ class DataSource:
 
 
 def _kind(path: str) -> str | None:
-    suffix = Path(path).suffix.lower()
-    if suffix in TABLE_SUFFIXES:
-        return TABLE_SUFFIXES[suffix]
-    return "images" if not suffix or Path(path).is_dir() else None
+    kind = table_kind(path)
+    if kind is not None:
+        return kind
+    return "images" if not Path(path).suffix or Path(path).is_dir() else None
 
 
 def missing_files(source: DataSource) -> list[str]:

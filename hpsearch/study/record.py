@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 import math
 import os
-from pathlib import Path
 import socket
 from typing import Any
 from typing import TYPE_CHECKING
@@ -35,7 +34,7 @@ from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 
 from hpsearch import storage as db
-from hpsearch.spec.choices import TABLE_SUFFIXES
+from hpsearch.spec.choices import table_kind
 from hpsearch.storage.states import FIXED_PARAMS
 
 if TYPE_CHECKING:  # the schema's models: a reading command never needs them
@@ -296,7 +295,7 @@ def scoring(study: optuna.Study) -> Scoring:
     rated = "balanced_accuracy" if "val_balanced_accuracy" in metrics else "accuracy"
     if not isinstance(dataset, dict):  # a built-in data set: images
         return Scoring(rated, "images")
-    table = Path(str(dataset.get("path", ""))).suffix.lower() in TABLE_SUFFIXES
+    table = table_kind(str(dataset.get("path", ""))) is not None
     return Scoring(
         "r2" if dataset.get("task") == "regression" else rated,
         "rows" if table else "images",

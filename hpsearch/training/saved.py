@@ -35,7 +35,7 @@ from torch import nn
 import hpsearch
 from hpsearch.errors import ConfigError
 from hpsearch.spec.choices import IMAGE_SUFFIXES
-from hpsearch.spec.choices import TABLE_SUFFIXES
+from hpsearch.spec.choices import table_kind
 from hpsearch.spec.config import make_config
 from hpsearch.training.data import DeviceData
 from hpsearch.training.data import Preprocessing
@@ -351,10 +351,13 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
 
 
 def _read_rows(source: Path, model: Predictor) -> Inputs:
-    kind = TABLE_SUFFIXES.get(source.suffix.lower())
+    kind = table_kind(source)
     if kind is None:
         raise ConfigError(
-            [f"{source}: this model reads a table's rows: give a .csv, .tsv, .parquet or .npz"]
+            [
+                f"{source}: this model reads a table's rows: give a .csv, .tsv (or .csv.gz, "
+                ".tsv.gz), .parquet or .npz"
+            ]
         )
     if not source.is_file():
         raise ConfigError([f"{source}: no such file"])

@@ -20,6 +20,7 @@ import numpy as np
 
 from hpsearch.errors import ConfigError
 from hpsearch.errors import DataError
+from hpsearch.spec.choices import table_kind
 from hpsearch.spec.config import TrainConfig
 from hpsearch.spec.datasource import DataSource
 from hpsearch.spec.datasource import missing_files
@@ -77,7 +78,9 @@ def read_source(source: DataSource) -> OwnData:
     kinds = tables.check_features(frame, source.path, target, source.max_categories)
     test = None
     if source.test:
-        test = tables.read_table(source.test, Path(source.test).suffix.lower()[1:], target)
+        kind = table_kind(source.test)
+        assert kind is not None  # validated: of the kind of its path
+        test = tables.read_table(source.test, kind, target)
         tables.check_target(test, source.test, target)
     if task == "regression":
         tables.regression_values(frame, source.path, target)

@@ -19,16 +19,22 @@ import csv
 from dataclasses import asdict
 from dataclasses import dataclass
 import difflib
+import gzip
+import io
 import math
 import os
 from pathlib import Path
 import re
 from typing import Any
+from typing import cast
+from typing import IO
 from typing import TYPE_CHECKING
+import zlib
 
 import numpy as np
 
 from hpsearch.errors import DataError
+from hpsearch.spec.choices import table_kind
 from hpsearch.spec.datasource import NPZ_FEATURES
 
 if TYPE_CHECKING:
@@ -47,7 +53,7 @@ NUMERIC_SHARE = 0.5  # a text column whose cells are mostly numbers is a mixed-t
 
 def where(file: str, row: int) -> str:
     """How a user finds row ``row`` (0-based, of the data) of ``file``."""
-    return f"line {row + 2}" if file.lower().endswith((".csv", ".tsv")) else f"row {row + 1}"
+    return f"line {row + 2}" if table_kind(file) in SEPARATORS else f"row {row + 1}"
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -108,7 +114,7 @@ def read_rows(file: str, kind: str, target: str | None = None) -> pl.DataFrame:
     path = Path(file)
     if not path.is_file():
         raise DataError(f"{file}: no such file")
-    check_memory(file, path.stat().st_size, MEMORY_FACTOR[kind])
+    check_memory(file, _unpacked_size(path), MEMORY_FACTOR[kind])
     try:
         if kind in SEPARATORS:
             frame = _read_csv(file, SEPARATORS[kind])
@@ -159,7 +165,7 @@ def _csv_fault(file: str, separator: str) -> str | None:
     try:
         if (bad := _first_line_not_utf8(file)) is not None:
             return f"line {bad}: not UTF-8 text; save the file as UTF-8"
-        with open(file, newline="", encoding="utf-8-sig") as f:
+        with io.TextIOWrapper(_open_bytes(file), encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, delimiter=separator)
             header = len(next(reader, []))
             start = reader.line_num + 1
@@ -171,13 +177,35 @@ def _csv_fault(file: str, separator: str) -> str | None:
                 start = reader.line_num + 1
     except csv.Error as e:
         return f"line {start}: {e}"
-    except OSError:
-        return None
+    except (OSError, EOFError, zlib.error) as e:  # a damaged or cut gzip file
+        return f"not a readable gzip file ({e})" if _gzipped(file) else None
     return None
 
 
+def _gzipped(file: str | Path) -> bool:
+    return str(file).lower().endswith(".gz")
+
+
+def _open_bytes(file: str) -> IO[bytes]:
+    """A file's bytes, a gzipped file's unpacked as they are read."""
+    if _gzipped(file):
+        return cast(IO[bytes], gzip.open(file, "rb"))
+    return open(file, "rb")
+
+
+def _unpacked_size(path: Path) -> int:
+    """A file's size, a gzipped one's once unpacked (what its last four bytes say, modulo
+    4 GiB; at least its size on disk), without unpacking it."""
+    size = path.stat().st_size
+    if not _gzipped(path) or size < 4:
+        return size
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return max(size, int.from_bytes(f.read(4), "little"))
+
+
 def _first_line_not_utf8(file: str) -> int | None:
-    with open(file, "rb") as raw:  # no UTF-8 character holds a newline byte
+    with _open_bytes(file) as raw:  # no UTF-8 character holds a newline byte
         for number, line in enumerate(raw, 1):
             try:
                 line.decode("utf-8")

@@ -18,6 +18,9 @@ BAD = [
     ("digit", "dataset: unknown 'digit' (did you mean 'digits'?); allowed: digits,"),
     (3, "dataset: expected a string or a mapping, got 3"),
     ({"path": "a.xlsx"}, "dataset.path: 'a.xlsx': unknown kind of file; allowed: .csv,"),
+    ({"path": "a.csv.bz2"}, "dataset.path: 'a.csv.bz2': unknown kind of file; allowed: .csv,"),
+    ({**CSV, "test": "b.parquet.gz"}, "dataset.test: 'b.parquet.gz': unknown kind of file"),
+    ({**CSV, "test": "b.npz"}, "dataset.test: 'b.npz' is not of the same kind"),
     ({"path": "a.csv"}, "dataset.target: required for a table"),
     ({**CSV, "tsak": "regression"}, "dataset.tsak: unknown key (did you mean 'task'?)"),
     ({**CSV, "task": "regress"}, "dataset.task: unknown 'regress' (did you mean 'regression'?)"),
@@ -35,6 +38,13 @@ def test_a_bad_dataset_is_one_line_naming_its_key(dataset: object, line: str) ->
     with pytest.raises(ConfigError) as e:
         make_config({"dataset": dataset})
     assert len(e.value.problems) == 1 and e.value.problems[0].startswith(line)
+
+
+def test_a_gzipped_table_is_a_table_of_its_kind() -> None:
+    source = make_config({"dataset": {"path": "A.CSV.GZ", "target": "y", "test": "b.csv"}})
+    assert source.dataset.kind == "csv"  # type: ignore[union-attr]
+    tsv = make_config({"dataset": {"path": "a.tsv.gz", "target": "y", "test": "b.tsv"}})
+    assert tsv.dataset.kind == "tsv"  # type: ignore[union-attr]
 
 
 CSV_T = {"path": "t.csv", "target": "y"}

@@ -3,6 +3,7 @@ model answers in the data's own labels exactly as its recorded test metrics say.
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,9 @@ def test_predict_reads_new_rows_with_missing_cells(tmp_path: Path) -> None:
     answers = predict_file(tmp_path, tmp_path / "new.csv")
     assert len(answers) == len(rows) and answers[0]["input"] == "line 2"
     assert all(a["class"] in ("barolo", "grignolino", "barbera") for a in answers)
+    packed = tmp_path / "new.csv.gz"  # the same rows gzipped: the same answers, by line
+    packed.write_bytes(gzip.compress((tmp_path / "new.csv").read_bytes()))
+    assert predict_file(tmp_path, packed) == answers
 
 
 def test_predict_refuses_an_infinite_number_naming_its_line(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from the training split only, the splits are fixed and stratified, the task is i
 from __future__ import annotations
 
 import datetime
+import gzip
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def _data(source: DataSource, val_fraction: float = 0.1, preprocess: str = "stan
     return device_data(source, None, val_fraction, None, preprocess, "cpu")
 
 
-@pytest.mark.parametrize("kind", ["tsv", "parquet"])
+@pytest.mark.parametrize("kind", ["tsv", "parquet", "csv.gz", "tsv.gz"])
 def test_every_table_format_reads_as_the_csv_does(tmp_path: Path, kind: str) -> None:
     csv = _data(DataSource(str(write_wine(tmp_path, "csv")), target="cultivar"))
     other = _data(DataSource(str(write_wine(tmp_path, kind)), target="cultivar"))
@@ -284,13 +285,34 @@ def test_a_column_that_turns_to_text_late_is_read_and_judged(tmp_path: Path) -> 
         (['1,"2,3', "4,5,6"], "line 2: 2 fields where the header has 3 .an unclosed quote"),
     ],
 )
+@pytest.mark.parametrize("suffix", [".csv", ".csv.gz"])
 def test_a_damaged_table_is_refused_naming_its_line(
-    tmp_path: Path, lines: list[str], words: str
+    tmp_path: Path, lines: list[str], words: str, suffix: str
 ) -> None:
-    path = tmp_path / "t.csv"
-    path.write_text("\n".join(["a,b,y", *lines, *(f"{i},{i},{i}" for i in range(40))]) + "\n")
+    path = tmp_path / f"t{suffix}"
+    text = "\n".join(["a,b,y", *lines, *(f"{i},{i},{i}" for i in range(40))]) + "\n"
+    path.write_bytes(gzip.compress(text.encode()) if suffix.endswith(".gz") else text.encode())
     with pytest.raises(DataError, match=words):
         read_source(DataSource(str(path), target="y", task="regression"))
+
+
+def test_a_gzipped_table_is_judged_unpacked_and_a_cut_one_named_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "zeros.csv.gz"
+    rows = "".join(f"0,0,{i % 2}\n" for i in range(20000))
+    path.write_bytes(gzip.compress(f"a,b,y\n{rows}".encode()))
+    unpacked = len(rows) + 6
+    assert path.stat().st_size * 10 < unpacked  # packed tightly: its size on disk says little
+    monkeypatch.setenv(tables.MEMORY_ENV, str(2 * unpacked))  # the packed file would fit
+    with pytest.raises(DataError, match=r"zeros\.csv\.gz: .* needs about .* of memory"):
+        tables.read_rows(str(path), "csv")
+    monkeypatch.delenv(tables.MEMORY_ENV)
+    assert tables.read_rows(str(path), "csv").height == 20000
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(DataError, match=r"cut\.csv\.gz: not a readable gzip file \(Compressed"):
+        tables.read_rows(str(cut), "csv")
 
 
 def test_a_file_of_another_encoding_or_separator_is_named_so(tmp_path: Path) -> None:
