@@ -29,6 +29,12 @@ if TYPE_CHECKING:
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 trials_option = click.option("--trials", type=click.IntRange(min=1), help="Override the budget.")
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds after which a worker starts no new trial, counted from its start; running "
+    "ones finish [the file's budget.timeout, else none].",
+)
 storage_option = click.option(
     "--storage", envvar="HPSEARCH_STORAGE", help="Override the storage URL [$HPSEARCH_STORAGE]."
 )
@@ -119,6 +125,7 @@ def load_spec(
     population: int | None = None,
     device: str | None = None,
     precision: str | None = None,
+    timeout: float | None = None,
 ) -> StudySpec:
     """The validated study file, with the command line's overrides; a storage URL that no
     storage could open is refused here too, before a command loads torch."""
@@ -130,6 +137,8 @@ def load_spec(
 
     if population:
         spec = dataclasses.replace(spec, population=population)
+    if timeout:
+        spec = dataclasses.replace(spec, timeout=timeout)
     overrides = {k: v for k, v in (("device", device), ("precision", precision)) if v}
     if overrides:
         spec = dataclasses.replace(spec, base=make_config(overrides, spec.base))

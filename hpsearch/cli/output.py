@@ -286,9 +286,19 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
             err=True,
         )
         sys.exit(FAILED_EXIT)
-    if not result.ok:
+    if not result.ok and result.timed_out:
+        click.echo(timed_out_line(result.budget - result.finished, "launch"), err=True)
+    elif not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(FAILED_EXIT)
+
+
+def timed_out_line(left: int, command: str) -> str:
+    """What a study that its timeout stopped short of its budget says."""
+    return (
+        f"the timeout stopped starting trials with {left} of the budget left; {command} again "
+        "to go on"
+    )
 
 
 def start_line(spec: StudySpec, queued: int) -> str:

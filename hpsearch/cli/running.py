@@ -25,6 +25,7 @@ from hpsearch.cli.options import precision_option
 from hpsearch.cli.options import storage_option
 from hpsearch.cli.options import storage_wait_option
 from hpsearch.cli.options import threads_option
+from hpsearch.cli.options import timeout_option
 from hpsearch.cli.options import trials_option
 from hpsearch.errors import FAILED_EXIT
 from hpsearch.errors import INTERRUPTED_EXIT
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 @main.command()
 @click.argument("study_file", type=click.Path())
 @trials_option
+@timeout_option
 @storage_option
 @threads_option("torch's default: all cores")
 @population_option
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 def run(
     study_file: str,
     trials: int | None,
+    timeout: float | None,
     storage: str | None,
     threads: int | None,
     population: int | None,
@@ -63,7 +66,9 @@ def run(
 ) -> None:
     """Run a study in this process until its budget is reached (resumes if it exists)."""
     with startup():  # a bad file: refused before torch loads
-        spec = load_spec(study_file, storage, trials, population, precision=precision)
+        spec = load_spec(
+            study_file, storage, trials, population, precision=precision, timeout=timeout
+        )
         from hpsearch.study.lifecycle import fit_task
 
         fit_task(spec)  # and bad data
@@ -107,6 +112,9 @@ def run(
         f"done: {stats.completed} completed, {stats.pruned} pruned, {stats.failed} failed "
         f"in this run; {output.best_line(study)}"
     )
+    left = spec.budget() - finished_count(study)
+    if stats.timed_out and left > 0:
+        click.echo(output.timed_out_line(left, "run"), err=True)
     output.best_trials(study, best_trials(study))
     output.exit_if_failing(stats, study_file)
 
@@ -168,6 +176,7 @@ def check(study_file: str, trials: int | None, storage: str | None, no_train: bo
 @main.command()
 @click.argument("study_file", type=click.Path())
 @storage_option
+@timeout_option
 @click.option("--device", help="Device for this worker's trials, e.g. cuda:0 or cpu.")
 @click.option("--name", help="Worker name recorded with its trials [host:pid].")
 @threads_option("the launcher's share of the cores, else 1")
@@ -184,6 +193,7 @@ def check(study_file: str, trials: int | None, storage: str | None, no_train: bo
 def worker(
     study_file: str,
     storage: str | None,
+    timeout: float | None,
     device: str | None,
     name: str | None,
     threads: int | None,
@@ -195,7 +205,12 @@ def worker(
     """Join an existing study and run its queued trials (how another host joins)."""
     with startup():  # no torch
         spec = load_spec(
-            study_file, storage, population=population, device=device, precision=precision
+            study_file,
+            storage,
+            population=population,
+            device=device,
+            precision=precision,
+            timeout=timeout,
         )
         from hpsearch.launch.worker import join_study
 
@@ -230,6 +245,7 @@ def worker(
 @main.command()
 @click.argument("study_file", type=click.Path())
 @trials_option
+@timeout_option
 @storage_option
 @click.option("--gpus", help="all (default when GPUs are visible), none, or e.g. 0,2,3.")
 @click.option("--workers-per-gpu", type=click.IntRange(min=1), default=1, show_default=True)
@@ -276,6 +292,7 @@ def worker(
 def launch(
     study_file: str,
     trials: int | None,
+    timeout: float | None,
     storage: str | None,
     population: int | None,
     precision: str | None,
@@ -287,7 +304,9 @@ def launch(
     """Start a pool of worker processes that share one study through its storage (here, or
     on a Slurm cluster with --slurm)."""
     with startup():
-        spec = load_spec(study_file, storage, trials, population, precision=precision)
+        spec = load_spec(
+            study_file, storage, trials, population, precision=precision, timeout=timeout
+        )
     if slurm:
         _launch_slurm(spec, log_dir, no_progress, **flags)
     else:

@@ -145,6 +145,7 @@ class PoolResult:
     interrupted: bool
     failures: list[str]
     all_failed: bool = False  # trials finished in this launch, and every one of them failed
+    timed_out: bool = False  # the study's timeout passed: the workers stopped claiming
 
     @property
     def ok(self) -> bool:
@@ -280,7 +281,7 @@ class Pool:
         ``on_tick`` called every ``poll_s``.
         """
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
-        interrupted = False
+        interrupted, started = False, time.monotonic()
         try:
             for worker in self.workers:
                 self._start(worker)
@@ -310,8 +311,16 @@ class Pool:
             for worker in self.workers:
                 if worker.handle is not None:
                     worker.handle.close()
+        # each worker counts the timeout from its own start, after this one's
+        timeout = self.spec.timeout
+        timed_out = timeout is not None and time.monotonic() - started >= timeout
         return PoolResult(
-            self.spec.budget(), self.finished(), interrupted, self.failures(), self._all_failed()
+            self.spec.budget(),
+            self.finished(),
+            interrupted,
+            self.failures(),
+            self._all_failed(),
+            timed_out,
         )
 
     def _all_failed(self) -> bool:

@@ -41,8 +41,8 @@ def memory_share(workers_per_gpu: int) -> float:
 
 def worker_flags(spec: StudySpec, workers_per_gpu: int = 1) -> list[str]:
     """The ``hpsearch worker`` flags that carry a launcher's settings to each of its
-    workers: the launcher's ``--population`` and ``--precision`` (or the file's), and the
-    worker's share of its GPU's memory."""
+    workers: the launcher's ``--population``, ``--precision`` and ``--timeout`` (or the
+    file's), and the worker's share of its GPU's memory."""
     return [
         "--population",
         str(spec.population),
@@ -50,4 +50,5 @@ def worker_flags(spec: StudySpec, workers_per_gpu: int = 1) -> list[str]:
         spec.base.precision,
         "--memory-share",
         f"{memory_share(workers_per_gpu):.4g}",
+        *(("--timeout", f"{spec.timeout:g}") if spec.timeout else ()),
     ]

@@ -187,6 +187,7 @@ class WorkerStats:
             stale and queued them again; their results were dropped.
         broken: Why the worker stopped claiming trials (the same error several times in a
             row), or ``None``.
+        timed_out: Whether the study's timeout stopped it claiming trials.
     """
 
     completed: int = 0
@@ -195,6 +196,7 @@ class WorkerStats:
     discarded: int = 0
     interrupted: bool = False
     broken: str | None = None
+    timed_out: bool = False
 
     @property
     def all_failed(self) -> bool:
@@ -343,7 +345,10 @@ def run_worker(
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     population = spec.population
     stale_check_at = 0.0
-    while not (stop is not None and stop.is_set()) and time.monotonic() < deadline:
+    while not (stop is not None and stop.is_set()):
+        if time.monotonic() >= deadline:
+            stats.timed_out = True
+            break
         if _STOP.is_set():
             stats.interrupted = True
             break

@@ -48,6 +48,8 @@ def test_plan_slots_gpus_and_cpus(tmp_path: Path) -> None:
     spec = load_spec(str(write_study(tmp_path)))
     args = worker_args(dataclasses.replace(spec, population=8), slots[0])
     assert " ".join(args).endswith("--population 8 --precision fp32 --memory-share 0.4")
+    timed = worker_args(dataclasses.replace(spec, timeout=90.5), slots[0])  # launch --timeout
+    assert " ".join(timed).endswith("--memory-share 0.4 --timeout 90.5")
     assert [s.env["CUDA_VISIBLE_DEVICES"] for s in plan_slots("1", 1, None, 4, 16)] == ["1"]
     cpu = plan_slots(None, 1, 4, visible_gpus=0, cores=16)
     assert len(cpu) == 4 and cpu[0].env["HPSEARCH_TORCH_THREADS"] == "4"
@@ -170,6 +172,21 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
     assert retry[0].params.items() >= killed.params.items()
     assert sum(t.state in FINISHED for t in trials) == 5
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+@pytest.mark.slow
+def test_a_launch_its_timeout_ends_says_so_and_exits_0(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 3}, fixed=GATED)
+    gate = Gate(tmp_path)
+    launcher = _launch(path, tmp_path, "--workers", "1", "--timeout", "1", gate=gate)
+    wait_running(f"sqlite:///{tmp_path / 'hp.db'}", process=launcher)  # held: cannot finish
+    time.sleep(1.5)  # past the timeout, counted from the worker's start, before it claimed
+    gate.open()
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 0, err
+    assert "the timeout stopped starting trials with 2 of the budget left; launch again" in err
+    states = [t.state for t in open_study("t", f"sqlite:///{tmp_path / 'hp.db'}").get_trials()]
+    assert sorted(s.name for s in states) == ["COMPLETE", "WAITING", "WAITING"]
 
 
 @pytest.mark.slow

@@ -331,6 +331,24 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> N
     assert len(finished) == 6
 
 
+@pytest.mark.slow
+def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
+    tmp_path: Path,
+) -> None:
+    path = write_study(tmp_path, budget={"trials": 3}, fixed={"epochs": 2, "scheduler": "none"})
+    gate, url = Gate(tmp_path), f"sqlite:///{tmp_path / 'hp.db'}"
+    proc = start("run", str(path), "--no-progress", "--timeout", "1", env=gate.env)
+    wait_running(url, process=proc)  # held at an epoch end: it cannot finish first
+    time.sleep(1.5)  # past the timeout, counted from the worker's start, before it claimed
+    gate.open()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "the timeout stopped starting trials with 2 of the budget left; run again" in err
+    states = [t.state for t in open_study("t", url).get_trials()]
+    assert states == [TrialState.COMPLETE, TrialState.WAITING, TrialState.WAITING]
+    assert hpsearch("run", str(path), "--timeout", "0").returncode == 2  # must be > 0
+
+
 def test_journal_file_storage(tmp_path: Path) -> None:
     spec = _spec(tmp_path, trials=3, storage=f"journal:{tmp_path / 'hp.log'}")
     study = _run(spec)
