@@ -9,6 +9,7 @@ notebook can call too, and prints its progress.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -426,6 +427,7 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         tasks = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or "ended"
         bar.show(done, launched.study, f"tasks: {tasks}")
 
+    followed = time.monotonic()
     try:
         done = slurm.follow_job(launched, spec.budget(), on_tick=tick)
     except KeyboardInterrupt:
@@ -433,7 +435,11 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         _stop_or_leave(job, spec, flags["cancel_on_exit"])
     bar.close()
     click.echo(f"{done}/{spec.budget()} trials finished; {output.best_line(launched.study)}")
-    if done < spec.budget():
+    # each task counts the timeout from its own start, after the submission
+    timed_out = spec.timeout is not None and time.monotonic() - followed >= spec.timeout
+    if done < spec.budget() and timed_out:
+        click.echo(output.timed_out_line(spec.budget() - done, "launch"), err=True)
+    elif done < spec.budget():
         click.echo(f"job {job} ended before the budget was reached: see {logs}", err=True)
         sys.exit(FAILED_EXIT)
 

@@ -9,6 +9,7 @@ import re
 import stat
 import subprocess
 import sys
+import time
 from typing import Any
 
 from optuna.trial import TrialState
@@ -21,8 +22,10 @@ from hpsearch.spec.studyfile import load_spec
 from hpsearch.study.budget import counted
 from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
+from tests.helpers import Gate
 from tests.helpers import hpsearch
 from tests.helpers import wait_for
+from tests.helpers import wait_running
 from tests.helpers import write_study
 from tests.owndata import write_wine
 
@@ -138,6 +141,33 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     wait_for(lambda: _queue_empty(slurm_cluster, job), "the array ends")
     status = hpsearch("status", "t", "--storage", url)
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
+
+
+@_on_cluster
+def test_an_array_its_timeout_ends_says_so_and_exits_0(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    fixed = {"epochs": 2, "scheduler": "none", "optimizer": "adam"}
+    path = write_study(tmp_path, budget={"trials": 3}, fixed=fixed)
+    gate = Gate(tmp_path)  # the task's environment carries it: its trial is held
+    launch = ["launch", str(path), "--slurm", "--no-progress", "--timeout", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpsearch", *launch],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, **gate.env, "HPSEARCH_STORAGE": postgres_url},
+    )
+    wait_running(postgres_url, process=proc)  # held: it cannot finish first
+    time.sleep(1.5)  # past the timeout, counted from the task's start, before it claimed
+    gate.open()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "1/3 trials finished" in out
+    assert "the timeout stopped starting trials with 2 of the budget left; launch again" in err
+    script = next((tmp_path / "hpsearch-logs" / "t").rglob("job-*.sh")).read_text()
+    assert "--memory-share 0.8 --timeout 1 --name" in script  # each worker counts it
 
 
 @_on_cluster
