@@ -451,25 +451,32 @@ def _own(system_attrs: dict[str, Any]) -> dict[str, Any]:
 def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(trials_module, "QUEUE_CHUNK", 2)
+    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    dropped = _drop_after_commit(monkeypatch, trials_module._insert_waiting)
+    db.queue_trials(study, QUEUED)
+    assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4]
+
+
+def _drop_after_commit(monkeypatch: pytest.MonkeyPatch, func: Any) -> list[int]:
+    """The first transaction that runs ``func`` commits, then its connection drops before
+    the answer comes back (the list it returns records that it did); an outage is waited out."""
     import sqlalchemy as sa
 
     from hpsearch.storage._optuna import sessions
 
-    monkeypatch.setattr(trials_module, "QUEUE_CHUNK", 2)
     monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
-    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
     commit, dropped = sessions.transaction, []
 
     def commit_then_drop(rdb: Any, run: Any) -> Any:
         result = commit(rdb, run)
-        if getattr(run, "func", None) is trials_module._insert_waiting and not dropped:
-            dropped.append(1)  # committed, but the answer never came back
+        if getattr(run, "func", None) is func and not dropped:
+            dropped.append(1)
             raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
         return result
 
     monkeypatch.setattr(sessions, "transaction", commit_then_drop)
-    db.queue_trials(study, QUEUED)
-    assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4]
+    return dropped
 
 
 def _orphans(url: str) -> dict[str, int]:
@@ -552,23 +559,12 @@ def test_a_claimed_trial_is_never_unqueued(
 def test_unqueueing_whose_commit_an_outage_hid_takes_no_more_off(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sqlalchemy as sa
 
     from hpsearch.storage._optuna import sessions
 
-    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
     study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
     db.queue_trials(study, QUEUED)
-    commit, dropped = sessions.transaction, []
-
-    def commit_then_drop(rdb: Any, run: Any) -> Any:
-        result = commit(rdb, run)
-        if getattr(run, "func", None) is sessions.unqueue_from and not dropped:
-            dropped.append(1)  # committed, but the answer never came back
-            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
-        return result
-
-    monkeypatch.setattr(sessions, "transaction", commit_then_drop)
+    dropped = _drop_after_commit(monkeypatch, sessions.unqueue_from)
     assert db.unqueue_trials(study, 2) == 2
     assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2]
 
