@@ -559,7 +559,6 @@ def test_a_claimed_trial_is_never_unqueued(
 def test_unqueueing_whose_commit_an_outage_hid_takes_no_more_off(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-
     from hpsearch.storage._optuna import sessions
 
     study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
