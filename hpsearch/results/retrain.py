@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from hpsearch.results.reading import chosen_trial
 from hpsearch.results.tables import json_safe
 from hpsearch.study.record import TEST_BALANCED
 from hpsearch.study.record import TEST_REGRESSION
+from hpsearch.study.record import TrialRecord
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
     from hpsearch.spec.config import make_config
 
     best = chosen_trial(study, number)  # a wrong trial is refused before torch loads
-    config = make_config({"val_fraction": 0.0}, make_config(best.config or {}))
+    config = make_config(
+        {"val_fraction": 0.0, **_early_stopped(best)}, make_config(best.config or {})
+    )
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be: refused before training
     # torch only here: reading results must not load it
@@ -76,3 +80,14 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
         config_part.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         result_part.write_text(json.dumps(json_safe(result.to_dict()), indent=2))
     return Retrained(best.number, result.to_dict(), written)
+
+
+def _early_stopped(trial: TrialRecord) -> dict[str, Any]:
+    """What retraining a trial that stopped early changes: with no validation data left to
+    watch, it trains the epochs that gave the trial's lowest validation loss."""
+    losses = trial.curves.get("val_loss") or []
+    if not (trial.config or {}).get("early_stopping") or not losses:
+        return {}
+    # a curve stores a NaN as None: never the best
+    finite = [math.inf if loss is None else float(loss) for loss in losses]
+    return {"epochs": finite.index(min(finite)) + 1, "early_stopping": 0}

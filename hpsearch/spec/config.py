@@ -138,6 +138,9 @@ class TrainConfig:
     """StepLR decay factor, as in the classic example."""
     epochs: AtLeastOne = 14
     """Training epochs; 14 in the classic example."""
+    early_stopping: Annotated[StrictInt, Field(ge=0)] = 0
+    """Stop a run once its validation loss has not improved for this many epochs, as
+    completed (its test metrics read then; `retrain` trains its best epoch count); 0: never."""
     batch_size: AtLeastOne = 64
     """Training batch size."""
     eval_batch_size: AtLeastOne = 1000
@@ -175,6 +178,8 @@ class TrainConfig:
             found.append(("nesterov", f"needs momentum > 0, got {self.momentum}"))
         if self.augment_shift and not _images(self.dataset):
             found.append(("augment_shift", f"only images can be shifted; {IMAGES_RULE}"))
+        if self.early_stopping and self.val_fraction == 0.0:
+            found.append(("early_stopping", "watches the validation loss: needs val_fraction > 0"))
         if found:
             raise Problems(found)
         return self

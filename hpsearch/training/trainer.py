@@ -47,7 +47,8 @@ from hpsearch.training.optim import Slot
 from hpsearch.training.tables import available_ram
 from hpsearch.training.tables import memory_text
 
-Outcome = Literal["completed", "diverged", "stopped"]
+Outcome = Literal["completed", "early_stopped", "diverged", "stopped"]
+FINISHED_OUTCOMES = ("completed", "early_stopped")  # runs whose test metrics are read
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,13 @@ class TrainResult:
     """What a training run produced.
 
     Attributes:
-        outcome: ``completed``; ``diverged`` (a non-finite loss stopped it early); or
-            ``stopped`` (the epoch callback asked to stop, e.g. a pruner).
+        outcome: ``completed``; ``early_stopped`` (its validation loss stopped improving
+            for ``early_stopping`` epochs: completed there); ``diverged`` (a non-finite loss
+            stopped it early); or ``stopped`` (the epoch callback asked to stop, e.g. a
+            pruner).
         epochs: Per-epoch metrics, as many as were run.
-        test_loss: Test-set loss of the final model (``None`` unless completed).
+        test_loss: Test-set loss of the final model (``None`` unless completed, early or
+            not).
         test_accuracy: Test-set accuracy of the final model (``None`` unless completed).
         train_seconds: Wall time of the epochs, evaluation included, data loading excluded.
         param_count: Number of trainable parameters.
@@ -593,17 +597,19 @@ def _run_population(job: _Job, members: list[int]) -> None:
                 outcomes[i] = "stopped"
             elif epoch == configs[i].epochs:
                 outcomes[i] = "completed"
+            elif stalled(histories[i], configs[i].early_stopping):
+                outcomes[i] = "early_stopped"
         if not outcomes:
             continue
         test = None
-        if "completed" in outcomes.values():
+        if any(o in FINISHED_OUTCOMES for o in outcomes.values()):
             test = evaluate(
                 pop, data.test_x, data.test_y, first.eval_batch_size, data.target_scale
             )
         for k, i in enumerate(alive):
             if i not in outcomes:
                 continue
-            done = outcomes[i] == "completed"
+            done = outcomes[i] in FINISHED_OUTCOMES
             by_task = {
                 f"test_{name}": values[k] if test and done else None
                 for name, values in (test.by_task if test else {}).items()
@@ -631,6 +637,15 @@ def _run_population(job: _Job, members: list[int]) -> None:
             return
         pop.keep(kept)
         batches.members_left()
+
+
+def stalled(history: Sequence[EpochStats], patience: int) -> bool:
+    """Whether the validation loss has not improved on its best for ``patience`` epochs
+    (never with ``patience`` 0)."""
+    losses = [s.val_loss for s in history]
+    if not patience or len(losses) <= patience:
+        return False
+    return min(losses[-patience:]) >= min(losses[:-patience])
 
 
 # Device types where a population steps from counters on the device, each full batch replayed

@@ -140,24 +140,34 @@ def test_dropout_members_match_alone_in_distribution() -> None:
 
 
 def test_members_leave_alone_when_pruned_diverged_or_done() -> None:
+    overfits = {"hidden_layers": [256], "optimizer": "adam", "lr": 0.01}  # the same batches
     configs = [
         _config(optimizer="sgd", lr=1e8),  # diverges at once
         _config(lr=1.0),
         _config(lr=0.5, epochs=2),  # completes early
         _config(lr=0.8),  # stopped by the callback after epoch 1
+        _config(**overfits, epochs=300, early_stopping=2),  # its validation loss stalls
     ]
-    seen: dict[int, list[int]] = {i: [] for i in range(4)}
+    seen: dict[int, list[int]] = {i: [] for i in range(5)}
 
     def on_epoch(i: int, stats: Any) -> bool:
         seen[i].append(stats.epoch)
         return i == 3
 
     results = train_population(configs, on_epoch)
-    assert [r.outcome for r in results] == ["diverged", "completed", "completed", "stopped"]
-    assert seen == {0: [], 1: [1, 2, 3], 2: [1, 2], 3: [1]}
+    assert [r.outcome for r in results] == [
+        "diverged",
+        "completed",
+        "completed",
+        "stopped",
+        "early_stopped",
+    ]
+    assert seen == {0: [], 1: [1, 2, 3], 2: [1, 2], 3: [1], 4: seen[4]}
+    assert 2 < len(seen[4]) < 300
     assert results[2].test_accuracy is not None and results[3].test_accuracy is None
+    assert results[4].test_accuracy is not None
     # the others trained exactly as alone
-    for i in (1, 2):
+    for i in (1, 2, 4):
         assert [e.train_loss for e in results[i].epochs] == pytest.approx(
             [e.train_loss for e in train(configs[i]).epochs], rel=1e-5
         )

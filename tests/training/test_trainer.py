@@ -9,6 +9,7 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 import torch
 
+from hpsearch.errors import ConfigError
 from hpsearch.spec import choices
 from hpsearch.spec.config import make_config
 from hpsearch.spec.config import TrainConfig
@@ -25,6 +26,7 @@ from hpsearch.training.trainer import EpochStats
 from hpsearch.training.trainer import evaluate
 from hpsearch.training.trainer import fit
 from hpsearch.training.trainer import numerics
+from hpsearch.training.trainer import stalled
 from hpsearch.training.trainer import train
 from hpsearch.training.trainer import TrainResult
 
@@ -291,3 +293,41 @@ def test_a_classification_records_its_balanced_accuracy_each_epoch_and_on_test()
     # the digits' classes are near equal in size: near the accuracy, not equal to it
     assert result.test_balanced_accuracy == pytest.approx(result.test_accuracy, abs=0.02)
     assert result.test_balanced_accuracy != result.test_accuracy
+
+
+# Overfits: 100 training images and a wide layer; its validation loss turns up within epochs.
+OVERFITS = {
+    "hidden_layers": [256],
+    "optimizer": "adam",
+    "lr": 0.01,
+    "scheduler": "none",
+    "train_subset": 100,
+    "batch_size": 32,
+}
+
+
+def test_a_run_whose_validation_loss_stalls_stops_early_as_completed() -> None:
+    result = train(make_config({**OVERFITS, "epochs": 300, "early_stopping": 3}))
+    assert result.outcome == "early_stopped"
+    losses = [s.val_loss for s in result.epochs]
+    assert 3 < len(losses) < 300
+    best = min(losses[:-3])
+    assert min(losses[-3:]) >= best  # three epochs without a better loss ...
+    assert all(min(losses[: k - 3]) > min(losses[k - 3 : k]) for k in range(4, len(losses)))
+    assert result.test_accuracy is not None and result.test_loss is not None  # ... completed
+    plain = train(make_config({**OVERFITS, "epochs": len(losses)}))  # the same run, unwatched
+    assert plain.outcome == "completed"
+    assert [s.val_loss for s in plain.epochs] == pytest.approx(losses, rel=1e-5)
+
+
+def test_stalled_counts_epochs_since_the_best_validation_loss() -> None:
+    def epochs(*losses: float) -> list[EpochStats]:
+        return [EpochStats(k + 1, 1.0, v, 0.5, 0.1) for k, v in enumerate(losses)]
+
+    assert not stalled(epochs(3, 2, 1, 2, 2), 0)  # never
+    assert not stalled(epochs(3, 2, 1, 2), 2)  # one epoch since the best
+    assert stalled(epochs(3, 2, 1, 2, 1), 2)  # equal is no better
+    assert not stalled(epochs(3, 2, 1, 2, 0.5), 2)
+    assert not stalled(epochs(3, 4), 2)  # fewer epochs than the patience
+    with pytest.raises(ConfigError, match="early_stopping: watches the validation loss"):
+        make_config({"early_stopping": 2, "val_fraction": 0.0})
