@@ -95,7 +95,8 @@ class TrialRecord:
         curves: Per-epoch ``train_loss``, ``val_loss``, ``val_accuracy`` (a regression's
             ``val_rmse``, ``val_mae``, ``val_r2``), ``seconds`` and standard errors
             (``None`` where a value was not finite).
-        outcome: The trainer's outcome: ``completed``, ``stopped`` (pruned) or ``diverged``.
+        outcome: The trainer's outcome: ``completed``, ``early_stopped``, ``stopped``
+            (pruned) or ``diverged``.
         fail_reason: Why it failed, one line; its ``traceback`` when it raised.
         duration_s: Wall time from start to end, in seconds.
     """
