@@ -237,6 +237,7 @@ def worker(
     click.echo(
         f"worker {joined[0]}: {stats.completed} completed, {stats.pruned} pruned, "
         f"{stats.failed} failed"
+        + ("; the timeout stopped it starting trials" if stats.timed_out else "")
     )
     if stats.interrupted:
         sys.exit(INTERRUPTED_EXIT)

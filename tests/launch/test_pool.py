@@ -185,6 +185,11 @@ def test_a_launch_its_timeout_ends_says_so_and_exits_0(tmp_path: Path) -> None:
     _, err = launcher.communicate(timeout=120)
     assert launcher.returncode == 0, err
     assert "the timeout stopped starting trials with 2 of the budget left; launch again" in err
+    (log,) = (tmp_path / "logs").glob("*.log")
+    assert (
+        "1 completed, 0 pruned, 0 failed; the timeout stopped it starting trials"
+        in log.read_text()
+    )
     states = [t.state for t in open_study("t", f"sqlite:///{tmp_path / 'hp.db'}").get_trials()]
     assert sorted(s.name for s in states) == ["COMPLETE", "WAITING", "WAITING"]
 
