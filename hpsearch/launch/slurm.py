@@ -42,6 +42,7 @@ from hpsearch.spec.defaults import STORAGE_FILE_ENV
 from hpsearch.storage import redact
 from hpsearch.storage import sqlite_path
 from hpsearch.study.budget import finished_count
+from hpsearch.study.lifecycle import check_not_deleted
 
 if TYPE_CHECKING:
     from hpsearch.spec.studyfile import StudySpec
@@ -432,5 +433,6 @@ def follow_job(
         if on_tick is not None:
             on_tick(done, states)
         if done >= budget or not states:
+            check_not_deleted(launch.study, "the job array")  # its tasks stopped, saying so
             return finished_count(launch.study)
         time.sleep(poll_s)

@@ -50,6 +50,7 @@ from hpsearch.storage._optuna.trials import set_trial_user_attrs
 from hpsearch.storage._optuna.trials import stale_trial_callback
 from hpsearch.storage._optuna.trials import stale_trial_ids
 from hpsearch.storage._optuna.trials import storage_of
+from hpsearch.storage._optuna.trials import study_exists
 from hpsearch.storage._optuna.trials import study_id
 from hpsearch.storage._optuna.trials import study_system_attrs
 from hpsearch.storage._optuna.trials import trial_for
@@ -122,6 +123,7 @@ __all__ = [
     "stale_trial_ids",
     "started_trials",
     "storage_of",
+    "study_exists",
     "study_id",
     "study_key",
     "study_of_trials",

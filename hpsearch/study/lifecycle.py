@@ -365,6 +365,19 @@ def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
     return storage, study, top_up(study, spec)
 
 
+def check_not_deleted(study: optuna.Study, who: str) -> None:
+    """Refuses to go on with a study that was deleted (``hpsearch delete``) while ``who``
+    (this worker, the launch) ran it: its trials' records are gone, and every write fails.
+
+    Raises:
+        StorageError: Saying so, in one line.
+    """
+    if not db.study_exists(study):
+        raise StorageError(
+            f"study {study.study_name!r} was deleted while {who} ran it; {who} stopped"
+        )
+
+
 def delete_study(study: optuna.Study) -> None:
     """Deletes a study and all its trials from its storage."""
     optuna.delete_study(study_name=study.study_name, storage=db.storage_of(study))

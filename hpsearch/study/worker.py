@@ -46,6 +46,7 @@ from hpsearch.storage import in_or_after_outage
 from hpsearch.study import budget
 from hpsearch.study import record
 from hpsearch.study.budget import requeue
+from hpsearch.study.lifecycle import check_not_deleted
 from hpsearch.study.lifecycle import load_existing_study
 from hpsearch.study.lifecycle import preflight
 from hpsearch.study.lifecycle import prepare
@@ -374,6 +375,9 @@ def run_worker(
                 _interrupt(study, storage, trial_id)
             stats.interrupted = True
             break
+        except KeyError:  # a record gone: the study itself, or a bug
+            check_not_deleted(study, "this worker")
+            raise
         for trial_id, frozen, error in outcomes:
             if frozen is None:
                 stats.discarded += 1
@@ -465,6 +469,8 @@ def _run_population(
         raise
     except Exception as e:  # the whole population failed (a device error, a bug)
         _free_accelerator_memory()
+        if isinstance(e, KeyError) and not db.study_exists(study):
+            raise  # not the trials' fault: the study was deleted (see run_worker)
         return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
     if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
         raise TrialInterrupted

@@ -195,6 +195,26 @@ def test_a_launch_its_timeout_ends_says_so_and_exits_0(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_study_deleted_while_a_launch_runs_it_ends_the_launch_in_one_line(
+    tmp_path: Path,
+) -> None:
+    path = write_study(tmp_path, budget={"trials": 3}, fixed=GATED)
+    gate = Gate(tmp_path)
+    launcher = _launch(path, tmp_path, "--workers", "1", gate=gate)
+    wait_running(f"sqlite:///{tmp_path / 'hp.db'}", process=launcher)  # held: cannot finish
+    assert hpsearch("delete", str(path), "--yes").returncode == 0
+    gate.open()
+    _, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 2, err
+    assert err.splitlines()[-1] == (
+        "error: study 't' was deleted while the launch ran it; the launch stopped"
+    )
+    (log,) = (tmp_path / "logs").glob("*.log")  # its worker said so, and was not restarted
+    assert "deleted while this worker ran it" in log.read_text()
+    assert "Traceback" not in err + log.read_text()
+
+
+@pytest.mark.slow
 def test_ctrl_c_stops_pool_and_launch_resumes(storage_url: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, storage=storage_url, budget={"trials": 5}, fixed=GATED)
     launcher = _launch(path, tmp_path, "--workers", "2", gate=Gate(tmp_path))

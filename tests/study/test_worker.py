@@ -349,6 +349,22 @@ def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
     assert hpsearch("run", str(path), "--timeout", "0").returncode == 2  # must be > 0
 
 
+@pytest.mark.slow
+def test_a_study_deleted_while_it_runs_stops_its_worker_in_one_line(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 3}, fixed={"epochs": 2, "scheduler": "none"})
+    gate, url = Gate(tmp_path), f"sqlite:///{tmp_path / 'hp.db'}"
+    proc = start("run", str(path), "--no-progress", env=gate.env)
+    wait_running(url, process=proc)  # held at an epoch end: it reports again once released
+    assert hpsearch("delete", str(path), "--yes").returncode == 0
+    gate.open()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.splitlines()[-1] == (
+        "error: study 't' was deleted while this worker ran it; this worker stopped"
+    )
+    assert "Traceback" not in err and "failed on worker" not in err
+
+
 def test_journal_file_storage(tmp_path: Path) -> None:
     spec = _spec(tmp_path, trials=3, storage=f"journal:{tmp_path / 'hp.log'}")
     study = _run(spec)

@@ -56,6 +56,17 @@ def study_id(study: optuna.Study) -> int:
     return study._study_id
 
 
+def study_exists(study: optuna.Study) -> bool:
+    """Whether the study is still in its storage (``hpsearch delete`` may remove it while a
+    worker runs it: its trials' records are then gone, and every write fails)."""
+    storage = storage_of(study)
+    try:  # the database itself: Optuna's cache keeps a study's name once read
+        (_rdb(storage) or storage).get_study_name_from_id(study_id(study))
+    except KeyError:
+        return False
+    return True
+
+
 def trial_id(trial: FrozenTrial | optuna.Trial) -> int:
     """The storage's id of a trial (not its number)."""
     return trial._trial_id
