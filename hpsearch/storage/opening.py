@@ -340,6 +340,8 @@ def _require_optuna_database(
         return False  # in-memory: refused by _parsed before
     found = _tables(url, parsed, engine)
     if found is None:
+        if creating and file is not None and not file.parent.is_dir():
+            raise StorageError(f"storage {redact(url)}: no folder {file.parent} to create it in")
         if creating:
             return False  # Optuna creates it
         raise StorageError(f"storage {redact(url)}: {file} does not exist")

@@ -10,7 +10,9 @@ import sys
 import optuna
 import pytest
 
+from hpsearch.errors import StorageError
 from hpsearch.results.reading import open_study
+from hpsearch.storage import open_storage
 from hpsearch.storage import redact
 from hpsearch.storage import scrub
 from hpsearch.storage.urls import with_password_file
@@ -161,6 +163,14 @@ def test_a_url_no_storage_could_open_is_one_line_for_readers_and_writers(
         assert proc.stderr.startswith(f"error: storage {redact(url)}: {BAD_URLS[url]}"), args
         assert proc.stderr.count("\n") == 1 and "pw-9f3" not in proc.stderr
     assert [p.name for p in tmp_path.iterdir()] == [study.name]  # nothing written
+
+
+def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nodir' / 'hp.db'}"
+    with pytest.raises(StorageError) as e:
+        open_storage(url, create=True)
+    assert str(e.value) == f"storage {url}: no folder {tmp_path / 'nodir'} to create it in"
+    assert [p.name for p in tmp_path.iterdir()] == []
 
 
 @pytest.mark.slow
