@@ -344,12 +344,14 @@ def plan(spec: StudySpec) -> Plan:
         return Plan(None, spec.budget())
     _check_directions(study, spec)
     check_definition(study, spec, store=False)
-    room = spec.budget() - budget.used_budget(study)
+    counts = db.trial_counts(study)
+    room = spec.budget() - budget.used(counts)
     if room >= 0:
         change = len(_missing(study, spec, room))
     else:  # at most what waits; none where the storage cannot take a trial off (a journal)
-        change = -min(-room, _waiting(study)) if db.can_unqueue(study) else 0
-    return Plan(db.trial_counts(study), change)
+        waiting = counts.states.get(TrialState.WAITING.name, 0)
+        change = -min(-room, waiting) if db.can_unqueue(study) else 0
+    return Plan(counts, change)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
