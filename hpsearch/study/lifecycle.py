@@ -267,7 +267,7 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
         storage cannot take a trial off (it only appends): a warning says how many stay.
     """
     queued = 0
-    while True:
+    for _ in range(TOP_UP_ATTEMPTS):
         counts = db.trial_counts(study)
         room = spec.budget() - budget.used(counts)
         if room < 0:
@@ -278,6 +278,15 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
         if done == len(missing):
             return queued
         # another process queued or took off trials meanwhile: count again
+    raise StorageError(
+        f"study {spec.name!r} in {redact(spec.storage)}: its trials kept changing while its "
+        f"budget was queued ({TOP_UP_ATTEMPTS} attempts); start it again"
+    )
+
+
+# Counts and queues of a start, each undone by another process's queueing in between: each
+# such process makes progress, so a few suffice; a bound, not a hang, if one never stops.
+TOP_UP_ATTEMPTS = 100
 
 
 def _take_off(study: optuna.Study, spec: StudySpec, surplus: int) -> int:

@@ -129,3 +129,20 @@ def test_two_starts_at_once_fill_the_budget_once(
     assert [t.number for t in trials] == [0, 1, 2, 3]
     if grid:  # each point once
         assert sorted(record.fixed_params(t)["lr"] for t in trials) == [1e-4, 0.001, 0.01, 0.1]
+
+
+def test_a_start_whose_study_never_stops_changing_gives_up_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepare(_spec(tmp_path, trials=1))
+    tries: list[int] = []
+
+    def another_always_first(study: Any, trials: Any, after: int | None = None) -> int:
+        tries.append(after or 0)
+        return 0
+
+    monkeypatch.setattr(lifecycle, "TOP_UP_ATTEMPTS", 3)
+    monkeypatch.setattr(lifecycle.db, "queue_trials", another_always_first)
+    with pytest.raises(StorageError, match=r"its trials kept changing .*\(3 attempts\)"):
+        prepare(_spec(tmp_path, trials=4))
+    assert tries == [1, 1, 1]
