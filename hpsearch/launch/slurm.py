@@ -42,7 +42,6 @@ from hpsearch.spec.defaults import STORAGE_FILE_ENV
 from hpsearch.storage import redact
 from hpsearch.storage import sqlite_path
 from hpsearch.study.budget import finished_count
-from hpsearch.study.lifecycle import check_not_deleted
 
 if TYPE_CHECKING:
     from hpsearch.spec.studyfile import StudySpec
@@ -433,6 +432,10 @@ def follow_job(
         if on_tick is not None:
             on_tick(done, states)
         if done >= budget or not states:
+            # here, not at the top: the reading commands import this module (a study's job
+            # states) and must not load the study-file schema that lifecycle imports
+            from hpsearch.study.lifecycle import check_not_deleted
+
             check_not_deleted(launch.study, "the job array")  # its tasks stopped, saying so
             return finished_count(launch.study)
         time.sleep(poll_s)

@@ -418,7 +418,7 @@ def test_cli_storage_that_cannot_be_opened(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
     bad = write_study(tmp_path, name="b.yaml", storage=f"sqlite:///{tmp_path}/no/such/dir.db")
     proc = hpsearch("run", str(bad), "--no-progress")
-    assert proc.returncode == 2 and "cannot open" in proc.stderr
+    assert proc.returncode == 2 and f"no folder {tmp_path}/no/such to create it in" in proc.stderr
 
 
 @pytest.mark.parametrize(
