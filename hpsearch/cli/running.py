@@ -9,7 +9,6 @@ notebook can call too, and prints its progress.
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 from typing import TYPE_CHECKING
 
@@ -156,12 +155,9 @@ def check(study_file: str, trials: int | None, storage: str | None, no_train: bo
         spec = load_spec(study_file, storage, trials)
         from hpsearch.study.lifecycle import fit_task
         from hpsearch.study.lifecycle import plan
-        from hpsearch.study.samplers import make_pruner
-        from hpsearch.study.samplers import make_sampler
 
     spec = fit_task(spec)  # the data, read and checked
-    make_sampler(spec), make_pruner(spec)  # options Optuna refuses together
-    for line in output.check_lines(spec, plan(spec)):
+    for line in output.check_lines(spec, plan(spec)):  # and the options, and the storage
         click.echo(line)
     with startup():
         from hpsearch.study.lifecycle import preflight
@@ -428,17 +424,15 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
         tasks = ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())) or "ended"
         bar.show(done, launched.study, f"tasks: {tasks}")
 
-    followed = time.monotonic()
     try:
-        done = slurm.follow_job(launched, spec.budget(), on_tick=tick)
+        followed = slurm.follow_job(launched, spec.budget(), spec.timeout, on_tick=tick)
     except KeyboardInterrupt:
         bar.close()
         _stop_or_leave(job, spec, flags["cancel_on_exit"])
     bar.close()
+    done = followed.finished
     click.echo(f"{done}/{spec.budget()} trials finished; {output.best_line(launched.study)}")
-    # each task counts the timeout from its own start, after the submission
-    timed_out = spec.timeout is not None and time.monotonic() - followed >= spec.timeout
-    if done < spec.budget() and timed_out:
+    if done < spec.budget() and followed.timed_out:
         click.echo(output.timed_out_line(spec.budget() - done, "launch"), err=True)
     elif done < spec.budget():
         click.echo(f"job {job} ended before the budget was reached: see {logs}", err=True)

@@ -34,6 +34,7 @@ from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageOutage
 from hpsearch.errors import USAGE_EXIT
 from hpsearch.launch.slots import parse_gpus
+from hpsearch.launch.slots import timed_out
 from hpsearch.launch.slots import worker_flags
 from hpsearch.launch.standby import fork_hazard
 from hpsearch.launch.standby import ForkedProcess
@@ -311,16 +312,13 @@ class Pool:
             for worker in self.workers:
                 if worker.handle is not None:
                     worker.handle.close()
-        # each worker counts the timeout from its own start, after this one's
-        timeout = self.spec.timeout
-        timed_out = timeout is not None and time.monotonic() - started >= timeout
         return PoolResult(
             self.spec.budget(),
             self.finished(),
             interrupted,
             self.failures(),
             self._all_failed(),
-            timed_out,
+            timed_out(self.spec.timeout, started),
         )
 
     def _all_failed(self) -> bool:

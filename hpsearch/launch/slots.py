@@ -5,6 +5,7 @@ every worker of a launch, local or Slurm, takes on (:func:`worker_flags`)."""
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from hpsearch.errors import ConfigError
@@ -52,3 +53,10 @@ def worker_flags(spec: StudySpec, workers_per_gpu: int = 1) -> list[str]:
         f"{memory_share(workers_per_gpu):.4g}",
         *(("--timeout", f"{spec.timeout:g}") if spec.timeout else ()),
     ]
+
+
+def timed_out(timeout: float | None, started: float) -> bool:
+    """Whether a launch that started at ``started`` (``time.monotonic()``) has passed its
+    study's ``timeout``: each of its workers counts the timeout from its own start, after
+    the launch's, so a worker stopped by it ended after this is true."""
+    return timeout is not None and time.monotonic() - started >= timeout

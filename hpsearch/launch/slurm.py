@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 from hpsearch import storage as db
 from hpsearch.errors import ConfigError
 from hpsearch.errors import HPSearchError
+from hpsearch.launch.slots import timed_out
 from hpsearch.launch.slots import worker_flags
 from hpsearch.spec.defaults import STORAGE_FILE_ENV
 from hpsearch.storage import redact
@@ -418,14 +419,29 @@ def launch_slurm(spec: StudySpec, options: SlurmOptions, logs: Path) -> SlurmLau
     return SlurmLaunch(job, study, queued, options.tasks, logs)
 
 
+@dataclass(frozen=True)
+class Followed:
+    """How a followed job array ended: its budget trials finished, and whether the study's
+    timeout had passed (its tasks then stopped starting trials)."""
+
+    finished: int
+    timed_out: bool
+
+
 def follow_job(
     launch: SlurmLaunch,
     budget: int,
+    timeout: float | None = None,
     on_tick: Callable[[int, Counter[str]], None] | None = None,
     poll_s: float = 2.0,
-) -> int:
-    """Waits until the study's budget has finished or the array has ended; returns how
-    many budget trials finished. ``on_tick`` gets that count and the tasks by state."""
+) -> Followed:
+    """Waits until the study's budget has finished or the array has ended. ``on_tick`` gets
+    the budget trials finished and the tasks by state.
+
+    Raises:
+        StorageError: The study was deleted meanwhile.
+    """
+    started = time.monotonic()
     while True:
         done = finished_count(launch.study)
         states = task_states([launch.job])
@@ -437,5 +453,5 @@ def follow_job(
             from hpsearch.study.lifecycle import check_not_deleted
 
             check_not_deleted(launch.study, "the job array")  # its tasks stopped, saying so
-            return finished_count(launch.study)
+            return Followed(finished_count(launch.study), timed_out(timeout, started))
         time.sleep(poll_s)

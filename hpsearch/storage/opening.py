@@ -176,9 +176,8 @@ def open_storage(
         StorageError: The URL is malformed or the database cannot be opened.
     """
     if url.startswith(JOURNAL_PREFIX):
-        path = url[len(JOURNAL_PREFIX) :].removeprefix("//")
         try:
-            return JournalStorage(JournalFileBackend(path))
+            return JournalStorage(JournalFileBackend(str(_journal_path(url))))
         except OSError as e:
             raise StorageError(f"storage {url}: cannot open journal file: {e.strerror}") from e
     parsed = _parsed(url)
@@ -274,9 +273,14 @@ def holds_studies(url: str) -> bool:
             file that is not SQLite, another tool's tables, a server that does not answer.
     """
     if url.startswith(JOURNAL_PREFIX):
-        path = Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
+        path = _journal_path(url)
         return path.is_file() and path.stat().st_size > 0
     return _require_optuna_database(url, _parsed(url), creating=True)
+
+
+def _journal_path(url: str) -> Path:
+    """The file a ``journal:PATH`` (or ``journal://PATH``) URL names."""
+    return Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))
 
 
 def _tables(url: str, parsed: URL, engine: Engine | None = None) -> tuple[set[str], bool] | None:

@@ -271,7 +271,7 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
         counts = db.trial_counts(study)
         room = spec.budget() - budget.used(counts)
         if room < 0:
-            return queued - _take_off(study, spec, -room)
+            return queued - _take_off(study, spec, -room, _waiting(counts))
         missing = _missing(study, spec, room)
         done = db.queue_trials(study, missing, after=sum(counts.states.values()))
         queued += done
@@ -289,11 +289,12 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
 TOP_UP_ATTEMPTS = 100
 
 
-def _take_off(study: optuna.Study, spec: StudySpec, surplus: int) -> int:
-    """Takes up to ``surplus`` queued trials off (a lowered budget); returns how many."""
+def _take_off(study: optuna.Study, spec: StudySpec, surplus: int, waiting: int) -> int:
+    """Takes up to ``surplus`` of the ``waiting`` queued trials off (a lowered budget);
+    returns how many."""
     if db.can_unqueue(study):
         return db.unqueue_trials(study, surplus)
-    if waiting := _waiting(study):
+    if waiting:
         _log.warning(
             "%s: budget %d, but %d queued trials beyond it stay queued and will run: "
             "%s cannot take a trial off its queue",
@@ -305,8 +306,8 @@ def _take_off(study: optuna.Study, spec: StudySpec, surplus: int) -> int:
     return 0
 
 
-def _waiting(study: optuna.Study) -> int:
-    return db.trial_counts(study).states.get(TrialState.WAITING.name, 0)
+def _waiting(counts: db.TrialCounts) -> int:
+    return counts.states.get(TrialState.WAITING.name, 0)
 
 
 def _missing(study: optuna.Study, spec: StudySpec, room: int) -> list[db.QueuedTrial]:
@@ -342,13 +343,17 @@ def plan(spec: StudySpec) -> Plan:
     Raises:
         StorageError: The storage would refuse the study (another tool's database, a server
             that does not answer), or it holds the study with other directions.
-        ConfigError: It holds the study with another definition, or on other data.
+        ConfigError: The file's sampler or pruner options, which Optuna refuses together; a
+            stored study with another definition, or on other data.
     """
+    sampler, pruner = make_sampler(spec), make_pruner(spec)  # as a start refuses them
     if not db.holds_studies(spec.storage):
         return Plan(None, spec.budget())
     storage = open_storage(spec.storage, read_only=True)
     try:
-        study = optuna.load_study(study_name=spec.name, storage=storage)
+        study = optuna.load_study(
+            study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner
+        )
     except KeyError:
         return Plan(None, spec.budget())
     _check_directions(study, spec)
@@ -358,8 +363,7 @@ def plan(spec: StudySpec) -> Plan:
     if room >= 0:
         change = len(_missing(study, spec, room))
     else:  # at most what waits; none where the storage cannot take a trial off (a journal)
-        waiting = counts.states.get(TrialState.WAITING.name, 0)
-        change = -min(-room, waiting) if db.can_unqueue(study) else 0
+        change = -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0
     return Plan(counts, change)
 
 

@@ -38,10 +38,12 @@ IMBALANCED = 0.75  # a class with this share of the rows makes accuracy a poor g
 class OwnData:
     """A user's data set as read, before its split: a table's rows (``frame``, ``test``) and
     feature kinds, or ``images`` (and ``test_images``); its task and each training row's
-    class index (``strata``, for a stratified split; ``None`` for a regression)."""
+    class index (``strata``, for a stratified split; ``None`` for a regression) into
+    ``classes``, the class labels."""
 
     task: str
     strata: np.ndarray | None
+    classes: tuple[Any, ...] = ()
     frame: Any = None  # polars.DataFrame
     test: Any = None
     kinds: Mapping[str, str] | None = None
@@ -68,7 +70,12 @@ def read_source(source: DataSource) -> OwnData:
         if source.test:
             held, _ = read_images(Path(source.test), size, source.color, images.classes)
         return OwnData(
-            "classification", images.labels, images=images, test_images=held, image_size=size
+            "classification",
+            images.labels,
+            tuple(images.classes),
+            images=images,
+            test_images=held,
+            image_size=size,
         )
     target = source.target_name
     frame = tables.read_table(source.path, source.kind, target)
@@ -84,10 +91,10 @@ def read_source(source: DataSource) -> OwnData:
         tables.check_target(test, source.test, target)
     if task == "regression":
         tables.regression_values(frame, source.path, target)
-        return OwnData(task, None, frame, test, kinds)
+        return OwnData(task, None, (), frame, test, kinds)
     tables.class_values(frame, source.path, target)
-    strata = np.unique(frame[target].to_numpy(), return_inverse=True)[1]
-    return OwnData(task, strata, frame, test, kinds)
+    labels, strata = np.unique(frame[target].to_numpy(), return_inverse=True)
+    return OwnData(task, strata, tuple(labels.tolist()), frame, test, kinds)
 
 
 def infer_task(dataset: str | DataSource) -> str:
@@ -175,11 +182,7 @@ def largest_class(source: DataSource) -> tuple[Any, float] | None:
         return None
     counts = np.bincount(own.strata)
     i = int(counts.argmax())
-    if own.images is not None:
-        label: Any = own.images.classes[i]
-    else:  # the strata index the sorted distinct labels
-        label = np.unique(own.frame[source.target_name].to_numpy()).tolist()[i]
-    return label, float(counts[i] / counts.sum())
+    return own.classes[i], float(counts[i] / counts.sum())
 
 
 def describe(source: DataSource, val_fraction: float, metrics: tuple[str, ...] = ()) -> str:
@@ -191,7 +194,7 @@ def describe(source: DataSource, val_fraction: float, metrics: tuple[str, ...] =
     what = (
         f"{own.task} of {source.target_name!r}"
         if source.kind != "images"
-        else (f"{len(own.images.classes) if own.images else 0} classes of images")
+        else f"{len(own.classes)} classes of images"
     )
     line = (
         f"data {source.path}: {what}; {sizes['train']} training, {sizes['validation']} "

@@ -332,13 +332,20 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+def _held_run(tmp_path: Path, *flags: str) -> tuple[Path, str, Gate, subprocess.Popen[str]]:
+    """`hpsearch run` of a three-trial study (its file, storage URL, gate and process), once
+    its first trial runs, held at an epoch end until the gate opens: it cannot finish first."""
+    path = write_study(tmp_path, budget={"trials": 3}, fixed={"epochs": 2, "scheduler": "none"})
+    gate, url = Gate(tmp_path), f"sqlite:///{tmp_path / 'hp.db'}"
+    proc = start("run", str(path), "--no-progress", *flags, env=gate.env)
+    wait_running(url, process=proc)
+    return path, url, gate, proc
+
+
 def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
     tmp_path: Path,
 ) -> None:
-    path = write_study(tmp_path, budget={"trials": 3}, fixed={"epochs": 2, "scheduler": "none"})
-    gate, url = Gate(tmp_path), f"sqlite:///{tmp_path / 'hp.db'}"
-    proc = start("run", str(path), "--no-progress", "--timeout", "1", env=gate.env)
-    wait_running(url, process=proc)  # held at an epoch end: it cannot finish first
+    path, url, gate, proc = _held_run(tmp_path, "--timeout", "1")
     time.sleep(1.5)  # past the timeout, counted from the worker's start, before it claimed
     gate.open()
     _, err = proc.communicate(timeout=120)
@@ -351,10 +358,7 @@ def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
 
 @pytest.mark.slow
 def test_a_study_deleted_while_it_runs_stops_its_worker_in_one_line(tmp_path: Path) -> None:
-    path = write_study(tmp_path, budget={"trials": 3}, fixed={"epochs": 2, "scheduler": "none"})
-    gate, url = Gate(tmp_path), f"sqlite:///{tmp_path / 'hp.db'}"
-    proc = start("run", str(path), "--no-progress", env=gate.env)
-    wait_running(url, process=proc)  # held at an epoch end: it reports again once released
+    path, _, gate, proc = _held_run(tmp_path)  # it reports again once released
     assert hpsearch("delete", str(path), "--yes").returncode == 0
     gate.open()
     _, err = proc.communicate(timeout=120)
