@@ -292,10 +292,16 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "journal"])
 def any_storage_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh storage URL: SQLite, PostgreSQL (marked) and the journal storage."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hp.db'}"
-    if request.param == "journal":
-        return f"journal:{tmp_path / 'hp.log'}"
+    return url_of(request.param, tmp_path, request)
+
+
+def url_of(kind: str, folder: Path, request: pytest.FixtureRequest, stem: str = "hp") -> str:
+    """A fresh storage URL of a kind (``sqlite``, ``journal``, ``postgres``): a file named
+    ``stem`` in ``folder``, or a new database on the session's PostgreSQL server."""
+    if kind == "sqlite":
+        return f"sqlite:///{folder / stem}.db"
+    if kind == "journal":
+        return f"journal:{folder / stem}.log"
     return str(request.getfixturevalue("postgres_url"))
 
 

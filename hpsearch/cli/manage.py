@@ -1,4 +1,5 @@
-"""Changing a study by hand: ``retry`` its failed trials, ``delete`` it; and ``schema``."""
+"""Changing a study by hand: ``retry`` its failed trials, ``copy`` it into another storage,
+``delete`` it; and ``schema``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,45 @@ def retry(study: str, storage: str | None) -> None:
         f"({', '.join(map(str, queued[:20]))}{', ...' if len(queued) > 20 else ''}); "
         "run the study to run them"
     )
+
+
+def _study_name(context: click.Context, param: click.Parameter, name: str | None) -> str | None:
+    """``--name``: a name a study file could give (see ``STUDY_NAME_RULE``)."""
+    from hpsearch.spec.studyfile import STUDY_NAME
+    from hpsearch.spec.studyfile import STUDY_NAME_RULE
+
+    if name is not None and not STUDY_NAME.fullmatch(name):
+        raise click.BadParameter(f"{output.plain(name)!r}: {STUDY_NAME_RULE}")
+    return name
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="URL",
+    help="The storage to copy it into (a SQLite or journal file is created if missing).",
+)
+@click.option("--name", callback=_study_name, help="The copy's name [the study's].")
+def copy(study: str, storage: str | None, to: str, name: str | None) -> None:
+    """Copy STUDY, every trial of it, into another storage, to resume it there.
+
+    From a laptop's SQLite file to PostgreSQL for many hosts, or into another file: trials
+    keep their numbers, states, values, params and curves, and the study its definition, so
+    the same study file resumes it with `--storage URL`. A trial running in the source is
+    queued again in the copy. The source is only read.
+    """
+    from hpsearch.cli.options import with_password
+    from hpsearch.results.reading import open_study
+    from hpsearch.study.lifecycle import copy_study
+
+    source, url = resolve(study, storage)
+    copied = copy_study(open_study(source, url), with_password(to), name)
+    for line in output.copied_lines(source, url, to, copied):
+        click.echo(line)
 
 
 @main.command()

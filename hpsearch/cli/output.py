@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
     from hpsearch.launch.pool import PoolResult
     from hpsearch.spec.studyfile import StudySpec
+    from hpsearch.study.lifecycle import Copied
     from hpsearch.study.lifecycle import Plan
     from hpsearch.study.record import TrialRecord
     from hpsearch.study.worker import WorkerStats
@@ -313,6 +314,29 @@ def start_line(spec: StudySpec, queued: int) -> str:
         f"study {spec.name} in {redact(spec.storage)}: sampler {spec.sampler}, "
         f"budget {spec.budget()}, {change}"
     )
+
+
+def copied_lines(source: str, url: str, to: str, copied: Copied) -> list[str]:
+    """``hpsearch copy``'s summary: what went where, the running trials it queued again, and
+    how to resume the copy (see :func:`hpsearch.study.lifecycle.copy_study`)."""
+    name = copied.study.study_name
+    renamed = f" as {plain(name)}" if name != source else ""
+    lines = [
+        f"copied study {plain(source)} ({copied.trials} trials) from {redact(url)} to "
+        f"{redact(to)}{renamed}"
+    ]
+    if copied.requeued:
+        numbers = ", ".join(map(str, copied.requeued))
+        lines.append(
+            f"  trials {numbers} were running in the source: failed in the copy and queued "
+            "again there (their workers still write to the source)"
+        )
+    file_name = f" with `name: {plain(name)}`" if renamed else ""
+    lines.append(
+        f"resume it there: the study file{file_name} and --storage URL (or its `storage:`); "
+        "the source is as it was"
+    )
+    return lines
 
 
 def check_lines(spec: StudySpec, plan: Plan) -> list[str]:

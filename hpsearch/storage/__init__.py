@@ -9,14 +9,18 @@ passed in as parameters. It imports only :mod:`hpsearch.spec` (a default URL) an
 
 Modules: ``urls`` (redaction), ``outages`` (what to wait out), ``opening``
 (:func:`open_storage`), ``states`` (Optuna's state groups and attribute keys), ``_optuna``
-(the private API: claims, batched writes, queries, trials read as columns, the worker's
-cache, the resilient RDB storage).
+(the private API: claims, batched writes, queries, trials read as columns, copies into
+another storage, the worker's cache, the resilient RDB storage).
 """
 
 from __future__ import annotations
 
 from hpsearch.spec.defaults import outage_wait
 from hpsearch.spec.defaults import OUTAGE_WAIT_ENV
+from hpsearch.storage._optuna.copies import add_trials
+from hpsearch.storage._optuna.copies import can_rename
+from hpsearch.storage._optuna.copies import create_copy
+from hpsearch.storage._optuna.copies import rename_study
 from hpsearch.storage._optuna.queries import count_trials
 from hpsearch.storage._optuna.queries import param_names
 from hpsearch.storage._optuna.queries import retried_numbers
@@ -69,6 +73,7 @@ from hpsearch.storage.opening import holds_studies
 from hpsearch.storage.opening import open_storage
 from hpsearch.storage.opening import preload
 from hpsearch.storage.opening import SQLITE_TIMEOUT_S
+from hpsearch.storage.opening import storage_file
 from hpsearch.storage.outages import disk_full
 from hpsearch.storage.outages import transient
 from hpsearch.storage.urls import JOURNAL_PREFIX
@@ -86,13 +91,16 @@ __all__ = [
     "StudyOverview",
     "TrialCounts",
     "TrialListView",
+    "add_trials",
     "as_study",
     "cache_version",
+    "can_rename",
     "can_unqueue",
     "check_url",
     "claim_waiting_trial",
     "close_storages",
     "count_trials",
+    "create_copy",
     "disk_full",
     "drop_session",
     "fail_running_trial",
@@ -110,6 +118,7 @@ __all__ = [
     "preload",
     "queue_trials",
     "redact",
+    "rename_study",
     "retried_numbers",
     "retry_of",
     "sample_trials",
@@ -122,6 +131,7 @@ __all__ = [
     "stale_trial_callback",
     "stale_trial_ids",
     "started_trials",
+    "storage_file",
     "storage_of",
     "study_exists",
     "study_id",

@@ -278,6 +278,11 @@ def holds_studies(url: str) -> bool:
     return _require_optuna_database(url, _parsed(url), creating=True)
 
 
+def storage_file(url: str) -> Path | None:
+    """The file a SQLite or journal URL keeps its studies in; ``None`` for a server."""
+    return _journal_path(url) if url.startswith(JOURNAL_PREFIX) else sqlite_path(url)
+
+
 def _journal_path(url: str) -> Path:
     """The file a ``journal:PATH`` (or ``journal://PATH``) URL names."""
     return Path(url[len(JOURNAL_PREFIX) :].removeprefix("//"))

@@ -1,5 +1,6 @@
 """A study's life on its storage: opening it, creating or resuming it (its definition and
-labels stored, a changed definition refused), queueing its budget, deleting it.
+labels stored, a changed definition refused), queueing its budget, copying it into another
+storage, deleting it.
 
 Only the process that creates or resumes a study queues trials (:func:`top_up`); workers
 only claim them (:mod:`hpsearch.study.worker`), so the budget is exact across any number of
@@ -8,10 +9,13 @@ processes and hosts.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+from pathlib import Path
 from typing import Any
+import uuid
 import warnings
 
 import optuna
@@ -396,6 +400,90 @@ def check_not_deleted(study: optuna.Study, who: str) -> None:
 def delete_study(study: optuna.Study) -> None:
     """Deletes a study and all its trials from its storage."""
     optuna.delete_study(study_name=study.study_name, storage=db.storage_of(study))
+
+
+COPY_PAGE = 500  # whole trials read from the source at a time
+
+
+@dataclasses.dataclass(frozen=True)
+class Copied:
+    """A study copied into another storage (:func:`copy_study`).
+
+    Attributes:
+        study: The copy, opened in its storage.
+        trials: How many trials it holds: the source's, and a queued copy of each running one.
+        requeued: The numbers of the trials that were running in the source: failed in the
+            copy and queued again, as a trial whose worker stopped is (their workers still
+            write to the source, not to the copy).
+    """
+
+    study: optuna.Study
+    trials: int
+    requeued: tuple[int, ...]
+
+
+def copy_study(study: optuna.Study, url: str, name: str | None = None) -> Copied:
+    """Copies a study, every trial of it, into the storage at ``url``, to be resumed there
+    (from SQLite to PostgreSQL for many hosts, or into another file).
+
+    Every trial keeps its number, state, values, params, curves and attributes, and the
+    study its directions and records (its definition, its data's fingerprint): a start of
+    the same study file on the new storage resumes it as it would have resumed the source.
+    A trial running in the source is failed in the copy and queued again. On a database the
+    copy is written under a passing name and takes ``name`` once whole; whatever stops it
+    (an error, Ctrl-C) deletes what it wrote, and a database file it created.
+
+    Args:
+        study: The study to copy (opened for reading).
+        url: The storage to copy it into; a SQLite or journal file is created if missing.
+        name: The copy's name (default: the study's).
+
+    Raises:
+        StorageError: ``url`` cannot be opened, or holds a study of that name.
+    """
+    name = name or study.study_name
+    file = db.storage_file(url)
+    created = file is not None and not file.exists()
+    storage = open_storage(url, create=True)
+    taken = StorageError(
+        f"{redact(url)} already holds a study {name!r}: copy it under another name with "
+        "--name, or delete that one first"
+    )
+    if name in {s.study_name for s in storage.get_all_studies()}:
+        raise taken
+    copy: optuna.Study | None = None
+    try:
+        passing = f"{name}.copying-{uuid.uuid4().hex[:8]}" if db.can_rename(storage) else name
+        copy = db.create_copy(study, storage, passing)
+        trials, running = 0, []
+        for page in db.trial_pages(study, by_value=False, size=COPY_PAGE, user_keys=None):
+            ids = db.add_trials(copy, page)
+            trials += len(page)
+            running += [
+                (t.number, i)
+                for t, i in zip(page, ids, strict=True)
+                if t.state == TrialState.RUNNING
+            ]
+        for _, trial_id in running:
+            budget.requeue(copy, trial_id, "running in the source storage when it was copied")
+        if passing != name and not db.rename_study(copy, name):
+            raise taken  # created there while this copy was written
+    except BaseException:
+        _discard(copy, file if created else None)
+        raise
+    copied = optuna.load_study(study_name=name, storage=storage)
+    return Copied(copied, trials + len(running), tuple(n for n, _ in running))
+
+
+def _discard(copy: optuna.Study | None, file: Path | None) -> None:
+    """Deletes a copy stopped half way, and the database file it created."""
+    with contextlib.suppress(Exception):  # already gone, or the storage itself failed
+        if copy is not None:
+            db.storage_of(copy).delete_study(db.study_id(copy))
+    if file is not None:
+        db.close_storages()
+        for path in (file, *(file.with_name(file.name + s) for s in ("-wal", "-shm"))):
+            path.unlink(missing_ok=True)
 
 
 def record_study(study: optuna.Study, spec: StudySpec, version: str) -> None:

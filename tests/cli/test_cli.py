@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from typing import Any
+from typing import cast
 
 import click
 import optuna
@@ -655,3 +656,73 @@ def test_the_precision_flag_offers_what_a_config_accepts() -> None:
     # the flag names the choices itself: the command line parses without pydantic
     (flag,) = precision_option(click.Command("probe")).params
     assert isinstance(flag.type, click.Choice) and tuple(flag.type.choices) == PRECISIONS
+
+
+def test_copy_moves_a_study_to_another_storage_and_says_how_to_resume_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = stand_in_study(tmp_path, monkeypatch, trials=12)
+    to = f"sqlite:///{tmp_path / 'moved.db'}"
+    proc = hpsearch("copy", str(path), "--to", to)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        f"copied study t (12 trials) from sqlite:///{tmp_path / 'hp.db'} to {to}",
+        "resume it there: the study file and --storage URL (or its `storage:`); the source is "
+        "as it was",
+    ]
+    moved = json.loads(hpsearch("trials", "t", "--storage", to, "--format", "json").stdout)
+    assert moved == json.loads(hpsearch("trials", str(path), "--format", "json").stdout)
+    again = hpsearch("copy", str(path), "--to", to)
+    assert again.returncode == 2 and again.stdout == ""
+    assert again.stderr == (
+        f"error: {to} already holds a study 't': copy it under another name with --name, or "
+        "delete that one first\n"
+    )
+    renamed = hpsearch("copy", str(path), "--to", to, "--name", "t2")
+    assert "to " + to + " as t2\n" in renamed.stdout and "with `name: t2`" in renamed.stdout
+    assert {
+        r["study"]
+        for r in json.loads(hpsearch("studies", "--storage", to, "--format", "json").stdout)
+    } == {"t", "t2"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "said"),
+    [
+        (["--to", "nope://x"], "error: storage nope://x: unknown kind of database 'nope'"),
+        (["--to", "sqlite:///{tmp}/no/x.db"], "error: storage sqlite:///{tmp}/no/x.db: no folder"),
+        (
+            ["--to", "postgresql+psycopg://hp:s3cret@127.0.0.1:9/hp"],
+            "error: storage postgresql+psycopg://hp:***@127.0.0.1:9/hp: cannot open",
+        ),
+        (["--to", "sqlite:///{tmp}/x.db", "--name", "../up"], "error: Invalid value for '--name'"),
+        ([], "error: Missing option '--to'"),
+    ],
+    ids=["kind", "folder", "password", "name", "missing"],
+)
+def test_copy_refuses_a_bad_destination_in_one_line_writing_nothing(
+    tmp_path: Path, flags: list[str], said: str
+) -> None:
+    path = write_study(tmp_path, budget={"trials": 3})
+    assert hpsearch("create", str(path)).returncode == 0
+    flags = [f.replace("{tmp}", str(tmp_path)) for f in flags]
+    proc = hpsearch("copy", str(path), *flags, env={"HPSEARCH_STORAGE_WAIT": "0"})
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(said.replace("{tmp}", str(tmp_path)))
+    assert len(proc.stderr.splitlines()) == 1 and "s3cret" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["hp.db", "study.yaml"]
+
+
+def test_copys_summary_hides_passwords_and_names_the_trials_queued_again() -> None:
+    from types import SimpleNamespace
+
+    from hpsearch.cli.output import copied_lines
+    from hpsearch.study.lifecycle import Copied
+
+    copied = Copied(cast(Any, SimpleNamespace(study_name="t")), trials=5, requeued=(3, 4))
+    lines = copied_lines("t", "sqlite:////a/hp.db", "postgresql+psycopg://hp:s3cret@db/hp", copied)
+    assert lines[:2] == [
+        "copied study t (5 trials) from sqlite:////a/hp.db to postgresql+psycopg://hp:***@db/hp",
+        "  trials 3, 4 were running in the source: failed in the copy and queued again there "
+        "(their workers still write to the source)",
+    ]

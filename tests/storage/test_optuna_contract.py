@@ -6,8 +6,11 @@ breaks a test here instead of silently bypassing the override."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 import importlib
+import os
 from pathlib import Path
+import time
 from typing import Any
 
 import optuna
@@ -25,6 +28,7 @@ from hpsearch.storage._optuna import sessions
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
 from hpsearch.study.windows import Windowed
 from tests.conftest import REPO
+from tests.conftest import url_of
 
 
 def _resolve(path: str) -> Any:
@@ -166,10 +170,9 @@ def test_a_sampler_window_cuts_the_trials_optuna_samplers_read(any_storage_url: 
     assert len(study.get_trials(states=(TrialState.COMPLETE,))) == 12
 
 
-def test_trials_read_as_columns_are_the_trials_optunas_reader_builds(storage_url: str) -> None:
-    # ResilientRDBStorage.get_all_trials reads Optuna's tables as columns: every field of
-    # every kind of trial must be what Optuna's own ORM reader gives
-    study = _study(storage_url)
+def _every_kind_of_trial(study: optuna.Study) -> None:
+    """Eleven trials of every state, with params of every kind, infinite and NaN values,
+    intermediate values, user and system attributes."""
     dists = {
         "lr": optuna.distributions.FloatDistribution(1e-4, 1.0, log=True),
         "depth": optuna.distributions.IntDistribution(0, 4),
@@ -187,6 +190,13 @@ def test_trials_read_as_columns_are_the_trials_optunas_reader_builds(storage_url
         study.tell(trial, value if state == TrialState.COMPLETE else None, state=state)
     study.ask(dists)  # RUNNING
     study.enqueue_trial({"lr": 0.01})  # WAITING, a fixed param
+
+
+def test_trials_read_as_columns_are_the_trials_optunas_reader_builds(storage_url: str) -> None:
+    # ResilientRDBStorage.get_all_trials reads Optuna's tables as columns: every field of
+    # every kind of trial must be what Optuna's own ORM reader gives
+    study = _study(storage_url)
+    _every_kind_of_trial(study)
     storage = open_storage(storage_url, read_only=True)
     sid = db.study_id(study)
     ours, optunas = storage.get_all_trials(sid), RDBStorage.get_all_trials(storage, sid)
@@ -312,3 +322,73 @@ def test_a_study_deleted_a_table_at_a_time_goes_as_optunas_delete_does(
     assert [s.study_name for s in storage.get_all_studies()] == ["kept"]
     with pytest.raises(KeyError):
         storage.delete_study(10**6)
+
+
+@pytest.fixture
+def off_utc() -> Iterator[None]:
+    """This process's local time 3.5 hours behind UTC: a trial's times are naive local time
+    and Optuna's tables keep naive UTC, so a conversion missed or done twice shows."""
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "America/St_Johns"
+    time.tzset()
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TZ")
+        else:
+            os.environ["TZ"] = before
+        time.tzset()
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "returning"),
+    [
+        ("sqlite", "sqlite", True),
+        ("sqlite", "sqlite", False),  # a database with no INSERT ... RETURNING: ORM rows
+        ("journal", "sqlite", True),
+        ("sqlite", "journal", True),
+        pytest.param("sqlite", "postgres", True, marks=pytest.mark.postgres),
+        pytest.param("postgres", "sqlite", True, marks=pytest.mark.postgres),
+    ],
+)
+def test_a_copy_is_what_optunas_copy_study_writes(
+    source: str,
+    target: str,
+    returning: bool,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    off_utc: None,
+) -> None:
+    # hpsearch copy writes whole trials many an INSERT (sessions.insert_trials) and renames
+    # the study once whole: study and trials must be what Optuna's copy_study makes of them
+    study = _study(url_of(source, tmp_path, request, "source"))
+    study.set_user_attr("file", "s.yaml")
+    study.set_metric_names(["val_loss"])
+    _every_kind_of_trial(study)
+    # Optuna's copy in a fresh file of the same kind: the same trial ids (a journal's from 0)
+    ours_url = url_of(target, tmp_path, request, "ours")
+    optunas_url = url_of(target.replace("postgres", "sqlite"), tmp_path, request, "optunas")
+    storage = open_storage(ours_url, create=True)
+    if not returning:
+        flag = "insert_executemany_returning_sort_by_parameter_order"
+        monkeypatch.setattr(storage.engine.dialect, flag, False)  # type: ignore[attr-defined]
+    renames = db.can_rename(storage)
+    assert renames == (target != "journal")  # a journal only appends
+    copy = db.create_copy(study, storage, "passing" if renames else "c")
+    ids = db.add_trials(copy, study.get_trials())
+    if renames:
+        assert db.rename_study(copy, "c")
+        assert not db.rename_study(db.create_copy(study, storage, "other"), "c")  # taken
+    # Optuna's own storage: hpsearch's marks each trial it creates from a template
+    into = open_storage(optunas_url) if target == "journal" else RDBStorage(optunas_url)
+    optuna.copy_study(from_study_name="c", from_storage=study._storage, to_storage=into)
+    ours = optuna.load_study(study_name="c", storage=open_storage(ours_url))
+    optunas = optuna.load_study(study_name="c", storage=into)
+    assert ids == [t._trial_id for t in ours.trials]
+    assert ours.directions == optunas.directions
+    assert ours.user_attrs == optunas.user_attrs
+    assert db.study_system_attrs(ours) == db.study_system_attrs(optunas) != {}
+    _same(ours.trials, optunas.trials)
+    _same(db.trial_pages(ours, False, 4, None).__next__(), optunas.trials[:4])  # whole pages

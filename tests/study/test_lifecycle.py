@@ -20,6 +20,7 @@ from hpsearch.study import lifecycle
 from hpsearch.study import record
 from hpsearch.study.lifecycle import plan
 from hpsearch.study.lifecycle import prepare
+from tests.conftest import url_of
 from tests.helpers import study_doc
 
 
@@ -146,3 +147,112 @@ def test_a_start_whose_study_never_stops_changing_gives_up_in_one_line(
     with pytest.raises(StorageError, match=r"its trials kept changing .*\(3 attempts\)"):
         prepare(_spec(tmp_path, trials=4))
     assert tries == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "kind", ["sqlite", "journal", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_copied_grid_resumes_on_its_new_storage_where_it_stopped(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from hpsearch.study.worker import run_study
+
+    grid = {"sampler": "grid", "budget": None, "space": {"lr": [0.1, 0.03, 0.01, 0.003, 0.001]}}
+    source, _ = run_study(_spec(tmp_path, trials=2, **grid))
+    before = _dump(tmp_path / "hp.db")
+    url = url_of(kind, tmp_path, request, "copy")
+    copied = lifecycle.copy_study(source, url)
+    assert copied.trials == 2 and copied.requeued == ()
+    assert _dump(tmp_path / "hp.db") == before  # the source is only read
+    assert [(t.number, t.state, t.values, t.user_attrs) for t in copied.study.trials] == [
+        (t.number, t.state, t.values, t.user_attrs) for t in source.trials
+    ]
+    resumed, stats = run_study(_spec(tmp_path, storage=url, **grid))  # the same file there
+    assert stats.completed == 3
+    assert sorted(t.params["lr"] for t in resumed.trials) == [0.001, 0.003, 0.01, 0.03, 0.1]
+    assert [t.number for t in resumed.trials] == [0, 1, 2, 3, 4]
+    assert len(source.trials) == 2  # the source was left as it was
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # a running trial without optimize
+def test_a_trial_running_in_the_source_is_queued_again_in_the_copy(tmp_path: Path) -> None:
+    import optuna
+
+    from hpsearch import storage as db
+    from hpsearch.study import budget
+
+    _, source, _ = prepare(_spec(tmp_path, trials=3))
+    lr = optuna.distributions.FloatDistribution(1e-3, 1e-1, log=True)
+    running = source.ask({"lr": lr})  # a worker's trial: claimed, its params drawn
+    copied = lifecycle.copy_study(source, f"sqlite:///{tmp_path / 'copy.db'}")
+    assert copied.requeued == (running.number,) and copied.trials == 4  # 3, and a retry
+    trials = copied.study.get_trials()
+    failed, again = trials[running.number], trials[-1]
+    assert failed.state.name == "FAIL"
+    assert "running in the source storage when it was copied" in failed.user_attrs["fail_reason"]
+    assert again.state.name == "WAITING" and again.params == running.params  # Optuna's retry
+    assert again.system_attrs["failed_trial"] == running.number
+    assert budget.used(db.trial_counts(copied.study)) == 3  # as many as the source uses
+    assert source.trials[running.number].state.name == "RUNNING"  # left to its worker
+
+
+@pytest.mark.parametrize("stop", [RuntimeError("disk gone"), KeyboardInterrupt()])
+@pytest.mark.parametrize("existed", [False, True], ids=["new-file", "existing-file"])
+def test_a_copy_stopped_half_way_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop: BaseException, existed: bool
+) -> None:
+    from hpsearch import storage as db
+
+    _, source, _ = prepare(_spec(tmp_path, trials=5))
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    if existed:
+        prepare(_spec(tmp_path, name="kept", trials=1, storage=url))
+    monkeypatch.setattr(lifecycle, "COPY_PAGE", 2)
+    add, calls = db.add_trials, []
+
+    def second_page_fails(study: Any, trials: Any) -> list[int]:
+        calls.append(len(trials))
+        if len(calls) == 2:
+            raise stop
+        return add(study, trials)
+
+    monkeypatch.setattr(db, "add_trials", second_page_fails)
+    with pytest.raises(type(stop)):
+        lifecycle.copy_study(source, url)
+    assert calls == [2, 2]
+    if existed:
+        assert [s.study_name for s in db.open_storage(url).get_all_studies()] == ["kept"]
+    else:
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["hp.db"]
+
+
+def test_a_copy_takes_its_name_only_once_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch import storage as db
+
+    _, source, _ = prepare(_spec(tmp_path, trials=5))
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    monkeypatch.setattr(lifecycle, "COPY_PAGE", 2)
+    add, seen = db.add_trials, []
+
+    def watched(study: Any, trials: Any) -> list[int]:
+        ids = add(study, trials)
+        seen.append([s.study_name for s in db.open_storage(url, read_only=True).get_all_studies()])
+        return ids
+
+    monkeypatch.setattr(db, "add_trials", watched)
+    lifecycle.copy_study(source, url, name="moved")
+    assert len(seen) == 3 and all(names[0].startswith("moved.copying-") for names in seen)
+    assert [s.study_name for s in db.open_storage(url).get_all_studies()] == ["moved"]
+
+
+def test_a_copy_onto_a_study_of_that_name_is_refused_and_writes_nothing(tmp_path: Path) -> None:
+    _, source, _ = prepare(_spec(tmp_path, trials=2))
+    url = f"sqlite:///{tmp_path / 'copy.db'}"
+    lifecycle.copy_study(source, url)
+    before = _dump(tmp_path / "copy.db")
+    with pytest.raises(StorageError, match=r"copy.db already holds a study 't': .* --name"):
+        lifecycle.copy_study(source, url)
+    assert _dump(tmp_path / "copy.db") == before
+    assert lifecycle.copy_study(source, url, name="t2").study.study_name == "t2"

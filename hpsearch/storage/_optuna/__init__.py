@@ -39,6 +39,9 @@ The uses, by module:
   and a report's sample read.
 - ``queries``: the same private columns; ``RDBStorage._get_trials`` (the best trials); the
   ORM tables of studies, directions, params and values.
+- ``copies``: a study copied into another storage: whole trials inserted into the ORM
+  tables many a transaction (``sessions.insert_trials``, also what a queued chunk writes),
+  the study's row renamed in ``StudyModel``'s table once the copy is whole.
 - ``views``: calls and overrides ``Study._get_trials`` (a sampler's window of a study; a
   report's sample of a large one, a view that is also an ``optuna.Study`` for Optuna's
   plots).

@@ -298,7 +298,7 @@ def trial_pages(
     study: optuna.Study,
     by_value: bool,
     size: int,
-    user_keys: Collection[str],
+    user_keys: Collection[str] | None,
     states: Collection[TrialState] | None = None,
 ) -> Iterator[list[FrozenTrial]]:
     """Every trial of a study (of ``states``, when given), ``size`` at a time, in a table's
@@ -306,7 +306,8 @@ def trial_pages(
     then the others by number. The order is one query of ids, which picks the states too;
     each page a few column queries, so a large study is never held whole. The trials are
     light: their number, state, values, times, params and only the user attributes named in
-    ``user_keys`` (no intermediate values, no system attributes): what a table's row shows."""
+    ``user_keys`` (no intermediate values, no system attributes): what a table's row shows;
+    ``user_keys=None`` reads them whole (a copy's pages)."""
     storage = storage_of(study)
     rdb = _rdb(storage)
     if rdb is None:  # no query to order by: a journal file is read whole anyway
@@ -343,7 +344,7 @@ def trial_pages(
         return [int(r[0]) for r in best] + [int(r[0]) for r in rest]
 
     ids = query(rdb, order)
-    keys = sorted(user_keys)
+    keys = None if user_keys is None else sorted(user_keys)
     for i in range(0, len(ids), size):
         page = ids[i : i + size]
         yield query(rdb, functools.partial(columns.read_trials, ids=page, user_keys=keys))

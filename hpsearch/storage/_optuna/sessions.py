@@ -8,15 +8,19 @@ and :func:`hpsearch.storage._optuna.trials.query` retry these calls.
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Iterable
 from collections.abc import Mapping
 from datetime import datetime
+from datetime import UTC
 import json
 from typing import Any
 from typing import TypeVar
 
+from optuna.distributions import distribution_to_json
 from optuna.storages import RDBStorage
 from optuna.storages._rdb import models as rdb_models
 from optuna.storages._rdb.storage import _create_scoped_session
+from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
 import sqlalchemy as sa
 
@@ -195,6 +199,110 @@ def unqueue_from(session: Any, models: Any, study_id: int, first: int) -> None:
     if len(kept) < len(last):  # a select, not a list of ids: no limit on how many
         _delete_rows(session, models, tail, None)
         session.execute(sa.delete(trial.__table__).where(trial.trial_id.in_(tail)))
+
+
+def insert_trials(
+    session: Any,
+    models: Any,
+    study_id: int,
+    number: int,
+    trials: Iterable[FrozenTrial],
+    mark: Mapping[str, Any] | None = None,
+) -> list[int]:
+    """Inserts whole trials into a study, numbered from ``number`` on: their state, times,
+    values, params, intermediate values and attributes, as Optuna's ``create_new_trial``
+    writes a template trial, one ``INSERT`` a table for all of them. The caller holds the
+    study's lock and chose ``number``.
+
+    Args:
+        mark: System attributes added to every trial (a create token, by which a write an
+            outage hid is found).
+
+    Returns:
+        The new trials' ids, in order.
+    """
+    trials = list(trials)
+    ids = _insert_rows(
+        session,
+        models,
+        [
+            {
+                "study_id": study_id,
+                "number": number + i,
+                "state": t.state,
+                "datetime_start": _utc(t.datetime_start),
+                "datetime_complete": _utc(t.datetime_complete),
+            }
+            for i, t in enumerate(trials)
+        ],
+    )
+    tables: dict[Any, list[dict[str, Any]]] = {
+        models.TrialSystemAttributeModel: [],
+        models.TrialUserAttributeModel: [],
+        models.TrialParamModel: [],
+        models.TrialValueModel: [],
+        models.TrialIntermediateValueModel: [],
+    }
+    for tid, frozen in zip(ids, trials, strict=True):
+        system = {**frozen.system_attrs, **(mark or {})}
+        for model, attrs in (
+            (models.TrialSystemAttributeModel, system),
+            (models.TrialUserAttributeModel, frozen.user_attrs),
+        ):
+            tables[model] += (
+                {"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+            )
+        tables[models.TrialParamModel] += (
+            {
+                "trial_id": tid,
+                "param_name": name,
+                "param_value": distribution.to_internal_repr(frozen.params[name]),
+                "distribution_json": distribution_to_json(distribution),
+            }
+            for name, distribution in frozen.distributions.items()
+        )
+        for objective, value in enumerate(frozen.values or ()):
+            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+            tables[models.TrialValueModel].append(
+                {"trial_id": tid, "objective": objective, "value": stored, "value_type": kind}
+            )
+        step_model = models.TrialIntermediateValueModel
+        for step, value in frozen.intermediate_values.items():
+            stored, kind = step_model.intermediate_value_to_stored_repr(value)
+            tables[step_model].append(
+                {
+                    "trial_id": tid,
+                    "step": step,
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
+            )
+    for model, values in tables.items():
+        if values:
+            session.execute(sa.insert(model), values)
+    return ids
+
+
+def _insert_rows(session: Any, models: Any, rows: list[dict[str, Any]]) -> list[int]:
+    """Inserts rows of the trials table (by column name); returns their ids, in order."""
+    table = models.TrialModel.__table__
+    if session.get_bind().dialect.insert_executemany_returning_sort_by_parameter_order:
+        # SQLite and PostgreSQL: one INSERT ... RETURNING, no ORM object a row (10,000
+        # queued trials: 0.9 s, not 1.4 s)
+        statement = sa.insert(table).returning(table.c.trial_id, sort_by_parameter_order=True)
+        return [int(i) for i in session.execute(statement, rows).scalars()]
+    mapper = models.TrialModel.__mapper__  # the attribute of each column: `_datetime_..._utc`
+    attribute = {c.name: mapper.get_property_by_column(c).key for c in table.columns}
+    objects = [models.TrialModel(**{attribute[k]: v for k, v in r.items()}) for r in rows]
+    session.add_all(objects)
+    session.flush()  # the ids, for the rows that refer to them
+    return [int(o.trial_id) for o in objects]
+
+
+def _utc(local: datetime | None) -> datetime | None:
+    """A trial's time as Optuna's tables keep it: naive UTC (a ``FrozenTrial``'s is naive
+    local time; ``TrialModel``'s setters convert the same way)."""
+    return None if local is None else local.astimezone(UTC).replace(tzinfo=None)
 
 
 def trial_with_system_attr(rdb: RDBStorage, key: str, value: Any) -> int | None:

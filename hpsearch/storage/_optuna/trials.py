@@ -15,7 +15,6 @@ import copy
 import dataclasses
 from datetime import datetime
 import functools
-import json
 import math
 import time
 from typing import Any
@@ -25,7 +24,6 @@ import uuid
 
 import optuna
 from optuna.distributions import BaseDistribution
-from optuna.distributions import distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.storages import RDBStorage
@@ -33,7 +31,6 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._cached_storage import _StudyInfo
 from optuna.trial import FrozenTrial
 from optuna.trial import TrialState
-import sqlalchemy as sa
 
 from hpsearch.storage._optuna import sessions
 from hpsearch.storage._optuna.rdb import CREATE_TOKEN
@@ -168,16 +165,7 @@ def queue_trials(
         if after is not None and len(study.get_trials(deepcopy=False)) != after:
             return 0
         for queued in trials:
-            set_params = queued.distributions is not None
-            study.add_trial(  # what enqueue_trial adds, or a retry
-                optuna.trial.create_trial(
-                    state=TrialState.WAITING,
-                    params=dict(queued.params) if set_params else None,
-                    distributions=dict(queued.distributions or {}) if set_params else None,
-                    system_attrs=queued.system(),
-                    user_attrs=dict(queued.user_attrs),
-                )
-            )
+            study.add_trial(_frozen(queued))  # what enqueue_trial adds, or a retry
         return len(trials)
     for start in range(0, len(trials), QUEUE_CHUNK):
         chunk, token = trials[start : start + QUEUE_CHUNK], uuid.uuid4().hex
@@ -248,47 +236,36 @@ def _insert_waiting(
     after: int | None,
 ) -> bool:
     models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
-    trial = models.TrialModel
     number = sessions.trial_total(session, models, study_id)
     if after is not None and number != after:
         return False  # another process queued (or took off) trials since the caller counted
-    rows = [
-        trial(study_id=study_id, number=number + i, state=TrialState.WAITING)
-        for i in range(len(trials))
-    ]
-    session.add_all(rows)
-    session.flush()  # the trials' ids, for their attributes
-    system: list[dict[str, Any]] = []
-    user: list[dict[str, Any]] = []
-    params: list[dict[str, Any]] = []
-    for row, queued in zip(rows, trials, strict=True):
-        # the token on every trial of the chunk: a claim removes it from its trial alone
-        own = {**queued.system(), CREATE_TOKEN: token}
-        system.extend(
-            {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
-            for k, v in own.items()
-        )
-        user.extend(
-            {"trial_id": row.trial_id, "key": k, "value_json": json.dumps(v)}
-            for k, v in queued.user_attrs.items()
-        )
-        params.extend(
-            {
-                "trial_id": row.trial_id,
-                "param_name": name,
-                "param_value": distribution.to_internal_repr(queued.params[name]),
-                "distribution_json": distribution_to_json(distribution),
-            }
-            for name, distribution in (queued.distributions or {}).items()
-        )
-    session.execute(sa.insert(models.TrialSystemAttributeModel), system)
-    for model, values in (
-        (models.TrialUserAttributeModel, user),
-        (models.TrialParamModel, params),
-    ):
-        if values:
-            session.execute(sa.insert(model), values)
+    # the token on every trial of the chunk: a claim removes it from its trial alone
+    sessions.insert_trials(
+        session, models, study_id, number, map(_frozen, trials), {CREATE_TOKEN: token}
+    )
     return True
+
+
+def _frozen(queued: QueuedTrial) -> FrozenTrial:
+    """The WAITING trial ``enqueue_trial`` (or a retry's ``add_trial``) makes of ``queued``:
+    no number or id yet, no start, its params set only with their distributions (built as
+    ``create_trial`` builds it, less its checks: ``add_trial`` checks, and a budget of
+    10,000 trials paid 30 ms for them)."""
+    set_params = queued.distributions is not None
+    return FrozenTrial(
+        number=-1,
+        state=TrialState.WAITING,
+        value=None,
+        values=None,
+        datetime_start=None,
+        datetime_complete=None,
+        params=dict(queued.params) if set_params else {},
+        distributions=dict(queued.distributions or {}),
+        user_attrs=dict(queued.user_attrs),
+        system_attrs=queued.system(),
+        intermediate_values={},
+        trial_id=-1,
+    )
 
 
 def _queued(rdb: RDBStorage, token: str) -> bool | None:
