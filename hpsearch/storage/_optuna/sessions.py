@@ -1,5 +1,6 @@
 """One transaction on Optuna's RDB tables: the statements hpsearch writes in place of
-Optuna's own (upserts, a guarded intermediate value, failing a running trial with its reason).
+Optuna's own (upserts, a guarded intermediate value, failing a running trial with its reason,
+many whole trials inserted at once, a study deleted a table at a time).
 
 Nothing here waits out an outage: :class:`~hpsearch.storage._optuna.rdb.ResilientRDBStorage`
 and :func:`hpsearch.storage._optuna.trials.query` retry these calls.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from collections.abc import Iterable
+from collections.abc import Iterator
 from collections.abc import Mapping
 from datetime import datetime
 from datetime import UTC
@@ -236,51 +238,56 @@ def insert_trials(
             for i, t in enumerate(trials)
         ],
     )
-    tables: dict[Any, list[dict[str, Any]]] = {
-        models.TrialSystemAttributeModel: [],
-        models.TrialUserAttributeModel: [],
-        models.TrialParamModel: [],
-        models.TrialValueModel: [],
-        models.TrialIntermediateValueModel: [],
-    }
+    tables: dict[Any, list[dict[str, Any]]] = {}
     for tid, frozen in zip(ids, trials, strict=True):
-        system = {**frozen.system_attrs, **(mark or {})}
-        for model, attrs in (
-            (models.TrialSystemAttributeModel, system),
-            (models.TrialUserAttributeModel, frozen.user_attrs),
-        ):
-            tables[model] += (
-                {"trial_id": tid, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
-            )
-        tables[models.TrialParamModel] += (
+        for model, row in _rows_of(models, tid, frozen, mark or {}):
+            tables.setdefault(model, []).append(row)
+    for model, rows in tables.items():
+        session.execute(sa.insert(model), rows)
+    return ids
+
+
+def _rows_of(
+    models: Any, tid: int, trial: FrozenTrial, mark: Mapping[str, Any]
+) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """The rows that refer to trial ``tid`` (its attributes, ``mark`` among the system ones,
+    params, values and intermediate values), each with the model of its table, as Optuna's
+    ``create_new_trial`` stores them."""
+    for model, attrs in (
+        (models.TrialSystemAttributeModel, {**trial.system_attrs, **mark}),
+        (models.TrialUserAttributeModel, trial.user_attrs),
+    ):
+        for key, value in attrs.items():
+            yield model, {"trial_id": tid, "key": key, "value_json": json.dumps(value)}
+    for name, distribution in trial.distributions.items():
+        yield (
+            models.TrialParamModel,
             {
                 "trial_id": tid,
                 "param_name": name,
-                "param_value": distribution.to_internal_repr(frozen.params[name]),
+                "param_value": distribution.to_internal_repr(trial.params[name]),
                 "distribution_json": distribution_to_json(distribution),
-            }
-            for name, distribution in frozen.distributions.items()
+            },
         )
-        for objective, value in enumerate(frozen.values or ()):
-            stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-            tables[models.TrialValueModel].append(
-                {"trial_id": tid, "objective": objective, "value": stored, "value_type": kind}
-            )
-        step_model = models.TrialIntermediateValueModel
-        for step, value in frozen.intermediate_values.items():
-            stored, kind = step_model.intermediate_value_to_stored_repr(value)
-            tables[step_model].append(
-                {
-                    "trial_id": tid,
-                    "step": step,
-                    "intermediate_value": stored,
-                    "intermediate_value_type": kind,
-                }
-            )
-    for model, values in tables.items():
-        if values:
-            session.execute(sa.insert(model), values)
-    return ids
+    values = models.TrialValueModel
+    for objective, value in enumerate(trial.values or ()):
+        stored, kind = values.value_to_stored_repr(value)
+        yield (
+            values,
+            {"trial_id": tid, "objective": objective, "value": stored, "value_type": kind},
+        )
+    steps = models.TrialIntermediateValueModel
+    for step, value in trial.intermediate_values.items():
+        stored, kind = steps.intermediate_value_to_stored_repr(value)
+        yield (
+            steps,
+            {
+                "trial_id": tid,
+                "step": step,
+                "intermediate_value": stored,
+                "intermediate_value_type": kind,
+            },
+        )
 
 
 def _insert_rows(session: Any, models: Any, rows: list[dict[str, Any]]) -> list[int]:
