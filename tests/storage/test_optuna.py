@@ -458,6 +458,25 @@ def test_a_queued_chunk_whose_commit_an_outage_hid_is_not_queued_twice(
     assert dropped and [t.number for t in study.get_trials()] == [0, 1, 2, 3, 4]
 
 
+def test_a_copied_chunk_whose_commit_an_outage_hid_is_not_written_twice(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch.storage._optuna import copies
+
+    monkeypatch.setattr(copies, "COPY_CHUNK", 2)
+    source = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    for value in range(5):
+        source.add_trial(optuna.trial.create_trial(value=float(value)))
+    target = open_storage(f"sqlite:///{tmp_path / 'copy.db'}", create=True)
+    copy = db.create_copy(source, target, "c")
+    dropped = _drop_after_commit(monkeypatch, copies._insert)
+    ids = db.add_trials(copy, source.get_trials())
+    copied = copy.get_trials()
+    assert dropped and [t.number for t in copied] == [0, 1, 2, 3, 4]
+    assert [t.value for t in copied] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert ids == [db.trial_id(t) for t in copied]  # the hidden chunk's ids read back
+
+
 def _drop_after_commit(monkeypatch: pytest.MonkeyPatch, func: Any) -> list[int]:
     """The first transaction that runs ``func`` commits, then its connection drops before
     the answer comes back (the list it returns records that it did); an outage is waited out."""
