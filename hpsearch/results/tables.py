@@ -167,6 +167,8 @@ def _cell(value: Any, exact: bool = False) -> str:
         return ""
     if isinstance(value, float):
         return repr(value) if exact else f"{value:.4g}"  # csv: full precision
+    if not exact and isinstance(value, list) and all(isinstance(v, float) for v in value):
+        return "[" + ", ".join(_cell(v) for v in value) + "]"  # a study's best values
     return plain(value if isinstance(value, str) else json.dumps(value))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hpsearch.results.tables import fit_table
+from hpsearch.results.tables import format_rows
 
 
 def test_a_table_and_its_notes_fit_the_width() -> None:
@@ -18,3 +19,14 @@ def test_a_table_and_its_notes_fit_the_width() -> None:
     assert notes.startswith("not shown: ") and "\n  " in notes
     left_out = [c for c in metrics if c not in shown]
     assert left_out and all(c in notes for c in left_out)
+
+
+def test_a_tables_numbers_round_to_4_digits_in_lists_too_and_csv_keeps_them_whole() -> None:
+    # `hpsearch studies`: each study's best values, a list (one value an objective)
+    rows = [{"study": "q", "best": [0.06859968105951945, 2.0]}, {"study": "r", "best": None}]
+    assert format_rows(rows, "table").splitlines() == [
+        "study  best",
+        "q      [0.0686, 2]",
+        "r",
+    ]
+    assert format_rows(rows, "csv").splitlines()[1] == 'q,"[0.06859968105951945, 2.0]"'
