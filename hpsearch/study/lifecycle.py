@@ -479,7 +479,7 @@ def _discard(copy: optuna.Study | None, file: Path | None) -> None:
     """Deletes a copy stopped half way, and the database file it created."""
     with contextlib.suppress(Exception):  # already gone, or the storage itself failed
         if copy is not None:
-            db.storage_of(copy).delete_study(db.study_id(copy))
+            delete_study(copy)
     if file is not None:
         db.close_storages()
         for path in (file, *(file.with_name(file.name + s) for s in ("-wal", "-shm"))):

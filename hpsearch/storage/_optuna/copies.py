@@ -60,16 +60,16 @@ def add_trials(study: optuna.Study, trials: Sequence[FrozenTrial]) -> list[int]:
     ``create_new_trial`` with each as the template; returns their ids.
 
     On an RDB, :data:`COPY_CHUNK` trials a transaction, the study's row locked; a chunk
-    whose commit an outage hid is found by the study's trial count, not written twice.
+    whose commit an outage hid is found by its trials' numbers, not written twice.
     """
     storage, sid = storage_of(study), study_id(study)
     rdb = _rdb(storage)
     if rdb is None:
         return [storage.create_new_trial(sid, template_trial=t) for t in trials]
     ids: list[int] = []
+    held = query(rdb, functools.partial(sessions.trial_total, study_id=sid))  # counted once
     for start in range(0, len(trials), COPY_CHUNK):
-        chunk = trials[start : start + COPY_CHUNK]
-        first = query(rdb, functools.partial(sessions.trial_total, study_id=sid))
+        chunk, first = trials[start : start + COPY_CHUNK], held + start
         write = functools.partial(_insert, study_id=sid, trials=chunk, first=first)
         ids += query(rdb, write, functools.partial(_written, rdb, sid, first, len(chunk)))
     return ids
