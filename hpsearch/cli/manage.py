@@ -1,5 +1,6 @@
 """Changing a study by hand: ``retry`` its failed trials, ``copy`` it into another storage,
-``delete`` it; and ``schema``."""
+``delete`` it; and writing study files: ``init`` drafts one from your data, ``schema``
+describes them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import click
 from hpsearch import files
 from hpsearch.cli import output
 from hpsearch.cli.app import main
+from hpsearch.cli.options import data_flags
+from hpsearch.cli.options import data_source
 from hpsearch.cli.options import resolve
 from hpsearch.cli.options import storage_option
 
@@ -114,3 +117,46 @@ def schema(out: str | None) -> None:
     with files.whole(out) as part:
         part.write_text(text)
     click.echo(f"wrote {out}", err=True)
+
+
+@main.command()
+@click.argument("data", type=click.Path())
+@data_flags("DATA")
+@click.option("--output", "-o", "out", type=click.Path(), help="The study file [NAME.yaml].")
+@click.option("--name", callback=_study_name, help="The study's name [DATA's file name].")
+@click.option(
+    "--trials", type=click.IntRange(min=1), default=40, show_default=True, help="The budget."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="The file's budget.timeout: seconds after which a worker starts no new trial.",
+)
+@click.option("--force", is_flag=True, help="Replace the study file if it exists.")
+def init(
+    data: str,
+    target: str | None,
+    task: str | None,
+    test_path: str | None,
+    drop: tuple[str, ...],
+    out: str | None,
+    name: str | None,
+    trials: int,
+    timeout: float | None,
+    force: bool,
+) -> None:
+    """Draft a study file for DATA, your own table (.csv, .tsv, .parquet, .npz) or folder of
+    images by class, with choices fitted to it: how many rows validate, the batch size and
+    epochs, the widths searched, the objective for its task and its classes' balance, ID
+    columns left out. Each choice says why in a comment; check it with `hpsearch check`.
+    """
+    from hpsearch.spec.datasource import DataSource
+    from hpsearch.study.drafts import init_study
+    from hpsearch.study.drafts import study_name
+
+    source = DataSource(**data_source(None, data, target, task, test_path, drop, "DATA") or {})
+    name = name or study_name(source)
+    path = out or f"{name}.yaml"
+    draft, spec = init_study(source, path, name, trials, timeout, replace=force)
+    for line in output.drafted_lines(path, draft, spec):
+        click.echo(line)

@@ -65,6 +65,35 @@ format_option = click.option(
 )
 
 
+def data_flags(of: str) -> Decorator:
+    """``--target``, ``--task``, ``--test`` and ``--drop``: what to learn of the data that
+    ``of`` names (``--data`` for ``train``, the argument ``DATA`` for ``init``)."""
+    flags = (
+        click.option("--target", help=f"The column of {of} to predict (a table)."),
+        click.option(
+            "--task",
+            type=click.Choice(["classification", "regression"]),
+            help=f"Of {of} [inferred from the target].",
+        ),
+        click.option(
+            "--test", "test_path", type=click.Path(), help=f"A held-out file of {of}'s layout."
+        ),
+        click.option(
+            "--drop",
+            multiple=True,
+            metavar="COLUMN[,COLUMN...]",
+            help=f"Columns of {of} left out of the inputs (an ID, free text).",
+        ),
+    )
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for flag in reversed(flags):
+            command = flag(command)
+        return command
+
+    return decorate
+
+
 def _set_storage_wait(ctx: click.Context, param: click.Parameter, value: float | None) -> None:
     if value is not None:  # through the environment, so that launched workers wait as long
         from hpsearch.spec.defaults import OUTAGE_WAIT_ENV
@@ -200,6 +229,7 @@ def data_source(
     task: str | None,
     test: str | None,
     drop: tuple[str, ...] = (),
+    path_flag: str = "--data",
 ) -> dict[str, Any] | None:
     """``--data PATH --target COLUMN [--task] [--test FILE] [--drop COLUMN]...`` as a data
     source mapping (paths from the working directory), or ``None`` without ``--data``.
@@ -207,7 +237,8 @@ def data_source(
     Raises:
         click.UsageError: A data flag without ``--data``, or ``--data`` with ``--dataset``.
         ConfigError: The flags make no data source (a target for a folder of images, a test
-            file of another kind), each problem named by its flag.
+            file of another kind), each problem named by its flag (the path's by
+            ``path_flag``: ``init`` takes it as its argument ``DATA``).
     """
     if path is None:
         flags = (("--target", target), ("--task", task), ("--test", test), ("--drop", drop))
@@ -232,13 +263,12 @@ def data_source(
     try:
         make_config({"dataset": mapping})
     except ConfigError as e:  # "dataset.target: ..." as "--target: ..."
-        raise ConfigError([_as_flag(problem) for problem in e.problems]) from e
+        raise ConfigError([_as_flag(problem, path_flag) for problem in e.problems]) from e
     return mapping
 
 
 # the flag of each key of a data source that `--data` builds
 _DATA_FLAGS = {
-    "dataset.path": "--data",
     "dataset.target": "--target",
     "dataset.task": "--task",
     "dataset.test": "--test",
@@ -246,10 +276,10 @@ _DATA_FLAGS = {
 }
 
 
-def _as_flag(problem: str) -> str:
+def _as_flag(problem: str, path_flag: str) -> str:
     key, _, words = problem.partition(": ")
-    flag = _DATA_FLAGS.get(key)
-    return f"{flag}: {words}" if flag else f"--data: {problem}"
+    flag = path_flag if key == "dataset.path" else _DATA_FLAGS.get(key)
+    return f"{flag}: {words}" if flag else f"{path_flag}: {problem}"
 
 
 def loss_given(config_file: str | None, assignments: tuple[str, ...]) -> bool:

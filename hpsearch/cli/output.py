@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 import dataclasses
 import json
+import shlex
 import sys
 from typing import Any
 from typing import TYPE_CHECKING
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
     from hpsearch.launch.pool import PoolResult
     from hpsearch.spec.studyfile import StudySpec
+    from hpsearch.study.drafts import Draft
     from hpsearch.study.lifecycle import Copied
     from hpsearch.study.lifecycle import Plan
     from hpsearch.study.record import TrialRecord
@@ -336,6 +338,26 @@ def copied_lines(source: str, url: str, to: str, copied: Copied) -> list[str]:
         f"resume it there: the study file{file_name} and --storage URL (or its `storage:`); "
         "the source is as it was"
     )
+    return lines
+
+
+def drafted_lines(path: str, draft: Draft, spec: StudySpec) -> list[str]:
+    """``hpsearch init``'s summary: the data as the study will read it, the ID columns left
+    out, what the file declares and the commands that come next."""
+    from hpsearch.study.lifecycle import data_line
+
+    line = data_line(spec)
+    lines = [line] if line else []
+    if draft.ids:
+        named = ", ".join(map(repr, draft.ids))
+        counts = "numbers" if len(draft.ids) == 1 else "number"
+        lines.append(f"left out {named}: {counts} the rows (each whole number once), an ID")
+    goals = ", ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
+    lines += [
+        f"wrote {path}: study {spec.name}, TPE over {len(spec.space.params)} params, "
+        f"{spec.budget()} trials, median pruning, objective {goals}",
+        f"next: hpsearch check {shlex.quote(path)}, then hpsearch run {shlex.quote(path)}",
+    ]
     return lines
 
 

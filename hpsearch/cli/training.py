@@ -10,6 +10,7 @@ from hpsearch.cli import output
 from hpsearch.cli.app import main
 from hpsearch.cli.app import startup
 from hpsearch.cli.options import build_config
+from hpsearch.cli.options import data_flags
 from hpsearch.cli.options import data_source
 from hpsearch.cli.options import loss_given
 from hpsearch.cli.options import precision_option
@@ -24,19 +25,7 @@ from hpsearch.cli.options import precision_option
     type=click.Path(),
     help="Your own data: a .csv/.tsv, .parquet or .npz file, or a folder of images by class.",
 )
-@click.option("--target", help="The column of --data to predict.")
-@click.option(
-    "--task",
-    type=click.Choice(["classification", "regression"]),
-    help="Of --data [inferred from the target].",
-)
-@click.option("--test", "test_path", type=click.Path(), help="A held-out file of --data's layout.")
-@click.option(
-    "--drop",
-    multiple=True,
-    metavar="COLUMN[,COLUMN...]",
-    help="Columns of --data left out of the inputs (an ID, free text).",
-)
+@data_flags("--data")
 @click.option("--config", "config_file", type=click.Path(), help="YAML file of config fields.")
 @click.option(
     "--set",

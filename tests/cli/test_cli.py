@@ -134,6 +134,15 @@ def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
             assert "hpsearch.spec.studyfile" not in modules, args
 
 
+def test_init_reads_the_data_and_writes_a_study_file_without_torch(tmp_path: Path) -> None:
+    table = tmp_path / "rows.csv"
+    table.write_text("a,b,y\n" + "".join(f"{i % 5},{i % 3},{i % 2}\n" for i in range(40)))
+    proc, modules = _imported_modules("init", str(table), "--target", "y", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "polars" in modules and (tmp_path / "rows.yaml").is_file()  # the probe works
+    assert not {m for m in modules if m.split(".")[0] in ("torch", "plotly", "sklearn")}
+
+
 @pytest.mark.parametrize("command", ["run", "create", "worker", "launch"])
 def test_a_bad_study_file_is_refused_before_torch_loads(command: str, tmp_path: Path) -> None:
     path = write_study(tmp_path, sampler={"name": "bayes"})
@@ -156,6 +165,10 @@ BAD_INPUTS = {
     "train --target": (["train", "--data", "{table}", "--target", "nope"], "no column 'nope'"),
     "predict": (["predict", "{tmp}", "{table}"], "no such model file"),
     "retrain --trial": (["retrain", "{study}", "--trial", "7"], "has no trial 7"),
+    "init --target": (["init", "{table}", "--target", "nope"], "no column 'nope'"),
+    "init, no --target": (["init", "{table}"], "error: --target: required for a table"),
+    "init DATA": (["init", "rows.xls", "--target", "y"], "error: DATA: '{tmp}/rows.xls': unknown"),
+    "init -o": (["init", "{table}", "--target", "y", "-o", "{study}"], "--force replaces it"),
     # click's own checks, one line too
     "run --precision": (["run", "{study}", "--precision", "fp16"], "is not one of 'fp32', 'tf32'"),
     "run --threads": (["run", "{study}", "--threads", "0"], "'--threads': 0 is not in the range"),
@@ -183,6 +196,7 @@ def test_a_bad_option_or_data_is_refused_before_torch_loads(case: str, tmp_path:
     if case.startswith("retrain"):  # a study to read, with one trial
         assert hpsearch("run", str(paths["study"]), "--no-progress").returncode == 0
     args, message = BAD_INPUTS[case]
+    message = message.format(**paths)
     proc, modules = _imported_modules(*[a.format(**paths) for a in args], cwd=tmp_path)
     errors = [line for line in proc.stderr.splitlines() if not line.startswith("import time")]
     assert proc.returncode == 2 and len(errors) == 1 and message in errors[0], errors

@@ -297,6 +297,27 @@ def test_train_leaves_out_the_columns_drop_names(tmp_path: Path) -> None:
     assert inputs("--drop", "age,sex", "--drop", "s6") == (7, ["age", "sex", "s6"])
 
 
+def test_init_drafts_a_study_that_checks_and_runs_from_where_it_says(tmp_path: Path) -> None:
+    names, rows = wine_rows()
+    (tmp_path / "data").mkdir()
+    write_csv(
+        tmp_path / "data" / "wine.csv", ["id", *names], [[i, *r] for i, r in enumerate(rows)]
+    )
+    proc = hpsearch("init", "data/wine.csv", "--target", "cultivar", "--trials", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"data {tmp_path / 'data' / 'wine.csv'}: classification")
+    assert lines[1] == "left out 'id': numbers the rows (each whole number once), an ID"
+    assert lines[2].startswith("wrote wine.yaml: study wine, TPE over 7 params, 3 trials")
+    assert lines[3] == "next: hpsearch check wine.yaml, then hpsearch run wine.yaml"
+    check = hpsearch("check", "wine.yaml", cwd=tmp_path)  # as the last line says
+    assert check.returncode == 0 and "ok        wine.yaml would start" in check.stdout
+    run = hpsearch("run", "wine.yaml", "--no-progress", cwd=tmp_path)
+    assert run.returncode == 0 and "done: " in run.stdout, run.stderr
+    again = hpsearch("init", "data/wine.csv", "--target", "cultivar", cwd=tmp_path)
+    _refused(again, "error: wine.yaml exists: --force replaces it")
+
+
 def test_data_flags_without_data_are_refused(tmp_path: Path) -> None:
     proc = hpsearch("train", "--target", "y")
     assert proc.returncode == 2 and "--target: only with --data" in proc.stderr
