@@ -477,6 +477,104 @@ def test_a_copied_chunk_whose_commit_an_outage_hid_is_not_written_twice(
     assert ids == [db.trial_id(t) for t in copied]  # the hidden chunk's ids read back
 
 
+def _claims_meet_an_outage(
+    monkeypatch: pytest.MonkeyPatch, study: optuna.Study, in_place: Any = None
+) -> list[str]:
+    """The first claim's transaction commits (or, given ``in_place``, runs that instead of
+    itself), then its connection drops; the first check of whether it committed finds the
+    database still down if it committed. Returns what happened, in order."""
+    import sqlalchemy as sa
+
+    from hpsearch.storage._optuna import sessions
+
+    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
+    rdb = trials_module._rdb(db.storage_of(study))
+    assert rdb is not None
+    commit, get_trial, events = sessions.transaction, type(rdb).get_trial, []
+
+    def commit_then_drop(storage: Any, run: Any) -> Any:
+        claiming = getattr(run, "__qualname__", "").startswith("_claim.")
+        if claiming and not events:
+            events.append("cut")  # first: the other worker's claim in its place goes through
+            if in_place is None:
+                commit(storage, run)
+            else:
+                in_place()
+            events[-1] = "dropped"
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
+        return commit(storage, run)
+
+    def still_down_once(self: Any, trial_id: int) -> Any:
+        if events == ["dropped"] and in_place is None:
+            events.append("still down")
+            raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+        return get_trial(self, trial_id)
+
+    monkeypatch.setattr(sessions, "transaction", commit_then_drop)
+    monkeypatch.setattr(type(rdb), "get_trial", still_down_once)
+    return events
+
+
+def test_a_write_is_redone_only_once_its_check_has_answered(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
+    rdb = trials_module._rdb(db.storage_of(_study(f"sqlite:///{tmp_path / 'hp.db'}")))
+    assert rdb is not None
+    calls, checks = [], []
+
+    def call() -> str:
+        calls.append(1)
+        if len(calls) == 1:  # committed, and then the connection dropped
+            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
+        return "written twice"
+
+    def done() -> str:
+        checks.append(1)
+        if len(checks) < 3:
+            raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
+        return "found written"
+
+    assert rdb.retry(call, done) == "found written"
+    assert len(calls) == 1 and len(checks) == 3
+
+
+def test_a_claim_whose_commit_an_outage_hid_is_kept_though_the_check_meets_the_outage(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    events = _claims_meet_an_outage(monkeypatch, study)
+    claimed = db.claim_waiting_trial(study, {"worker": "w1", "pid": 1})
+    assert events == ["dropped", "still down"]
+    # the claim is not run again (it would find its own trial RUNNING and take the next)
+    first, second = study.get_trials()
+    assert (first.state, second.state) == (TrialState.RUNNING, TrialState.WAITING)
+    assert claimed == db.trial_id(first) and first.user_attrs["worker"] == "w1"
+
+
+def test_a_claim_cut_off_while_another_worker_took_its_trial_takes_the_next(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    study = _study(url)
+    study.enqueue_trial({})
+    study.enqueue_trial({})
+    other = optuna.load_study(study_name="c", storage=open_storage(url))
+    taken: list[int | None] = []
+    events = _claims_meet_an_outage(
+        monkeypatch, study, lambda: taken.append(db.claim_waiting_trial(other, {"worker": "w2"}))
+    )
+    claimed = db.claim_waiting_trial(study, {"worker": "w1"})
+    assert events == ["dropped"]  # the check finds the trial RUNNING, but not as w1's
+    first, second = study.get_trials()
+    assert taken == [db.trial_id(first)] and first.user_attrs["worker"] == "w2"
+    assert claimed == db.trial_id(second) and second.user_attrs["worker"] == "w1"
+
+
 def _drop_after_commit(monkeypatch: pytest.MonkeyPatch, func: Any) -> list[int]:
     """The first transaction that runs ``func`` commits, then its connection drops before
     the answer comes back (the list it returns records that it did); an outage is waited out."""

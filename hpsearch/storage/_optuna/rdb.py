@@ -133,13 +133,22 @@ class ResilientRDBStorage(RDBStorage):
 
     def retry(self, call: Callable[[], Any], done: Callable[[], Any] = lambda: None) -> Any:
         """Runs ``call``; after a transient failure, returns ``done()`` if it is not None (the
-        write had committed), else runs ``call`` again, until the wait runs out."""
+        write had committed), else runs ``call`` again, until the wait runs out.
+
+        ``call`` runs again only once ``done()`` has answered: a check that fails too (the
+        database still down) is asked again after the next pause, never skipped. Were it
+        skipped, a write whose commit the drop hid would be redone when the database came
+        back between the check and the call: a claim would find its own trial RUNNING, take
+        it for another worker's and leave it so, run by no one.
+        """
         wait = outage_wait()
         deadline: float | None = None
         pause = 0.2
+        failed = False  # the last call failed: it may have committed, ask done() first
         while True:
             try:
-                result = call()
+                finished = done() if failed else None
+                result = call() if finished is None else finished
             except Exception as e:
                 if disk_full(e):
                     raise StorageOutage(self._full_message(e)) from e
@@ -158,15 +167,8 @@ class ResilientRDBStorage(RDBStorage):
                     ) from e
                 time.sleep(pause)
                 pause = min(2 * pause, 5.0)
-                try:
-                    finished = done()
-                except Exception as check:  # still down: try the call itself next time round
-                    _log.debug("checking whether a write took effect failed: %s", check)
-                    finished = None
-                if finished is not None:
-                    result = finished
-                else:
-                    continue
+                failed = True
+                continue
             self._outage_ended()
             return result
 

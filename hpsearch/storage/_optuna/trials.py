@@ -289,9 +289,13 @@ def _waiting_ids(session: Any, models: Any, sid: int, limit: int) -> list[int]:
 
 def _claim(rdb: RDBStorage, trial_id: int, beat: bool, attrs: Mapping[str, Any]) -> bool:
     def done() -> bool | None:
-        # After a drop mid-commit, a trial found RUNNING is taken as ours: left RUNNING
-        # without a worker it would only come back through its heartbeat going stale.
-        return True if rdb.get_trial(trial_id).state == TrialState.RUNNING else None
+        # After a drop mid-commit, a trial found RUNNING with this claim's attributes is ours
+        # (left RUNNING without a worker it would only come back through its heartbeat going
+        # stale); RUNNING with another's, another worker was first.
+        trial = rdb.get_trial(trial_id)
+        if trial.state != TrialState.RUNNING:
+            return None
+        return all(trial.user_attrs.get(k) == v for k, v in attrs.items())
 
     return query(rdb, lambda s, m: _start_trial(rdb, s, m, trial_id, beat, attrs), done)
 
