@@ -46,8 +46,10 @@ def _start(
 
 def _check_exact(url: str, budget: int) -> list[Any]:
     trials = open_study("t", url).get_trials()
-    assert sum(t.state in FINISHED for t in trials) == budget
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # each trial's state and why it failed, should this ever not hold
+    said = [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    assert sum(t.state in FINISHED for t in trials) == budget, said
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)], said
     return trials
 
 
