@@ -134,6 +134,19 @@ def test_a_regression_selects_on_r2_with_a_squared_loss(tmp_path: Path) -> None:
     assert "class_weight" not in doc["space"]
 
 
+def test_a_held_out_file_and_a_given_task_are_written_as_given(tmp_path: Path) -> None:
+    names, rows = wine_rows()
+    train = write_csv(tmp_path / "train.csv", names, rows[::2])
+    test = write_csv(tmp_path / "test.csv", names, rows[1::2])
+    source = _source(train, target="alcohol", task="regression", test=str(test.resolve()))
+    draft, doc = _init(source, tmp_path / "w.yaml")
+    assert doc["dataset"]["test"] == "test.csv" and "# test:" not in draft.text
+    assert "task: regression               # as given" in draft.text
+    assert doc["objective"]["metric"] == "val_r2"
+    # no test share carved out of train.csv: its 89 rows all train or validate
+    assert draft.val_fraction == 0.25 and "# 22 validation rows" in draft.text
+
+
 def test_a_folder_of_images_names_its_size_and_colour_and_no_target(tmp_path: Path) -> None:
     folder = write_images(tmp_path / "pics", size=(12, 10))
     draft, doc = _init(_source(folder), tmp_path / "pics.yaml")
