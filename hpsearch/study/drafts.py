@@ -3,7 +3,7 @@
 A user's first move is to point hpsearch at a table or a folder of images; writing a study
 file by hand then asks for choices that depend on the data: how many rows validate, how
 large a batch, how many epochs, how wide a network, which objective fits the task and the
-classes' balance, which column is an ID. :func:`draft_study` reads the data once (with the
+classes' balance, which column is an ID, whether images keep their colour. :func:`draft_study` reads the data once (with the
 checks every study runs, no torch) and makes those choices, each with a comment in the file
 that says why; :func:`init_study` writes it whole and checks that it loads as it would run.
 The file is a starting point, as a shipped study is: every line of it can be changed.
@@ -32,6 +32,7 @@ from hpsearch.spec.studyfile import STUDY_NAME
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.training import sources
 from hpsearch.training import tables
+from hpsearch.training.images import in_colour
 
 TRIALS = 40  # the quickstart's budget: tens of trials inform TPE; `--trials` sets another
 SMALL = 2_000  # rows (after the test share): below it a quarter validates, else a tenth
@@ -89,6 +90,9 @@ def draft_study(
     if own.kinds is not None:  # a table: its task written down, its IDs left out
         task = cast(Task, own.task)
         source = dataclasses.replace(source, task=task, drop=(*source.drop, *ids))
+        own = sources.read_source(source)
+    elif source.color == "grey" and in_colour(Path(source.path)):  # images: colour kept
+        source = dataclasses.replace(source, color="rgb")
         own = sources.read_source(source)
     rest = own.rows - (0 if source.test else round(own.rows * sources.TEST_FRACTION))
     val_fraction = 0.25 if rest < SMALL else 0.1
@@ -316,7 +320,9 @@ def _dataset(
         why = given_drop + ([f"{named}: {counts} the rows, an ID"] if ids else [])
         lines.append(_noted(f"  drop: [{', '.join(map(_scalar, source.drop))}]", "; ".join(why)))
     chosen = source.to_dict()
-    for key in ("image_size", "color", "max_categories"):
+    if "color" in chosen:
+        lines.append(_noted("  color: rgb", "the images have colour; grey: one input a pixel"))
+    for key in ("image_size", "max_categories"):
         if key in chosen:
             value = chosen[key]
             lines.append(
@@ -327,8 +333,6 @@ def _dataset(
         lines.append(
             _noted(f"  # image_size: {size}", "each image resized to it: the most common")
         )
-    if source.kind == "images" and "color" not in chosen:
-        lines.append(_noted("  # color: rgb", "three inputs a pixel; grey (the default) one"))
     return lines
 
 

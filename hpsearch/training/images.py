@@ -19,6 +19,8 @@ from hpsearch.training.tables import check_memory
 
 PIXEL_MAX = 255.0  # an 8-bit image's largest value
 MODES = {"grey": "L", "rgb": "RGB"}
+COLOUR_SAMPLE = 50  # images looked at to tell a folder of colour images from a grey one
+COLOUR_SPREAD = 4.0  # mean spread of a pixel's channels (of 255) above which it has colour
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,30 @@ def common_size(files: Sequence[Path]) -> tuple[int, int]:
             raise DataError(f"{file}: not a readable image ({type(e).__name__}: {e})") from e
         sizes[(height, width)] += 1
     return sizes.most_common(1)[0][0]
+
+
+def in_colour(folder: Path) -> bool:
+    """Whether the images of ``folder`` hold colour: whether any of an even sample of them
+    (:data:`COLOUR_SAMPLE`) has channels that differ by :data:`COLOUR_SPREAD` on average (a
+    grey image saved as RGB, or a JPEG's rounding, differs by less).
+
+    Raises:
+        DataError: As :func:`image_files`, or a sampled file is not a readable image.
+    """
+    from PIL import Image
+
+    _, files = image_files(folder)
+    for file, _ in files[:: max(1, len(files) // COLOUR_SAMPLE)]:
+        try:
+            with Image.open(file) as image:
+                if image.mode in ("1", "L", "LA", "I", "I;16", "F"):
+                    continue
+                rgb = np.asarray(image.convert("RGB"), dtype=np.int16)
+        except Exception as e:
+            raise DataError(f"{file}: not a readable image ({type(e).__name__}: {e})") from e
+        if float((rgb.max(axis=2) - rgb.min(axis=2)).mean()) > COLOUR_SPREAD:
+            return True
+    return False
 
 
 def read_images(

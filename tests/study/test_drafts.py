@@ -147,13 +147,23 @@ def test_a_held_out_file_and_a_given_task_are_written_as_given(tmp_path: Path) -
     assert draft.val_fraction == 0.25 and "# 22 validation rows" in draft.text
 
 
-def test_a_folder_of_images_names_its_size_and_colour_and_no_target(tmp_path: Path) -> None:
-    folder = write_images(tmp_path / "pics", size=(12, 10))
+def test_a_folder_of_images_names_its_size_and_keeps_its_colour(tmp_path: Path) -> None:
+    folder = write_images(tmp_path / "pics", size=(12, 10))  # RGB, each channel's own noise
     draft, doc = _init(_source(folder), tmp_path / "pics.yaml")
-    assert doc["dataset"] == {"path": "pics"}
-    assert "# image_size: [12, 10]" in draft.text and "# color: rgb" in draft.text
-    assert draft.inputs == 12 * 10  # grey, the default
-    assert "validation images" in draft.text
+    assert doc["dataset"] == {"path": "pics", "color": "rgb"}  # no target, no task
+    assert "# image_size: [12, 10]" in draft.text and "validation images" in draft.text
+    assert draft.inputs == 3 * 12 * 10
+    assert load_spec(str(tmp_path / "pics.yaml")).base.dataset.color == "rgb"  # type: ignore[union-attr]
+
+
+def test_grey_images_saved_as_rgb_stay_grey(tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = write_images(tmp_path / "pics", size=(12, 10))
+    for file in folder.rglob("*.png"):
+        Image.open(file).convert("L").convert("RGB").save(file)
+    draft, doc = _init(_source(folder), tmp_path / "pics.yaml")
+    assert doc["dataset"] == {"path": "pics"} and draft.inputs == 12 * 10
 
 
 def test_data_beside_the_file_is_named_relatively_and_far_data_absolutely(
