@@ -116,7 +116,9 @@ def join_study(
         set_memory_share(memory_share)
     spec = preflight(spec)  # before claiming: a worker that cannot train must not fail trials
     wait_for_launcher()  # a forked worker: until the launcher has prepared the study
-    storage = open_spec_storage(spec)
+    # The study exists (a launcher made it, or someone is told to join it): a restart of its
+    # database as this worker starts is waited out, as it is once the worker runs.
+    storage = open_spec_storage(spec, wait=True)
     load_existing_study(spec, storage)  # fail fast, before any work, if it does not exist
     if on_join is not None:
         on_join(me)

@@ -39,6 +39,7 @@ from hpsearch.errors import StorageError
 from hpsearch.spec.defaults import DEFAULT_STORAGE
 from hpsearch.storage._optuna.rdb import read_migrations
 from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+from hpsearch.storage._optuna.rdb import wait_out
 from hpsearch.storage.outages import reason
 from hpsearch.storage.urls import JOURNAL_PREFIX
 from hpsearch.storage.urls import redact
@@ -156,6 +157,7 @@ def open_storage(
     read_only: bool = False,
     create: bool = False,
     on_stale: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    wait: bool = False,
 ) -> BaseStorage:
     """Opens the storage at ``url`` (any SQLAlchemy URL, or ``journal:PATH``).
 
@@ -171,10 +173,26 @@ def open_storage(
             otherwise it is an error, not a new empty database.
         on_stale: What to do with a trial whose heartbeat went stale, once it is failed
             (the study layer's retry rule); with heartbeats only.
+        wait: Wait out an outage while opening, as every later call does (a worker joining
+            a study that exists: a restart must not end it); else a server that does not
+            answer is an error at once (a mistyped host, at a command's start).
 
     Raises:
         StorageError: The URL is malformed or the database cannot be opened.
+        StorageOutage: With ``wait``, the database stayed unreachable past the wait.
     """
+    if wait:
+        return wait_out(
+            url,
+            lambda: open_storage(
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                read_only=read_only,
+                create=create,
+                on_stale=on_stale,
+            ),
+        )
     if url.startswith(JOURNAL_PREFIX):
         try:
             return JournalStorage(JournalFileBackend(str(_journal_path(url))))

@@ -3,9 +3,10 @@
 A user's first move is to point hpsearch at a table or a folder of images; writing a study
 file by hand then asks for choices that depend on the data: how many rows validate, how
 large a batch, how many epochs, how wide a network, which objective fits the task and the
-classes' balance, which column is an ID, whether images keep their colour. :func:`draft_study` reads the data once (with the
-checks every study runs, no torch) and makes those choices, each with a comment in the file
-that says why; :func:`init_study` writes it whole and checks that it loads as it would run.
+classes' balance, which column is an ID, whether images keep their colour.
+:func:`draft_study` reads the data once (with the checks every study runs, no torch) and
+makes those choices, each with a comment in the file that says why; :func:`init_study`
+writes it whole and checks that it loads as it would run.
 The file is a starting point, as a shipped study is: every line of it can be changed.
 """
 

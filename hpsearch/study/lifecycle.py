@@ -48,12 +48,13 @@ _log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
+def open_spec_storage(spec: StudySpec, create: bool = False, wait: bool = False) -> BaseStorage:
     """Opens the storage a study file names, with its heartbeat settings, for writing.
 
     Args:
         spec: The study file.
         create: Whether a missing SQLite file may be created (when creating the study).
+        wait: Wait out an outage while opening (a worker joining an existing study).
     """
     return open_storage(
         spec.storage,
@@ -61,6 +62,7 @@ def open_spec_storage(spec: StudySpec, create: bool = False) -> BaseStorage:
         grace_period=spec.grace_period,
         create=create,
         on_stale=RetryCleanly(MAX_RETRIES),
+        wait=wait,
     )
 
 

@@ -147,6 +147,35 @@ def test_an_outage_past_the_wait_is_one_line_and_resumable(
     _check_exact(url, 6)
 
 
+@pytest.mark.postgres
+def test_a_worker_that_joins_during_an_outage_waits_it_out(
+    own_postgres: PostgresCluster, tmp_path: Path
+) -> None:
+    url = own_postgres.database()
+    path = write_study(tmp_path, storage=url, budget={"trials": 2}, fixed=MEDIUM, **REAL_HB)
+    assert hpsearch("create", str(path)).returncode == 0
+    own_postgres.stop("fast")
+    try:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "hpsearch", "worker", str(path)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HPSEARCH_OFFLINE": "1"},
+        )
+        assert worker.stderr is not None
+        said = []
+        while not said or "unreachable" not in said[-1]:  # the outage, said as it starts
+            said.append(worker.stderr.readline())
+            assert said[-1], f"the worker ended: {said}"
+    finally:
+        own_postgres.start()
+    _, err = worker.communicate(timeout=240)
+    assert worker.returncode == 0, err
+    assert "is back after" in err and "error:" not in err
+    _check_exact(url, 2)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -165,6 +165,35 @@ def test_a_url_no_storage_could_open_is_one_line_for_readers_and_writers(
     assert [p.name for p in tmp_path.iterdir()] == [study.name]  # nothing written
 
 
+def test_opening_waits_out_an_outage_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    from hpsearch.errors import StorageOutage
+    from hpsearch.storage._optuna.rdb import ResilientRDBStorage
+
+    real, calls = ResilientRDBStorage.__init__, []
+
+    def down_twice(self: ResilientRDBStorage, *args: object, **kwargs: object) -> None:
+        calls.append(1)
+        if len(calls) <= 2 or os.environ.get("DOWN_FOR_GOOD"):
+            raise sa.exc.OperationalError("connect", {}, Exception("connection refused"))
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ResilientRDBStorage, "__init__", down_twice)
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    with pytest.raises(StorageError, match=r"cannot open: .*connection refused"):
+        open_storage(url, create=True)  # a command's start: a mistyped host says so at once
+    calls.clear()
+    assert isinstance(open_storage(url, create=True, wait=True), ResilientRDBStorage)
+    assert len(calls) == 3
+    monkeypatch.setenv("DOWN_FOR_GOOD", "1")
+    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "1")
+    with pytest.raises(StorageOutage, match=r"unreachable for 1 s \(.*connection refused\)"):
+        open_storage(url, create=True, wait=True)
+
+
 def test_a_sqlite_file_in_a_missing_folder_names_the_folder(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'nodir' / 'hp.db'}"
     with pytest.raises(StorageError) as e:

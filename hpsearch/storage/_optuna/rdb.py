@@ -17,6 +17,7 @@ import threading
 import time
 from typing import Any
 from typing import cast
+from typing import TypeVar
 import uuid
 
 from optuna.distributions import BaseDistribution
@@ -37,6 +38,7 @@ from hpsearch.storage.outages import transient
 from hpsearch.storage.urls import redact
 from hpsearch.storage.urls import sqlite_path
 
+_T = TypeVar("_T")
 _log = logging.getLogger(__name__)
 
 # System attribute of a queued trial: finds a retried insert's trial after a dropped
@@ -161,10 +163,7 @@ class ResilientRDBStorage(RDBStorage):
                 deadline = deadline or now + wait
                 self._outage_started(e)
                 if now >= deadline:
-                    raise StorageOutage(
-                        f"storage {redact(self.url)}: unreachable for {wait:.0f} s "
-                        f"({reason(e, self.url)}); set ${OUTAGE_WAIT_ENV} to wait longer"
-                    ) from e
+                    raise _past_wait(self.url, wait, e) from e
                 time.sleep(pause)
                 pause = min(2 * pause, 5.0)
                 failed = True
@@ -173,27 +172,10 @@ class ResilientRDBStorage(RDBStorage):
             return result
 
     def _outage_started(self, error: BaseException) -> None:
-        with self._outage_lock:
-            if ResilientRDBStorage._outage_since is None:
-                ResilientRDBStorage._outage_since = time.monotonic()
-                _log.warning(
-                    "storage %s unreachable (%s); waiting up to %.0f s for it",
-                    redact(self.url),
-                    reason(error, self.url),
-                    outage_wait(),
-                )
+        _outage_started(self.url, error)
 
     def _outage_ended(self) -> None:
-        if ResilientRDBStorage._outage_since is None:
-            return
-        with self._outage_lock:
-            since = ResilientRDBStorage._outage_since
-            ResilientRDBStorage._outage_since = None
-            ResilientRDBStorage._outage_ended_at = time.monotonic()
-        if since is not None:
-            _log.warning(
-                "storage %s is back after %.0f s", redact(self.url), time.monotonic() - since
-            )
+        _outage_ended(self.url)
 
     def _full_message(self, error: BaseException) -> str:
         path = sqlite_path(self.url)
@@ -345,6 +327,68 @@ def first_trials(n: int) -> Iterator[None]:
         yield
     finally:
         _first.limit = None
+
+
+def wait_out(url: str, call: Callable[[], _T]) -> _T:
+    """Runs ``call`` (opening the storage at ``url``) until it fails for no outage, retrying
+    with backoff for :func:`outage_wait` seconds, the outage logged as a storage call's is.
+
+    Raises:
+        StorageOutage: The storage stayed unreachable past the wait.
+    """
+    wait = outage_wait()
+    deadline: float | None = None
+    pause = 0.2
+    while True:
+        try:
+            result = call()
+        except Exception as e:
+            if not transient(e):
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + wait
+            _outage_started(url, e)
+            if now >= deadline:
+                raise _past_wait(url, wait, e) from e
+            time.sleep(pause)
+            pause = min(2 * pause, 5.0)
+            continue
+        _outage_ended(url)
+        return result
+
+
+def _past_wait(url: str, wait: float, error: BaseException) -> StorageOutage:
+    return StorageOutage(
+        f"storage {redact(url)}: unreachable for {wait:.0f} s ({reason(error, url)}); "
+        f"set ${OUTAGE_WAIT_ENV} to wait longer"
+    )
+
+
+def _outage_started(url: str, error: BaseException) -> None:
+    """Logs an outage once a process, at its start."""
+    cls = ResilientRDBStorage
+    with cls._outage_lock:
+        if cls._outage_since is None:
+            cls._outage_since = time.monotonic()
+            _log.warning(
+                "storage %s unreachable (%s); waiting up to %.0f s for it",
+                redact(url),
+                reason(error, url),
+                outage_wait(),
+            )
+
+
+def _outage_ended(url: str) -> None:
+    """Logs an outage's end once, if one was under way."""
+    cls = ResilientRDBStorage
+    if cls._outage_since is None:
+        return
+    with cls._outage_lock:
+        since = cls._outage_since
+        cls._outage_since = None
+        cls._outage_ended_at = time.monotonic()
+    if since is not None:
+        _log.warning("storage %s is back after %.0f s", redact(url), time.monotonic() - since)
 
 
 def in_or_after_outage(seconds: float) -> bool:
