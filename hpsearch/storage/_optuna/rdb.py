@@ -143,39 +143,23 @@ class ResilientRDBStorage(RDBStorage):
         back between the check and the call: a claim would find its own trial RUNNING, take
         it for another worker's and leave it so, run by no one.
         """
-        wait = outage_wait()
-        deadline: float | None = None
-        pause = 0.2
         failed = False  # the last call failed: it may have committed, ask done() first
-        while True:
-            try:
-                finished = done() if failed else None
-                result = call() if finished is None else finished
-            except Exception as e:
-                if disk_full(e):
-                    raise StorageOutage(self._full_message(e)) from e
-                if not transient(e):
-                    raise
+
+        def attempt() -> Any:
+            finished = done() if failed else None
+            return call() if finished is None else finished
+
+        def on_error(e: Exception) -> None:
+            nonlocal failed
+            if disk_full(e):
+                raise StorageOutage(self._full_message(e)) from e
+            if transient(e):
+                failed = True
                 # This thread's session may be broken by the drop: start the retry afresh.
                 with contextlib.suppress(Exception):
                     self.scoped_session.remove()
-                now = time.monotonic()
-                deadline = deadline or now + wait
-                self._outage_started(e)
-                if now >= deadline:
-                    raise _past_wait(self.url, wait, e) from e
-                time.sleep(pause)
-                pause = min(2 * pause, 5.0)
-                failed = True
-                continue
-            self._outage_ended()
-            return result
 
-    def _outage_started(self, error: BaseException) -> None:
-        _outage_started(self.url, error)
-
-    def _outage_ended(self) -> None:
-        _outage_ended(self.url)
+        return wait_out(self.url, attempt, on_error)
 
     def _full_message(self, error: BaseException) -> str:
         path = sqlite_path(self.url)
@@ -329,9 +313,17 @@ def first_trials(n: int) -> Iterator[None]:
         _first.limit = None
 
 
-def wait_out(url: str, call: Callable[[], _T]) -> _T:
-    """Runs ``call`` (opening the storage at ``url``) until it fails for no outage, retrying
-    with backoff for :func:`outage_wait` seconds, the outage logged as a storage call's is.
+def wait_out(
+    url: str, call: Callable[[], _T], on_error: Callable[[Exception], None] | None = None
+) -> _T:
+    """Runs ``call`` (a call to the storage at ``url``, or opening it) until it fails for no
+    outage, retrying with backoff for :func:`outage_wait` seconds; the outage is logged once
+    a process as it starts and once as it ends.
+
+    Args:
+        url: The storage's URL, for the log and the error (its password hidden).
+        call: What to run.
+        on_error: Sees each error first (and may raise another instead).
 
     Raises:
         StorageOutage: The storage stayed unreachable past the wait.
@@ -343,6 +335,8 @@ def wait_out(url: str, call: Callable[[], _T]) -> _T:
         try:
             result = call()
         except Exception as e:
+            if on_error is not None:
+                on_error(e)
             if not transient(e):
                 raise
             now = time.monotonic()
