@@ -477,12 +477,13 @@ def test_a_copied_chunk_whose_commit_an_outage_hid_is_not_written_twice(
     assert ids == [db.trial_id(t) for t in copied]  # the hidden chunk's ids read back
 
 
-def _claims_meet_an_outage(
-    monkeypatch: pytest.MonkeyPatch, study: optuna.Study, in_place: Any = None
+def _writes_meet_an_outage(
+    monkeypatch: pytest.MonkeyPatch, study: optuna.Study, writer: str, in_place: Any = None
 ) -> list[str]:
-    """The first claim's transaction commits (or, given ``in_place``, runs that instead of
-    itself), then its connection drops; the first check of whether it committed finds the
-    database still down if it committed. Returns what happened, in order."""
+    """The first transaction that ``writer`` (a function's qualified name) runs commits
+    (or, given ``in_place``, runs that instead of itself), then its connection drops; the
+    first check of whether it committed finds the database still down if it committed.
+    Returns what happened, in order."""
     import sqlalchemy as sa
 
     from hpsearch.storage._optuna import sessions
@@ -493,8 +494,8 @@ def _claims_meet_an_outage(
     commit, get_trial, events = sessions.transaction, type(rdb).get_trial, []
 
     def commit_then_drop(storage: Any, run: Any) -> Any:
-        claiming = getattr(run, "__qualname__", "").startswith("_claim.")
-        if claiming and not events:
+        writing = getattr(run, "__qualname__", "").startswith(f"{writer}.")
+        if writing and not events:
             events.append("cut")  # first: the other worker's claim in its place goes through
             if in_place is None:
                 commit(storage, run)
@@ -547,13 +548,30 @@ def test_a_claim_whose_commit_an_outage_hid_is_kept_though_the_check_meets_the_o
     study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
     study.enqueue_trial({})
     study.enqueue_trial({})
-    events = _claims_meet_an_outage(monkeypatch, study)
+    events = _writes_meet_an_outage(monkeypatch, study, "_claim")
     claimed = db.claim_waiting_trial(study, {"worker": "w1", "pid": 1})
     assert events == ["dropped", "still down"]
     # the claim is not run again (it would find its own trial RUNNING and take the next)
     first, second = study.get_trials()
     assert (first.state, second.state) == (TrialState.RUNNING, TrialState.WAITING)
     assert claimed == db.trial_id(first) and first.user_attrs["worker"] == "w1"
+
+
+def test_params_whose_commit_an_outage_hid_are_not_written_twice(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Written twice, they break the table's uniqueness: the trial failed as a bad config.
+    study = _study(f"sqlite:///{tmp_path / 'hp.db'}")
+    study.enqueue_trial({})
+    worker = optuna.load_study(study_name="c", storage=db.worker_storage(db.storage_of(study)))
+    claimed = db.claim_waiting_trial(worker)
+    assert claimed is not None
+    events = _writes_meet_an_outage(monkeypatch, study, "set_trial_params")
+    trial = db.trial_for(worker, claimed)
+    with db.params_together(worker, claimed):
+        x = trial.suggest_float("x", 0, 1)
+    assert events == ["dropped", "still down"]
+    assert db.get_trial(study, claimed).params == {"x": x}
 
 
 def test_a_claim_cut_off_while_another_worker_took_its_trial_takes_the_next(
@@ -565,8 +583,11 @@ def test_a_claim_cut_off_while_another_worker_took_its_trial_takes_the_next(
     study.enqueue_trial({})
     other = optuna.load_study(study_name="c", storage=open_storage(url))
     taken: list[int | None] = []
-    events = _claims_meet_an_outage(
-        monkeypatch, study, lambda: taken.append(db.claim_waiting_trial(other, {"worker": "w2"}))
+    events = _writes_meet_an_outage(
+        monkeypatch,
+        study,
+        "_claim",
+        lambda: taken.append(db.claim_waiting_trial(other, {"worker": "w2"})),
     )
     claimed = db.claim_waiting_trial(study, {"worker": "w1"})
     assert events == ["dropped"]  # the check finds the trial RUNNING, but not as w1's
