@@ -601,7 +601,7 @@ def check_features(
             raise DataError(
                 f"{file}: column {name!r} has {distinct} distinct text values, more than "
                 f"max_categories ({max_categories}): an ID or free text? leave it out "
-                f"(dataset.drop: [{name}]), or raise dataset.max_categories"
+                f"(dataset.drop: [{name}], or --drop {name}), or raise dataset.max_categories"
             )
         kinds[name] = "category"
     if not kinds:

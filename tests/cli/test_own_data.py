@@ -94,7 +94,7 @@ BAD_TABLES: dict[str, tuple[Any, dict[str, Any], tuple[str, ...]]] = {
     "too many categories": (
         lambda names, rows: _column(names, rows, "id", [f"p{i}" for i in range(178)]),
         {"max_categories": 50},
-        ("column 'id'", "178 distinct text values", "max_categories (50)"),
+        ("column 'id'", "178 distinct text values", "max_categories (50)", "or --drop id"),
     ),
     "regression on text": (None, {"task": "regression"}, ("holds text", "'barolo'")),
     "column to drop": (None, {"drop": ["shade", "hue_"]}, ("no column 'hue_' to drop", "'hue'")),
