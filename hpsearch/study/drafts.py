@@ -85,15 +85,14 @@ def draft_study(
     Raises:
         DataError: The data cannot be read or fails a check, each problem in one line.
     """
-    own = sources.read_source(source)
     given_task = source.task is not None
+    if source.kind == "images" and source.color == "grey" and in_colour(Path(source.path)):
+        source = dataclasses.replace(source, color="rgb")  # found on a sample: read once
+    own = sources.read_source(source)
     ids = tuple(tables.counters(own.frame, own.kinds)) if own.kinds is not None else ()
     if own.kinds is not None:  # a table: its task written down, its IDs left out
         task = cast(Task, own.task)
         source = dataclasses.replace(source, task=task, drop=(*source.drop, *ids))
-        own = sources.read_source(source)
-    elif source.color == "grey" and in_colour(Path(source.path)):  # images: colour kept
-        source = dataclasses.replace(source, color="rgb")
         own = sources.read_source(source)
     rest = own.rows - (0 if source.test else round(own.rows * sources.TEST_FRACTION))
     val_fraction = 0.25 if rest < SMALL else 0.1

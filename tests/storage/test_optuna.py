@@ -480,30 +480,14 @@ def test_a_copied_chunk_whose_commit_an_outage_hid_is_not_written_twice(
 def _writes_meet_an_outage(
     monkeypatch: pytest.MonkeyPatch, study: optuna.Study, writer: str, in_place: Any = None
 ) -> list[str]:
-    """The first transaction that ``writer`` (a function's qualified name) runs commits
-    (or, given ``in_place``, runs that instead of itself), then its connection drops; the
-    first check of whether it committed finds the database still down if it committed.
-    Returns what happened, in order."""
+    """As :func:`_drop_after_commit`, and the first check of whether the write committed
+    finds the database still down if it did. Returns what happened, in order."""
     import sqlalchemy as sa
 
-    from hpsearch.storage._optuna import sessions
-
-    monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
+    events = _drop_after_commit(monkeypatch, writer, in_place)
     rdb = trials_module._rdb(db.storage_of(study))
     assert rdb is not None
-    commit, get_trial, events = sessions.transaction, type(rdb).get_trial, []
-
-    def commit_then_drop(storage: Any, run: Any) -> Any:
-        writing = getattr(run, "__qualname__", "").startswith(f"{writer}.")
-        if writing and not events:
-            events.append("cut")  # first: the other worker's claim in its place goes through
-            if in_place is None:
-                commit(storage, run)
-            else:
-                in_place()
-            events[-1] = "dropped"
-            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
-        return commit(storage, run)
+    get_trial = type(rdb).get_trial
 
     def still_down_once(self: Any, trial_id: int) -> Any:
         if events == ["dropped"] and in_place is None:
@@ -511,7 +495,6 @@ def _writes_meet_an_outage(
             raise sa.exc.OperationalError("SELECT", {}, Exception("connection refused"))
         return get_trial(self, trial_id)
 
-    monkeypatch.setattr(sessions, "transaction", commit_then_drop)
     monkeypatch.setattr(type(rdb), "get_trial", still_down_once)
     return events
 
@@ -596,25 +579,38 @@ def test_a_claim_cut_off_while_another_worker_took_its_trial_takes_the_next(
     assert claimed == db.trial_id(second) and second.user_attrs["worker"] == "w1"
 
 
-def _drop_after_commit(monkeypatch: pytest.MonkeyPatch, func: Any) -> list[int]:
-    """The first transaction that runs ``func`` commits, then its connection drops before
-    the answer comes back (the list it returns records that it did); an outage is waited out."""
+def _drop_after_commit(
+    monkeypatch: pytest.MonkeyPatch, writer: Any, in_place: Any = None
+) -> list[str]:
+    """The first transaction that runs ``writer`` (a function a partial runs, or the
+    qualified name of the function that makes it) commits, or given ``in_place`` runs that
+    instead, then its connection drops before the answer comes back; an outage is waited
+    out. Returns what happened (``dropped``), in order."""
     import sqlalchemy as sa
 
     from hpsearch.storage._optuna import sessions
 
     monkeypatch.setenv("HPSEARCH_STORAGE_WAIT", "30")
-    commit, dropped = sessions.transaction, []
+    commit, events = sessions.transaction, []
+
+    def picked(run: Any) -> bool:
+        if isinstance(writer, str):
+            return bool(getattr(run, "__qualname__", "").startswith(f"{writer}."))
+        return getattr(run, "func", None) is writer
 
     def commit_then_drop(rdb: Any, run: Any) -> Any:
-        result = commit(rdb, run)
-        if getattr(run, "func", None) is func and not dropped:
-            dropped.append(1)
-            raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
-        return result
+        if events or not picked(run):
+            return commit(rdb, run)
+        events.append("cut")  # first: another worker's write in its place goes through
+        if in_place is None:
+            commit(rdb, run)
+        else:
+            in_place()
+        events[-1] = "dropped"
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("connection dropped"))
 
     monkeypatch.setattr(sessions, "transaction", commit_then_drop)
-    return dropped
+    return events
 
 
 def _orphans(url: str) -> dict[str, int]:
