@@ -372,10 +372,15 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
     names = [p.name for p in spec.space.params]
     points = f"; {len(spec.points())} points" if spec.is_finite else ""
     data = line_of(spec) or f"data {spec.base.dataset} (built-in)"
+    first = (
+        f" ({plan.starts} start_with point{'s' if plan.starts > 1 else ''} first)"
+        if plan.starts
+        else ""
+    )
     if plan.counts is None:
         stored = (
             f"{redact(spec.storage)}: no study {spec.name} yet; a start creates it and queues "
-            f"{plan.change} trials"
+            f"{plan.change} trials{first}"
         )
     else:
         states = ", ".join(f"{k.lower()} {v}" for k, v in plan.counts.states.items())
@@ -386,7 +391,7 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
         if plan.change < 0:
             stored += f"; a start takes {-plan.change} queued trials beyond the budget off"
         else:
-            stored += f"; a start queues {plan.change or 'no'} more"
+            stored += f"; a start queues {plan.change or 'no'} more{first}"
     return [
         f"search    sampler {spec.sampler}, pruner {spec.pruner}, {limits}, "
         f"population {spec.population}",

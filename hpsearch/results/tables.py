@@ -80,9 +80,11 @@ def short_names(columns: list[str]) -> dict[str, str]:
 
 
 def resolve_column(name: str, columns: list[str]) -> str | None:
-    """The column ``name`` stands for: itself, or the column it is the short name of."""
-    if name in columns:
-        return name
+    """The column ``name`` stands for: itself, the parameter of that name (``optimizer``
+    for ``param.optimizer``), or the column it is the short name of."""
+    for column in (name, f"param.{name}"):
+        if column in columns:
+            return column
     full = [c for c, short in short_names(columns).items() if short == name]
     return full[0] if len(full) == 1 else None
 

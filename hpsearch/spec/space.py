@@ -4,7 +4,9 @@ A parameter suggests the value of one :class:`~hpsearch.spec.config.TrainConfig`
 inclusive, as in Optuna. ``LayersParam`` samples a depth and then one width per layer, so the
 widths of layers beyond the sampled depth do not exist. A parameter with ``when`` exists only
 if an earlier parameter took one of the listed values. Finite spaces expand into points for
-grid and one-factor-at-a-time studies (:meth:`SearchSpace.grid_points`).
+grid and one-factor-at-a-time studies (:meth:`SearchSpace.grid_points`); a point the user
+knows (a study file's ``start_with:``) becomes the Optuna params that fix it
+(:meth:`SearchSpace.fix`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import json
 from typing import Any
 from typing import Protocol
 from typing import TYPE_CHECKING
+
+from hpsearch.errors import shorten
+from hpsearch.spec.validation import did_you_mean
+from hpsearch.spec.validation import Problems
 
 if TYPE_CHECKING:  # a trial is only suggested to; importing Optuna costs a command 0.1 s
     import optuna
@@ -56,6 +62,14 @@ class Param(Protocol):
     def extremes(self) -> list[Any]:
         """A few config values that span the parameter's range, for validation."""
 
+    def fix(self, value: Any) -> dict[str, Any]:
+        """The Optuna params that make the parameter take the config value ``value``.
+
+        Raises:
+            ValueError: ``value`` is not one the parameter can take; the message says what
+                it can.
+        """
+
 
 class _OwnField:
     """A parameter named after the config field it sets; finite unless it says otherwise."""
@@ -87,6 +101,26 @@ def _frange(low: float, high: float, step: float) -> list[float]:
     return [float(k * step + low) for k in range(_steps(low, high, step) + 1)]
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _within(value: Any, low: float, high: float, integer: bool) -> None:
+    kind = "a whole number" if integer else "a number"
+    if not (isinstance(value, int) if integer else _is_number(value)) or isinstance(value, bool):
+        raise ValueError(f"must be {kind} in [{low:g}, {high:g}], got {shorten(value)}")
+    if not low <= value <= high:
+        raise ValueError(f"must be in [{low:g}, {high:g}], got {value:g}")
+
+
+def _on_step(value: float, low: float, step: float) -> float:
+    """``value`` as the grid value ``k * step + low`` it is, as a sampler would draw it."""
+    k = (value - low) / step
+    if abs(k - round(k)) > 1e-8:
+        raise ValueError(f"must be {low:g} plus a multiple of the step {step:g}, got {value:g}")
+    return round(k) * step + low
+
+
 @dataclass(frozen=True)
 class FloatParam(_OwnField):
     """A float in ``[low, high]``, optionally on a log scale or on a ``step`` grid."""
@@ -107,6 +141,12 @@ class FloatParam(_OwnField):
 
     def suggest(self, trial: optuna.Trial) -> Any:
         return trial.suggest_float(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def fix(self, value: Any) -> dict[str, Any]:
+        _within(value, self.low, self.high, integer=False)
+        if self.step is not None:
+            value = _on_step(value, self.low, self.step)
+        return {self.name: float(value)}
 
     def size(self) -> int | None:
         return None if self.step is None else _steps(self.low, self.high, self.step) + 1
@@ -133,6 +173,10 @@ class IntParam(_OwnField):
 
     def suggest(self, trial: optuna.Trial) -> Any:
         return trial.suggest_int(self.name, self.low, self.high, log=self.log, step=self.step)
+
+    def fix(self, value: Any) -> dict[str, Any]:
+        _within(value, self.low, self.high, integer=True)
+        return {self.name: int(_on_step(value, self.low, self.step))}
 
     def size(self) -> int | None:
         return len(range(self.low, self.high + 1, self.step))
@@ -167,6 +211,14 @@ class CategoricalParam(_OwnField):
 
     def options(self) -> list[Option] | None:
         return [({self.name: encode_choice(c)}, c) for c in self.choices]
+
+    def fix(self, value: Any) -> dict[str, Any]:
+        # `true` is not the choice 1, nor 1 the choice `true` (Python's True == 1)
+        for choice in self.choices:
+            if choice == value and isinstance(choice, bool) == isinstance(value, bool):
+                return {self.name: encode_choice(choice)}
+        allowed = ", ".join(shorten(c) for c in self.choices)
+        raise ValueError(f"must be one of its values: {allowed}; got {shorten(value)}")
 
 
 @dataclass(frozen=True)
@@ -206,6 +258,23 @@ class LayersParam:
             for n in self._width_names(depth)
         ]
 
+    def fix(self, value: Any) -> dict[str, Any]:
+        low, high = self.depth_low, self.depth_high
+        if not isinstance(value, list) or not low <= len(value) <= high:
+            raise ValueError(
+                f"must be a list of {low} to {high} layer widths ([128, 64]), got {shorten(value)}"
+            )
+        if self.same_width and len(set(value)) > 1:
+            raise ValueError(f"must be one width for every layer (same_width), got {value}")
+        params: dict[str, Any] = {f"{self.name}.depth": len(value)}
+        for i, (name, width) in enumerate(zip(self._width_names(len(value)), value, strict=True)):
+            try:
+                _within(width, self.width_low, self.width_high, integer=True)
+                params[name] = int(_on_step(width, self.width_low, self.width_step))
+            except ValueError as e:
+                raise ValueError(f"width {i}: {e}") from None
+        return params
+
     def size(self) -> int | None:
         widths = len(range(self.width_low, self.width_high + 1, self.width_step))
         depths = range(self.depth_low, self.depth_high + 1)
@@ -236,6 +305,15 @@ class TooManyPoints(ValueError):
         super().__init__(f"more than {most:,} points")
 
 
+def point_key(params: Mapping[str, Any]) -> str:
+    """One text for equal points of Optuna params, whatever their keys' order."""
+    return json.dumps(params, sort_keys=True)
+
+
+def _either(values: tuple[Any, ...]) -> str:
+    return " or ".join(str(v) for v in values)
+
+
 def _active(param: Param, values: Mapping[str, Any]) -> bool:
     return all(values.get(k, _MISSING) in allowed for k, allowed in param.when.items())
 
@@ -262,6 +340,47 @@ class SearchSpace:
         """Whether every parameter has a finite list of values (needed for a grid)."""
         return all(p.finite for p in self.params)
 
+    def fix(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The Optuna params that fix a known point; its parameters left out are drawn.
+
+        Args:
+            point: Config values by parameter name, e.g. ``{"lr": 0.01, "hidden_layers":
+                [128]}``: some or all of the space's parameters.
+
+        Raises:
+            Problems: Each parameter the space lacks, each value it cannot take, each
+                conditional parameter whose condition the point does not meet.
+        """
+        by_name = {p.name: p for p in self.params}
+        found = [
+            (key, f"not a parameter of space{did_you_mean(str(key), by_name)}")
+            for key in point
+            if key not in by_name
+        ]
+        if not point:
+            found.append(("", "empty: give at least one parameter of space"))
+        params: dict[str, Any] = {}
+        for param in self.params:
+            if param.name not in point:
+                continue
+            for key, allowed in param.when.items():
+                if key not in point or point[key] not in allowed:
+                    given = (
+                        f"; this point's is {shorten(point[key])}"
+                        if key in point
+                        else f": give {key} too"
+                    )
+                    found.append(
+                        (param.name, f"exists only when {key} is {_either(allowed)}{given}")
+                    )
+            try:
+                params.update(param.fix(point[param.name]))
+            except ValueError as e:
+                found.append((param.name, str(e)))
+        if found:
+            raise Problems(found)
+        return params
+
     def grid_points(self, most: int = MAX_POINTS) -> list[dict[str, Any]]:
         """Every combination of values, as Optuna params, inactive parameters left out.
 
@@ -285,7 +404,7 @@ class SearchSpace:
                 for extra, value in options:
                     grown.append(({**optuna_params, **extra}, {**by_name, param.name: value}))
             points = grown
-        unique = {json.dumps(p, sort_keys=True): p for p, _ in points}
+        unique = {point_key(p): p for p, _ in points}
         return list(unique.values())
 
     def one_factor_points(

@@ -54,6 +54,7 @@ from hpsearch.spec.space import IntParam
 from hpsearch.spec.space import LayersParam
 from hpsearch.spec.space import MAX_POINTS
 from hpsearch.spec.space import Param
+from hpsearch.spec.space import point_key
 from hpsearch.spec.space import SearchSpace
 from hpsearch.spec.space import TooManyPoints
 from hpsearch.spec.tasks import CLASS_ONLY
@@ -130,6 +131,8 @@ class StudySpec:
     description: str = ""
     # Grid or one-factor points as (factor, value, optuna params), expanded once at parse time.
     finite_points: tuple[Point, ...] = field(default=())
+    # The file's start_with: points the user knows, as Optuna params (some may be left out)
+    start_points: tuple[Mapping[str, Any], ...] = field(default=())
     seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
     population: int = 1  # trials a worker claims and trains at once
     # what the file left to the data's task: "loss" (the trainer's), "objective"
@@ -200,8 +203,8 @@ class StudySpec:
 
         Stored with the study; a resume with a different definition is refused (see
         :func:`definition_changes`). Settings that change how, not what, a study computes
-        (budget, timeout, heartbeat, sampler, pruner, device, data_dir, eval_batch_size,
-        precision, cuda_graphs) are left out, so they may change between runs.
+        (budget, timeout, heartbeat, sampler, pruner, start_with, device, data_dir,
+        eval_batch_size, precision, cuda_graphs) are left out, so they may change between runs.
         """
         searched = {p.target for p in self.space.params}
         fixed = {
@@ -671,6 +674,11 @@ class StudyFile(_Strict):
     population: Annotated[StrictInt, Field(ge=1, le=MAX_POPULATION)] | None = None
     """Trials a worker claims and trains together on its device, in the same kernels [1];
     16-64 suits a GPU (see the README's Speed)."""
+    start_with: (
+        Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_POINTS)] | None
+    ) = None
+    """Points you know, queued first: values by parameter of space (hidden_layers: [128]);
+    those left out are drawn by the sampler."""
 
     @pydantic.field_validator("name")
     @classmethod
@@ -730,6 +738,8 @@ class StudyFile(_Strict):
             )
         if sampler in FINITE_SAMPLERS:
             found.extend(_finite_problems(sampler, self.space))
+        if self.start_with:
+            found.extend(_start_problems(self.start_with, self.space, sampler, self.budget))
         if len(objectives) > 1:
             if sampler in SINGLE_OBJECTIVE_SAMPLERS:
                 found.append(
@@ -771,6 +781,33 @@ def _finite_problems(sampler: str, space: Mapping[str, Any]) -> list[tuple[str, 
 
 
 _FEWER = ": fewer values or a larger step, or sample the range with random or tpe"
+
+
+def _start_problems(
+    points: list[dict[str, Any]],
+    space: Mapping[str, Any],
+    sampler: str,
+    budget: BudgetFile | None,
+) -> list[tuple[str, str]]:
+    """Known points: each one the space can take, once, no more than the budget runs."""
+    if sampler in FINITE_SAMPLERS:
+        return [("start_with", f"a {sampler} study queues every point of its space itself")]
+    trials = (budget or BudgetFile()).trials
+    if trials is not None and len(points) > trials:
+        return [("start_with", f"{len(points)} points, more than budget.trials ({trials})")]
+    found: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    space_ = SearchSpace(tuple(_param(name, spec) for name, spec in space.items()))
+    for i, point in enumerate(points):
+        try:
+            key = point_key(space_.fix(point))
+        except Problems as e:
+            found += [(f"start_with[{i}]" + (f".{k}" if k else ""), m) for k, m in e.problems]
+            continue
+        if key in seen:
+            found.append((f"start_with[{i}]", f"the same point as start_with[{seen[key]}]"))
+        seen.setdefault(key, i)
+    return found
 
 
 def study_schema() -> dict[str, Any]:
@@ -928,6 +965,7 @@ def parse_study(
         path=source,
         description=f.description or "",
         finite_points=_finite_points(sampler_name, space, base, source),
+        start_points=tuple(space.fix(point) for point in f.start_with or ()),
         population=f.population or 1,
         open_defaults=open_defaults,
     )

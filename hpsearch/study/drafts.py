@@ -216,6 +216,9 @@ def _space(shape: _Shape) -> list[str]:
             if shape.largest is not None
             else []
         ),
+        "",
+        _noted("# start_with:", "settings you know work, trained first; the rest drawn"),
+        "#   - {hidden_layers: [64], optimizer: adam, lr: 1.0e-3}",
     ]
 
 

@@ -9,9 +9,9 @@ processes and hosts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import contextlib
 import dataclasses
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from hpsearch.spec.config import TrainConfig
 from hpsearch.spec.datasource import DataSource
 from hpsearch.spec.datasource import fingerprint
 from hpsearch.spec.datasource import fingerprint_changes
+from hpsearch.spec.space import point_key
 from hpsearch.spec.studyfile import definition_changes
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.storage import open_storage
@@ -253,10 +254,6 @@ def data_line(spec: StudySpec) -> str | None:
     return describe(source, spec.base.val_fraction, tuple(o.metric for o in spec.objectives))
 
 
-def _point_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
 def top_up(study: optuna.Study, spec: StudySpec) -> int:
     """Queues WAITING trials for whatever the budget still lacks, or takes those queued
     beyond a lowered budget (``--trials 3`` on a study that queued 40) off the queue, the last
@@ -317,16 +314,27 @@ def _waiting(counts: db.TrialCounts) -> int:
 
 
 def _missing(study: optuna.Study, spec: StudySpec, room: int) -> list[db.QueuedTrial]:
-    """The trials to queue for ``room`` more: as many blank ones, or a grid's or one-factor
-    study's points that no counted trial holds yet."""
+    """The trials to queue for ``room`` more: the file's known points that no trial holds
+    yet, then blank ones; or a grid's or one-factor study's points that no counted trial
+    holds yet."""
     if room <= 0:
         return []
     if not spec.is_finite:
-        return [db.QueuedTrial()] * room
+        starts = [db.QueuedTrial(p) for p in _starts_left(study, spec)][:room]
+        return starts + [db.QueuedTrial()] * (room - len(starts))
     counted = budget.counted_trials(study)  # a grid's or one-factor study's points
-    done = {_point_key(record.fixed_params(t)) for t in counted}
-    missing = [pt for pt in spec.points() if _point_key(pt[2]) not in done][:room]
+    done = {point_key(record.fixed_params(t)) for t in counted}
+    missing = [pt for pt in spec.points() if point_key(pt[2]) not in done][:room]
     return [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing]
+
+
+def _starts_left(study: optuna.Study, spec: StudySpec) -> list[Mapping[str, Any]]:
+    """The file's ``start_with`` points that no trial was queued with: each is queued once
+    in a study's life (a failed one is queued again by ``retry``, not by a start)."""
+    if not spec.start_points:
+        return []  # no load of every trial
+    held = {point_key(record.fixed_params(t)) for t in study.get_trials(deepcopy=False)}
+    return [p for p in spec.start_points if point_key(p) not in held]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,10 +344,12 @@ class Plan:
     Attributes:
         counts: The stored study's trials by state; ``None``: there is no such study yet.
         change: Trials it would queue; negative: take off the queue (a lowered budget).
+        starts: How many of those it queues are ``start_with`` points (queued first).
     """
 
     counts: db.TrialCounts | None
     change: int
+    starts: int = 0
 
 
 def plan(spec: StudySpec) -> Plan:
@@ -353,24 +363,25 @@ def plan(spec: StudySpec) -> Plan:
             stored study with another definition, or on other data.
     """
     sampler, pruner = make_sampler(spec), make_pruner(spec)  # as a start refuses them
+    new = Plan(None, spec.budget(), min(len(spec.start_points), spec.budget()))
     if not db.holds_studies(spec.storage):
-        return Plan(None, spec.budget())
+        return new
     storage = open_storage(spec.storage, read_only=True)
     try:
         study = optuna.load_study(
             study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner
         )
     except KeyError:
-        return Plan(None, spec.budget())
+        return new
     _check_directions(study, spec)
     check_definition(study, spec, store=False)
     counts = db.trial_counts(study)
     room = spec.budget() - budget.used(counts)
-    if room >= 0:
-        change = len(_missing(study, spec, room))
-    else:  # at most what waits; none where the storage cannot take a trial off (a journal)
-        change = -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0
-    return Plan(counts, change)
+    if room < 0:  # at most what waits; none where the storage cannot take one off (a journal)
+        return Plan(counts, -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0)
+    missing = _missing(study, spec, room)
+    starts = 0 if spec.is_finite else sum(1 for trial in missing if trial.params)
+    return Plan(counts, len(missing), starts)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:

@@ -407,6 +407,28 @@ def test_check_says_what_a_start_would_do_and_writes_nothing(tmp_path: Path) -> 
     assert len(refused.stderr.splitlines()) == 1 and "Traceback" not in refused.stderr
 
 
+def test_a_run_trains_the_known_points_first_and_draws_what_they_leave_out(
+    tmp_path: Path,
+) -> None:
+    known = [{"lr": 0.05, "hidden_layers": [32, 16]}, {"hidden_layers": []}]
+    path, url = _study(tmp_path, budget={"trials": 3}, population=2, start_with=known)
+    checked = hpsearch("check", str(path), "--no-train")
+    assert "queues 3 trials (2 start_with points first)" in checked.stdout, checked.stderr
+    ran = hpsearch("run", str(path), "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    first, second, third = open_study("t", url).get_trials()
+    assert first.params == {
+        "lr": 0.05,
+        "hidden_layers.depth": 2,
+        "hidden_layers.width_0": 32,
+        "hidden_layers.width_1": 16,
+    }
+    assert second.params["hidden_layers.depth"] == 0 and 1e-3 <= second.params["lr"] <= 0.1
+    assert third.state == TrialState.COMPLETE and "hidden_layers.depth" in third.params
+    again = hpsearch("check", str(path), "--no-train", "--trials", "4")
+    assert "a start queues 1 more" in again.stdout and "start_with" not in again.stdout
+
+
 @pytest.mark.slow
 def test_run_stops_on_repeated_errors_and_retry_requeues(tmp_path: Path) -> None:
     path, url = _study(tmp_path, budget={"trials": 6}, **BROKEN_SPACE)

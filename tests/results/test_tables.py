@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from hpsearch.results.tables import fit_table
 from hpsearch.results.tables import format_rows
+from hpsearch.results.tables import resolve_column
+from hpsearch.results.tables import select_columns
 
 
 def test_a_table_and_its_notes_fit_the_width() -> None:
@@ -30,3 +32,26 @@ def test_a_tables_numbers_round_to_4_digits_in_lists_too_and_csv_keeps_them_whol
         "r",
     ]
     assert format_rows(rows, "csv").splitlines()[1] == 'q,"[0.06859968105951945, 2.0]"'
+
+
+def test_a_column_is_named_in_full_by_its_short_name_or_by_its_parameters_name() -> None:
+    columns = [
+        "number",
+        "param.optimizer",
+        "param.weight_decay",
+        "param.net.width_1",
+        "param_count",
+    ]
+    rows = [dict.fromkeys(columns, 1)]
+    for name, full in [
+        ("param.optimizer", "param.optimizer"),
+        ("optim", "param.optimizer"),  # the table's short name
+        ("optimizer", "param.optimizer"),  # the parameter's own name, as in the study file
+        ("weight_decay", "param.weight_decay"),
+        ("width_1", "param.net.width_1"),
+        ("net.width_1", "param.net.width_1"),
+        ("param_count", "param_count"),
+    ]:
+        assert resolve_column(name, columns) == full, name
+    assert resolve_column("momentum", columns) is None
+    assert select_columns(rows, "number,optimizer") == [{"number": 1, "optimizer": 1}]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import optuna
 import pytest
 
@@ -9,6 +11,7 @@ from hpsearch.spec.space import IntParam
 from hpsearch.spec.space import LayersParam
 from hpsearch.spec.space import SearchSpace
 from hpsearch.spec.space import TooManyPoints
+from hpsearch.spec.validation import Problems
 
 
 def _drawn(space: SearchSpace, n: int) -> set[str]:
@@ -124,3 +127,96 @@ def test_one_factor_points() -> None:
         ("batch_size", 256),
     ]
     assert points[2][2] == {"activation": "sigmoid", "batch_size": 64}
+
+
+KNOWN_POINTS = [
+    (FloatParam("lr", 1e-4, 0.3, log=True), 0.01, {"lr": 0.01}),
+    (FloatParam("dropout", 0.0, 0.5, step=0.125), 0.375, {"dropout": 0.375}),
+    (IntParam("epochs", 2, 20, step=2), 8, {"epochs": 8}),
+    (CategoricalParam("activation", ("relu", "gelu")), "gelu", {"activation": "gelu"}),
+    (
+        CategoricalParam("hidden_layers", ([64], [128, 64])),
+        [128, 64],
+        {"hidden_layers": "[128, 64]"},
+    ),
+    (CategoricalParam("batch_norm", (1, True)), True, {"batch_norm": True}),  # not 1
+    (
+        LayersParam("net", 1, 3, 16, 256, width_log=True),
+        [200, 17],
+        {"net.depth": 2, "net.width_0": 200, "net.width_1": 17},
+    ),
+    (LayersParam("net", 0, 3, 16, 256), [], {"net.depth": 0}),
+    (
+        LayersParam("net", 1, 3, 16, 256, same_width=True),
+        [64, 64],
+        {"net.depth": 2, "net.width": 64},
+    ),
+]
+
+
+@pytest.mark.parametrize(("param", "value", "params"), KNOWN_POINTS)
+def test_a_known_point_is_what_a_trial_queued_with_its_params_suggests(
+    param: object, value: object, params: dict[str, object]
+) -> None:
+    space = SearchSpace((param,))  # type: ignore[arg-type]
+    assert space.fix({param.name: value}) == params  # type: ignore[attr-defined]
+    study = optuna.create_study()
+    study.enqueue_trial(params)
+    assert space.suggest(study.ask()) == {param.target: value}  # type: ignore[attr-defined]
+
+
+def test_a_known_value_on_a_step_is_the_grid_value_a_sampler_draws() -> None:
+    param = FloatParam("dropout", 0.1, 0.5, step=0.1)
+    fixed = param.fix(0.3)["dropout"]
+    assert fixed != 0.3 and fixed == 0.1 + 2 * 0.1  # 0.30000000000000004
+    assert {"dropout": fixed} in [params for params, _ in param.options() or []]
+
+
+def test_a_known_point_leaves_the_rest_to_the_sampler_and_meets_its_conditions() -> None:
+    space = SearchSpace(
+        (
+            CategoricalParam("optimizer", ("adam", "sgd")),
+            FloatParam("momentum", 0.0, 0.9, when={"optimizer": ("sgd",)}),
+            FloatParam("lr", 1e-4, 0.3, log=True),
+        )
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.enqueue_trial(space.fix({"optimizer": "sgd", "momentum": 0.5}))
+    values = space.suggest(study.ask())
+    assert values["optimizer"] == "sgd" and values["momentum"] == 0.5
+    assert 1e-4 <= values["lr"] <= 0.3
+    with pytest.raises(Problems) as err:
+        space.fix({"momentum": 0.5, "lr": 1.0, "optimiser": "sgd"})
+    assert err.value.problems == [
+        (
+            "optimiser",
+            "not a parameter of space (did you mean 'optimizer'?); "
+            "allowed: optimizer, momentum, lr",
+        ),
+        ("momentum", "exists only when optimizer is sgd: give optimizer too"),
+        ("lr", "must be in [0.0001, 0.3], got 1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        (FloatParam("lr", 1e-4, 0.3), "fast", "must be a number in [0.0001, 0.3], got 'fast'"),
+        (FloatParam("lr", 1e-4, 0.3), True, "must be a number in [0.0001, 0.3], got True"),
+        (FloatParam("lr", 1e-4, 0.3), float("nan"), "must be in [0.0001, 0.3], got nan"),
+        (FloatParam("d", 0.1, 0.5, step=0.1), 0.25, "must be 0.1 plus a multiple of the step 0.1"),
+        (IntParam("epochs", 2, 20), 2.5, "must be a whole number in [2, 20], got 2.5"),
+        (IntParam("epochs", 2, 20, step=2), 5, "must be 2 plus a multiple of the step 2, got 5"),
+        (CategoricalParam("act", ("relu", "gelu")), "elu", "one of its values: 'relu', 'gelu'"),
+        (CategoricalParam("bn", (1, 0)), True, "must be one of its values: 1, 0; got True"),
+        (LayersParam("net", 1, 2, 16, 256), [64] * 3, "must be a list of 1 to 2 layer widths"),
+        (LayersParam("net", 1, 2, 16, 256), 64, "must be a list of 1 to 2 layer widths"),
+        (LayersParam("net", 1, 2, 16, 256), [64, 8], "width 1: must be in [16, 256], got 8"),
+        (LayersParam("net", 1, 2, 16, 256, same_width=True), [32, 64], "one width for every"),
+    ],
+)
+def test_a_value_the_parameter_cannot_take_says_what_it_can(
+    param: object, value: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        param.fix(value)  # type: ignore[attr-defined]

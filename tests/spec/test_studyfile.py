@@ -343,6 +343,50 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("missing budget", {"budget": {}}, "budget.trials: required"),
     ("no space", {"space": {}}, "space: required"),
     ("no name", {"name": ""}, "name: required"),
+    (
+        "a known point's unknown parameter",
+        {"start_with": [{"lr": 0.01}, {"lrr": 0.01}]},
+        "start_with[1].lrr: not a parameter of space (did you mean 'lr'?)",
+    ),
+    (
+        "a known point out of range",
+        {"start_with": [{"lr": 5}]},
+        "start_with[0].lr: must be in [0.001, 0.1], got 5",
+    ),
+    (
+        "known layers too deep",
+        {"start_with": [{"hidden_layers": [8, 8, 8]}]},
+        "start_with[0].hidden_layers: must be a list of 0 to 2 layer widths ([128, 64]), got "
+        "[8, 8, 8]",
+    ),
+    ("an empty known point", {"start_with": [{}]}, "start_with[0]: empty: give at least one"),
+    ("a known point that is not one", {"start_with": [3]}, "start_with[0]: expected a mapping"),
+    (
+        "a known point twice",
+        {"start_with": [{"lr": 0.01}, {"lr": 0.01}]},
+        "start_with[1]: the same point as start_with[0]",
+    ),
+    (
+        "more known points than the budget",
+        {"start_with": [{"lr": 0.001 * i} for i in range(1, 6)]},
+        "start_with: 5 points, more than budget.trials (4)",
+    ),
+    (
+        "a known point of a grid",
+        {"sampler": "grid", "space": {"lr": [0.01, 0.1]}, "start_with": [{"lr": 0.01}]},
+        "start_with: a grid study queues every point of its space itself",
+    ),
+    (
+        "a known point's condition unmet",
+        {
+            "space": {
+                "optimizer": ["adam", "sgd"],
+                "momentum": {"type": "float", "low": 0, "high": 0.9, "when": {"optimizer": "sgd"}},
+            },
+            "start_with": [{"momentum": 0.5, "optimizer": "adam"}],
+        },
+        "start_with[0].momentum: exists only when optimizer is sgd; this point's is 'adam'",
+    ),
 ]
 
 

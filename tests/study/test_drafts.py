@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+import re
 import shutil
 from typing import Any
 
@@ -54,6 +55,17 @@ def test_a_drafted_study_loads_as_written_and_runs(tmp_path: Path) -> None:
     study, stats = run_study(load_spec(str(tmp_path / "wine.yaml"), spec.storage, trials=4))
     assert stats.completed + stats.pruned == 4 and stats.failed == 0
     assert study.best_trial.user_attrs["test_accuracy"] > 0.8  # wine is easy
+
+
+def test_a_drafted_studys_known_point_loads_once_uncommented(tmp_path: Path) -> None:
+    init_study(_source(write_wine(tmp_path), target="cultivar"), tmp_path / "wine.yaml")
+    text = (tmp_path / "wine.yaml").read_text()
+    assert "# start_with:" in text
+    (tmp_path / "known.yaml").write_text(re.sub(r"^# (start_with:|  - )", r"\1", text, flags=re.M))
+    spec = load_spec(str(tmp_path / "known.yaml"))
+    assert spec.start_points == (
+        {"hidden_layers.depth": 1, "hidden_layers.width_0": 64, "optimizer": "adam", "lr": 1e-3},
+    )
 
 
 def test_a_drafted_study_loads_without_a_warning(

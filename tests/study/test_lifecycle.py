@@ -9,6 +9,7 @@ import re
 import sqlite3
 from typing import Any
 
+import optuna
 import pytest
 import sqlalchemy as sa
 
@@ -68,6 +69,46 @@ def test_a_grid_plans_only_its_missing_points(tmp_path: Path) -> None:
     assert plan(_spec(tmp_path, **grid)).change == 3
     prepare(_spec(tmp_path, trials=2, **grid))
     assert plan(_spec(tmp_path, trials=5, **grid)).change == 1  # three points in all
+
+
+KNOWN = [{"lr": 0.05, "hidden_layers": [32, 16]}, {"lr": 0.002}]
+
+
+def _queued_with(tmp_path: Path) -> list[dict[str, Any]]:
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'hp.db'}")
+    return [record.fixed_params(t) for t in study.get_trials()]
+
+
+def test_known_points_are_queued_first_once_in_a_studys_life(tmp_path: Path) -> None:
+    assert plan(_spec(tmp_path, start_with=KNOWN)).starts == 2
+    prepare(_spec(tmp_path, trials=3, start_with=KNOWN))
+    known = [
+        {
+            "lr": 0.05,
+            "hidden_layers.depth": 2,
+            "hidden_layers.width_0": 32,
+            "hidden_layers.width_1": 16,
+        },
+        {"lr": 0.002},  # what it leaves out is drawn
+    ]
+    assert _queued_with(tmp_path) == [*known, {}]
+    # a raised budget queues blank trials: each known point is queued once
+    raised = plan(_spec(tmp_path, trials=5, start_with=KNOWN))
+    assert (raised.change, raised.starts) == (2, 0)
+    prepare(_spec(tmp_path, trials=5, start_with=KNOWN))
+    assert _queued_with(tmp_path) == [*known, {}, {}, {}]
+    # a point added to the file later is queued first among what the budget still lacks
+    more = [*KNOWN, {"lr": 0.01}]
+    assert plan(_spec(tmp_path, trials=7, start_with=more)).starts == 1
+    prepare(_spec(tmp_path, trials=7, start_with=more))
+    assert _queued_with(tmp_path)[5:] == [{"lr": 0.01}, {}]
+
+
+def test_a_budget_below_the_known_points_queues_the_first_of_them(tmp_path: Path) -> None:
+    prepare(_spec(tmp_path, trials=1, start_with=KNOWN))  # --trials 1
+    assert [sorted(p) for p in _queued_with(tmp_path)] == [
+        ["hidden_layers.depth", "hidden_layers.width_0", "hidden_layers.width_1", "lr"]
+    ]
 
 
 def test_a_changed_study_is_refused_as_a_start_would_refuse_it(tmp_path: Path) -> None:
