@@ -29,17 +29,20 @@ from hpsearch.errors import ConfigError
     help="Directory for model.pt, config.yaml and result.json.",
 )
 @trial_option("Retrain this completed trial instead (a Pareto set of several needs one).")
-def retrain(study: str, storage: str | None, out: str, number: int | None) -> None:
+@click.option("--force", is_flag=True, help="Replace a model saved in the directory earlier.")
+def retrain(study: str, storage: str | None, out: str, number: int | None, force: bool) -> None:
     """Train the best configuration on training + validation data and save the model
     (model.pt: weights, config and preprocessing; `hpsearch predict` and
     `hpsearch.load_model` read it)."""
     from hpsearch.results.reading import chosen_trial
+    from hpsearch.results.retrain import check_output
     from hpsearch.results.retrain import retrain_best
 
     target = open_target(study, storage)  # its start-up without collections (see startup)
     chosen = chosen_trial(target, number)  # a wrong trial is refused before anything runs
+    check_output(out, replace=force)
     click.echo(f"retraining trial {chosen.number} on training + validation data", err=True)
-    done = retrain_best(target, out, chosen.number)
+    done = retrain_best(target, out, chosen.number, replace=force)
     click.echo(f"trial          {done.trial}")
     for key in (*output.TEST_CLASSES, "test_rmse", "test_mae", "test_r2", "test_loss"):
         if done.result.get(key) is not None:

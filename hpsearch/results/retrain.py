@@ -13,11 +13,13 @@ import optuna
 import yaml
 
 from hpsearch import files
+from hpsearch.errors import ConfigError
 from hpsearch.results.reading import chosen_trial
 from hpsearch.results.tables import json_safe
 from hpsearch.study.record import TEST_BALANCED
 from hpsearch.study.record import TEST_REGRESSION
 from hpsearch.study.record import TrialRecord
+from hpsearch.training.modelfile import MODEL_FILE
 
 
 @dataclass(frozen=True)
@@ -35,25 +37,34 @@ class Retrained:
     files: tuple[Path, ...]
 
 
-def retrain_best(study: optuna.Study, output: str | Path, number: int | None = None) -> Retrained:
+def retrain_best(
+    study: optuna.Study, output: str | Path, number: int | None = None, replace: bool = False
+) -> Retrained:
     """Trains the best configuration (or completed trial ``number``'s) on training +
     validation data and saves the model (``model.pt``: self-describing, see
     :func:`hpsearch.load_model`), its config and its result (``config.yaml``,
     ``result.json``) in ``output``.
 
+    Args:
+        study: The study.
+        output: The folder to save in (made if missing).
+        number: A completed trial to retrain instead of the best.
+        replace: Replace a model saved in ``output`` earlier (else refused, before training).
+
     Raises:
-        ConfigError: As :func:`chosen_trial`.
+        ConfigError: As :func:`chosen_trial`; ``output`` holds a saved model and ``replace``
+            is false.
     """
     from hpsearch.spec.config import make_config
 
     best = chosen_trial(study, number)  # a wrong trial is refused before torch loads
+    check_output(output, replace)
     config = make_config(
         {"val_fraction": 0.0, **_early_stopped(best)}, make_config(best.config or {})
     )
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)  # a folder that cannot be: refused before training
     # torch only here: reading results must not load it
-    from hpsearch.training.modelfile import MODEL_FILE
     from hpsearch.training.saved import save_model
     from hpsearch.training.trainer import fit
     from hpsearch.training.trainer import load_data
@@ -80,6 +91,19 @@ def retrain_best(study: optuna.Study, output: str | Path, number: int | None = N
         config_part.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
         result_part.write_text(json.dumps(json_safe(result.to_dict()), indent=2))
     return Retrained(best.number, result.to_dict(), written)
+
+
+def check_output(output: str | Path, replace: bool = False) -> None:
+    """Refuses a folder that holds a saved model, unless it is to be replaced.
+
+    Raises:
+        ConfigError: ``output`` holds a model and ``replace`` is false.
+    """
+    # the default folder is the same for every study: one retrain must not lose another's
+    if (Path(output) / MODEL_FILE).exists() and not replace:
+        raise ConfigError(
+            [f"{output} holds a saved model already: -o another folder, or --force replaces it"]
+        )
 
 
 def _early_stopped(trial: TrialRecord) -> dict[str, Any]:

@@ -342,6 +342,17 @@ def test_retrain_writes_valid_json(tmp_path: Path) -> None:
     result = json.loads((out / "result.json").read_text(), parse_constant=refuse)
     # no validation split when retraining: the per-epoch validation metrics are null
     assert result["epochs"][0]["val_loss"] is None and result["test_accuracy"] > 0.5
+    # a model saved there earlier (another study's, by the default -o) is not lost silently
+    saved = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = hpsearch("retrain", str(path), "-o", str(out), "--trial", "1")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    assert again.stderr.splitlines() == [
+        f"error: {out} holds a saved model already: -o another folder, or --force replaces it"
+    ]
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == saved
+    forced = hpsearch("retrain", str(path), "-o", str(out), "--trial", "1", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert (out / "model.pt").read_bytes() != saved["model.pt"]
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ def test_a_retrain_stopped_while_writing_leaves_the_earlier_model_whole(
 
     monkeypatch.setattr(retrain, "json_safe", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        retrain.retrain_best(study, out, number=1)  # another model: other bytes
+        retrain.retrain_best(study, out, number=1, replace=True)  # another model
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier  # no part left either
 
 
