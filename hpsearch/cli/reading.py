@@ -24,6 +24,7 @@ from hpsearch.cli.options import trial_option
 def studies(storage: str | None, fmt: str) -> None:
     """List the studies in a storage."""
     from hpsearch.results.reading import study_rows
+    from hpsearch.study.record import unfinished_copy
 
     url = storage_url(storage)
     found = study_rows(url)
@@ -31,6 +32,13 @@ def studies(storage: str | None, fmt: str) -> None:
         click.echo(f"no studies in {output.redact(url)}")
         return
     output.rows(found, fmt)
+    for name in [row["study"] for row in found if unfinished_copy(row["study"])]:
+        click.echo(
+            f"note: {name} is a copy still being written, or one stopped before it was whole; "
+            f"if no copy runs, `hpsearch delete {name} --storage {output.redact(url)} --yes` "
+            "removes it",
+            err=True,
+        )
 
 
 @main.command()

@@ -15,7 +15,6 @@ import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
-import uuid
 import warnings
 
 import optuna
@@ -466,7 +465,7 @@ def copy_study(study: optuna.Study, url: str, name: str | None = None) -> Copied
         raise taken
     copy: optuna.Study | None = None
     try:
-        passing = f"{name}.copying-{uuid.uuid4().hex[:8]}" if db.can_rename(storage) else name
+        passing = record.copying_name(name) if db.can_rename(storage) else name
         copy = db.create_copy(study, storage, passing)
         trials, running = 0, []
         for page in db.trial_pages(study, by_value=False, size=COPY_PAGE, user_keys=None):

@@ -733,6 +733,36 @@ def test_copy_moves_a_study_to_another_storage_and_says_how_to_resume_it(
     } == {"t", "t2"}
 
 
+def test_a_copy_killed_half_way_is_named_as_such_with_how_to_remove_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch import storage as db
+    from hpsearch.study import lifecycle
+
+    path = write_study(tmp_path, budget={"trials": 5})
+    assert hpsearch("create", str(path)).returncode == 0
+    to = f"sqlite:///{tmp_path / 'moved.db'}"
+
+    def killed(study: Any, trials: Any) -> list[int]:
+        raise SystemExit("killed")  # and, as under SIGKILL, nothing cleans up
+
+    monkeypatch.setattr(lifecycle, "_discard", lambda copy, file: None)
+    monkeypatch.setattr(db, "add_trials", killed)
+    with pytest.raises(SystemExit):
+        lifecycle.copy_study(open_study("t", f"sqlite:///{tmp_path / 'hp.db'}"), to)
+    listed = hpsearch("studies", "--storage", to)
+    (left,) = [line.split()[0] for line in listed.stdout.splitlines()[1:]]
+    assert re.fullmatch(r"t\.copying-[0-9a-f]{8}", left)
+    assert listed.stderr == (
+        f"note: {left} is a copy still being written, or one stopped before it was whole; if no "
+        f"copy runs, `hpsearch delete {left} --storage {to} --yes` removes it\n"
+    )
+    assert hpsearch("delete", left, "--storage", to, "--yes").returncode == 0
+    assert hpsearch("studies", "--storage", to).stdout.startswith("no studies in")
+    whole = hpsearch("studies", "--storage", f"sqlite:///{tmp_path / 'hp.db'}")
+    assert whole.returncode == 0 and whole.stderr == ""  # a whole study is not one
+
+
 @pytest.mark.parametrize(
     ("flags", "said"),
     [
