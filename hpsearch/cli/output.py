@@ -153,6 +153,19 @@ def best_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:
             click.echo(f"    {key}: {value}")
 
 
+def start_with(study: optuna.Study, trials: list[FrozenTrial]) -> None:
+    """The trials as a study file's ``start_with:``, one flow mapping a line, values whole."""
+    import yaml
+
+    from hpsearch.results.reading import known_points
+
+    numbers = ", ".join(str(t.number) for t in trials)
+    click.echo(f"start_with:  # study {study.study_name}, trials {numbers}")
+    for point in known_points(study, trials):
+        line = yaml.safe_dump(point, default_flow_style=True, sort_keys=False, width=1 << 20)
+        click.echo(f"  - {line.strip()}")
+
+
 def noise(study: optuna.Study) -> None:
     """Says whether the best trial stands out of the validation set's noise."""
     from hpsearch.results.reading import selection_noise

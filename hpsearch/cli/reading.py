@@ -72,7 +72,11 @@ def status(study: str, storage: str | None, as_json: bool, fmt: str) -> None:
     help="Write the best trainer config here (YAML that `hpsearch train --config` reads).",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "table", "csv", "json"]), default="text"
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "table", "csv", "json", "start_with"]),
+    default="text",
+    help="start_with: the trials as a study file's start_with, for another study to start from.",
 )
 def best(
     study: str,
@@ -95,7 +99,9 @@ def best(
     if not trials:
         require_best(s)  # the one message for a study with no completed trial
     shown = trials[:top] if top else trials
-    if fmt != "text":
+    if fmt == "start_with":
+        output.start_with(s, shown)
+    elif fmt != "text":
         output.rows(trial_rows(s, shown), fmt)
     else:
         if multi:

@@ -361,6 +361,27 @@ def best_config(study: optuna.Study, number: int | None = None) -> dict[str, Any
     }
 
 
+def known_points(study: optuna.Study, trials: list[FrozenTrial]) -> list[dict[str, Any]]:
+    """The trials' values by parameter of the space, as a study file's ``start_with`` lists
+    them (a ``layers`` parameter as its widths): another study starts from them.
+
+    Raises:
+        ConfigError: A trial without the config it trained with (it has not finished).
+    """
+    points = []
+    for trial in records(study, trials):
+        if trial.config is None:
+            raise ConfigError([f"study {study.study_name!r}: trial {trial.number} has no config"])
+        point: dict[str, Any] = {}
+        for key in trial.params:
+            if key.endswith(".depth"):  # a layers parameter, whatever its name
+                point[key.removesuffix(".depth")] = trial.config["hidden_layers"]
+            elif "." not in key:  # not a layer's width: named after the setting it sets
+                point[key] = trial.config[key]
+        points.append(point)
+    return points
+
+
 def write_best_config(study: optuna.Study, path: str | Path, number: int | None = None) -> Path:
     """Writes :func:`best_config` as YAML, whole or not at all; returns the path."""
     out = Path(path)

@@ -601,6 +601,36 @@ def test_the_default_trials_table_fits_120_columns_and_rounds(
     assert f'"lr": {rounded}' in status
 
 
+LISTED_LAYERS = {
+    "hidden_layers": {"values": [[16], [32, 16], [64]]},
+    "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+}
+
+
+@pytest.mark.parametrize("space", [CONDITIONAL_SPACE, LISTED_LAYERS], ids=["ranges", "lists"])
+def test_the_best_trials_as_start_with_start_another_study_at_their_exact_params(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, space: dict[str, Any]
+) -> None:
+    from hpsearch.spec.studyfile import load_spec
+
+    path = stand_in_study(tmp_path, monkeypatch, trials=12, space=space)
+    proc = hpsearch("best", str(path), "--top", "3", "--format", "start_with")
+    assert proc.returncode == 0, proc.stderr
+    best = open_study("t", f"sqlite:///{tmp_path / 'hp.db'}").best_trials
+    top = json.loads(hpsearch("best", str(path), "--top", "3", "--format", "json").stdout)
+    numbers = ", ".join(str(row["number"]) for row in top)
+    assert proc.stdout.splitlines()[0] == f"start_with:  # study t, trials {numbers}"
+    assert all(line.startswith("  - {") for line in proc.stdout.splitlines()[1:])
+    points = yaml.safe_load(proc.stdout)["start_with"]
+    assert len(points) == 3 and best
+    # the next study's file, with the same space: its known points are those trials' params
+    other = write_study(tmp_path, "next.yaml", space=space, start_with=points)
+    trials = {t.number: t for t in open_study("t", f"sqlite:///{tmp_path / 'hp.db'}").trials}
+    assert list(load_spec(str(other)).start_points) == [
+        trials[row["number"]].params for row in top
+    ]
+
+
 def test_best_says_when_the_top_trials_are_within_validation_noise(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
