@@ -675,7 +675,7 @@ class StudyFile(_Strict):
     """Trials a worker claims and trains together on its device, in the same kernels [1];
     16-64 suits a GPU (see the README's Speed)."""
     start_with: (
-        Annotated[list[dict[str, Any]], Field(min_length=1, max_length=MAX_POINTS)] | None
+        Annotated[list[dict[Any, Any]], Field(min_length=1, max_length=MAX_POINTS)] | None
     ) = None
     """Points you know, queued first: values by parameter of space (hidden_layers: [128]);
     those left out are drawn by the sampler."""
@@ -784,7 +784,7 @@ _FEWER = ": fewer values or a larger step, or sample the range with random or tp
 
 
 def _start_problems(
-    points: list[dict[str, Any]],
+    points: list[dict[Any, Any]],
     space: Mapping[str, Any],
     sampler: str,
     budget: BudgetFile | None,

@@ -360,6 +360,11 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         "[8, 8, 8]",
     ),
     ("an empty known point", {"start_with": [{}]}, "start_with[0]: empty: give at least one"),
+    (
+        "a known point's key that is no name",
+        {"start_with": [{1: 0.5}]},
+        "start_with[0].1: not a parameter of space; allowed: lr, hidden_layers",
+    ),
     ("a known point that is not one", {"start_with": [3]}, "start_with[0]: expected a mapping"),
     (
         "a known point twice",
