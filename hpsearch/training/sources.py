@@ -78,7 +78,7 @@ def read_source(source: DataSource) -> OwnData:
             image_size=size,
         )
     target = source.target_name
-    frame = tables.read_table(source.path, source.kind, target)
+    frame = _read_table(source.path, source.kind, target, _version(source.path))
     frame = tables.drop_columns(frame, source.path, source.drop)
     tables.check_target(frame, source.path, target)
     task = source.task or tables.infer_task(frame, target)
@@ -87,7 +87,7 @@ def read_source(source: DataSource) -> OwnData:
     if source.test:
         kind = table_kind(source.test)
         assert kind is not None  # validated: of the kind of its path
-        test = tables.read_table(source.test, kind, target)
+        test = _read_table(source.test, kind, target, _version(source.test))
         tables.check_target(test, source.test, target)
     if task == "regression":
         tables.regression_values(frame, source.path, target)
@@ -95,6 +95,22 @@ def read_source(source: DataSource) -> OwnData:
     tables.class_values(frame, source.path, target)
     labels, strata = np.unique(frame[target].to_numpy(), return_inverse=True)
     return OwnData(task, strata, tuple(labels.tolist()), frame, test, kinds)
+
+
+# The same file read with other columns dropped or its task given (as `hpsearch init` reads
+# it again once it found an ID column) is not read again: the frame is immutable.
+@functools.lru_cache(maxsize=2)
+def _read_table(file: str, kind: str, target: str, version: tuple[int, int] | None) -> Any:
+    return tables.read_table(file, kind, target)
+
+
+def _version(file: str) -> tuple[int, int] | None:
+    """A file's modification time and size: a file written anew is read anew."""
+    try:
+        stat = Path(file).stat()
+    except OSError:
+        return None  # read_table says what is wrong with it
+    return stat.st_mtime_ns, stat.st_size
 
 
 def infer_task(dataset: str | DataSource) -> str:

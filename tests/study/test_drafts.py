@@ -22,6 +22,7 @@ from hpsearch.study import drafts
 from hpsearch.study.drafts import init_study
 from hpsearch.study.drafts import study_name
 from hpsearch.study.worker import run_study
+from hpsearch.training import tables
 from tests.owndata import DIABETES
 from tests.owndata import wine_rows
 from tests.owndata import write_csv
@@ -109,7 +110,7 @@ def test_a_large_table_validates_a_tenth_in_large_batches_for_few_epochs(
 
 
 def test_a_column_that_numbers_the_rows_is_left_out_with_those_the_user_drops(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names, rows = wine_rows()
     data = write_csv(
@@ -117,10 +118,14 @@ def test_a_column_that_numbers_the_rows_is_left_out_with_those_the_user_drops(
         ["row", "batch", *names],
         [[len(rows) - i, i % 7, *r] for i, r in enumerate(rows)],
     )
+    reads = []
+    read = tables.read_table
+    monkeypatch.setattr(tables, "read_table", lambda *args: reads.append(args) or read(*args))
     draft, doc = _init(_source(data, target="cultivar", drop=("shade",)), tmp_path / "w.yaml")
     assert draft.ids == ("row",)  # `batch` repeats: a measurement, not an ID
     assert doc["dataset"]["drop"] == ["shade", "row"]
     assert draft.inputs == 13 + 1  # the measurements and batch; neither row nor shade
+    assert len(reads) == 1  # checked again without the ID, not read again
 
 
 def test_imbalanced_classes_select_on_the_balanced_accuracy_and_search_class_weights(

@@ -97,6 +97,16 @@ def test_a_parquet_column_no_encoding_reads_is_named_with_its_type(
             read_source(DataSource(str(target), target="y"))
 
 
+def test_a_table_read_again_with_other_columns_is_the_file_as_it_is_now(
+    tmp_path: Path,
+) -> None:
+    names, rows = wine_rows()
+    path = write_csv(tmp_path / "w.csv", names, rows)
+    assert read_source(DataSource(str(path), target="cultivar")).rows == len(rows)
+    write_csv(path, names, rows[::3])  # written anew: not the frame read before
+    assert read_source(DataSource(str(path), target="cultivar", drop=("hue",))).rows == 60
+
+
 def test_a_column_of_labels_in_an_npz_file_reads_as_a_vector(tmp_path: Path) -> None:
     path = tmp_path / "t.npz"
     labels = np.arange(40) % 2
