@@ -7,6 +7,10 @@ exits with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+import difflib
+import re
+
 # Exit statuses of every command and worker process.
 FAILED_EXIT = 1  # trials ran and every one failed, or a launch ended short of its budget
 USAGE_EXIT = 2  # bad input or an environment that cannot run the study: nothing was written
@@ -17,6 +21,24 @@ INTERRUPTED_EXIT = 130  # Ctrl-C or SIGTERM; running trials were queued again
 
 MAX_QUOTE = 80  # characters of a user's value quoted in a message
 MAX_PROBLEMS = 50  # problems listed by one error; the rest are counted
+
+
+def closest(value: str, choices: Iterable[object]) -> str | None:
+    """The choice a mistyped ``value`` most likely meant, or ``None``: one that differs only
+    in case, or has the same words in another order (``radius_mean`` for ``mean_radius``),
+    else the closest spelling (difflib's, at its default cutoff)."""
+    names = [str(c) for c in choices]
+    value = value[:MAX_QUOTE]
+    for same in (str.casefold, _words):
+        found = [n for n in names if same(n) == same(value)]
+        if found:
+            return found[0]
+    close = difflib.get_close_matches(value, names, n=1)
+    return close[0] if close else None
+
+
+def _words(name: str) -> list[str]:
+    return sorted(w for w in re.split(r"[\W_]+", name.casefold()) if w)
 
 
 def shorten(value: object, limit: int = MAX_QUOTE) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from collections.abc import Mapping
 import dataclasses
-import difflib
 import hashlib
 from pathlib import Path
 from typing import Annotated
@@ -30,6 +29,7 @@ import pydantic
 from pydantic import ConfigDict
 from pydantic import Field
 
+from hpsearch.errors import closest
 from hpsearch.spec.choices import Color
 from hpsearch.spec.choices import IMAGE_SUFFIXES
 from hpsearch.spec.choices import table_kind
@@ -181,8 +181,8 @@ def _did_you_mean(path: Path) -> str:
         siblings = [p.name for p in path.parent.iterdir()]
     except OSError:
         return f" (no folder {path.parent})"
-    close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    close = closest(path.name, siblings)
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 # --- fingerprints -------------------------------------------------------------------------

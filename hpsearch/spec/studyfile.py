@@ -15,7 +15,6 @@ import dataclasses
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
-import difflib
 import functools
 import json
 import logging
@@ -34,6 +33,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import WithJsonSchema
 
+from hpsearch.errors import closest
 from hpsearch.errors import ConfigError
 from hpsearch.errors import shorten
 from hpsearch.spec.components import ComponentOption
@@ -699,8 +699,8 @@ class StudyFile(_Strict):
         for name, spec in space.items():
             target = "hidden_layers" if spec.type == "layers" else name
             if target not in FIELDS:
-                close = difflib.get_close_matches(name, FIELDS, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "see `hpsearch schema`"
+                close = closest(name, FIELDS)
+                hint = f"did you mean {close!r}?" if close else "see `hpsearch schema`"
                 found.append((name, f"not a trainer setting ({hint})"))
             for key in spec.when or {}:
                 if key not in seen:

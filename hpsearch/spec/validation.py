@@ -15,7 +15,6 @@ import ast
 from collections.abc import Iterable
 from collections.abc import Mapping
 import dataclasses
-import difflib
 import inspect
 import itertools
 import textwrap
@@ -29,6 +28,7 @@ import pydantic
 from pydantic import AllowInfNan
 from pydantic import Strict
 
+from hpsearch.errors import closest
 from hpsearch.errors import MAX_QUOTE
 from hpsearch.errors import shorten
 
@@ -150,7 +150,7 @@ def _message(e: Any, hint: Any, wording: Wording, field: str | None, loc: list[A
     ctx = e.get("ctx") or {}
     if kind in ("extra_forbidden", "unexpected_keyword_argument"):
         keys = list(_fields(_unwrap(hint)) or ())
-        close = _close(str(loc[-1]), keys)
+        close = closest(str(loc[-1]), keys)
         hint_text = f"did you mean {close!r}?" if close else f"allowed: {', '.join(keys)}"
         return f"unknown {wording.unknown} ({hint_text})"
     if kind == "invalid_key":
@@ -189,14 +189,9 @@ def _is_type_error(kind: str) -> bool:
 def did_you_mean(value: str, allowed: Iterable[str]) -> str:
     """`` (did you mean 'x'?); allowed: a, b`` for a value not among ``allowed``."""
     choices = [str(a) for a in allowed]
-    close = _close(value, choices)
+    close = closest(value, choices)
     hint = f" (did you mean {close!r}?)" if close else ""
     return f"{hint}; allowed: {', '.join(choices)}" if choices else hint
-
-
-def _close(value: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(value[:MAX_QUOTE], [str(c) for c in choices], n=1)
-    return close[0] if close else None
 
 
 def _rule(hint: Any, ctx: Mapping[str, Any]) -> str:

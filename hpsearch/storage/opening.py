@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import contextlib
-import difflib
 from pathlib import Path
 import sqlite3
 from typing import Any
@@ -35,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import NoSuchModuleError
 
+from hpsearch.errors import closest
 from hpsearch.errors import StorageError
 from hpsearch.spec.defaults import DEFAULT_STORAGE
 from hpsearch.storage._optuna.rdb import read_migrations
@@ -119,8 +119,8 @@ def _parsed(url: str) -> URL:
     try:
         parsed.get_dialect()
     except NoSuchModuleError as e:
-        close = difflib.get_close_matches(parsed.get_backend_name(), _KNOWN, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(parsed.get_backend_name(), _KNOWN)
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise StorageError(
             f"storage {redact(url)}: unknown kind of database {parsed.drivername!r}{hint}; "
             f"{_EXAMPLES}"

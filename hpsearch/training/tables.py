@@ -19,7 +19,6 @@ from collections.abc import Sequence
 import csv
 from dataclasses import asdict
 from dataclasses import dataclass
-import difflib
 import gzip
 import io
 import math
@@ -34,6 +33,7 @@ import zlib
 
 import numpy as np
 
+from hpsearch.errors import closest
 from hpsearch.errors import DataError
 from hpsearch.spec.choices import table_kind
 from hpsearch.spec.datasource import NPZ_FEATURES
@@ -85,8 +85,8 @@ def _no_column(
 ) -> DataError:
     """One line for a column ``frame`` lacks: a did-you-mean (or ``hint``), and its columns."""
     if hint is None:
-        close = difflib.get_close_matches(name, frame.columns, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = closest(name, frame.columns)
+        hint = f" (did you mean {close!r}?)" if close else ""
     shown = ", ".join(frame.columns[:12]) + (", ..." if frame.width > 12 else "")
     return DataError(f"{file}: no column {name!r}{role}{hint}; its columns: {shown}")
 
