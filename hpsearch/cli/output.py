@@ -374,6 +374,10 @@ def drafted_lines(path: str, draft: Draft, spec: StudySpec) -> list[str]:
     return lines
 
 
+def _points(n: int) -> str:
+    return f"{n} start_with point{'s' if n > 1 else ''}"
+
+
 def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
     """``hpsearch check`` as text: the search, its space, data and storage, and what a start
     would queue there (see :func:`hpsearch.study.lifecycle.plan`)."""
@@ -385,11 +389,9 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
     names = [p.name for p in spec.space.params]
     points = f"; {len(spec.points())} points" if spec.is_finite else ""
     data = line_of(spec) or f"data {spec.base.dataset} (built-in)"
-    first = (
-        f" ({plan.starts} start_with point{'s' if plan.starts > 1 else ''} first)"
-        if plan.starts
-        else ""
-    )
+    first = f" ({_points(plan.starts)} first)" if plan.starts else ""
+    if plan.left:
+        first += f"; {_points(plan.left)} not: the budget has no room (--trials raises it)"
     if plan.counts is None:
         stored = (
             f"{redact(spec.storage)}: no study {spec.name} yet; a start creates it and queues "

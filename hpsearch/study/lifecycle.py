@@ -274,10 +274,18 @@ def top_up(study: optuna.Study, spec: StudySpec) -> int:
         room = spec.budget() - budget.used(counts)
         if room < 0:
             return queued - _take_off(study, spec, -room, _waiting(counts))
-        missing = _missing(study, spec, room)
+        missing, left = _missing(study, spec, room)
         done = db.queue_trials(study, missing, after=sum(counts.states.values()))
         queued += done
         if done == len(missing):
+            if left:
+                _log.warning(
+                    "%s: %d of its start_with points not queued: its budget of %d trials has "
+                    "no room left for them (--trials raises it)",
+                    spec.name,
+                    left,
+                    spec.budget(),
+                )
             return queued
         # another process queued or took off trials meanwhile: count again
     raise StorageError(
@@ -312,19 +320,20 @@ def _waiting(counts: db.TrialCounts) -> int:
     return counts.states.get(TrialState.WAITING.name, 0)
 
 
-def _missing(study: optuna.Study, spec: StudySpec, room: int) -> list[db.QueuedTrial]:
+def _missing(study: optuna.Study, spec: StudySpec, room: int) -> tuple[list[db.QueuedTrial], int]:
     """The trials to queue for ``room`` more: the file's known points that no trial holds
     yet, then blank ones; or a grid's or one-factor study's points that no counted trial
-    holds yet."""
-    if room <= 0:
-        return []
+    holds yet. Also how many known points are left out for want of room."""
     if not spec.is_finite:
-        starts = [db.QueuedTrial(p) for p in _starts_left(study, spec)][:room]
-        return starts + [db.QueuedTrial()] * (room - len(starts))
+        starts = [db.QueuedTrial(p) for p in _starts_left(study, spec)]
+        room = max(room, 0)
+        return starts[:room] + [db.QueuedTrial()] * (room - len(starts)), len(starts[room:])
+    if room <= 0:
+        return [], 0
     counted = budget.counted_trials(study)  # a grid's or one-factor study's points
     done = {point_key(record.fixed_params(t)) for t in counted}
     missing = [pt for pt in spec.points() if point_key(pt[2]) not in done][:room]
-    return [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing]
+    return [db.QueuedTrial(p, record.one_factor_attrs(f, v)) for f, v, p in missing], 0
 
 
 def _starts_left(study: optuna.Study, spec: StudySpec) -> list[Mapping[str, Any]]:
@@ -344,11 +353,13 @@ class Plan:
         counts: The stored study's trials by state; ``None``: there is no such study yet.
         change: Trials it would queue; negative: take off the queue (a lowered budget).
         starts: How many of those it queues are ``start_with`` points (queued first).
+        left: How many ``start_with`` points it leaves out for want of room in the budget.
     """
 
     counts: db.TrialCounts | None
     change: int
     starts: int = 0
+    left: int = 0
 
 
 def plan(spec: StudySpec) -> Plan:
@@ -362,7 +373,8 @@ def plan(spec: StudySpec) -> Plan:
             stored study with another definition, or on other data.
     """
     sampler, pruner = make_sampler(spec), make_pruner(spec)  # as a start refuses them
-    new = Plan(None, spec.budget(), min(len(spec.start_points), spec.budget()))
+    fit = min(len(spec.start_points), spec.budget())
+    new = Plan(None, spec.budget(), fit, len(spec.start_points) - fit)
     if not db.holds_studies(spec.storage):
         return new
     storage = open_storage(spec.storage, read_only=True)
@@ -378,9 +390,9 @@ def plan(spec: StudySpec) -> Plan:
     room = spec.budget() - budget.used(counts)
     if room < 0:  # at most what waits; none where the storage cannot take one off (a journal)
         return Plan(counts, -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0)
-    missing = _missing(study, spec, room)
+    missing, left = _missing(study, spec, room)
     starts = 0 if spec.is_finite else sum(1 for trial in missing if trial.params)
-    return Plan(counts, len(missing), starts)
+    return Plan(counts, len(missing), starts, left)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:

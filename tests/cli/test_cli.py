@@ -425,6 +425,8 @@ def test_a_run_trains_the_known_points_first_and_draws_what_they_leave_out(
     path, url = _study(tmp_path, budget={"trials": 3}, population=2, start_with=known)
     checked = hpsearch("check", str(path), "--no-train")
     assert "queues 3 trials (2 start_with points first)" in checked.stdout, checked.stderr
+    tight = hpsearch("check", str(path), "--no-train", "--trials", "1").stdout
+    assert "(1 start_with point first); 1 start_with point not: the budget has no room" in tight
     ran = hpsearch("run", str(path), "--no-progress")
     assert ran.returncode == 0, ran.stderr
     first, second, third = open_study("t", url).get_trials()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 import re
 import sqlite3
@@ -79,7 +80,9 @@ def _queued_with(tmp_path: Path) -> list[dict[str, Any]]:
     return [record.fixed_params(t) for t in study.get_trials()]
 
 
-def test_known_points_are_queued_first_once_in_a_studys_life(tmp_path: Path) -> None:
+def test_known_points_are_queued_first_once_in_a_studys_life(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     assert plan(_spec(tmp_path, start_with=KNOWN)).starts == 2
     prepare(_spec(tmp_path, trials=3, start_with=KNOWN))
     known = [
@@ -102,9 +105,17 @@ def test_known_points_are_queued_first_once_in_a_studys_life(tmp_path: Path) -> 
     assert plan(_spec(tmp_path, trials=7, start_with=more)).starts == 1
     prepare(_spec(tmp_path, trials=7, start_with=more))
     assert _queued_with(tmp_path)[5:] == [{"lr": 0.01}, {}]
+    # one added where the budget is full waits for room, and a start says so
+    full = plan(_spec(tmp_path, trials=7, start_with=[*more, {"lr": 0.02}]))
+    assert (full.change, full.starts, full.left) == (0, 0, 1)
+    with caplog.at_level(logging.WARNING, logger="hpsearch"):
+        prepare(_spec(tmp_path, trials=7, start_with=[*more, {"lr": 0.02}]))
+    assert "1 of its start_with points not queued: its budget of 7 trials" in caplog.text
+    assert len(_queued_with(tmp_path)) == 7
 
 
 def test_a_budget_below_the_known_points_queues_the_first_of_them(tmp_path: Path) -> None:
+    assert (plan(_spec(tmp_path, trials=1, start_with=KNOWN)).left) == 1
     prepare(_spec(tmp_path, trials=1, start_with=KNOWN))  # --trials 1
     assert [sorted(p) for p in _queued_with(tmp_path)] == [
         ["hidden_layers.depth", "hidden_layers.width_0", "hidden_layers.width_1", "lr"]
