@@ -261,8 +261,9 @@ class LayersParam:
     def fix(self, value: Any) -> dict[str, Any]:
         low, high = self.depth_low, self.depth_high
         if not isinstance(value, list) or not low <= len(value) <= high:
+            count = str(low) if low == high else f"{low} to {high}"
             raise ValueError(
-                f"must be a list of {low} to {high} layer widths ([128, 64]), got {shorten(value)}"
+                f"must be a list of {count} layer widths ([128, 64]), got {shorten(value)}"
             )
         if self.same_width and len(set(value)) > 1:
             raise ValueError(f"must be one width for every layer (same_width), got {value}")
