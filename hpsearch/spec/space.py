@@ -262,8 +262,9 @@ class LayersParam:
         low, high = self.depth_low, self.depth_high
         if not isinstance(value, list) or not low <= len(value) <= high:
             count = str(low) if low == high else f"{low} to {high}"
+            widths = "width" if high == 1 else "widths"
             raise ValueError(
-                f"must be a list of {count} layer widths ([128, 64]), got {shorten(value)}"
+                f"must be a list of {count} layer {widths} ([128, 64]), got {shorten(value)}"
             )
         if self.same_width and len(set(value)) > 1:
             raise ValueError(f"must be one width for every layer (same_width), got {value}")
