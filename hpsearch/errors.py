@@ -7,9 +7,10 @@ exits with status 2 instead of showing a traceback.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-import difflib
-import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 # Exit statuses of every command and worker process.
 FAILED_EXIT = 1  # trials ran and every one failed, or a launch ended short of its budget
@@ -27,6 +28,8 @@ def closest(value: str, choices: Iterable[object]) -> str | None:
     """The choice a mistyped ``value`` most likely meant, or ``None``: one that differs only
     in case, or has the same words in another order (``radius_mean`` for ``mean_radius``),
     else the closest spelling (difflib's, at its default cutoff)."""
+    import difflib  # only for a message: every command imports this module first
+
     names = [str(c) for c in choices]
     value = value[:MAX_QUOTE]
     for same in (str.casefold, _words):
@@ -38,6 +41,8 @@ def closest(value: str, choices: Iterable[object]) -> str | None:
 
 
 def _words(name: str) -> list[str]:
+    import re
+
     return sorted(w for w in re.split(r"[\W_]+", name.casefold()) if w)
 
 
