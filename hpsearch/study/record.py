@@ -66,10 +66,6 @@ VAL_SIZE = "val_size"
 # Attributes that describe a trial's point, not one attempt at running it: a retried trial
 # keeps them (the rest, such as fail_reason or the curves of a killed run, would mislabel it).
 POINT_ATTRS = (OFAT_FACTOR, OFAT_VALUE)
-
-# A copy's name until it is whole and renamed (lifecycle.copy_study): a study so named is a
-# copy being written, or one whose process was killed before it was whole.
-_COPYING = re.compile(r"\.copying-[0-9a-f]{8}\Z")
 STORED_CURVES = ("train_loss", "val_loss", "val_accuracy", "seconds", "val_loss_se")
 # a regression's, stored only where measured (a classification's are all NaN)
 REGRESSION_CURVES = ("val_rmse", "val_mae", "val_r2", "val_rmse_se", "val_mae_se", "val_r2_se")
@@ -335,6 +331,11 @@ def point_attrs(trial: FrozenTrial) -> dict[str, Any]:
 def one_factor_attrs(factor: str | None, value: Any) -> dict[str, Any]:
     """The attributes of a queued one-factor point (none for other points)."""
     return {} if factor is None else {OFAT_FACTOR: factor, OFAT_VALUE: value}
+
+
+# A copy's name until it is whole and renamed (lifecycle.copy_study): a study so named is a
+# copy being written, or one whose process was killed before it was whole.
+_COPYING = re.compile(r"\.copying-[0-9a-f]{8}\Z")
 
 
 def copying_name(name: str) -> str:
