@@ -75,16 +75,19 @@ def test_a_grid_plans_only_its_missing_points(tmp_path: Path) -> None:
 KNOWN = [{"lr": 0.05, "hidden_layers": [32, 16]}, {"lr": 0.002}]
 
 
-def _queued_with(tmp_path: Path) -> list[dict[str, Any]]:
-    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 'hp.db'}")
+def _queued_with(url: str) -> list[dict[str, Any]]:
+    study = optuna.load_study(study_name="t", storage=url)
     return [record.fixed_params(t) for t in study.get_trials()]
 
 
 def test_known_points_are_queued_first_once_in_a_studys_life(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    storage_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert plan(_spec(tmp_path, start_with=KNOWN)).starts == 2
-    prepare(_spec(tmp_path, trials=3, start_with=KNOWN))
+    def spec(trials: int | None = None, **overrides: Any) -> StudySpec:
+        return _spec(tmp_path, trials, storage=storage_url, **overrides)
+
+    assert plan(spec(start_with=KNOWN)).starts == 2
+    prepare(spec(trials=3, start_with=KNOWN))
     known = [
         {
             "lr": 0.05,
@@ -94,30 +97,30 @@ def test_known_points_are_queued_first_once_in_a_studys_life(
         },
         {"lr": 0.002},  # what it leaves out is drawn
     ]
-    assert _queued_with(tmp_path) == [*known, {}]
+    assert _queued_with(storage_url) == [*known, {}]
     # a raised budget queues blank trials: each known point is queued once
-    raised = plan(_spec(tmp_path, trials=5, start_with=KNOWN))
+    raised = plan(spec(trials=5, start_with=KNOWN))
     assert (raised.change, raised.starts) == (2, 0)
-    prepare(_spec(tmp_path, trials=5, start_with=KNOWN))
-    assert _queued_with(tmp_path) == [*known, {}, {}, {}]
+    prepare(spec(trials=5, start_with=KNOWN))
+    assert _queued_with(storage_url) == [*known, {}, {}, {}]
     # a point added to the file later is queued first among what the budget still lacks
     more = [*KNOWN, {"lr": 0.01}]
-    assert plan(_spec(tmp_path, trials=7, start_with=more)).starts == 1
-    prepare(_spec(tmp_path, trials=7, start_with=more))
-    assert _queued_with(tmp_path)[5:] == [{"lr": 0.01}, {}]
+    assert plan(spec(trials=7, start_with=more)).starts == 1
+    prepare(spec(trials=7, start_with=more))
+    assert _queued_with(storage_url)[5:] == [{"lr": 0.01}, {}]
     # one added where the budget is full waits for room, and a start says so
-    full = plan(_spec(tmp_path, trials=7, start_with=[*more, {"lr": 0.02}]))
+    full = plan(spec(trials=7, start_with=[*more, {"lr": 0.02}]))
     assert (full.change, full.starts, full.left) == (0, 0, 1)
     with caplog.at_level(logging.WARNING, logger="hpsearch"):
-        prepare(_spec(tmp_path, trials=7, start_with=[*more, {"lr": 0.02}]))
+        prepare(spec(trials=7, start_with=[*more, {"lr": 0.02}]))
     assert "1 of its start_with points not queued: its budget of 7 trials" in caplog.text
-    assert len(_queued_with(tmp_path)) == 7
+    assert len(_queued_with(storage_url)) == 7
 
 
 def test_a_budget_below_the_known_points_queues_the_first_of_them(tmp_path: Path) -> None:
     assert (plan(_spec(tmp_path, trials=1, start_with=KNOWN)).left) == 1
     prepare(_spec(tmp_path, trials=1, start_with=KNOWN))  # --trials 1
-    assert [sorted(p) for p in _queued_with(tmp_path)] == [
+    assert [sorted(p) for p in _queued_with(f"sqlite:///{tmp_path / 'hp.db'}")] == [
         ["hidden_layers.depth", "hidden_layers.width_0", "hidden_layers.width_1", "lr"]
     ]
 
