@@ -150,6 +150,7 @@ def init(
     epochs, the widths searched, the objective for its task and its classes' balance, ID
     columns left out. Each choice says why in a comment; check it with `hpsearch check`.
     """
+    from hpsearch.results.reading import stored_trials
     from hpsearch.spec.datasource import DataSource
     from hpsearch.study.drafts import init_study
     from hpsearch.study.drafts import study_name
@@ -158,5 +159,6 @@ def init(
     name = name or study_name(source)
     path = out or f"{name}.yaml"
     draft, spec = init_study(source, path, name, trials, timeout, replace=force)
-    for line in output.drafted_lines(path, draft, spec):
+    stored = stored_trials(spec.storage, spec.name)
+    for line in output.drafted_lines(path, draft, spec, stored):
         click.echo(line)

@@ -354,9 +354,12 @@ def copied_lines(source: str, url: str, to: str, copied: Copied) -> list[str]:
     return lines
 
 
-def drafted_lines(path: str, draft: Draft, spec: StudySpec) -> list[str]:
+def drafted_lines(
+    path: str, draft: Draft, spec: StudySpec, stored: int | None = None
+) -> list[str]:
     """``hpsearch init``'s summary: the data as the study will read it, the ID columns left
-    out, what the file declares and the commands that come next."""
+    out, what the file declares, a study of its name its storage holds already (``stored``
+    trials), and the commands that come next."""
     from hpsearch.study.lifecycle import data_line
 
     line = data_line(spec)
@@ -371,6 +374,13 @@ def drafted_lines(path: str, draft: Draft, spec: StudySpec) -> list[str]:
         f"{spec.budget()} trials, median pruning, objective {goals}",
         f"next: hpsearch check {shlex.quote(path)}, then hpsearch run {shlex.quote(path)}",
     ]
+    if stored is not None:
+        lines.insert(
+            -1,
+            f"note: {redact(spec.storage)} holds a study {spec.name} already ({stored} trials): "
+            "a run resumes it only if this file defines it as it was (check says); --name "
+            "starts another",
+        )
     return lines
 
 

@@ -82,6 +82,20 @@ def study_rows(url: str) -> list[dict[str, Any]]:
     ]
 
 
+def stored_trials(url: str, name: str) -> int | None:
+    """How many trials study ``name`` holds in ``url``, a SQLite or journal file, read only;
+    ``None`` where it holds none of that name, or the file is missing or not a storage (a
+    server is not asked: this is a note, not a check that may wait on it)."""
+    file = db.storage_file(url)
+    if file is None or not file.exists():
+        return None
+    try:
+        rows = {s.name: s.trials for s in db.study_overviews(open_storage(url, read_only=True))}
+    except StorageError:
+        return None
+    return rows.get(name)
+
+
 def trial_rows(
     study: optuna.Study, trials: list[FrozenTrial] | None = None
 ) -> list[dict[str, Any]]:

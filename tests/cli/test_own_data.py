@@ -316,6 +316,19 @@ def test_init_drafts_a_study_that_checks_and_runs_from_where_it_says(tmp_path: P
     assert run.returncode == 0 and "done: " in run.stdout, run.stderr
     again = hpsearch("init", "data/wine.csv", "--target", "cultivar", cwd=tmp_path)
     _refused(again, "error: wine.yaml exists: --force replaces it")
+    # drafted anew, over a study of its name: says so before a run would refuse a change
+    redrafted = hpsearch("init", "data/wine.csv", "--target", "cultivar", "--force", cwd=tmp_path)
+    assert redrafted.returncode == 0, redrafted.stderr
+    assert redrafted.stdout.splitlines()[-2] == (
+        f"note: sqlite:///{tmp_path / 'hpsearch.db'} holds a study wine already (3 trials): a "
+        "run resumes it only if this file defines it as it was (check says); --name starts "
+        "another"
+    )
+    other = ["init", "data/wine.csv", "--target", "cultivar", "--name", "wine2"]
+    assert "note:" not in hpsearch(*other, cwd=tmp_path).stdout
+    (tmp_path / "hpsearch.db").write_text("not a database")  # a note, never a failure
+    third = hpsearch("init", "data/wine.csv", "--target", "cultivar", "--force", cwd=tmp_path)
+    assert third.returncode == 0 and "note:" not in third.stdout, third.stderr
 
 
 def test_data_flags_without_data_are_refused(tmp_path: Path) -> None:
