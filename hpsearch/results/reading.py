@@ -90,10 +90,10 @@ def stored_trials(url: str, name: str) -> int | None:
     if file is None or not file.exists():
         return None
     try:
-        rows = {s.name: s.trials for s in db.study_overviews(open_storage(url, read_only=True))}
+        rows = study_rows(url)
     except StorageError:
         return None
-    return rows.get(name)
+    return next((row["trials"] for row in rows if row["study"] == name), None)
 
 
 def trial_rows(
