@@ -1,4 +1,5 @@
-"""``retrain`` (the best trial on training + validation data, saved) and ``predict``."""
+"""``retrain`` (the best trial on training + validation data, saved), ``predict`` and
+``evaluate``."""
 
 from __future__ import annotations
 
@@ -69,3 +70,38 @@ def predict(model_dir: str, inputs: str, fmt: str, device: str) -> None:
         from hpsearch.training.saved import predict_file
 
     output.rows(predict_file(model_dir, inputs, device), fmt)
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path())
+@click.argument("data", type=click.Path(), required=False)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--mistakes",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="How many of the worst answers to list.",
+)
+@click.option("--device", default="cpu", show_default=True, help="Where to run the model.")
+def evaluate(model_dir: str, data: str | None, fmt: str, mistakes: int, device: str) -> None:
+    """Score the model `hpsearch retrain` saved in MODEL_DIR on labelled DATA: accuracy,
+    balanced accuracy, each class's recall and precision, the confusion matrix and the worst
+    answers (a regression: RMSE, MAE, R² and the largest errors). DATA is a table with the
+    target column, a folder with a subfolder of images per class, or an .npz of x and y;
+    without it, the test split of the data the model was trained on."""
+    with startup():
+        from hpsearch.training.modelfile import model_file
+
+        model_file(model_dir)  # a wrong path is refused before torch loads
+        if data is not None and not Path(data).exists():
+            raise ConfigError([f"{data}: no such file or directory"])
+        from hpsearch.training.scores import evaluate_model
+
+    output.scores(evaluate_model(model_dir, data, device, mistakes), fmt)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from hpsearch.study.lifecycle import Plan
     from hpsearch.study.record import TrialRecord
     from hpsearch.study.worker import WorkerStats
+    from hpsearch.training.scores import Scores
     from hpsearch.training.trainer import EpochStats
     from hpsearch.training.trainer import TrainResult
 
@@ -133,6 +134,70 @@ def train_result(result: TrainResult) -> None:
     click.echo(f"params         {result.param_count}")
     click.echo(f"train_seconds  {result.train_seconds:.2f}")
     click.echo(f"device         {result.device}")
+
+
+CONFUSION_CLASSES = 20  # a larger confusion matrix is left to --format json
+
+
+def scores(result: Scores, fmt: str) -> None:
+    """What ``hpsearch evaluate`` prints: the metrics, each class's recall and precision,
+    the confusion matrix and the worst answers (as tables); or all of it as JSON."""
+    from hpsearch.results.tables import format_rows
+    from hpsearch.results.tables import significant
+
+    if fmt == "json":
+        click.echo(format_rows(dataclasses.asdict(result), "json"))
+        return
+    about = result.model
+    origin = f": trial {about['trial']} of study {plain(str(about['study']))}"
+    click.echo(f"model      {about.get('file', '')}{origin if about['study'] else ''}")
+    click.echo(f"data       {plain(result.source)}: {result.examples} examples")
+    m = significant(result.metrics)
+    if result.task == "regression":
+        for key in ("rmse", "mae", "r2"):
+            click.echo(f"{key:<11}{m[key]}")
+    else:
+        click.echo(f"accuracy   {m['accuracy']}  (standard error {m['accuracy_se']})")
+        click.echo(f"bal_acc    {m['balanced_accuracy']}")
+        click.echo(f"log_loss   {m['log_loss']}")
+    if result.recorded and result.source.startswith("the test split"):
+        metrics = significant(result.recorded).items()
+        saved = ", ".join(f"{shown(k)} {v}" for k, v in metrics)
+        click.echo(f"recorded   {saved} (when it was saved)")
+    if result.classes:
+        click.echo("")
+        click.echo(format_rows(significant(result.classes), "table"))
+    _confusion(result)
+    if result.mistakes:
+        listed = len(result.mistakes)
+        worst = (
+            f"the {listed} largest errors:"
+            if result.task == "regression"
+            else f"{result.wrong} of {result.examples} wrong; the {listed} most confident:"
+        )
+        click.echo(f"\n{worst}")
+        rows = [
+            {k: plain(v) if isinstance(v, str) else v for k, v in r.items()}
+            for r in result.mistakes
+        ]
+        click.echo(format_rows(significant(rows), "table"))
+
+
+def _confusion(result: Scores) -> None:
+    from hpsearch.results.tables import format_rows
+
+    if not result.confusion:
+        return
+    if len(result.confusion) > CONFUSION_CLASSES:
+        click.echo(f"\nconfusion matrix: {len(result.confusion)} classes; --format json holds it")
+        return
+    names = [plain(str(c["class"])) for c in result.classes]
+    click.echo("\nconfusion matrix: a row per class, a column per answer")
+    rows = [
+        {"class": name, **dict(zip(names, counts, strict=True))}
+        for name, counts in zip(names, result.confusion, strict=True)
+    ]
+    click.echo(format_rows(rows, "table"))
 
 
 def best_trials(study: optuna.Study, trials: list[FrozenTrial]) -> None:

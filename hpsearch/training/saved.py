@@ -367,14 +367,25 @@ def _read_rows(source: Path, model: Predictor) -> Inputs:
 
 
 def _read_images(directory: Path, model: Predictor) -> Inputs:
-    import numpy as np
-    from PIL import Image  # torchvision's own dependency; its PNG decoder is deprecated
-
     files = sorted(p for p in directory.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ConfigError([f"{directory}: no images ({', '.join(IMAGE_SUFFIXES)})"])
     if model.image_shape is None:
         raise ConfigError([f"{directory}: this model was not trained on images"])
+    return Inputs([f.name for f in files], image_pixels(files, model))
+
+
+def image_pixels(files: list[Path], model: Predictor) -> torch.Tensor:
+    """Image files as ``model`` takes them, ``(N, features)`` on its data's raw scale: made
+    grey or RGB as it was trained, resized to its image shape (any size read).
+
+    Raises:
+        ConfigError: A file is not a readable image.
+    """
+    import numpy as np
+    from PIL import Image  # torchvision's own dependency; its PNG decoder is deprecated
+
+    assert model.image_shape is not None
     height, width = model.image_shape
     images = []
     for file in files:
@@ -388,7 +399,7 @@ def _read_images(directory: Path, model: Predictor) -> Inputs:
             raise ConfigError([f"{file}: not a readable image ({e})"]) from e
         flat = torch.from_numpy(pixels.transpose(2, 0, 1).reshape(-1).copy())  # channels first
         images.append(flat * (model.preprocessing.max_value / PNG_VALUE))
-    return Inputs([f.name for f in files], torch.stack(images))
+    return torch.stack(images)
 
 
 def predict_file(

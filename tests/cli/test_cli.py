@@ -164,6 +164,8 @@ BAD_INPUTS = {
     "train --data": (["train", "--data", "missing.csv", "--target", "y"], "no such train"),
     "train --target": (["train", "--data", "{table}", "--target", "nope"], "no column 'nope'"),
     "predict": (["predict", "{tmp}", "{table}"], "no such model file"),
+    "evaluate": (["evaluate", "{tmp}"], "no such model file"),
+    "evaluate DATA": (["evaluate", "{tmp}", "held.csv"], "error: held.csv: no such file or"),
     "retrain --trial": (["retrain", "{study}", "--trial", "7"], "has no trial 7"),
     "init --target": (["init", "{table}", "--target", "nope"], "no column 'nope'"),
     "init, no --target": (["init", "{table}"], "error: --target: required for a table"),
@@ -172,6 +174,10 @@ BAD_INPUTS = {
     # click's own checks, one line too
     "run --precision": (["run", "{study}", "--precision", "fp16"], "is not one of 'fp32', 'tf32'"),
     "run --threads": (["run", "{study}", "--threads", "0"], "'--threads': 0 is not in the range"),
+    "evaluate --mistakes": (
+        ["evaluate", "{tmp}", "--mistakes", "-1"],
+        "'--mistakes': -1 is not in the range x>=0",
+    ),
     "worker --memory-share": (
         ["worker", "{study}", "--memory-share", "0"],
         "'--memory-share': 0.0 is not in the range 0<x<=1",
@@ -195,6 +201,8 @@ def test_a_bad_option_or_data_is_refused_before_torch_loads(case: str, tmp_path:
     }
     if case.startswith("retrain"):  # a study to read, with one trial
         assert hpsearch("run", str(paths["study"]), "--no-progress").returncode == 0
+    if case == "evaluate DATA":  # a model file: the data is looked for before torch loads
+        (tmp_path / "model.pt").write_bytes(b"")
     args, message = BAD_INPUTS[case]
     message = message.format(**paths)
     proc, modules = _imported_modules(*[a.format(**paths) for a in args], cwd=tmp_path)

@@ -270,6 +270,36 @@ def test_train_on_a_table_and_predict_new_rows_in_its_own_labels(tmp_path: Path)
     )
 
 
+def test_evaluate_scores_a_retrained_model_as_retrain_measured_it(tmp_path: Path) -> None:
+    data = write_wine(tmp_path)
+    study = _study(tmp_path, {"path": data.name, "target": "cultivar"})
+    assert hpsearch("run", str(study), "--no-progress").returncode == 0
+    model = tmp_path / "model"
+    assert hpsearch("retrain", str(study), "-o", str(model)).returncode == 0
+    saved = json.loads((model / "result.json").read_text())
+    proc = hpsearch("evaluate", str(model), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout)
+    assert scores["metrics"]["accuracy"] == pytest.approx(saved["test_accuracy"], abs=1e-9)
+    assert scores["recorded"]["test_accuracy"] == pytest.approx(saved["test_accuracy"])
+    assert scores["model"]["study"] == "t" and scores["examples"] == 36  # a fifth of 178 rows
+    proc = hpsearch("evaluate", str(model), str(data), "--mistakes", "2")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[1] == f"data       {data}: 178 examples" and lines[2].startswith("accuracy ")
+    assert "confusion matrix: a row per class, a column per answer" in lines
+    header = lines.index("confusion matrix: a row per class, a column per answer") + 1
+    assert lines[header].split() == ["class", "barbera", "barolo", "grignolino"]
+    # a row of a class the model never saw: one line naming its line
+    names, rows = wine_rows()
+    rows[4][-1] = "merlot"
+    write_csv(tmp_path / "more.csv", names, rows)
+    _refused(
+        hpsearch("evaluate", str(model), str(tmp_path / "more.csv")),
+        "more.csv: line 6: class 'merlot' of 'cultivar' is not among the training data's",
+    )
+
+
 def test_train_on_a_regression_table_reports_in_the_targets_units(tmp_path: Path) -> None:
     proc = hpsearch(
         "train", "--data", str(DIABETES), "--target", "progression",
