@@ -367,11 +367,20 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
             err=True,
         )
         sys.exit(FAILED_EXIT)
-    if not result.ok and result.timed_out:
+    if not result.ok and result.stopped:
+        click.echo(stopped_line(result.stopped, result.budget - result.finished), err=True)
+    elif not result.ok and result.timed_out:
         click.echo(timed_out_line(result.budget - result.finished, "launch"), err=True)
     elif not result.ok:
         click.echo("the budget was not reached: see the worker logs above", err=True)
         sys.exit(FAILED_EXIT)
+
+
+def stopped_line(reason: str, left: int) -> str:
+    """What a study that ended before its budget (``budget.target`` or ``budget.plateau``)
+    says."""
+    queued = f"; {left} trials of the budget left" if left > 0 else ""
+    return f"stopped early: {reason}{queued}: loosen it in the study file to go on"
 
 
 def timed_out_line(left: int, command: str) -> str:
@@ -458,8 +467,11 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
     would queue there (see :func:`hpsearch.study.lifecycle.plan`)."""
     from hpsearch.study.lifecycle import data_line as line_of
 
-    limits = f"budget {spec.budget()} trials" + (
-        f", timeout {spec.timeout:g} s" if spec.timeout else ""
+    limits = (
+        f"budget {spec.budget()} trials"
+        + (f", timeout {spec.timeout:g} s" if spec.timeout else "")
+        + (f", target {spec.target:g}" if spec.target is not None else "")
+        + (f", plateau {spec.plateau}" if spec.plateau else "")
     )
     names = [p.name for p in spec.space.params]
     points = f"; {len(spec.points())} points" if spec.is_finite else ""
@@ -482,6 +494,8 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
             stored += f"; a start takes {-plan.change} queued trials beyond the budget off"
         else:
             stored += f"; a start queues {plan.change or 'no'} more{first}"
+        if plan.stopped:
+            stored += f"; it ends at once: {plan.stopped}"
     return [
         f"search    sampler {spec.sampler}, pruner {spec.pruner}, {limits}, "
         f"population {spec.population}",

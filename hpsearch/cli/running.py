@@ -113,7 +113,9 @@ def run(
         f"in this run; {output.best_line(study)}"
     )
     left = spec.budget() - finished_count(study)
-    if stats.timed_out and left > 0:
+    if stats.stopped:
+        click.echo(output.stopped_line(stats.stopped, left), err=True)
+    elif stats.timed_out and left > 0:
         click.echo(output.timed_out_line(left, "run"), err=True)
     output.best_trials(study, best_trials(study))
     output.exit_if_failing(stats, study_file)
@@ -234,6 +236,7 @@ def worker(
         f"worker {joined[0]}: {stats.completed} completed, {stats.pruned} pruned, "
         f"{stats.failed} failed"
         + ("; the timeout stopped it starting trials" if stats.timed_out else "")
+        + (f"; stopped early: {stats.stopped}" if stats.stopped else "")
     )
     if stats.interrupted:
         sys.exit(INTERRUPTED_EXIT)
@@ -394,6 +397,7 @@ def _launch_local(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
 def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **flags: Any) -> None:
     from hpsearch.launch import slurm
     from hpsearch.launch.local import log_dir as logs_of
+    from hpsearch.study.budget import stop_reason
 
     options: SlurmOptions = slurm.parse_options(
         flags["nodes"],
@@ -432,7 +436,9 @@ def _launch_slurm(spec: StudySpec, log_dir: str | None, no_progress: bool, **fla
     bar.close()
     done = followed.finished
     click.echo(f"{done}/{spec.budget()} trials finished; {output.best_line(launched.study)}")
-    if done < spec.budget() and followed.timed_out:
+    if done < spec.budget() and (why := stop_reason(launched.study, spec)):
+        click.echo(output.stopped_line(why, spec.budget() - done), err=True)
+    elif done < spec.budget() and followed.timed_out:
         click.echo(output.timed_out_line(spec.budget() - done, "launch"), err=True)
     elif done < spec.budget():
         click.echo(f"job {job} ended before the budget was reached: see {logs}", err=True)

@@ -46,6 +46,7 @@ from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study import record
 from hpsearch.study.budget import finished_count
 from hpsearch.study.budget import requeue
+from hpsearch.study.budget import stop_reason
 from hpsearch.study.worker import fail_stale_trials
 from hpsearch.study.worker import MAX_SAME_FAILURES
 
@@ -147,6 +148,7 @@ class PoolResult:
     failures: list[str]
     all_failed: bool = False  # trials finished in this launch, and every one of them failed
     timed_out: bool = False  # the study's timeout passed: the workers stopped claiming
+    stopped: str | None = None  # why the study ended before its budget (target, plateau)
 
     @property
     def ok(self) -> bool:
@@ -319,6 +321,7 @@ class Pool:
             self.failures(),
             self._all_failed(),
             timed_out(self.spec.timeout, started),
+            stop_reason(self.study, self.spec),
         )
 
     def _all_failed(self) -> bool:

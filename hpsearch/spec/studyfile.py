@@ -18,6 +18,7 @@ from dataclasses import field
 import functools
 import json
 import logging
+import math
 import operator
 from pathlib import Path
 import re
@@ -135,6 +136,8 @@ class StudySpec:
     start_points: tuple[Mapping[str, Any], ...] = field(default=())
     seed_stream: str = ""  # a worker's name: its seeded sampler draws a sequence of its own
     population: int = 1  # trials a worker claims and trains at once
+    target: float | None = None  # budget.target: the best value that ends the study early
+    plateau: int | None = None  # budget.plateau: trials after the best that end it early
     # what the file left to the data's task: "loss" (the trainer's), "objective"
     open_defaults: frozenset[str] = frozenset()
 
@@ -457,6 +460,12 @@ class BudgetFile(_Strict):
     """Trials to run in total, across all workers (a grid or ofat study counts its points)."""
     timeout: Annotated[StrictFloat, Field(gt=0)] | None = None
     """Seconds after which each worker stops claiming trials."""
+    target: StrictFloat | StrictInt | None = None
+    """Start no more trials once the best value reaches this (at least it when the
+    objective is maximized, at most it when minimized)."""
+    plateau: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Start no more trials once this many trials numbered after the best one have finished
+    without beating it."""
 
 
 class HeartbeatFile(_Strict):
@@ -738,6 +747,7 @@ class StudyFile(_Strict):
             )
         if sampler in FINITE_SAMPLERS:
             found.extend(_finite_problems(sampler, self.space))
+        found.extend(_stop_problems(self.budget or BudgetFile(), objectives))
         if self.start_with:
             found.extend(_start_problems(self.start_with, self.space, sampler, self.budget))
         if len(objectives) > 1:
@@ -781,6 +791,36 @@ def _finite_problems(sampler: str, space: Mapping[str, Any]) -> list[tuple[str, 
 
 
 _FEWER = ": fewer values or a larger step, or sample the range with random or tpe"
+
+
+# metrics whose values lie within bounds: a target beyond them is a typo (99 for 0.99)
+BOUNDED = {
+    "val_accuracy": (0.0, 1.0),
+    "val_balanced_accuracy": (0.0, 1.0),
+    "val_r2": (-math.inf, 1.0),
+}
+
+
+def _stop_problems(budget: BudgetFile, objectives: list[ObjectiveFile]) -> list[tuple[str, str]]:
+    """A target or plateau needs one best value, and a target one the metric can reach."""
+    given = [key for key in ("target", "plateau") if getattr(budget, key) is not None]
+    if given and len(objectives) > 1:
+        return [
+            (
+                f"budget.{given[0]}",
+                "a study of several objectives has no single best value to stop on",
+            )
+        ]
+    low, high = BOUNDED.get(objectives[0].metric, (-math.inf, math.inf))
+    if budget.target is not None and not low <= budget.target <= high:
+        within = f"[{low:g}, {high:g}]" if low > -math.inf else f"at most {high:g}"
+        return [
+            (
+                "budget.target",
+                f"{objectives[0].metric} is {within}: {budget.target:g} can never be reached",
+            )
+        ]
+    return []
 
 
 def _start_problems(
@@ -967,6 +1007,8 @@ def parse_study(
         finite_points=_finite_points(sampler_name, space, base, source),
         start_points=tuple(space.fix(point) for point in f.start_with or ()),
         population=f.population or 1,
+        target=None if budget.target is None else float(budget.target),
+        plateau=budget.plateau,
         open_defaults=open_defaults,
     )
     # a task the file names is fitted now; one inferred from the data, by the pre-flight

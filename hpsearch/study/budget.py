@@ -5,12 +5,18 @@ it (:func:`hpsearch.storage.trial_counts`): a trial counts against the budget un
 FAILed and some trial's retry history names it (Optuna's ``retry_history``, written when a
 failed trial is queued again). A trial has *finished* when it is COMPLETE, PRUNED or FAIL
 and counts. ``tests/study/test_budget.py`` checks the two ways agree on random mixes.
+
+A study may end before its budget is spent (:func:`stop_reason`): once its best value reaches
+``budget.target``, or ``budget.plateau`` trials after its best have not beaten it; its
+queued trials then stay queued, as after a timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 import dataclasses
+import operator
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial
@@ -22,6 +28,9 @@ from hpsearch.storage.states import FINISHED
 from hpsearch.storage.states import RETRY_HISTORY
 from hpsearch.storage.states import STARTED
 from hpsearch.study import record
+
+if TYPE_CHECKING:
+    from hpsearch.spec.studyfile import StudySpec
 
 MAX_RETRIES = 3  # a trial whose worker died is re-queued at most this often
 
@@ -111,3 +120,47 @@ def retry_failed(study: optuna.Study) -> list[int]:
     # many a transaction: one each, through Optuna, took 59 s for 10,000 on SQLite
     db.queue_trials(study, [_retry(t) for t in failed])
     return [t.number for t in failed]
+
+
+def stop_reason(
+    study: optuna.Study, spec: StudySpec, own: Iterable[FrozenTrial] = ()
+) -> str | None:
+    """Why a study should start no more trials before its budget is spent, or ``None``: its
+    best value reached ``budget.target``, or ``budget.plateau`` trials numbered after its
+    best one finished (complete or pruned) without beating it.
+
+    The best is the first trial to reach the best value: a later tie does not beat it. Every
+    worker asks before it claims, the launcher when its workers have stopped; the answer
+    depends on the stored trials alone, so all of them agree.
+
+    Args:
+        study: The study, read as its caller reads it (a worker's view of other workers'
+            trials may be a second old: see :func:`hpsearch.storage.worker_storage`).
+        spec: Its study file (``target``, ``plateau``, the direction).
+        own: Trials the caller finished itself, newer than its view may be yet.
+    """
+    if spec.target is None and spec.plateau is None:
+        return None
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    known = {t.number: t for t in study.get_trials(deepcopy=False, states=finished)}
+    known.update((t.number, t) for t in own if t.state in finished)
+    trials = [known[n] for n in sorted(known)]
+    better = operator.gt if spec.objectives[0].direction == "maximize" else operator.lt
+    best: tuple[int, float] | None = None  # its number and value
+    for trial in trials:
+        value = trial.value if trial.state == TrialState.COMPLETE else None
+        if value is not None and (best is None or better(value, best[1])):
+            best = (trial.number, value)
+    if best is None:
+        return None
+    number, value = best
+    if spec.target is not None and not better(spec.target, value):
+        sign = ">=" if spec.objectives[0].direction == "maximize" else "<="
+        return f"trial {number} reached budget.target ({value:.4g} {sign} {spec.target:g})"
+    after = sum(1 for t in trials if t.number > number)
+    if spec.plateau is not None and after >= spec.plateau:
+        return (
+            f"{after} trials after the best (trial {number}, {value:.4g}) finished without "
+            f"beating it (budget.plateau {spec.plateau})"
+        )
+    return None

@@ -354,12 +354,15 @@ class Plan:
         change: Trials it would queue; negative: take off the queue (a lowered budget).
         starts: How many of those it queues are ``start_with`` points (queued first).
         left: How many ``start_with`` points it leaves out for want of room in the budget.
+        stopped: Why its workers would start no trial: the stored study ends early already
+            (:func:`hpsearch.study.budget.stop_reason`), or ``None``.
     """
 
     counts: db.TrialCounts | None
     change: int
     starts: int = 0
     left: int = 0
+    stopped: str | None = None
 
 
 def plan(spec: StudySpec) -> Plan:
@@ -388,11 +391,13 @@ def plan(spec: StudySpec) -> Plan:
     check_definition(study, spec, store=False)
     counts = db.trial_counts(study)
     room = spec.budget() - budget.used(counts)
+    stopped = budget.stop_reason(study, spec)
     if room < 0:  # at most what waits; none where the storage cannot take one off (a journal)
-        return Plan(counts, -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0)
+        change = -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0
+        return Plan(counts, change, stopped=stopped)
     missing, left = _missing(study, spec, room)
     starts = 0 if spec.is_finite else sum(1 for trial in missing if trial.params)
-    return Plan(counts, len(missing), starts, left)
+    return Plan(counts, len(missing), starts, left, stopped)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:

@@ -189,6 +189,8 @@ class WorkerStats:
         broken: Why the worker stopped claiming trials (the same error several times in a
             row), or ``None``.
         timed_out: Whether the study's timeout stopped it claiming trials.
+        stopped: Why the study ended before its budget (its target reached, or its best
+            not beaten in ``budget.plateau`` trials), or ``None``.
     """
 
     completed: int = 0
@@ -198,6 +200,7 @@ class WorkerStats:
     interrupted: bool = False
     broken: str | None = None
     timed_out: bool = False
+    stopped: str | None = None
 
     @property
     def all_failed(self) -> bool:
@@ -346,12 +349,16 @@ def run_worker(
     deadline = time.monotonic() + spec.timeout if spec.timeout else math.inf
     population = spec.population
     stale_check_at = 0.0
+    finished: list[FrozenTrial] = []  # by this worker: a stop rule sees them at once
     while not (stop is not None and stop.is_set()):
         if time.monotonic() >= deadline:
             stats.timed_out = True
             break
         if _STOP.is_set():
             stats.interrupted = True
+            break
+        stats.stopped = budget.stop_reason(study, spec, finished)
+        if stats.stopped:
             break
         if time.monotonic() >= stale_check_at:
             fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
@@ -389,6 +396,8 @@ def run_worker(
                 )
                 continue
             _count(stats, frozen)
+            if spec.target is not None or spec.plateau is not None:
+                finished.append(frozen)
             _log.info(
                 "trial %d of %s %s on worker %s%s",
                 frozen.number,

@@ -119,6 +119,36 @@ def test_ofat_study_is_baseline_plus_each_variation() -> None:
 
 
 BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "target of several objectives",
+        {
+            "objectives": [{"metric": "val_accuracy"}, {"metric": "param_count"}],
+            "sampler": "nsga2",
+            "budget": {"trials": 4, "target": 0.9},
+        },
+        "budget.target: a study of several objectives has no single best value to stop on",
+    ),
+    (
+        "plateau of several objectives",
+        {
+            "objectives": [{"metric": "val_accuracy"}, {"metric": "param_count"}],
+            "sampler": "nsga2",
+            "budget": {"trials": 4, "plateau": 5},
+        },
+        "budget.plateau: a study of several objectives has no single best value to stop on",
+    ),
+    (
+        "target in percent",
+        {"budget": {"trials": 4, "target": 99}},
+        "budget.target: val_accuracy is [0, 1]: 99 can never be reached",
+    ),
+    (
+        "target over R²",
+        {"objective": "val_r2", "budget": {"trials": 4, "target": 1.5}},
+        "budget.target: val_r2 is at most 1: 1.5 can never be reached",
+    ),
+    ("plateau of none", {"budget": {"trials": 4, "plateau": 0}}, "budget.plateau: must be >= 1"),
+    ("target as text", {"budget": {"trials": 4, "target": "0.9"}}, "budget.target: expected"),
     ("unknown top key", {"samplr": "tpe"}, "samplr: unknown key (did you mean 'sampler'?)"),
     ("unknown sampler", {"sampler": "bayes"}, "sampler.name: unknown 'bayes'"),
     (

@@ -20,6 +20,7 @@ from hpsearch.errors import StorageError
 from hpsearch.results.reading import open_study
 from hpsearch.spec.studyfile import parse_study
 from hpsearch.spec.studyfile import StudySpec
+from hpsearch.study import budget
 from hpsearch.study import record
 from hpsearch.study.budget import finished_count
 from hpsearch.study.budget import retry_failed
@@ -648,3 +649,86 @@ def test_a_worker_looks_for_stale_trials_once_a_heartbeat_interval(
     study = open_study("t", f"sqlite:///{tmp_path / 'hp.db'}")
     assert len(study.trials) == 12 and all(t.state.is_finished() for t in study.trials)
     assert checks == [1]
+
+
+def _widths_study(tmp_path: Path, widths: list[int], **budget: Any) -> StudySpec:
+    """A grid over one hidden layer's width, queued in the order listed, selecting on the
+    parameter count: every trial's value is known before it runs."""
+    return _spec(
+        tmp_path,
+        sampler="grid",
+        objective="param_count",
+        budget=budget or None,
+        fixed={"epochs": 1, "scheduler": "none", "optimizer": "adam", "lr": 0.01},
+        space={"hidden_layers": {"values": [[w] for w in widths]}},
+    )
+
+
+def _states(study: optuna.Study) -> list[str]:
+    return [t.state.name[0] for t in sorted(study.get_trials(), key=lambda t: t.number)]
+
+
+def test_a_reached_target_stops_the_study_before_its_budget(tmp_path: Path) -> None:
+    # 64 inputs, 10 classes: width 16 has 64 * 16 + 16 + 16 * 10 + 10 = 1,210 params
+    spec = _widths_study(tmp_path, [32, 16, 64, 4, 8], target=1210)
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert _states(study) == ["C", "C", "W", "W", "W"]  # the rest stays queued
+    assert stats.stopped == "trial 1 reached budget.target (1210 <= 1210)"
+    assert budget.stop_reason(study, spec) == stats.stopped  # what a launcher reads after
+    again = run_worker(spec, storage, worker="test")  # a resume starts nothing
+    assert again.completed == 0 and again.stopped == stats.stopped
+    # the file's target loosened: the queued trials run, up to the new target
+    lower = _widths_study(tmp_path, [32, 16, 64, 4, 8], target=500)
+    assert run_worker(lower, storage, worker="test").completed == 2
+    assert _states(study) == ["C", "C", "C", "C", "W"]  # width 4: 310 params
+
+
+def test_a_target_of_a_maximized_objective_is_reached_from_below(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, budget={"trials": 4, "target": 0.0})  # any accuracy reaches it
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert _states(study) == ["C", "W", "W", "W"]
+    assert stats.stopped is not None and ">= 0)" in stats.stopped
+
+
+def test_a_plateau_stops_the_study_when_no_trial_beats_the_best(tmp_path: Path) -> None:
+    spec = _widths_study(tmp_path, [8, 16, 8 + 1, 4, 32, 64], plateau=2)
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    # trial 0 (8 units) is best; 1 and 2 do not beat it: two after it, the plateau
+    assert _states(study) == ["C", "C", "C", "W", "W", "W"]
+    assert stats.stopped == (
+        "2 trials after the best (trial 0, 610) finished without beating it (budget.plateau 2)"
+    )
+    # a larger plateau goes on: trial 3 (4 units) beats the best, then 4 and 5 do not
+    wider = _widths_study(tmp_path, [8, 16, 8 + 1, 4, 32, 64], plateau=3)
+    assert run_worker(wider, storage, worker="test").completed == 3
+    assert budget.stop_reason(study, wider) is None  # 2 after the best: the budget ended it
+
+
+def test_run_check_and_launch_say_that_a_study_stopped_early(tmp_path: Path) -> None:
+    path = write_study(
+        tmp_path,
+        sampler="grid",
+        objective="param_count",
+        budget={"target": 1210},
+        space={"hidden_layers": {"values": [[32], [16], [64], [8]]}},
+    )
+    proc = hpsearch("run", str(path), "--no-progress")
+    reason = "trial 1 reached budget.target (1210 <= 1210)"
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("done: 2 completed, 0 pruned, 0 failed in this run")
+    assert f"stopped early: {reason}; 2 trials of the budget left: loosen it" in proc.stderr
+    checked = hpsearch("check", str(path), "--no-train")
+    assert checked.returncode == 0 and f"; it ends at once: {reason}" in checked.stdout
+    assert "budget 4 trials, target 1210, population 1" in checked.stdout
+    launched = hpsearch("launch", str(path), "--workers", "2", "--no-progress")
+    assert launched.returncode == 0, launched.stderr
+    assert f"stopped early: {reason}; 2 trials of the budget left" in launched.stderr
+    assert "the budget was not reached" not in launched.stderr
+    joined = hpsearch("worker", str(path))
+    assert joined.returncode == 0, joined.stderr
+    assert joined.stdout.rstrip().endswith(
+        f"0 completed, 0 pruned, 0 failed; stopped early: {reason}"
+    )
