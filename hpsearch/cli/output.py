@@ -251,6 +251,21 @@ def noise(study: optuna.Study) -> None:
         click.echo(f"noise: the best is ahead of the next trial by more than {se}")
 
 
+def edges(trial: FrozenTrial) -> None:
+    """Says which of the best trial's parameters lie at an end of their range."""
+    from hpsearch.results.reading import range_edges
+
+    for edge in range_edges(trial):
+        side = "top" if edge.top else "bottom"
+        scale = ", log scale" if edge.log else ""
+        space = edge.param.split(".")[0]
+        click.echo(
+            f"edge: {edge.param} {edge.value:.4g} is at the {side} of its range "
+            f"[{edge.low:g}, {edge.high:g}{scale}]: better values may lie beyond it "
+            f"(widen space.{space})"
+        )
+
+
 def exit_if_failing(stats: WorkerStats, study_file: str) -> None:
     """Exit statuses for a worker that stopped on repeated errors, or whose trials all failed."""
     if stats.broken:

@@ -110,6 +110,7 @@ def best(
         output.best_trials(s, shown)
         if not multi:
             output.noise(s)
+            output.edges(trials[0])
     if write_config:
         click.echo(f"wrote {write_best_config(s, write_config, number)}", err=fmt != "text")
 

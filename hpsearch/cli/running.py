@@ -117,7 +117,10 @@ def run(
         click.echo(output.stopped_line(stats.stopped, left), err=True)
     elif stats.timed_out and left > 0:
         click.echo(output.timed_out_line(left, "run"), err=True)
-    output.best_trials(study, best_trials(study))
+    best = best_trials(study)
+    output.best_trials(study, best)
+    if best and len(study.directions) == 1:
+        output.edges(best[0])
     output.exit_if_failing(stats, study_file)
 
 

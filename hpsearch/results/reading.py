@@ -15,6 +15,7 @@ from collections.abc import Collection
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+import math
 from pathlib import Path
 from typing import Any
 
@@ -278,6 +279,59 @@ def selection_noise(study: optuna.Study) -> Noise | None:
     return Noise(
         summary.metrics[0], value, se, top[0].val_size, within, rated.score, rated.examples
     )
+
+
+EDGE = 0.05  # the outer share of a range (on its own scale) that counts as its edge
+EDGE_INT_VALUES = 3  # an integer range of fewer values has no inside to leave
+
+
+@dataclass(frozen=True)
+class Edge:
+    """A parameter of the best trial at an end of the range it was searched in, where the
+    best value may lie beyond the range.
+
+    Attributes:
+        param: The parameter (``lr``, ``hidden_layers.width_0``).
+        value: The best trial's value.
+        low: The range's lower end.
+        high: The range's upper end.
+        top: Whether it is at the upper end (else at the lower).
+        log: Whether the range is searched on a log scale.
+    """
+
+    param: str
+    value: float
+    low: float
+    high: float
+    top: bool
+    log: bool
+
+
+def range_edges(trial: FrozenTrial) -> list[Edge]:
+    """The numeric parameters of ``trial`` (the best, as a rule) within the outer
+    :data:`EDGE` of their range, on its scale (an integer range of a few values: at its end
+    value). A lower end of 0 on a linear scale (no dropout, no momentum) is a floor, not an
+    edge: nothing lies below it."""
+    from optuna.distributions import FloatDistribution
+    from optuna.distributions import IntDistribution
+
+    found = []
+    for name, dist in trial.distributions.items():
+        if not isinstance(dist, FloatDistribution | IntDistribution) or dist.high <= dist.low:
+            continue
+        value, low, high = float(trial.params[name]), float(dist.low), float(dist.high)
+        if isinstance(dist, IntDistribution) and (high - low) / dist.step + 1 < EDGE_INT_VALUES:
+            continue
+        if isinstance(dist, IntDistribution) and (high - low) / dist.step < 1 / EDGE:
+            at = (value - low) / (high - low)
+            top, bottom = at == 1.0, at == 0.0
+        else:
+            scale = math.log if dist.log else float
+            at = (scale(value) - scale(low)) / (scale(high) - scale(low))
+            top, bottom = at >= 1.0 - EDGE, at <= EDGE
+        if top or (bottom and (dist.log or low != 0.0)):
+            found.append(Edge(name, value, low, high, top, dist.log))
+    return found
 
 
 def require_best(study: optuna.Study) -> list[FrozenTrial]:

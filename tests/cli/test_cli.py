@@ -843,3 +843,31 @@ def test_copys_summary_hides_passwords_and_names_the_trials_queued_again() -> No
         "  trials 3, 4 were running in the source: failed in the copy and queued again there "
         "(their workers still write to the source)",
     ]
+
+
+def test_run_and_best_say_when_the_best_lies_at_an_end_of_its_range(tmp_path: Path) -> None:
+    # the fewest parameters: the narrowest layer the range allows, queued first
+    path = write_study(
+        tmp_path,
+        objective="param_count",
+        budget={"trials": 3},
+        space={
+            "hidden_layers": {
+                "type": "layers",
+                "depth": {"low": 1, "high": 1},
+                "width": {"low": 8, "high": 64},
+            },
+            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+        },
+        start_with=[{"hidden_layers": [8], "lr": 1e-2}],
+    )
+    edge = (
+        "edge: hidden_layers.width_0 8 is at the bottom of its range [8, 64]: better values "
+        "may lie beyond it (widen space.hidden_layers)"
+    )
+    ran = hpsearch("run", str(path), "--no-progress")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.splitlines()[-1] == edge
+    shown = hpsearch("best", str(path)).stdout.splitlines()
+    assert shown[0].startswith("  trial 0: values [610]") and shown[-1] == edge
+    assert not any(line.startswith("edge: lr") for line in shown)  # 0.01: mid-range
