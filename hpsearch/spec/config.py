@@ -45,7 +45,8 @@ from hpsearch.spec.yamlfile import read_yaml
 Fraction = Annotated[StrictFloat, Field(ge=0.0, lt=1.0)]
 NonNegative = Annotated[StrictFloat, Field(ge=0.0)]
 AtLeastOne = Annotated[StrictInt, Field(ge=1)]
-Device = Annotated[StrictStr, Field(pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")]
+DEVICE_PATTERN = r"^(auto|cpu|mps|cuda(:[0-9]+)?)$"
+Device = Annotated[StrictStr, Field(pattern=DEVICE_PATTERN)]
 
 
 def _dataset_kind(value: Any) -> str:

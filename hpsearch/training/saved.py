@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import math
 from pathlib import Path
 import platform
+import re
 from typing import Any
 
 import torch
@@ -34,8 +35,10 @@ from torch import nn
 
 import hpsearch
 from hpsearch.errors import ConfigError
+from hpsearch.errors import DeviceError
 from hpsearch.spec.choices import IMAGE_SUFFIXES
 from hpsearch.spec.choices import table_kind
+from hpsearch.spec.config import DEVICE_PATTERN
 from hpsearch.spec.config import make_config
 from hpsearch.training.data import DeviceData
 from hpsearch.training.data import Preprocessing
@@ -45,6 +48,7 @@ from hpsearch.training.modelfile import model_file
 from hpsearch.training.tables import read_rows
 from hpsearch.training.tables import TableEncoding
 from hpsearch.training.tables import where
+from hpsearch.training.trainer import resolve_device
 
 FORMAT = "hpsearch.training.model"
 FORMAT_VERSION = 2  # 2: the task, class names, a table's encoding, images' channels
@@ -238,14 +242,18 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
 
     Args:
         path: The model file, or the directory holding ``model.pt``.
-        device: Where to put its weights (``cpu``, ``cuda``, ``cuda:1``, ...).
+        device: Where to put its weights (``cpu``, ``cuda``, ``cuda:1``, ``mps``, ``auto``).
 
     Raises:
         ConfigError: The file is missing or is not a model saved by hpsearch.
+        DeviceError: The device is unknown, or not on this machine.
     """
     file = model_file(path)
+    if not re.fullmatch(DEVICE_PATTERN, device):
+        raise DeviceError(f"device {device!r}: allowed: auto, cpu, cuda, cuda:N, mps")
+    on = resolve_device(device)  # a GPU this machine lacks is named, not a bad file
     try:
-        doc = torch.load(file, map_location=device, weights_only=True)
+        doc = torch.load(file, map_location=on, weights_only=True)
     except Exception as e:  # a truncated file, or not a torch file at all
         raise ConfigError([f"{file}: not a model saved by hpsearch ({type(e).__name__})"]) from e
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
@@ -266,7 +274,7 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
     info = {k: doc.get(k) for k in ("config", "metrics", "versions", "study", "trial")}
     encoding = doc.get("encoding")  # format 1 had none of these
     return Predictor(
-        network.to(device),
+        network.to(on),
         Preprocessing(**doc["preprocessing"]),
         (int(shape[0]), int(shape[1])) if shape else None,
         int(doc["classes"]),

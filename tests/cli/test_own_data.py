@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from tests.helpers import Gate
 from tests.helpers import hpsearch
@@ -298,6 +299,13 @@ def test_evaluate_scores_a_retrained_model_as_retrain_measured_it(tmp_path: Path
         hpsearch("evaluate", str(model), str(tmp_path / "more.csv")),
         "more.csv: line 6: class 'merlot' of 'cultivar' is not among the training data's",
     )
+    # a device this machine lacks is named as such, not as a bad model file
+    _refused(hpsearch("evaluate", str(model), "--device", "tpu"), "device 'tpu': allowed: auto")
+    if not torch.cuda.is_available():
+        _refused(
+            hpsearch("predict", str(model), str(data), "--device", "cuda"),
+            "device cuda: no CUDA GPU is visible to this process",
+        )
 
 
 def test_train_on_a_regression_table_reports_in_the_targets_units(tmp_path: Path) -> None:
