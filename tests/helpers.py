@@ -33,6 +33,23 @@ BROKEN_SPACE: dict[str, Any] = {
     "space": {"activation": {"values": [["relu", "tanh"]]}},
 }
 
+# A study whose best trial lies at an end of its range: the fewest parameters, the narrowest
+# layer the range allows, queued first (1,210 parameters on digits at width 16; 610 at 8).
+EDGE_STUDY: dict[str, Any] = {
+    "objective": "param_count",
+    "budget": {"trials": 3},
+    "space": {
+        "hidden_layers": {
+            "type": "layers",
+            "depth": {"low": 1, "high": 1},
+            "width": {"low": 8, "high": 64},
+        },
+        "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+    },
+    "start_with": [{"hidden_layers": [8], "lr": 1e-2}],
+}
+EDGE = "hidden_layers.width_0 8 is at the bottom of its range [8, 64]"
+
 # A space with conditional params: the widths exist for some depths, momentum for sgd only.
 CONDITIONAL_SPACE = {
     "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},

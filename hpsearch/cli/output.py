@@ -256,14 +256,8 @@ def edges(trial: FrozenTrial) -> None:
     from hpsearch.results.reading import range_edges
 
     for edge in range_edges(trial):
-        side = "top" if edge.top else "bottom"
-        scale = ", log scale" if edge.log else ""
         space = edge.param.split(".")[0]
-        click.echo(
-            f"edge: {edge.param} {edge.value:.4g} is at the {side} of its range "
-            f"[{edge.low:g}, {edge.high:g}{scale}]: better values may lie beyond it "
-            f"(widen space.{space})"
-        )
+        click.echo(f"edge: {edge}: better values may lie beyond it (widen space.{space})")
 
 
 def exit_if_failing(stats: WorkerStats, study_file: str) -> None:

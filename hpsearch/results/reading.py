@@ -306,6 +306,14 @@ class Edge:
     top: bool
     log: bool
 
+    def __str__(self) -> str:
+        side = "top" if self.top else "bottom"
+        scale = ", log scale" if self.log else ""
+        return (
+            f"{self.param} {self.value:.4g} is at the {side} of its range "
+            f"[{self.low:g}, {self.high:g}{scale}]"
+        )
+
 
 def range_edges(trial: FrozenTrial) -> list[Edge]:
     """The numeric parameters of ``trial`` (the best, as a rule) within the outer

@@ -35,6 +35,7 @@ from plotly.subplots import make_subplots
 from hpsearch import files
 from hpsearch import storage as db
 from hpsearch.results.reading import best_trials
+from hpsearch.results.reading import range_edges
 from hpsearch.results.reading import status
 from hpsearch.results.tables import short_name
 from hpsearch.storage.states import best_first
@@ -720,6 +721,10 @@ def _summary(data: _Data) -> str:
             )
         )
         rows.append(("params", ", ".join(f"{k}={v}" for k, v in t.params.items())))
+    edges = range_edges(best[0]) if best and len(study.directions) == 1 else []
+    if edges:
+        text = "; ".join(map(str, edges))
+        rows.append((f"edges of #{best[0].number}", f"{text}: better values may lie beyond"))
     body = "".join(
         f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows
     )

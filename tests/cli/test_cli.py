@@ -25,6 +25,8 @@ from hpsearch.spec.choices import PRECISIONS
 from hpsearch.study.record import records
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import CONDITIONAL_SPACE
+from tests.helpers import EDGE
+from tests.helpers import EDGE_STUDY
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import write_study
@@ -846,25 +848,8 @@ def test_copys_summary_hides_passwords_and_names_the_trials_queued_again() -> No
 
 
 def test_run_and_best_say_when_the_best_lies_at_an_end_of_its_range(tmp_path: Path) -> None:
-    # the fewest parameters: the narrowest layer the range allows, queued first
-    path = write_study(
-        tmp_path,
-        objective="param_count",
-        budget={"trials": 3},
-        space={
-            "hidden_layers": {
-                "type": "layers",
-                "depth": {"low": 1, "high": 1},
-                "width": {"low": 8, "high": 64},
-            },
-            "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
-        },
-        start_with=[{"hidden_layers": [8], "lr": 1e-2}],
-    )
-    edge = (
-        "edge: hidden_layers.width_0 8 is at the bottom of its range [8, 64]: better values "
-        "may lie beyond it (widen space.hidden_layers)"
-    )
+    path = write_study(tmp_path, **EDGE_STUDY)
+    edge = f"edge: {EDGE}: better values may lie beyond it (widen space.hidden_layers)"
     ran = hpsearch("run", str(path), "--no-progress")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.splitlines()[-1] == edge

@@ -25,6 +25,8 @@ from hpsearch.study.record import records
 from hpsearch.study.worker import run_worker
 from tests.helpers import BROKEN_SPACE
 from tests.helpers import CONDITIONAL_SPACE
+from tests.helpers import EDGE
+from tests.helpers import EDGE_STUDY
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import study_doc
@@ -357,3 +359,12 @@ def test_one_factor_losses_of_different_kinds_get_their_own_axes(tmp_path: Path)
     assert fig.layout.xaxis.title.text == "epoch" and fig.layout.xaxis3.title.text == "epoch"
     mse = [t for t in fig.data if t.xaxis == "x2"]
     assert mse and all("mse" in t.name for t in mse)  # only the MSE run on the MSE axis
+
+
+def test_the_summary_names_the_best_trials_parameters_at_an_end_of_their_range(
+    tmp_path: Path,
+) -> None:
+    path = write_study(tmp_path, **EDGE_STUDY)
+    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    summary = _sections(build_report(open_study("t", load_spec(str(path)).storage)))["Summary"]
+    assert f"<th>edges of #0</th><td>{EDGE}: better values may lie beyond</td>" in summary
