@@ -2,9 +2,9 @@
 function of the layers below and prints through :mod:`hpsearch.cli.output`.
 
 Commands by area: ``training`` (train), ``running`` (check, run, create, worker, launch),
-``reading`` (studies, status, best, trials, trial), ``models`` (retrain, predict, evaluate),
-``manage`` (retry, copy, delete, init, schema), ``pictures`` (dashboard, report). Each
-imports its heavy modules inside the command, so ``--help``, ``init`` and the reading
+``reading`` (studies, status, best, trials, trial), ``models`` (retrain, predict, evaluate,
+repeat), ``manage`` (retry, copy, delete, init, schema), ``pictures`` (dashboard, report).
+Each imports its heavy modules inside the command, so ``--help``, ``init`` and the reading
 commands never load torch.
 """
 

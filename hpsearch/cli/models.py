@@ -1,5 +1,5 @@
-"""``retrain`` (the best trial on training + validation data, saved), ``predict`` and
-``evaluate``."""
+"""``retrain`` (the best trial on training + validation data, saved), ``predict``,
+``evaluate`` and ``repeat`` (the best trials with other seeds)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from hpsearch.cli.app import startup
 from hpsearch.cli.options import format_option
 from hpsearch.cli.options import open_target
 from hpsearch.cli.options import storage_option
+from hpsearch.cli.options import threads_option
 from hpsearch.cli.options import trial_option
 from hpsearch.errors import ConfigError
 
@@ -105,3 +106,45 @@ def evaluate(model_dir: str, data: str | None, fmt: str, mistakes: int, device: 
         from hpsearch.training.scores import evaluate_model
 
     output.scores(evaluate_model(model_dir, data, device, mistakes), fmt)
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+@click.option(
+    "--top", type=click.IntRange(min=1), default=5, show_default=True, help="Trials to repeat."
+)
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=2),
+    default=3,
+    show_default=True,
+    help="Runs per trial: its own seed, then the next ones.",
+)
+@click.option("--device", default=None, help="Where to train [each trial's own: auto].")
+@threads_option("Torch CPU threads [all cores].")
+@format_option
+def repeat(
+    study: str,
+    storage: str | None,
+    top: int,
+    seeds: int,
+    device: str | None,
+    threads: int | None,
+    fmt: str,
+) -> None:
+    """Train the best trials of STUDY again with other seeds and rank them by their mean
+    value: how much of their lead was the luck of one initialisation and batch order.
+    Nothing is written to the study."""
+    from hpsearch.results.reading import best_trials
+    from hpsearch.results.repeat import check_repeat
+
+    target = open_target(study, storage)
+    check_repeat(target, seeds, device)  # refused before torch loads
+    numbers = ", ".join(str(t.number) for t in best_trials(target, top))
+    click.echo(f"repeating trials {numbers} with {seeds} seeds each", err=True)
+    from hpsearch.results.repeat import repeat_best
+    from hpsearch.training.trainer import set_threads
+
+    set_threads(threads)
+    output.repeats(repeat_best(target, top, seeds, device), fmt)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpsearch.launch.pool import PoolResult
+    from hpsearch.results.repeat import Repeats
     from hpsearch.spec.studyfile import StudySpec
     from hpsearch.study.drafts import Draft
     from hpsearch.study.lifecycle import Copied
@@ -181,6 +182,51 @@ def scores(result: Scores, fmt: str) -> None:
             for r in result.mistakes
         ]
         click.echo(format_rows(significant(rows), "table"))
+
+
+def repeats(found: Repeats, fmt: str) -> None:
+    """What ``hpsearch repeat`` prints: each trial's value over its seeds, ranked by the
+    mean, and where the study's best ranks now."""
+    from hpsearch.results.tables import format_rows
+
+    test = shown(f"test_{found.score}")
+    rows: list[dict[str, Any]] = [
+        {
+            "trial": r.number,
+            "stored": r.stored,
+            "mean": r.mean,
+            "sd": r.sd,
+            test: r.test_mean,
+            f"{test}_sd": r.test_sd,
+            "seeds": list(r.seeds),
+            f"{found.metric}_by_seed": list(r.values),
+        }
+        for r in found.trials
+    ]
+    if fmt != "table":
+        click.echo(format_rows(rows, fmt))
+        return
+    for row, r in zip(rows, found.trials, strict=True):  # the seeds named once, below
+        values = ", ".join("diverged" if v is None else f"{v:.4g}" for v in r.values)
+        row[f"{found.metric}_by_seed"] = values
+        del row["seeds"]
+    from hpsearch.results.tables import significant
+
+    click.echo(format_rows(significant(rows), "table"))
+    seeds = {r.seeds for r in found.trials}
+    over = (
+        f"seeds {', '.join(map(str, found.trials[0].seeds))}"
+        if len(seeds) == 1
+        else f"{len(found.trials[0].seeds)} seeds each (a trial's own, then the next)"
+    )
+    first = found.trials[0].number
+    rank = [r.number for r in found.trials].index(found.best) + 1
+    where = (
+        f"the study's best, trial {found.best}, stays first"
+        if first == found.best
+        else f"trial {first} ranks first; the study's best, trial {found.best}, ranks {rank}"
+    )
+    click.echo(f"ranked by the mean {found.metric} over {over}: {where}")
 
 
 def _confusion(result: Scores) -> None:

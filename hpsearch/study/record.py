@@ -263,6 +263,21 @@ def study_summary(study: optuna.Study) -> StudySummary | None:
     )
 
 
+def objectives(study: optuna.Study) -> list[dict[str, str]]:
+    """The study's objectives as its file gave them (``metric``, ``direction``, ``reduce``),
+    stored at its creation; empty for a study hpsearch did not create."""
+    stored = (_summary_doc(study) or {}).get("objectives") or []
+    return [
+        {
+            "metric": str(o.get("metric")),
+            "direction": str(o.get("direction")),
+            "reduce": str(o.get("reduce", "final")),
+        }
+        for o in stored
+        if isinstance(o, dict)
+    ]
+
+
 def _summary_doc(study: optuna.Study) -> dict[str, Any] | None:
     doc = db.study_system_attrs(study).get(STUDY_SUMMARY)
     if doc is None:  # an earlier layout
