@@ -161,7 +161,7 @@ def scores(result: Scores, fmt: str) -> None:
         click.echo(f"accuracy   {m['accuracy']}  (standard error {m['accuracy_se']})")
         click.echo(f"bal_acc    {m['balanced_accuracy']}")
         click.echo(f"log_loss   {m['log_loss']}")
-    if result.recorded and result.source.startswith("the test split"):
+    if result.recorded and result.test_split:
         metrics = significant(result.recorded).items()
         saved = ", ".join(f"{shown(k)} {v}" for k, v in metrics)
         click.echo(f"recorded   {saved} (when it was saved)")
@@ -188,6 +188,7 @@ def repeats(found: Repeats, fmt: str) -> None:
     """What ``hpsearch repeat`` prints: each trial's value over its seeds, ranked by the
     mean, and where the study's best ranks now."""
     from hpsearch.results.tables import format_rows
+    from hpsearch.results.tables import significant
 
     test = shown(f"test_{found.score}")
     rows: list[dict[str, Any]] = [
@@ -210,8 +211,6 @@ def repeats(found: Repeats, fmt: str) -> None:
         values = ", ".join("diverged" if v is None else f"{v:.4g}" for v in r.values)
         row[f"{found.metric}_by_seed"] = values
         del row["seeds"]
-    from hpsearch.results.tables import significant
-
     click.echo(format_rows(significant(rows), "table"))
     seeds = {r.seeds for r in found.trials}
     over = (

@@ -69,6 +69,8 @@ class Scores:
         wrong: How many answers were wrong (a classification), of ``examples``.
         recorded: The test metrics saved with the model (what they were on its test split).
         model: Where the model came from: its ``file``, ``study`` and ``trial``.
+        test_split: Whether the examples were the test split of the model's own data (where
+            ``recorded`` was measured).
     """
 
     task: str
@@ -81,6 +83,7 @@ class Scores:
     wrong: int
     recorded: dict[str, float]
     model: dict[str, Any]
+    test_split: bool = False
 
 
 def evaluate_model(
@@ -99,7 +102,9 @@ def evaluate_model(
     """
     model = load_model(model_dir, device)
     scores = score(model, read_labelled(data, model), mistakes)
-    return replace(scores, model={"file": str(model_file(model_dir)), **scores.model})
+    return replace(
+        scores, model={"file": str(model_file(model_dir)), **scores.model}, test_split=data is None
+    )
 
 
 def read_labelled(path: str | Path | None, model: Predictor) -> Labelled:

@@ -171,6 +171,28 @@ def test_an_array_its_timeout_ends_says_so_and_exits_0(
 
 
 @_on_cluster
+def test_an_array_whose_study_reached_its_target_says_so_and_exits_0(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    # parameter counts, known before training: width 16 (1,210) is the first at the target
+    path = write_study(
+        tmp_path,
+        sampler="grid",
+        objective="param_count",
+        budget={"target": 1210},
+        space={"hidden_layers": {"values": [[32], [16], [64], [8]]}},
+    )
+    proc = _launch(path, postgres_url)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "2/4 trials finished" in proc.stdout
+    assert (
+        "stopped early: trial 1 reached budget.target (1210 <= 1210); 2 trials of the budget "
+        "left" in proc.stderr
+    )
+    assert "ended before the budget was reached" not in proc.stderr
+
+
+@_on_cluster
 def test_scancel_of_one_task_mid_trial_queues_its_trial_again(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:

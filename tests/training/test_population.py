@@ -520,7 +520,11 @@ def test_a_killed_population_worker_has_all_its_trials_retried(tmp_path: Path) -
         log_dir,
         env=gate.env,
     )
-    pid = wait_running(url, 3)[0].user_attrs["pid"]  # held at an epoch end: none can finish
+    # both workers' first populations whole (3 + 3 running, held at an epoch end: none can
+    # finish): with 3 running, one worker might still be claiming its third
+    running = wait_running(url, 6)
+    pid = running[0].user_attrs["pid"]
+    assert sum(t.user_attrs["pid"] == pid for t in running) == 3
     os.kill(pid, signal.SIGKILL)  # in its first population: 3 trials running
     gate.open()
     _, err = launcher.communicate(timeout=600)
