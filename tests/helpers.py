@@ -50,6 +50,16 @@ EDGE_STUDY: dict[str, Any] = {
 }
 EDGE = "hidden_layers.width_0 8 is at the bottom of its range [8, 64]"
 
+# A grid selecting on the parameter count (known before a trial runs), in the order listed:
+# width 16 (1,210 parameters on digits) is the first to reach the target, trial 1.
+TARGET_STUDY: dict[str, Any] = {
+    "sampler": "grid",
+    "objective": "param_count",
+    "budget": {"target": 1210},
+    "space": {"hidden_layers": {"values": [[32], [16], [64], [8]]}},
+}
+TARGET_REACHED = "trial 1 reached budget.target (1210 <= 1210)"
+
 # A space with conditional params: the widths exist for some depths, momentum for sgd only.
 CONDITIONAL_SPACE = {
     "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},

@@ -12,6 +12,7 @@ wrong are named (a table's line, an image's file) to be looked at.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import field
 from dataclasses import replace
 import math
 from pathlib import Path
@@ -81,8 +82,8 @@ class Scores:
     confusion: list[list[int]]
     mistakes: list[dict[str, Any]]
     wrong: int
-    recorded: dict[str, float]
-    model: dict[str, Any]
+    recorded: dict[str, float] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)
     test_split: bool = False
 
 
@@ -141,9 +142,8 @@ def score(model: Predictor, labelled: Labelled, mistakes: int = MISTAKES) -> Sco
         outputs = model(labelled.inputs).float().cpu()
     recorded = {k: float(v) for k, v in (model.info.get("metrics") or {}).items() if _number(v)}
     about = {"study": model.info.get("study"), "trial": model.info.get("trial")}
-    if model.task == "regression":
-        return _regression(model, labelled, outputs, mistakes, recorded, about)
-    return _classification(model, labelled, outputs, mistakes, recorded, about)
+    measure = _regression if model.task == "regression" else _classification
+    return replace(measure(model, labelled, outputs, mistakes), recorded=recorded, model=about)
 
 
 def _classification(
@@ -151,8 +151,6 @@ def _classification(
     labelled: Labelled,
     outputs: torch.Tensor,
     top: int,
-    recorded: dict[str, float],
-    about: dict[str, Any],
 ) -> Scores:
     from sklearn import metrics
 
@@ -200,8 +198,6 @@ def _classification(
             for i in worst
         ],
         len(wrong),
-        recorded,
-        about,
     )
 
 
@@ -210,8 +206,6 @@ def _regression(
     labelled: Labelled,
     outputs: torch.Tensor,
     top: int,
-    recorded: dict[str, float],
-    about: dict[str, Any],
 ) -> Scores:
     from sklearn import metrics
 
@@ -246,8 +240,6 @@ def _regression(
             for i in worst
         ],
         0,
-        recorded,
-        about,
     )
 
 

@@ -24,6 +24,8 @@ from hpsearch.study.record import fixed_params
 from tests.conftest import SlurmCluster
 from tests.helpers import Gate
 from tests.helpers import hpsearch
+from tests.helpers import TARGET_REACHED
+from tests.helpers import TARGET_STUDY
 from tests.helpers import wait_for
 from tests.helpers import wait_running
 from tests.helpers import write_study
@@ -174,21 +176,11 @@ def test_an_array_its_timeout_ends_says_so_and_exits_0(
 def test_an_array_whose_study_reached_its_target_says_so_and_exits_0(
     slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
 ) -> None:
-    # parameter counts, known before training: width 16 (1,210) is the first at the target
-    path = write_study(
-        tmp_path,
-        sampler="grid",
-        objective="param_count",
-        budget={"target": 1210},
-        space={"hidden_layers": {"values": [[32], [16], [64], [8]]}},
-    )
+    path = write_study(tmp_path, **TARGET_STUDY)
     proc = _launch(path, postgres_url)
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "2/4 trials finished" in proc.stdout
-    assert (
-        "stopped early: trial 1 reached budget.target (1210 <= 1210); 2 trials of the budget "
-        "left" in proc.stderr
-    )
+    assert f"stopped early: {TARGET_REACHED}; 2 trials of the budget left" in proc.stderr
     assert "ended before the budget was reached" not in proc.stderr
 
 

@@ -34,6 +34,8 @@ from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
 from tests.helpers import start
 from tests.helpers import study_doc
+from tests.helpers import TARGET_REACHED
+from tests.helpers import TARGET_STUDY
 from tests.helpers import wait_running
 from tests.helpers import write_study
 
@@ -708,15 +710,9 @@ def test_a_plateau_stops_the_study_when_no_trial_beats_the_best(tmp_path: Path) 
 
 
 def test_run_check_and_launch_say_that_a_study_stopped_early(tmp_path: Path) -> None:
-    path = write_study(
-        tmp_path,
-        sampler="grid",
-        objective="param_count",
-        budget={"target": 1210},
-        space={"hidden_layers": {"values": [[32], [16], [64], [8]]}},
-    )
+    path = write_study(tmp_path, **TARGET_STUDY)
     proc = hpsearch("run", str(path), "--no-progress")
-    reason = "trial 1 reached budget.target (1210 <= 1210)"
+    reason = TARGET_REACHED
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("done: 2 completed, 0 pruned, 0 failed in this run")
     assert f"stopped early: {reason}; 2 trials of the budget left: loosen it" in proc.stderr
