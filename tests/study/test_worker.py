@@ -728,3 +728,11 @@ def test_run_check_and_launch_say_that_a_study_stopped_early(tmp_path: Path) -> 
     assert joined.stdout.rstrip().endswith(
         f"0 completed, 0 pruned, 0 failed; stopped early: {reason}"
     )
+
+
+def test_a_target_reached_by_the_last_trial_is_no_early_stop(tmp_path: Path) -> None:
+    last = {"hidden_layers": {"values": [[32], [64], [16]]}}
+    path = write_study(tmp_path, **{**TARGET_STUDY, "space": last})
+    proc = hpsearch("run", str(path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("done: 3 completed") and "stopped early" not in proc.stderr
