@@ -34,6 +34,22 @@ class Images:
     files: tuple[Path, ...]
 
 
+def class_folders(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    """The class subfolders of ``folder`` (sorted; hidden ones such as
+    ``.ipynb_checkpoints`` are not classes) and every image file in them, at any depth, with
+    its class index; unchecked (see :func:`image_files`)."""
+    classes = tuple(
+        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
+    files = [
+        (file, i)
+        for i, name in enumerate(classes)
+        for file in sorted((folder / name).rglob("*"))
+        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return classes, files
+
+
 def image_files(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """The classes (subfolders, sorted) and every image file with its class index.
 
@@ -45,15 +61,7 @@ def image_files(folder: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
     """
     if not folder.is_dir():
         raise DataError(f"{folder}: no such folder of images")
-    classes = tuple(
-        sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    )
-    files = [
-        (file, i)
-        for i, name in enumerate(classes)
-        for file in sorted((folder / name).rglob("*"))
-        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    classes, files = class_folders(folder)
     if not files:
         raise DataError(
             f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in subfolders; expected one "

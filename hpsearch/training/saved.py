@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import math
 from pathlib import Path
 import platform
-import re
 from typing import Any
 
 import torch
@@ -35,10 +34,8 @@ from torch import nn
 
 import hpsearch
 from hpsearch.errors import ConfigError
-from hpsearch.errors import DeviceError
 from hpsearch.spec.choices import IMAGE_SUFFIXES
 from hpsearch.spec.choices import table_kind
-from hpsearch.spec.config import DEVICE_PATTERN
 from hpsearch.spec.config import make_config
 from hpsearch.training.data import DeviceData
 from hpsearch.training.data import Preprocessing
@@ -249,8 +246,6 @@ def load_model(path: str | Path, device: str = "cpu") -> Predictor:
         DeviceError: The device is unknown, or not on this machine.
     """
     file = model_file(path)
-    if not re.fullmatch(DEVICE_PATTERN, device):
-        raise DeviceError(f"device {device!r}: allowed: auto, cpu, cuda, cuda:N, mps")
     on = resolve_device(device)  # a GPU this machine lacks is named, not a bad file
     try:
         doc = torch.load(file, map_location=on, weights_only=True)
@@ -358,15 +353,26 @@ def read_inputs(path: str | Path, model: Predictor) -> Inputs:
     return Inputs([f"{source.name}[{i}]" for i in range(len(tensor))], tensor)
 
 
-def _read_rows(source: Path, model: Predictor) -> Inputs:
+def rows_kind(source: Path, needs: str = "") -> str:
+    """The kind of table file ``source`` is (see :func:`hpsearch.spec.choices.table_kind`),
+    for a model of a table; ``needs`` says what it must hold besides.
+
+    Raises:
+        ConfigError: It is no table file.
+    """
     kind = table_kind(source)
     if kind is None:
         raise ConfigError(
             [
                 f"{source}: this model reads a table's rows: give a .csv, .tsv (or .csv.gz, "
-                ".tsv.gz), .parquet or .npz"
+                f".tsv.gz), .parquet or .npz{needs}"
             ]
         )
+    return kind
+
+
+def _read_rows(source: Path, model: Predictor) -> Inputs:
+    kind = rows_kind(source)
     if not source.is_file():
         raise ConfigError([f"{source}: no such file"])
     frame = read_rows(str(source), kind)

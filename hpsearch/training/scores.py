@@ -24,15 +24,16 @@ import torch
 
 from hpsearch.errors import ConfigError
 from hpsearch.spec.choices import IMAGE_SUFFIXES
-from hpsearch.spec.choices import table_kind
 from hpsearch.spec.config import make_config
 from hpsearch.spec.datasource import DataSource
 from hpsearch.training import tables
 from hpsearch.training.data import load_raw
+from hpsearch.training.images import class_folders
 from hpsearch.training.modelfile import model_file
 from hpsearch.training.saved import image_pixels
 from hpsearch.training.saved import load_model
 from hpsearch.training.saved import Predictor
+from hpsearch.training.saved import rows_kind
 from hpsearch.training.sources import carve
 from hpsearch.training.sources import read_source
 
@@ -262,14 +263,7 @@ def _or_none(value: float) -> float | None:
 def _table(source: Path, model: Predictor) -> Labelled:
     encoding = model.encoding
     assert encoding is not None
-    kind = table_kind(source)
-    if kind is None:
-        raise ConfigError(
-            [
-                f"{source}: this model reads a table's rows: give a .csv, .tsv (or .csv.gz, "
-                f".tsv.gz), .parquet or .npz with its target column {encoding.target!r}"
-            ]
-        )
+    kind = rows_kind(source, f" with its target column {encoding.target!r}")
     file = str(source)
     frame = tables.read_table(file, kind, encoding.target)
     return _rows(frame, file, model, [tables.where(file, row) for row in range(frame.height)])
@@ -292,21 +286,16 @@ def _image_folder(folder: Path, model: Predictor) -> Labelled:
     if model.image_shape is None:
         raise ConfigError([f"{folder}: this model was not trained on images"])
     names = [str(c) for c in _class_names(model)]
-    found = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    unknown = [p for p in found if p.name not in names]
+    found, listed = class_folders(folder)  # a folder's classes: some of the model's, or all
+    unknown = [name for name in found if name not in names]
     if unknown:
         raise ConfigError(
             [
-                f"{unknown[0]}: no class {unknown[0].name!r} in the model; a subfolder per "
+                f"{folder / unknown[0]}: no class {unknown[0]!r} in the model; a subfolder per "
                 f"class, named as its classes: {', '.join(names[:20])}"
             ]
         )
-    files = [
-        (file, names.index(sub.name))
-        for sub in found
-        for file in sorted(sub.rglob("*"))
-        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    files = [(file, names.index(found[i])) for file, i in listed]
     if not files:
         raise ConfigError(
             [
@@ -376,9 +365,8 @@ def _test_split(model: Predictor) -> Labelled:
     held = carve(own.rows, own.strata, not dataset.test, config.val_fraction, dataset.path)[2]
     source = f"{TEST_SPLIT} of {dataset.test or dataset.path}"
     if own.images is not None:
-        images, rows = (own.test_images, None) if own.test_images else (own.images, held)
-        assert images is not None
-        picked = np.arange(len(images.labels)) if rows is None else rows
+        images = own.test_images or own.images
+        picked = held if own.test_images is None else np.arange(len(images.labels))
         root = Path(dataset.test or dataset.path)
         return Labelled(
             source,
@@ -392,5 +380,4 @@ def _test_split(model: Predictor) -> Labelled:
     else:
         frame, file = own.frame[held], dataset.path
         names = [tables.where(file, int(row)) for row in held]
-    labelled = _rows(frame, file, model, names)
-    return Labelled(source, labelled.names, labelled.inputs, labelled.truth)
+    return replace(_rows(frame, file, model, names), source=source)

@@ -24,6 +24,7 @@ from dataclasses import field
 import itertools
 import logging
 import math
+import re
 import time
 from typing import Any
 from typing import Literal
@@ -33,6 +34,7 @@ from torch import nn
 
 from hpsearch.errors import DeviceError
 from hpsearch.errors import PreflightError
+from hpsearch.spec.config import DEVICE_PATTERN
 from hpsearch.spec.config import TrainConfig
 from hpsearch.spec.defaults import MEMORY_SHARE
 from hpsearch.training.data import device_data
@@ -132,8 +134,11 @@ def resolve_device(name: str) -> torch.device:
     """``auto`` picks cuda, then mps, then cpu; anything else must exist on this machine.
 
     Raises:
-        DeviceError: A CUDA or MPS device was named that this process cannot see.
+        DeviceError: A name that is no device (``tpu``), or a CUDA or MPS device that this
+            process cannot see.
     """
+    if not re.fullmatch(DEVICE_PATTERN, name):
+        raise DeviceError(f"device {name!r}: allowed: auto, cpu, cuda, cuda:N, mps")
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
