@@ -357,8 +357,10 @@ def run_worker(
         if _STOP.is_set():
             stats.interrupted = True
             break
-        stats.stopped = budget.stop_reason(study, spec, finished)
-        if stats.stopped:
+        why = budget.stop_reason(study, spec, finished)
+        if why:
+            # the last trial of the budget may reach the target: then nothing ended early
+            stats.stopped = why if budget.finished_count(study) < spec.budget() else None
             break
         if time.monotonic() >= stale_check_at:
             fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here

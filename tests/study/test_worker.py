@@ -736,3 +736,6 @@ def test_a_target_reached_by_the_last_trial_is_no_early_stop(tmp_path: Path) -> 
     proc = hpsearch("run", str(path), "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("done: 3 completed") and "stopped early" not in proc.stderr
+    joined = hpsearch("worker", str(path))  # nothing left to run: nothing ended early
+    assert joined.returncode == 0, joined.stderr
+    assert joined.stdout.rstrip().endswith("0 completed, 0 pruned, 0 failed"), joined.stdout
