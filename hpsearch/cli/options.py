@@ -8,6 +8,7 @@ commands start at once (``tests/cli/test_cli.py`` checks they never load torch).
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Sequence
 import dataclasses
 import os
 from pathlib import Path
@@ -192,6 +193,32 @@ def resolve(target: str, storage: str | None) -> tuple[str, str]:
         name, url = found
         return name, storage_url(storage, url)
     return target, storage_url(storage)
+
+
+def open_targets(targets: Sequence[str], storage: str | None, command: str) -> list[optuna.Study]:
+    """The studies a command that reads several names (see :func:`resolve`), opened to read.
+
+    Raises:
+        ConfigError: Two of ``targets`` name one study (a file and its study's name, one
+            file by two paths).
+    """
+    from hpsearch.storage.opening import storage_file
+    from hpsearch.storage.urls import redact
+
+    named: dict[tuple[str, str], str] = {}
+    for target in targets:
+        name, url = resolve(target, storage)
+        file = storage_file(url)
+        key = (name, str(file.resolve()) if file else url)
+        if key in named:
+            raise ConfigError(
+                [
+                    f"{command}: {named[key]} and {target} are one study "
+                    f"({name!r} in {redact(url)}): name each study once"
+                ]
+            )
+        named[key] = target
+    return [open_target(t, storage) for t in targets]
 
 
 def storage_url(storage: str | None, file_url: str | None = None) -> str:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from hpsearch.launch.pool import PoolResult
+    from hpsearch.results.compare import Comparison
     from hpsearch.results.repeat import Repeats
     from hpsearch.spec.studyfile import StudySpec
     from hpsearch.study.drafts import Draft
@@ -274,6 +275,23 @@ def start_with(study: optuna.Study, trials: list[FrozenTrial]) -> None:
     for point in known_points(study, trials):
         line = yaml.safe_dump(point, default_flow_style=True, sort_keys=False, width=1 << 20)
         click.echo(f"  - {line.strip()}")
+
+
+def comparison(found: Comparison, fmt: str) -> None:
+    """What ``hpsearch compare`` prints: a study a row, best first, then what the rows
+    cannot say (the common level, the winner's noise)."""
+    from hpsearch.results.compare import notes
+    from hpsearch.results.compare import rows as compared_rows
+    from hpsearch.results.tables import format_rows
+    from hpsearch.results.tables import significant
+
+    data = compared_rows(found)
+    if fmt != "table":
+        click.echo(format_rows(data, fmt))
+        return
+    click.echo(format_rows(significant(data), "table"))
+    for line in notes(found):
+        click.echo(plain(line))
 
 
 def noise(study: optuna.Study) -> None:

@@ -13,6 +13,7 @@ from hpsearch.cli import output
 from hpsearch.cli.app import main
 from hpsearch.cli.options import format_option
 from hpsearch.cli.options import open_target
+from hpsearch.cli.options import open_targets
 from hpsearch.cli.options import storage_option
 from hpsearch.cli.options import storage_url
 from hpsearch.cli.options import trial_option
@@ -190,3 +191,31 @@ def trial(study: str, number: int, storage: str | None, as_json: bool) -> None:
         output.rows(dataclasses.asdict(record), "json")
     else:
         output.trial_record(record)
+
+
+@main.command()
+@click.argument("study_list", metavar="STUDY...", nargs=-1, required=True)
+@storage_option
+@format_option
+@click.option(
+    "--output",
+    "-o",
+    "out",
+    type=click.Path(),
+    help="Also write the comparison as one HTML page here (each study's best so far).",
+)
+def compare(study_list: tuple[str, ...], storage: str | None, fmt: str, out: str | None) -> None:
+    """Compare studies of one objective (files, or names in --storage): each one's best, the
+    trials and time it took to reach a level all of them reached, and whether the winner's
+    lead is more than the validation noise."""
+    from hpsearch.results.compare import compare_studies
+    from hpsearch.results.compare import write_comparison
+
+    targets = open_targets(study_list, storage, "compare")
+    if out:
+        found = write_comparison(targets, out, study_list)
+    else:
+        found = compare_studies(targets, study_list)
+    output.comparison(found, fmt)
+    if out:
+        click.echo(f"wrote {out}", err=True)

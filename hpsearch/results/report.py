@@ -559,7 +559,7 @@ def _failures(data: _Data) -> str:
         )
         parts.append(
             f"<p>{len(failed)} failed trials, by reason:</p>"
-            '<table class="failures"><tr><th>trials</th><th>reason</th><th>numbers</th></tr>'
+            '<table class="grid"><tr><th>trials</th><th>reason</th><th>numbers</th></tr>'
             f"{rows}</table>"
         )
     if pruned:
@@ -759,18 +759,24 @@ def build_report(study: optuna.Study) -> str:
         elif isinstance(fig, str):
             parts.append(f'<div class="section">{fig}</div>')
         else:
-            if fig.layout.height is None:
-                fig.update_layout(height=480)
-            if fig.layout.margin.t is None:
-                fig.update_layout(margin={"t": 60})
-            parts.append(fig.to_html(full_html=False, include_plotlyjs=False))
+            parts.append(figure_html(fig))
+    return page(f"hpsearch report: {study.study_name}", "\n".join(parts))
+
+
+def figure_html(fig: go.Figure) -> str:
+    """A figure as a page's section (plotly's JavaScript is the page's, once)."""
+    if fig.layout.height is None:
+        fig.update_layout(height=480)
+    if fig.layout.margin.t is None:
+        fig.update_layout(margin={"t": 60})
+    html_text: str = fig.to_html(full_html=False, include_plotlyjs=False)
+    return html_text
+
+
+def page(title: str, body: str) -> str:
+    """One self-contained HTML document: ``body`` under ``title``, plotly inlined."""
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return _PAGE.format(
-        title=html.escape(f"hpsearch report: {study.study_name}"),
-        plotly=get_plotlyjs(),
-        body="\n".join(parts),
-        stamp=stamp,
-    )
+    return _PAGE.format(title=html.escape(title), plotly=get_plotlyjs(), body=body, stamp=stamp)
 
 
 def write_report(study: optuna.Study, path: str | Path) -> Path:
@@ -783,14 +789,24 @@ def write_report(study: optuna.Study, path: str | Path) -> Path:
     Raises:
         OSError: ``path`` is a folder, or its folder does not exist.
     """
+    target = writable_page(path)
+    text = build_report(study)
+    with files.whole(target) as part:
+        part.write_text(text, encoding="utf-8")
+    return target
+
+
+def writable_page(path: str | Path) -> Path:
+    """``path`` as a page's path, checked before the page is built.
+
+    Raises:
+        OSError: ``path`` is a folder, or its folder does not exist.
+    """
     target = Path(path)
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(target))
     if not target.parent.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(target.parent))
-    page = build_report(study)
-    with files.whole(target) as part:
-        part.write_text(page, encoding="utf-8")
     return target
 
 
@@ -799,8 +815,8 @@ _PAGE = """<!DOCTYPE html>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
 table.summary th {{ text-align: left; padding-right: 1.5em; vertical-align: top; }}
-table.failures {{ border-collapse: collapse; }}
-table.failures td, table.failures th {{ border: 1px solid #ddd; padding: .2em .6em; }}
+table.grid {{ border-collapse: collapse; }}
+table.grid td, table.grid th {{ border: 1px solid #ddd; padding: .2em .6em; }}
 p.missing {{ color: #888; font-style: italic; }}
 p.note {{ background: #f4f4f4; padding: .5em .8em; }}
 h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }}

@@ -29,6 +29,7 @@ from tests.helpers import EDGE
 from tests.helpers import EDGE_STUDY
 from tests.helpers import hpsearch
 from tests.helpers import stand_in_study
+from tests.helpers import study_doc
 from tests.helpers import write_study
 
 
@@ -115,8 +116,13 @@ def _imported_modules(*args: str, cwd: Path) -> tuple[subprocess.CompletedProces
 
 def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 1}, fixed={"epochs": 1})
-    assert hpsearch("run", str(path), "--no-progress").returncode == 0
+    other = tmp_path / "other.yaml"  # another study in the same storage, to compare with
+    doc = {**study_doc(tmp_path, budget={"trials": 1}, fixed={"epochs": 1}), "name": "u"}
+    other.write_text(yaml.safe_dump(doc))
+    for study in (path, other):
+        assert hpsearch("run", str(study), "--no-progress").returncode == 0
     commands = [
+        ["compare", str(path), str(other)],
         ["--help"],
         ["studies", "--storage", f"sqlite:///{tmp_path / 'hp.db'}"],
         ["status", str(path)],

@@ -184,6 +184,6 @@ def test_report_sections_fit_the_page_and_read_right(
         name = title.lower().replace(" ", "-")
         section.screenshot(path=str(tmp_path / f"report-{name}.png"))
         assert (tmp_path / f"report-{name}.png").stat().st_size > 5_000
-    failures = page.locator("table.failures").inner_text()
+    failures = page.locator("table.grid").inner_text()
     assert "diverged" in failures
     assert not errors, errors
