@@ -817,6 +817,7 @@ body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
 table.summary th {{ text-align: left; padding-right: 1.5em; vertical-align: top; }}
 table.grid {{ border-collapse: collapse; }}
 table.grid td, table.grid th {{ border: 1px solid #ddd; padding: .2em .6em; }}
+table.grid td {{ overflow-wrap: anywhere; }}
 p.missing {{ color: #888; font-style: italic; }}
 p.note {{ background: #f4f4f4; padding: .5em .8em; }}
 h2 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }}

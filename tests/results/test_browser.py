@@ -187,3 +187,28 @@ def test_report_sections_fit_the_page_and_read_right(
     failures = page.locator("table.grid").inner_text()
     assert "diverged" in failures
     assert not errors, errors
+
+
+def test_the_comparison_page_draws_each_studys_best_so_far(
+    browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = []
+    for folder, seed in ((tmp_path / "one", 0), (tmp_path / "two", 1)):
+        folder.mkdir()
+        sampler = {"name": "random", "seed": seed}
+        files.append(str(stand_in_study(folder, monkeypatch, trials=12, sampler=sampler)))
+    page_file = tmp_path / "compare.html"
+    assert hpsearch("compare", *files, "-o", str(page_file)).returncode == 0
+    page, errors = _page(browser)
+    page.goto(page_file.as_uri())
+    page.wait_for_selector(".js-plotly-plot .main-svg")
+    plots = page.locator(".js-plotly-plot")
+    assert plots.count() == 2  # by trials, by time
+    for plot in plots.all():
+        assert plot.locator("g.trace.scatter").count() == 2  # a line per study
+        legend = [t.text_content() for t in plot.locator("g.legend text.legendtext").all()]
+        assert sorted(legend) == sorted(files)  # one study name in two storages: by file
+    width = page.evaluate("window.innerWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # nothing overflows
+    assert page.locator("table.grid tr").count() == 3  # the header and a row per study
+    assert not errors, errors
