@@ -42,6 +42,7 @@ from hpsearch.storage.states import best_first
 from hpsearch.study.record import records
 from hpsearch.study.record import scoring
 from hpsearch.study.record import study_summary
+from hpsearch.study.record import TIMED_OUT
 from hpsearch.study.record import TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per in-memory sample study
@@ -566,8 +567,10 @@ def _failures(data: _Data) -> str:
         at = Counter(len(t.curve("val_loss")) for t in pruned)
         epochs = sorted(at)
         fig = go.Figure(go.Bar(x=epochs, y=[at[e] for e in epochs], text=[at[e] for e in epochs]))
+        slow = sum(1 for t in pruned if t.outcome == TIMED_OUT)
+        why = f" ({slow} of them out of budget.trial_timeout)" if slow else ""
         fig.update_layout(
-            title=f"{len(pruned)} pruned trials, by the epoch they were stopped at",
+            title=f"{len(pruned)} pruned trials{why}, by the epoch they were stopped at",
             xaxis_title="epoch",
             yaxis_title="pruned trials",
             height=360,

@@ -138,6 +138,7 @@ class StudySpec:
     population: int = 1  # trials a worker claims and trains at once
     target: float | None = None  # budget.target: the best value that ends the study early
     plateau: int | None = None  # budget.plateau: trials after the best that end it early
+    trial_timeout: float | None = None  # budget.trial_timeout: training seconds a trial may take
     # what the file left to the data's task: "loss" (the trainer's), "objective"
     open_defaults: frozenset[str] = frozenset()
 
@@ -466,6 +467,9 @@ class BudgetFile(_Strict):
     plateau: Annotated[StrictInt, Field(ge=1)] | None = None
     """Start no more trials once this many trials numbered after the best one have finished
     without beating it."""
+    trial_timeout: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
+    """Seconds of training after which a trial is pruned at the end of its epoch (a slow
+    configuration must not eat the budget; the sampler learns to avoid it)."""
 
 
 class HeartbeatFile(_Strict):
@@ -1009,6 +1013,7 @@ def parse_study(
         population=f.population or 1,
         target=None if budget.target is None else float(budget.target),
         plateau=budget.plateau,
+        trial_timeout=None if budget.trial_timeout is None else float(budget.trial_timeout),
         open_defaults=open_defaults,
     )
     # a task the file names is fitted now; one inferred from the data, by the pre-flight

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the schema's models: a reading command never needs them
 WORKER = "worker"
 PID = "pid"
 OUTCOME = "outcome"
+TIMED_OUT = "timed_out"  # the outcome of a trial pruned by budget.trial_timeout
 CURVES = "curves"
 TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
@@ -98,7 +99,7 @@ class TrialRecord:
             ``val_rmse``, ``val_mae``, ``val_r2``), ``seconds`` and standard errors
             (``None`` where a value was not finite).
         outcome: The trainer's outcome: ``completed``, ``early_stopped``, ``stopped``
-            (pruned) or ``diverged``.
+            (pruned), ``timed_out`` (pruned by ``budget.trial_timeout``) or ``diverged``.
         fail_reason: Why it failed, one line; its ``traceback`` when it raised.
         duration_s: Wall time from start to end, in seconds.
     """

@@ -120,6 +120,18 @@ class _Member:
     reported: int = 0  # the last epoch reported (a population split after running out of
     pruned: bool = False  # memory trains again from epoch 1: repeats are not reported)
     taken_over: bool = False
+    timed: int = 0  # the last epoch whose seconds are counted in trained (likewise)
+    trained: float = 0.0  # seconds of training, for budget.trial_timeout
+    timed_out: bool = False
+
+    def time(self, stats: EpochStats, limit: float | None) -> bool:
+        """Counts an epoch's seconds once; whether the trial has used up ``limit`` before
+        its last epoch (then it stops here: pruned, as too slow for the budget)."""
+        if stats.epoch > self.timed:
+            self.timed, self.trained = stats.epoch, self.trained + stats.seconds
+        if limit is not None and self.trained > limit and stats.epoch < self.config.epochs:
+            self.timed_out = True
+        return self.timed_out
 
 
 def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
@@ -145,7 +157,8 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
 
 def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochStats], bool]:
     """The trainer's epoch callback: reports the first objective of member ``i`` to its
-    trial and says whether to stop it (pruned, a stop requested, or taken over)."""
+    trial and says whether to stop it (pruned, out of ``budget.trial_timeout``, a stop
+    requested, or taken over)."""
     first = spec.objectives[0]
     prunable = len(spec.objectives) == 1 and first.per_epoch
 
@@ -153,17 +166,16 @@ def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochSt
         m = members[i]
         if _STOP.is_set() or m.taken_over:
             return True
-        if not prunable:
-            return False
-        if stats.epoch <= m.reported:  # trained again after a split: already reported
-            return m.pruned
-        try:
-            m.trial.report(float(getattr(stats, first.metric)), stats.epoch)
-            m.reported, m.pruned = stats.epoch, m.trial.should_prune()
-        except UpdateFinishedTrialError:  # declared stale and queued again meanwhile
-            m.taken_over = True
-            return True
-        return m.pruned
+        # an epoch trained again after a split was reported already
+        if prunable and stats.epoch > m.reported:
+            try:
+                m.trial.report(float(getattr(stats, first.metric)), stats.epoch)
+                m.reported, m.pruned = stats.epoch, m.trial.should_prune()
+            except UpdateFinishedTrialError:  # declared stale and queued again meanwhile
+                m.taken_over = True
+                return True
+        # reported first: the pruner and the sampler see the epoch a slow trial stops at
+        return m.pruned or m.time(stats, spec.trial_timeout)
 
     return report
 
@@ -492,7 +504,19 @@ def _run_population(
             outcomes.append((trial_id, None, None))
             continue
         try:
-            _write(m.trial, record.result_attrs(result, threads, hpsearch.__version__, base))
+            attrs = record.result_attrs(result, threads, hpsearch.__version__, base)
+            if m.timed_out:
+                attrs[record.OUTCOME] = record.TIMED_OUT
+                _log.info(
+                    "trial %d of %s timed out: %.1f s of training by epoch %d, over "
+                    "budget.trial_timeout %g s",
+                    m.trial.number,
+                    spec.name,
+                    m.trained,
+                    m.timed,
+                    spec.trial_timeout,
+                )
+            _write(m.trial, attrs)
             if result.outcome == "diverged":
                 reason = f"diverged: non-finite loss at epoch {len(result.epochs)}"
                 outcomes.append(_fail(study, m.trial, TrialFailed(reason), spec, worker))

@@ -149,6 +149,16 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("plateau of none", {"budget": {"trials": 4, "plateau": 0}}, "budget.plateau: must be >= 1"),
     ("target as text", {"budget": {"trials": 4, "target": "0.9"}}, "budget.target: expected"),
+    (
+        "no time for a trial",
+        {"budget": {"trials": 4, "trial_timeout": 0}},
+        "budget.trial_timeout: must be > 0",
+    ),
+    (
+        "trial timeout as text",
+        {"budget": {"trials": 4, "trial_timeout": "60s"}},
+        "budget.trial_timeout: expected",
+    ),
     ("unknown top key", {"samplr": "tpe"}, "samplr: unknown key (did you mean 'sampler'?)"),
     ("unknown sampler", {"sampler": "bayes"}, "sampler.name: unknown 'bayes'"),
     (

@@ -18,6 +18,7 @@ import pytest
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.results.reading import open_study
+from hpsearch.spec.studyfile import load_spec
 from hpsearch.spec.studyfile import parse_study
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study import budget
@@ -739,3 +740,46 @@ def test_a_target_reached_by_the_last_trial_is_no_early_stop(tmp_path: Path) -> 
     joined = hpsearch("worker", str(path))  # nothing left to run: nothing ended early
     assert joined.returncode == 0, joined.stderr
     assert joined.stdout.rstrip().endswith("0 completed, 0 pruned, 0 failed"), joined.stdout
+
+
+def test_a_trial_over_budget_trial_timeout_is_pruned_at_the_end_of_that_epoch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # stand-in epochs take 0.30-0.35 s by the trainer's clock: 1.1 s is passed in epoch 4
+    def run(epochs: int) -> optuna.Study:
+        folder = tmp_path / f"epochs{epochs}"
+        folder.mkdir()
+        path = stand_in_study(
+            folder,
+            monkeypatch,
+            trials=6,
+            pruner={"name": "none"},
+            budget={"trials": 6, "trial_timeout": 1.1},
+            fixed={"epochs": epochs, "scheduler": "none", "optimizer": "adam"},
+        )
+        return optuna.load_study(study_name="t", storage=load_spec(str(path)).storage)
+
+    slow = run(epochs=6)
+    stopped = [t for t in slow.trials if t.user_attrs.get("outcome") == "timed_out"]
+    diverged = [t for t in slow.trials if t.state == TrialState.FAIL]  # the stand-in's 5%
+    assert len(stopped) + len(diverged) == 6 and stopped
+    for trial in stopped:
+        assert trial.state == TrialState.PRUNED
+        seconds = trial.user_attrs["curves"]["seconds"]
+        assert len(seconds) == 4 and sum(seconds[:3]) <= 1.1 < sum(seconds)
+        assert sorted(trial.intermediate_values) == [1, 2, 3, 4]  # every epoch reported
+    from hpsearch.results.report import build_report
+
+    page = build_report(slow)
+    assert f"{len(stopped)} of them out of budget.trial_timeout" in page
+    # a trial whose last epoch passes the limit has nothing left to save: it completes
+    last = run(epochs=4)
+    assert not [t for t in last.trials if t.user_attrs.get("outcome") == "timed_out"]
+    assert {t.state for t in last.trials} <= {TrialState.COMPLETE, TrialState.FAIL}
+
+
+def test_check_shows_the_time_a_trial_may_take(tmp_path: Path) -> None:
+    path = write_study(tmp_path, budget={"trials": 2, "trial_timeout": 90})
+    checked = hpsearch("check", str(path), "--no-train")
+    assert checked.returncode == 0, checked.stderr
+    assert "budget 2 trials, 90 s a trial, population 1" in checked.stdout
