@@ -50,6 +50,9 @@ from hpsearch.training.trainer import resolve_device
 FORMAT = "hpsearch.training.model"
 FORMAT_VERSION = 2  # 2: the task, class names, a table's encoding, images' channels
 PNG_VALUE = 255.0  # an 8-bit PNG's largest pixel value
+# Inputs a forward pass takes at once: a million rows through a 1,024-wide layer would hold
+# 4 GB of activations in one pass; in chunks, 32 MB (and a GPU gets them a chunk at a time).
+CHUNK = 8192
 
 
 class Predictor(nn.Module):
@@ -116,15 +119,17 @@ class Predictor(nn.Module):
     def forward(self, x: Any) -> torch.Tensor:
         """Outputs ``(N, classes)`` (logits; a regression's standardized value) of raw
         inputs: ``(N, features)`` or ``(N, H, W)`` on the data set's raw scale (0-255 for
-        MNIST, 0-16 for the 8x8 digits), or a table's raw rows (see :meth:`encode`)."""
+        MNIST, 0-16 for the 8x8 digits), or a table's raw rows (see :meth:`encode`); run
+        :data:`CHUNK` inputs at a time."""
         if self.encoding is not None:
             flat = x if isinstance(x, torch.Tensor) else self.encode(x)
         else:
-            raw = x.reshape(len(x), -1)
+            raw = x.reshape(len(x), -1) if len(x) else x.flatten(1)  # none: (0, H, W) too
             _check_width(raw.shape[1], self.num_features, self.image_shape)
             flat = self.preprocessing(raw)
         device = next(self.network.parameters()).device
-        outputs: torch.Tensor = self.network(flat.float().to(device))
+        chunks = [self.network(c.float().to(device)) for c in flat.split(CHUNK)]
+        outputs: torch.Tensor = torch.cat(chunks) if len(chunks) != 1 else chunks[0]
         return outputs
 
     @torch.no_grad()

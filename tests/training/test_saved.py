@@ -148,3 +148,20 @@ def test_a_retrained_mnist_model_scores_its_recorded_test_accuracy(
     accuracy = _accuracy(model, raw.test_x.reshape(-1, 28, 28), raw.test_y)  # uint8 images
     assert accuracy == pytest.approx(model.info["metrics"]["test_accuracy"], abs=1e-9)
     assert accuracy > 0.85
+
+
+def test_a_model_answers_many_inputs_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch.training import saved
+
+    _, model = _retrained(tmp_path, fixed={"epochs": 1, "scheduler": "none"})
+    x = load_raw("digits").test_x
+    whole = model(x)
+    monkeypatch.setattr(saved, "CHUNK", 64)
+    seen: list[int] = []
+    model.network.register_forward_hook(lambda _m, inputs, _o: seen.append(len(inputs[0])))
+    chunked = model(x)
+    assert seen == [64] * (len(x) // 64) + [len(x) % 64]  # never more than a chunk at once
+    assert torch.allclose(chunked, whole, atol=1e-6) and chunked.shape == whole.shape
+    assert model(x[:0]).shape == (0, 10)  # no input: no output, not an error
