@@ -128,7 +128,7 @@ class Predictor(nn.Module):
             _check_width(raw.shape[1], self.num_features, self.image_shape)
             flat = self.preprocessing(raw)
         device = next(self.network.parameters()).device
-        chunks = [self.network(c.float().to(device)) for c in flat.split(CHUNK)]
+        chunks = [self.network(c.float().to(device)) for c in torch.split(flat, CHUNK)]
         outputs: torch.Tensor = torch.cat(chunks) if len(chunks) != 1 else chunks[0]
         return outputs
 
