@@ -545,6 +545,7 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
         + (f", target {spec.target:g}" if spec.target is not None else "")
         + (f", plateau {spec.plateau}" if spec.plateau else "")
         + (f", {spec.trial_timeout:g} s a trial" if spec.trial_timeout else "")
+        + (f", at most {spec.max_params:,} params" if spec.max_params else "")
     )
     names = [p.name for p in spec.space.params]
     points = f"; {len(spec.points())} points" if spec.is_finite else ""

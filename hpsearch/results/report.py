@@ -43,6 +43,7 @@ from hpsearch.study.record import records
 from hpsearch.study.record import scoring
 from hpsearch.study.record import study_summary
 from hpsearch.study.record import TIMED_OUT
+from hpsearch.study.record import TOO_LARGE
 from hpsearch.study.record import TrialRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # no line per in-memory sample study
@@ -564,13 +565,21 @@ def _failures(data: _Data) -> str:
             f"{rows}</table>"
         )
     if pruned:
-        at = Counter(len(t.curve("val_loss")) for t in pruned)
+        at = Counter(len(t.curve("val_loss")) for t in pruned if t.outcome != TOO_LARGE)
         epochs = sorted(at)
         fig = go.Figure(go.Bar(x=epochs, y=[at[e] for e in epochs], text=[at[e] for e in epochs]))
-        slow = sum(1 for t in pruned if t.outcome == TIMED_OUT)
-        why = f" ({slow} of them out of budget.trial_timeout)" if slow else ""
+        outcomes = Counter(t.outcome for t in pruned)
+        why = ", ".join(
+            f"{outcomes[key]} {words}"
+            for key, words in (
+                (TIMED_OUT, "out of budget.trial_timeout"),
+                (TOO_LARGE, "over budget.max_params, never trained"),
+            )
+            if outcomes[key]
+        )
         fig.update_layout(
-            title=f"{len(pruned)} pruned trials{why}, by the epoch they were stopped at",
+            title=f"{len(pruned)} pruned trials{f' ({why})' if why else ''}, by the epoch "
+            "they were stopped at",
             xaxis_title="epoch",
             yaxis_title="pruned trials",
             height=360,

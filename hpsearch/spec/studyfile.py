@@ -139,6 +139,7 @@ class StudySpec:
     target: float | None = None  # budget.target: the best value that ends the study early
     plateau: int | None = None  # budget.plateau: trials after the best that end it early
     trial_timeout: float | None = None  # budget.trial_timeout: training seconds a trial may take
+    max_params: int | None = None  # budget.max_params: the largest network a trial may train
     # what the file left to the data's task: "loss" (the trainer's), "objective"
     open_defaults: frozenset[str] = frozenset()
 
@@ -470,6 +471,9 @@ class BudgetFile(_Strict):
     trial_timeout: Annotated[StrictFloat | StrictInt, Field(gt=0)] | None = None
     """Seconds of training after which a trial is pruned at the end of its epoch (a slow
     configuration must not eat the budget; the sampler learns to avoid it)."""
+    max_params: Annotated[StrictInt, Field(ge=1)] | None = None
+    """Trainable parameters a trial's network may have: a larger one is pruned before it
+    trains (a model that must fit a device; the sampler learns to avoid it)."""
 
 
 class HeartbeatFile(_Strict):
@@ -1014,6 +1018,7 @@ def parse_study(
         target=None if budget.target is None else float(budget.target),
         plateau=budget.plateau,
         trial_timeout=None if budget.trial_timeout is None else float(budget.trial_timeout),
+        max_params=budget.max_params,
         open_defaults=open_defaults,
     )
     # a task the file names is fitted now; one inferred from the data, by the pre-flight

@@ -46,6 +46,7 @@ WORKER = "worker"
 PID = "pid"
 OUTCOME = "outcome"
 TIMED_OUT = "timed_out"  # the outcome of a trial pruned by budget.trial_timeout
+TOO_LARGE = "too_large"  # the outcome of a trial pruned by budget.max_params, untrained
 CURVES = "curves"
 TEST_ACCURACY = "test_accuracy"
 TEST_LOSS = "test_loss"
@@ -99,7 +100,8 @@ class TrialRecord:
             ``val_rmse``, ``val_mae``, ``val_r2``), ``seconds`` and standard errors
             (``None`` where a value was not finite).
         outcome: The trainer's outcome: ``completed``, ``early_stopped``, ``stopped``
-            (pruned), ``timed_out`` (pruned by ``budget.trial_timeout``) or ``diverged``.
+            (pruned), ``timed_out`` (pruned by ``budget.trial_timeout``), ``too_large``
+            (pruned by ``budget.max_params`` before it trained) or ``diverged``.
         fail_reason: Why it failed, one line; its ``traceback`` when it raised.
         duration_s: Wall time from start to end, in seconds.
     """
@@ -403,6 +405,18 @@ def result_attrs(
         HOST: socket.gethostname(),
         VERSION: version,
         CONFIG: {k: v for k, v in result.config.items() if k not in base or base[k] != v},
+    }
+
+
+def too_large_attrs(
+    params: int, config: Mapping[str, Any], base: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What is stored with a trial pruned by ``budget.max_params`` before it trained: its
+    parameter count and its config as far as it differs from ``base``."""
+    return {
+        OUTCOME: TOO_LARGE,
+        PARAM_COUNT: params,
+        CONFIG: {k: v for k, v in config.items() if k not in base or base[k] != v},
     }
 
 

@@ -52,6 +52,7 @@ from hpsearch.study.lifecycle import preflight
 from hpsearch.study.lifecycle import prepare
 from hpsearch.study.samplers import make_sampler
 from hpsearch.training.trainer import check_fits
+from hpsearch.training.trainer import count_params
 from hpsearch.training.trainer import EpochStats
 from hpsearch.training.trainer import resolve_device
 from hpsearch.training.trainer import set_threads
@@ -111,6 +112,16 @@ class TrialInterrupted(Exception):
     """A trial stopped by :func:`request_stop`; failed and re-queued, not counted."""
 
 
+class TrialTooLarge(Exception):
+    """A trial whose network has more parameters than ``budget.max_params``: pruned
+    before it trains."""
+
+    def __init__(self, config: TrainConfig, params: int) -> None:
+        super().__init__(f"{params:,} parameters, over budget.max_params")
+        self.config = config
+        self.params = params
+
+
 @dataclass
 class _Member:
     """A claimed trial of a population: its config once suggested, and its reports."""
@@ -140,6 +151,7 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
     Raises:
         ConfigError: The suggested values make an invalid config.
         DeviceError: A model too large for this machine (:func:`check_fits`).
+        TrialTooLarge: A network over ``budget.max_params``.
     """
     _log.info(
         "trial %d of %s started on worker %s, device %s",
@@ -151,6 +163,8 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
     with db.params_together(trial.study, db.trial_id(trial)):
         values = spec.space.suggest(trial)
     config = make_config(values, spec.base, source=f"trial {trial.number}")
+    if spec.max_params is not None and (params := count_params(config)) > spec.max_params:
+        raise TrialTooLarge(config, params)
     check_fits(config)  # fails this trial alone, not the population, nor the worker
     return config
 
@@ -480,6 +494,8 @@ def _run_population(
             members.append(_Member(trial, _start(trial, spec, worker)))
         except UpdateFinishedTrialError:
             outcomes.append((trial_id, None, None))
+        except TrialTooLarge as e:
+            outcomes.append(_too_large(study, trial, e, spec, base))
         except (KeyboardInterrupt, StorageOutage):
             raise
         except Exception as e:  # an invalid suggested config: this trial fails alone
@@ -529,6 +545,24 @@ def _run_population(
         except (UpdateFinishedTrialError, TrialTakenOver):
             outcomes.append((trial_id, None, None))
     return outcomes
+
+
+def _too_large(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    found: TrialTooLarge,
+    spec: StudySpec,
+    base: Mapping[str, Any],
+) -> Outcome:
+    """Prunes a trial over ``budget.max_params`` untrained: the sampler counts it among
+    the worst, as any pruned trial, and learns where the networks are too large."""
+    trial_id = db.trial_id(trial)
+    _log.info("trial %d of %s pruned untrained: %s", trial.number, spec.name, found)
+    try:
+        _write(trial, record.too_large_attrs(found.params, found.config.to_dict(), base))
+        return trial_id, _tell(study, trial, state=TrialState.PRUNED), None
+    except (UpdateFinishedTrialError, TrialTakenOver):
+        return trial_id, None, None
 
 
 def _fail(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass
+import itertools
 
 import torch
 from torch import nn
@@ -57,6 +58,17 @@ def build_mlp(
         width = out
     layers.append(nn.Linear(width, num_classes))
     return nn.Sequential(*layers)
+
+
+def param_count(
+    num_features: int, num_classes: int, hidden_layers: Sequence[int], batch_norm: bool = False
+) -> int:
+    """The trainable parameters :func:`build_mlp` gives these layers, counted without
+    building them: each linear layer's weights and biases, and a scale and a shift per
+    hidden unit under batch norm."""
+    sizes = [num_features, *hidden_layers, num_classes]
+    linear = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    return linear + (2 * sum(hidden_layers) if batch_norm else 0)
 
 
 # Each activation as a function, for the stacked model (same defaults as the modules above).

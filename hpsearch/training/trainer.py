@@ -21,7 +21,6 @@ import contextlib
 from dataclasses import asdict
 from dataclasses import dataclass
 from dataclasses import field
-import itertools
 import logging
 import math
 import re
@@ -41,6 +40,7 @@ from hpsearch.training.data import device_data
 from hpsearch.training.data import DeviceData
 from hpsearch.training.data import shift_images
 from hpsearch.training.model import MemberShape
+from hpsearch.training.model import param_count
 from hpsearch.training.model import StackedMLP
 from hpsearch.training.optim import loss_function
 from hpsearch.training.optim import PopulationOptimizer
@@ -286,6 +286,15 @@ def member_bytes(config: TrainConfig, num_features: int, num_classes: int, width
     return 4 * (params * 5 + rows * width * max(depth, 1))
 
 
+def count_params(config: TrainConfig) -> int:
+    """The trainable parameters of the network ``config`` builds on its data set (read,
+    and cached, for its input width and class count), without building it."""
+    data = load_data(config, resolve_device(config.device))
+    return param_count(
+        data.num_features, data.num_classes, config.hidden_layers, config.batch_norm
+    )
+
+
 def check_fits(config: TrainConfig) -> None:
     """Refuses, on a CPU, a model whose weights and gradients alone exceed the available RAM.
 
@@ -303,9 +312,7 @@ def check_fits(config: TrainConfig) -> None:
     ram = available_ram() if device.type == "cpu" else None
     if not ram:
         return
-    data = load_data(config, device)
-    sizes = [data.num_features, *config.hidden_layers, data.num_classes]
-    params = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    params = count_params(config)
     need = 2 * 4 * params  # float32 weights and their gradients
     if need > ram:
         raise DeviceError(

@@ -155,6 +155,11 @@ BAD_CASES: list[tuple[str, dict[str, Any], str]] = [
         "budget.trial_timeout: must be > 0",
     ),
     (
+        "no network small enough",
+        {"budget": {"trials": 4, "max_params": 0}},
+        "budget.max_params: must be >= 1",
+    ),
+    (
         "trial timeout as text",
         {"budget": {"trials": 4, "trial_timeout": "60s"}},
         "budget.trial_timeout: expected",

@@ -771,15 +771,47 @@ def test_a_trial_over_budget_trial_timeout_is_pruned_at_the_end_of_that_epoch(
     from hpsearch.results.report import build_report
 
     page = build_report(slow)
-    assert f"{len(stopped)} of them out of budget.trial_timeout" in page
+    assert f"({len(stopped)} out of budget.trial_timeout)" in page
     # a trial whose last epoch passes the limit has nothing left to save: it completes
     last = run(epochs=4)
     assert not [t for t in last.trials if t.user_attrs.get("outcome") == "timed_out"]
     assert {t.state for t in last.trials} <= {TrialState.COMPLETE, TrialState.FAIL}
 
 
-def test_check_shows_the_time_a_trial_may_take(tmp_path: Path) -> None:
-    path = write_study(tmp_path, budget={"trials": 2, "trial_timeout": 90})
+def test_check_shows_the_time_and_size_a_trial_may_take(tmp_path: Path) -> None:
+    limits = {"trials": 2, "trial_timeout": 90, "max_params": 100000}
+    path = write_study(tmp_path, budget=limits)
     checked = hpsearch("check", str(path), "--no-train")
     assert checked.returncode == 0, checked.stderr
-    assert "budget 2 trials, 90 s a trial, population 1" in checked.stdout
+    assert "budget 2 trials, 90 s a trial, at most 100,000 params, population 1" in (
+        checked.stdout
+    )
+
+
+def test_a_network_over_budget_max_params_is_pruned_before_it_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpsearch.study import worker as worker_module
+
+    trained: list[list[int]] = []
+    real = worker_module.train_population
+
+    def train(configs: Any, on_epoch: Any = None) -> Any:
+        trained.extend(list(c.hidden_layers) for c in configs)
+        return real(configs, on_epoch)
+
+    monkeypatch.setattr(worker_module, "train_population", train)
+    # digits: width 8 has 64 * 8 + 8 + 8 * 10 + 10 = 610 params, 16 has 1,210, 64 has 4,810
+    spec = _widths_study(tmp_path, [8, 64, 16], max_params=1210)
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert (stats.completed, stats.pruned, stats.failed) == (2, 1, 0)
+    assert trained == [[8], [16]]  # the large one never reached the trainer
+    large = study.trials[1]
+    assert large.state == TrialState.PRUNED and large.params == {"hidden_layers": "[64]"}
+    assert large.user_attrs["outcome"] == "too_large"
+    assert large.user_attrs["param_count"] == 4810 and "curves" not in large.user_attrs
+    assert study.trials[2].user_attrs["param_count"] == 1210  # at the limit: trained
+    from hpsearch.results.report import build_report
+
+    assert "(1 over budget.max_params, never trained)" in build_report(study)

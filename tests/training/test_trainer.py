@@ -331,3 +331,24 @@ def test_stalled_counts_epochs_since_the_best_validation_loss() -> None:
     assert not stalled(epochs(3, 4), 2)  # fewer epochs than the patience
     with pytest.raises(ConfigError, match="early_stopping: watches the validation loss"):
         make_config({"early_stopping": 2, "val_fraction": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("layers", "batch_norm"), [((), False), ((16,), False), ((32, 8, 24), True), ((5, 5), True)]
+)
+def test_a_networks_parameters_are_counted_without_building_it(
+    layers: tuple[int, ...], batch_norm: bool
+) -> None:
+    from hpsearch.training.model import build_mlp
+    from hpsearch.training.model import param_count
+    from hpsearch.training.trainer import count_params
+
+    built = build_mlp(64, 10, layers, ["relu"] * len(layers), [0.1] * len(layers), batch_norm)
+    counted = sum(p.numel() for p in built.parameters() if p.requires_grad)
+    assert param_count(64, 10, layers, batch_norm) == counted
+    config = make_config(
+        {"dataset": "digits", "hidden_layers": list(layers), "batch_norm": batch_norm}
+    )
+    assert count_params(config) == counted  # digits: 64 inputs, 10 classes
+    trained = train(dataclasses.replace(config, epochs=1, scheduler="none"))
+    assert trained.param_count == counted
