@@ -473,7 +473,7 @@ class BudgetFile(_Strict):
     configuration must not eat the budget; the sampler learns to avoid it)."""
     max_params: Annotated[StrictInt, Field(ge=1)] | None = None
     """Trainable parameters a trial's network may have: a larger one is pruned before it
-    trains (a model that must fit a device; the sampler learns to avoid it)."""
+    trains (a model that must fit a device; TPE learns to avoid it)."""
 
 
 class HeartbeatFile(_Strict):

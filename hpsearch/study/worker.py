@@ -554,8 +554,8 @@ def _too_large(
     spec: StudySpec,
     base: Mapping[str, Any],
 ) -> Outcome:
-    """Prunes a trial over ``budget.max_params`` untrained: the sampler counts it among
-    the worst, as any pruned trial, and learns where the networks are too large."""
+    """Prunes a trial over ``budget.max_params`` untrained: TPE ranks a pruned trial
+    without epochs below all others, and so learns where the networks are too large."""
     trial_id = db.trial_id(trial)
     _log.info("trial %d of %s pruned untrained: %s", trial.number, spec.name, found)
     try:
