@@ -39,6 +39,7 @@ from hpsearch.storage.states import best_first
 from hpsearch.study import budget
 from hpsearch.study.record import base_config
 from hpsearch.study.record import FAIL_REASON
+from hpsearch.study.record import OUTCOME
 from hpsearch.study.record import PARAM_COUNT
 from hpsearch.study.record import records
 from hpsearch.study.record import scoring
@@ -122,6 +123,7 @@ def trial_rows(
             train_seconds=r.train_seconds,
             param_count=r.param_count,
             worker=r.worker,
+            outcome=r.outcome,
             fail_reason=(r.fail_reason or "").splitlines()[0] if r.fail_reason else None,
             duration_s=r.duration_s,
         )  # the columns of METRIC_COLUMNS
@@ -132,7 +134,14 @@ def trial_rows(
 SORT_VALUE = "value"  # sorts by the first objective, best first
 
 
-METRIC_COLUMNS = ("train_seconds", "param_count", "worker", "fail_reason", "duration_s")
+METRIC_COLUMNS = (
+    "train_seconds",
+    "param_count",
+    "worker",
+    "outcome",  # why a pruned trial stopped: stopped (the pruner), timed_out, too_large
+    "fail_reason",
+    "duration_s",
+)
 # the user attributes a row shows (an export reads only these)
 ROW_ATTRS = (
     TEST_ACCURACY,
@@ -141,6 +150,7 @@ ROW_ATTRS = (
     TRAIN_SECONDS,
     PARAM_COUNT,
     WORKER,
+    OUTCOME,
     FAIL_REASON,
 )
 EXPORT_PAGE = 900  # trials read at once by an export (round trips matter on PostgreSQL)

@@ -815,3 +815,11 @@ def test_a_network_over_budget_max_params_is_pruned_before_it_trains(
     from hpsearch.results.report import build_report
 
     assert "(1 over budget.max_params, never trained)" in build_report(study)
+    from hpsearch.results.reading import trial_rows
+
+    rows = trial_rows(study)  # what `trials` lists and exports
+    assert [(r["state"], r["outcome"]) for r in rows] == [
+        ("COMPLETE", "completed"),
+        ("PRUNED", "too_large"),
+        ("COMPLETE", "completed"),
+    ]
