@@ -521,7 +521,7 @@ def _run_population(
             continue
         try:
             attrs = record.result_attrs(result, threads, hpsearch.__version__, base)
-            if m.timed_out:
+            if m.timed_out and result.outcome == "stopped":  # not one that diverged then
                 attrs[record.OUTCOME] = record.TIMED_OUT
                 _log.info(
                     "trial %d of %s timed out: %.1f s of training by epoch %d, over "
