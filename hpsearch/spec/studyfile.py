@@ -72,7 +72,7 @@ from hpsearch.spec.validation import StrictFloat
 from hpsearch.spec.validation import StrictInt
 from hpsearch.spec.validation import StrictStr
 from hpsearch.spec.validation import Wording
-from hpsearch.spec.yamlfile import read_yaml
+from hpsearch.spec.yamlfile import read_study_yaml
 
 _log = logging.getLogger(__name__)
 
@@ -691,6 +691,10 @@ class StudyFile(_Strict):
     population: Annotated[StrictInt, Field(ge=1, le=MAX_POPULATION)] | None = None
     """Trials a worker claims and trains together on its device, in the same kernels [1];
     16-64 suits a GPU (see the README's Speed)."""
+    extends: StrictStr | None = None
+    """Another study file (a path from this file's folder) this one is written on top of:
+    each key given here replaces that file's, fixed:, space: and budget: a key at a time
+    (null removes one). This file names its own study."""
     start_with: (
         Annotated[list[dict[Any, Any]], Field(min_length=1, max_length=MAX_POINTS)] | None
     ) = None
@@ -865,6 +869,9 @@ def study_schema() -> dict[str, Any]:
     described = (*blocks, TrainConfig, DataSource)
     classes = {("" if c is StudyFile else c.__name__): c for c in described}
     schema = describe_fields(StudyFile.model_json_schema(), classes)
+    # a file that extends another may leave its space to that file (checked once merged)
+    assert schema.pop("required") == ["space"]
+    schema["anyOf"] = [{"required": ["space"]}, {"required": ["extends"]}]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "hpsearch study file",
@@ -948,7 +955,7 @@ def load_spec(path: str, storage: str | None = None, trials: int | None = None) 
     Raises:
         ConfigError: Every problem in the file, each with its key path.
     """
-    doc = read_yaml(path)
+    doc = read_study_yaml(path)  # with the file its extends: names under it
     return parse_study(doc, source=path, storage=storage, trials=trials)
 
 
@@ -962,6 +969,8 @@ def parse_study(
         f = StudyFile.model_validate(doc)
     except pydantic.ValidationError as e:
         raise ConfigError(problems(e, StudyFile), source) from None
+    if f.extends is not None:  # load_spec resolves it: a document alone has no folder
+        raise ConfigError(["extends: only a study file read by load_spec extends another"], source)
     base = f.fixed or TrainConfig()
     top = {k: v for k, v in (("dataset", f.dataset), ("data_dir", f.data_dir)) if v is not None}
     if top:

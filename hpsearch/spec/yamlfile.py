@@ -6,6 +6,7 @@ file's name and storage without loading either.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -154,15 +155,72 @@ def read_yaml(path: str) -> Any:
         raise ConfigError([f"YAML syntax error at {where}{problem}"], path) from e
 
 
+EXTENDS = "extends"
+MAX_EXTENDS = 8  # files in one chain of extends: a longer one is a mistake
+# Keys whose own keys an extending file gives one by one (``null`` removes one); every
+# other key it gives replaces the base's whole: a sampler's options belong to its name, an
+# objective's direction to its metric.
+MERGED_KEYS = ("fixed", "space", "budget")
+
+
+def read_study_yaml(path: str) -> Any:
+    """Reads a study file (see :func:`read_yaml`), with the file that its ``extends:``
+    names (a path from its own folder) under it: each top-level key replaces the base
+    file's, except those of :data:`MERGED_KEYS`, which are merged a key at a time. The
+    extending file names its own study (``name:``): it is another study.
+
+    Raises:
+        ConfigError: A file is missing or not valid YAML; ``extends`` is no path, names a
+            file in its own chain, or is chained more than :data:`MAX_EXTENDS` deep; the
+            extending file gives no name of its own.
+    """
+    return _extended(path, [])
+
+
+def _extended(path: str, chain: list[str]) -> Any:
+    doc = read_yaml(path)
+    if not isinstance(doc, dict) or EXTENDS not in doc:
+        return doc
+    base = doc.pop(EXTENDS)
+    if not isinstance(base, str) or not base:
+        raise ConfigError([f"{EXTENDS}: expected a study file's path, got {shorten(base)}"], path)
+    target = os.path.join(os.path.dirname(path), base)
+    here = [*chain, os.path.realpath(path)]
+    if os.path.realpath(target) in here:
+        raise ConfigError([f"{EXTENDS}: {base} extends this file again (a circle)"], path)
+    if len(here) >= MAX_EXTENDS:
+        raise ConfigError([f"{EXTENDS}: more than {MAX_EXTENDS} files in a chain"], path)
+    if "name" not in doc:
+        raise ConfigError(
+            [f"name: required: a file that extends {base} is a study of its own"], path
+        )
+    under = _extended(target, here)
+    if not isinstance(under, dict):
+        raise ConfigError([f"{EXTENDS}: {base} is no study file (not a mapping)"], path)
+    return merge_study(under, doc)
+
+
+def merge_study(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` given on top of ``base`` as ``extends:`` gives it (see
+    :func:`read_study_yaml`)."""
+    merged = dict(base)
+    for key, value in over.items():
+        below = merged.get(key)
+        if key in MERGED_KEYS and isinstance(value, dict) and isinstance(below, dict):
+            value = {k: v for k, v in {**below, **value}.items() if v is not None}
+        merged[key] = value
+    return merged
+
+
 def study_location(path: str) -> tuple[str, str | None] | None:
     """A study file's ``name`` and ``storage``, read without validating the rest (what the
     reading commands need), or ``None`` when they are not plain strings: the caller then
     validates the whole file for the message.
 
     Raises:
-        ConfigError: The file is unreadable or not valid YAML.
+        ConfigError: The file (or one it extends) is unreadable or not valid YAML.
     """
-    doc = read_yaml(path)
+    doc = read_study_yaml(path)
     if not isinstance(doc, dict):
         return None
     name, storage = doc.get("name"), doc.get("storage")

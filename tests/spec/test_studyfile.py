@@ -7,6 +7,7 @@ from typing import Any
 import jsonschema
 from pydantic import BaseModel
 import pytest
+import yaml
 
 from hpsearch.errors import ConfigError
 from hpsearch.spec import studyfile
@@ -15,6 +16,7 @@ from hpsearch.spec.datasource import DataSource
 from hpsearch.spec.studyfile import load_spec
 from hpsearch.spec.studyfile import parse_study
 from hpsearch.spec.studyfile import study_schema
+from hpsearch.spec.yamlfile import read_study_yaml
 from hpsearch.spec.yamlfile import read_yaml
 from hpsearch.study.samplers import make_pruner
 from hpsearch.study.samplers import make_sampler
@@ -31,7 +33,7 @@ STUDIES = sorted((REPO / "studies").glob("*.yaml"))
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.name)
 def test_shipped_studies_are_valid(path: Path) -> None:
-    doc = read_yaml(str(path))
+    doc = read_study_yaml(str(path))  # with the file it extends under it
     spec = load_spec(str(path))
     # the spec says what the file says
     own = isinstance(doc["dataset"], dict)
@@ -63,7 +65,8 @@ def test_shipped_studies_are_valid(path: Path) -> None:
         assert val_images * spec.base.val_fraction / 0.1 >= 1000
     # and an editor checking it against the shipped JSON Schema agrees
     assert path.read_text().startswith("# yaml-language-server: $schema=study.schema.json\n")
-    jsonschema.validate(doc, json.loads((path.parent / "study.schema.json").read_text()))
+    schema = json.loads((path.parent / "study.schema.json").read_text())
+    jsonschema.validate(read_yaml(str(path)), schema)  # the file as written
 
 
 def test_schema_is_current_and_rejects_what_validation_rejects(tmp_path: Path) -> None:
@@ -669,3 +672,87 @@ def test_hyperband_needs_its_least_resource_at_most_its_largest(tmp_path: Path) 
         parse_study(doc)
     doc["pruner"]["max_resource"] = 10
     parse_study(doc)
+
+
+def _write(path: Path, doc: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def test_a_study_file_extends_another_key_by_key(tmp_path: Path) -> None:
+    base = study_doc(tmp_path, budget={"trials": 4, "timeout": 60})
+    base["fixed"]["dropout"] = 0.1
+    _write(tmp_path / "base.yaml", base)
+    # in a subfolder: extends is read from the extending file's folder
+    middle = _write(
+        tmp_path / "more" / "middle.yaml",
+        {
+            "extends": "../base.yaml",
+            "name": "middle",
+            "sampler": {"name": "tpe", "seed": 1},  # replaces the whole sampler
+            "fixed": {"epochs": 3, "dropout": None},  # one key changed, one removed
+            "space": {"lr": [0.01, 0.1]},  # one parameter replaced, the other kept
+        },
+    )
+    top = _write(
+        tmp_path / "more" / "top.yaml",
+        {"extends": "middle.yaml", "name": "top", "budget": {"trials": 6}},
+    )
+    spec = load_spec(str(top))
+    assert spec.name == "top" and spec.storage == base["storage"]
+    assert (spec.sampler, spec.sampler_options) == ("tpe", {"seed": 1})
+    assert (spec.base.epochs, spec.base.dropout, spec.base.lr) == (3, 0.0, 0.01)
+    assert [p.name for p in spec.space.params] == ["lr", "hidden_layers"]
+    assert spec.space.params[0].extremes() == [0.01, 0.1]
+    assert (spec.budget(), spec.timeout) == (6, 60)  # budget: a key at a time too
+    assert load_spec(str(middle)).budget() == 4
+    from hpsearch.spec.yamlfile import study_location
+
+    assert study_location(str(top)) == ("top", base["storage"])  # the storage inherited
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"s.yaml": {"extends": "nope.yaml", "name": "s"}}, "nope.yaml: cannot read file"),
+        ({"s.yaml": {"extends": 3, "name": "s"}}, "s.yaml: extends: expected a study file's"),
+        (
+            {"s.yaml": {"extends": "b.yaml"}, "b.yaml": {"name": "b"}},
+            "s.yaml: name: required: a file that extends b.yaml is a study of its own",
+        ),
+        (
+            {
+                "s.yaml": {"extends": "b.yaml", "name": "s"},
+                "b.yaml": {"extends": "s.yaml", "name": "b"},
+            },
+            "b.yaml: extends: s.yaml extends this file again (a circle)",
+        ),
+        (
+            {"s.yaml": {"extends": "s.yaml", "name": "s"}},
+            "s.yaml: extends: s.yaml extends this file again (a circle)",
+        ),
+        (
+            {"s.yaml": {"extends": "b.yaml", "name": "s"}, "b.yaml": [1, 2]},
+            "s.yaml: extends: b.yaml is no study file (not a mapping)",
+        ),
+        (
+            {f"f{i}.yaml": {"extends": f"f{i + 1}.yaml", "name": f"f{i}"} for i in range(9)},
+            "f7.yaml: extends: more than 8 files in a chain",
+        ),
+    ],
+)
+def test_a_bad_extends_is_one_line_naming_the_file(
+    files: dict[str, Any], message: str, tmp_path: Path
+) -> None:
+    for name, doc in files.items():
+        (tmp_path / name).write_text(yaml.safe_dump(doc))
+    first = next(iter(files))
+    proc = hpsearch("check", str(tmp_path / first), "--no-train")
+    assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and message in proc.stderr, proc.stderr
+
+
+def test_a_document_alone_cannot_extend(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"s\.yaml: extends: only a study file read by"):
+        parse_study({**study_doc(tmp_path), "extends": "b.yaml"}, source="s.yaml")
