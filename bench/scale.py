@@ -1,5 +1,6 @@
 """Large studies: how fast and how big every reading command, the report and the dashboard
-are at 1,000 and 10,000 trials, and what each trial costs in bookkeeping.
+are at 1,000 and 10,000 trials, ``compare`` of the studies of every size (each in its own
+storage), and what each trial costs in bookkeeping.
 
 The studies are built through hpsearch's own code path (``study.prepare`` and
 ``study.run_worker``: claims, suggestions, per-epoch reports, pruning, result records, tells)
@@ -276,6 +277,21 @@ def measure(
     return rows
 
 
+def compare(paths: list[Path], work: Path, n: int) -> list[tuple[str, ...]]:
+    """``hpsearch compare`` of the built studies (each in its own storage), as table rows:
+    the table (every finished trial read, in pages), then the page of curves."""
+    rows: list[tuple[str, ...]] = []
+    files = [str(p) for p in sorted(paths)]
+    for extra in ([], ["-o", str(work / "compare.html")]):
+        runs = [command(["compare", *files, *extra], work) for _ in range(3)]
+        wall, rss, rc = sorted(runs)[len(runs) // 2]
+        label = f"compare {len(files)} studies" + (" -o page.html" if extra else "")
+        ok = "" if rc == 0 else f" (exit {rc})"
+        rows.append((f"up to {n}", label, f"{wall:.2f} s{ok}", f"{rss:.0f} MB"))
+        print("  ".join(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, nargs="+", default=[1000, 10000])
@@ -318,6 +334,8 @@ def main() -> None:
                     seconds = clone_study(url, stem, size)
                     print(f"# cloned to {size} trials in {seconds:.1f}s", flush=True)
                 rows += measure(args, path, url, stem, work, size)
+        if len(args.trials) > 1:  # the studies of every size side by side
+            rows += compare(list(work.glob("s*.yaml")), work, max(args.clone or args.trials))
     print("\n| trials | what | time | size |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
