@@ -335,7 +335,8 @@ def main() -> None:
                     print(f"# cloned to {size} trials in {seconds:.1f}s", flush=True)
                 rows += measure(args, path, url, stem, work, size)
         if len(args.trials) > 1:  # the studies of every size side by side
-            rows += compare(list(work.glob("s*.yaml")), work, max(args.clone or args.trials))
+            built = [work / f"s{n}.yaml" for n in args.trials]
+            rows += compare(built, work, max(args.clone or args.trials))
     print("\n| trials | what | time | size |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
