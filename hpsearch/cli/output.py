@@ -570,7 +570,9 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
             stored += f"; a start queues {plan.change or 'no'} more{first}"
         if plan.stopped:
             stored += f"; it ends at once: {plan.stopped}"
+    under = f" on top of {', then '.join(spec.bases)} (extends:)" if spec.bases else ""
     return [
+        *([f"file      {spec.path}{under}"] if under else []),
         f"search    sampler {spec.sampler}, pruner {spec.pruner}, {limits}, "
         f"population {spec.population}",
         f"space     {len(names)} params: {', '.join(names)}{points}",

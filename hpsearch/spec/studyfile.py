@@ -140,6 +140,7 @@ class StudySpec:
     plateau: int | None = None  # budget.plateau: trials after the best that end it early
     trial_timeout: float | None = None  # budget.trial_timeout: training seconds a trial may take
     max_params: int | None = None  # budget.max_params: the largest network a trial may train
+    bases: tuple[str, ...] = ()  # the files this one extends, nearest first
     # what the file left to the data's task: "loss" (the trainer's), "objective"
     open_defaults: frozenset[str] = frozenset()
 
@@ -955,8 +956,10 @@ def load_spec(path: str, storage: str | None = None, trials: int | None = None) 
     Raises:
         ConfigError: Every problem in the file, each with its key path.
     """
-    doc = read_study_yaml(path)  # with the file its extends: names under it
-    return parse_study(doc, source=path, storage=storage, trials=trials)
+    bases: list[str] = []
+    doc = read_study_yaml(path, bases)  # with the file its extends: names under it
+    spec = parse_study(doc, source=path, storage=storage, trials=trials)
+    return dataclasses.replace(spec, bases=tuple(bases)) if bases else spec
 
 
 def parse_study(

@@ -163,21 +163,25 @@ MAX_EXTENDS = 8  # files in one chain of extends: a longer one is a mistake
 MERGED_KEYS = ("fixed", "space", "budget")
 
 
-def read_study_yaml(path: str) -> Any:
+def read_study_yaml(path: str, bases: list[str] | None = None) -> Any:
     """Reads a study file (see :func:`read_yaml`), with the file that its ``extends:``
     names (a path from its own folder) under it: each top-level key replaces the base
     file's, except those of :data:`MERGED_KEYS`, which are merged a key at a time. The
     extending file names its own study (``name:``): it is another study.
+
+    Args:
+        path: The study file.
+        bases: Given, it is extended with the files read under ``path``, nearest first.
 
     Raises:
         ConfigError: A file is missing or not valid YAML; ``extends`` is no path, names a
             file in its own chain, or is chained more than :data:`MAX_EXTENDS` deep; the
             extending file gives no name of its own.
     """
-    return _extended(path, [])
+    return _extended(path, [], [] if bases is None else bases)
 
 
-def _extended(path: str, chain: list[str]) -> Any:
+def _extended(path: str, chain: list[str], bases: list[str]) -> Any:
     doc = read_yaml(path)
     if not isinstance(doc, dict) or EXTENDS not in doc:
         return doc
@@ -194,7 +198,8 @@ def _extended(path: str, chain: list[str]) -> Any:
         raise ConfigError(
             [f"name: required: a file that extends {base} is a study of its own"], path
         )
-    under = _extended(target, here)
+    bases.append(target)
+    under = _extended(target, here, bases)
     if not isinstance(under, dict):
         raise ConfigError([f"{EXTENDS}: {base} is no study file (not a mapping)"], path)
     return merge_study(under, doc)

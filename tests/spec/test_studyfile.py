@@ -710,6 +710,15 @@ def test_a_study_file_extends_another_key_by_key(tmp_path: Path) -> None:
     from hpsearch.spec.yamlfile import study_location
 
     assert study_location(str(top)) == ("top", base["storage"])  # the storage inherited
+    assert spec.bases == (
+        str(tmp_path / "more" / "middle.yaml"),
+        str(tmp_path / "more" / "../base.yaml"),
+    )
+    checked = hpsearch("check", str(top), "--no-train")
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.splitlines()[0] == (
+        f"file      {top} on top of {spec.bases[0]}, then {spec.bases[1]} (extends:)"
+    )
 
 
 @pytest.mark.parametrize(
