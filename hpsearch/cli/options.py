@@ -206,6 +206,7 @@ def open_targets(targets: Sequence[str], storage: str | None, command: str) -> l
     from hpsearch.storage.urls import redact
 
     named: dict[tuple[str, str], str] = {}
+    located = []
     for target in targets:
         name, url = resolve(target, storage)
         file = storage_file(url)
@@ -218,7 +219,11 @@ def open_targets(targets: Sequence[str], storage: str | None, command: str) -> l
                 ]
             )
         named[key] = target
-    return [open_target(t, storage) for t in targets]
+        located.append((name, url))
+    with startup():  # Optuna imported, the studies opened
+        from hpsearch.results.reading import open_study
+
+        return [open_study(name, url) for name, url in located]
 
 
 def storage_url(storage: str | None, file_url: str | None = None) -> str:

@@ -113,7 +113,7 @@ def run(
         f"in this run; {output.best_line(study)}"
     )
     left = spec.budget() - finished_count(study)
-    if stats.stopped and left > 0:  # the last trial may reach it: then nothing is early
+    if stats.stopped:  # None when the budget's last trial reached it (see run_worker)
         click.echo(output.stopped_line(stats.stopped, left), err=True)
     elif stats.timed_out and left > 0:
         click.echo(output.timed_out_line(left, "run"), err=True)

@@ -173,8 +173,8 @@ def check_comparable(
 
 
 def _compared(study: optuna.Study, name: str, score: str, maximize: bool) -> Compared:
-    # light trials (times, values, the training time) a page at a time, not Optuna's load
-    pages = db.trial_pages(study, False, PAGE, {TRAIN_SECONDS}, FINISHED)
+    # light trials (times, values; no attribute) a page at a time, not Optuna's load
+    pages = db.trial_pages(study, False, PAGE, (), FINISHED)
     trials = [t for page in pages for t in page]
     starts = [t.datetime_start for t in trials if t.datetime_start is not None]
     first = min(starts) if starts else None
@@ -208,7 +208,7 @@ def _compared(study: optuna.Study, name: str, score: str, maximize: bool) -> Com
         pruned=states.count(TrialState.PRUNED),
         failed=states.count(TrialState.FAIL),
         test_score=test,
-        train_seconds=sum(r.train_seconds or 0.0 for r in records(study, trials)),
+        train_seconds=db.user_attr_sum(study, TRAIN_SECONDS),  # summed by the database
         wall_seconds=max((since(t.datetime_complete) for t in trials), default=0.0),
         steps=tuple(steps),
     )

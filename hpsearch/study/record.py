@@ -404,7 +404,7 @@ def result_attrs(
         THREADS: threads,
         HOST: socket.gethostname(),
         VERSION: version,
-        CONFIG: {k: v for k, v in result.config.items() if k not in base or base[k] != v},
+        CONFIG: _differences(result.config, base),
     }
 
 
@@ -416,8 +416,14 @@ def too_large_attrs(
     return {
         OUTCOME: TOO_LARGE,
         PARAM_COUNT: params,
-        CONFIG: {k: v for k, v in config.items() if k not in base or base[k] != v},
+        CONFIG: _differences(config, base),
     }
+
+
+def _differences(config: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings of a trial's config that the study's base config lacks or sets
+    otherwise: all a trial stores of its config."""
+    return {k: v for k, v in config.items() if k not in base or base[k] != v}
 
 
 def traceback_attrs(text: str) -> dict[str, Any]:
