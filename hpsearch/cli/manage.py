@@ -1,6 +1,6 @@
-"""Changing a study by hand: ``retry`` its failed trials, ``copy`` it into another storage,
-``delete`` it; and writing study files: ``init`` drafts one from your data, ``schema``
-describes them."""
+"""Changing a study by hand: ``retry`` its failed trials, ``stop`` its workers, ``copy`` it
+into another storage, ``delete`` it; and writing study files: ``init`` drafts one from your
+data, ``schema`` describes them."""
 
 from __future__ import annotations
 
@@ -39,6 +39,37 @@ def retry(study: str, storage: str | None) -> None:
         f"({', '.join(map(str, queued[:20]))}{', ...' if len(queued) > 20 else ''}); "
         "run the study to run them"
     )
+
+
+@main.command()
+@click.argument("study")
+@storage_option
+@click.option(
+    "--now",
+    is_flag=True,
+    help="Also stop the running trials at their next epoch end and queue them again "
+    "[they finish first].",
+)
+def stop(study: str, storage: str | None, now: bool) -> None:
+    """Ask every worker of STUDY, on any host, to claim no more trials.
+
+    Each worker stops before its next trial (with --now, at its running trials' next epoch
+    end: they are queued again, so nothing is lost) and exits as a finished one does; a
+    launch, a Slurm job array (its pending tasks are cancelled), a worker that joins later,
+    all stop. Starting the study again (`hpsearch run`, `launch` or `create`) withdraws the
+    request.
+    """
+    from hpsearch import storage as db
+    from hpsearch.launch.slurm import cancel_pending
+    from hpsearch.results.reading import open_study
+    from hpsearch.study.budget import ask_to_stop
+
+    name, url = resolve(study, storage)
+    s = open_study(name, url, read_only=False)
+    request = ask_to_stop(s, now)
+    running = db.trial_counts(s).states.get("RUNNING", 0)
+    for line in output.stop_lines(name, request, running, cancel_pending(s)):
+        click.echo(line)
 
 
 def _study_name(context: click.Context, param: click.Parameter, name: str | None) -> str | None:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from hpsearch.results.compare import Comparison
     from hpsearch.results.repeat import Repeats
     from hpsearch.spec.studyfile import StudySpec
+    from hpsearch.study.budget import StopRequest
     from hpsearch.study.drafts import Draft
     from hpsearch.study.lifecycle import Copied
     from hpsearch.study.lifecycle import Plan
@@ -357,6 +358,14 @@ def status(info: dict[str, Any]) -> None:
         f"time        {info['wall_seconds']:.1f}s wall, {info['train_seconds']:.1f}s "
         f"training" + (f", {rate:.1f} trials/min" if rate else "")
     )
+    request = info.get("stop")
+    if request is not None:
+        running = info["states"].get("RUNNING", 0)
+        click.echo(
+            f"stopping    {plain(request['reason'])}"
+            + (f"; running trials: {running}" if running else "")
+            + "; run, launch or create the study to go on"
+        )
     jobs = info.get("slurm")
     if jobs is not None:
         tasks = (
@@ -449,10 +458,37 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
 
 
 def stopped_line(reason: str, left: int) -> str:
-    """What a study that ended before its budget (``budget.target`` or ``budget.plateau``)
-    says."""
+    """What a study that ended before its budget (``budget.target``, ``budget.plateau`` or
+    ``hpsearch stop``) says."""
+    from hpsearch.study.budget import REQUESTED
+
     queued = f"; {left} trials of the budget left" if left > 0 else ""
-    return f"stopped early: {reason}{queued}: loosen it in the study file to go on"
+    how = (
+        "run the same command again to go on"
+        if reason.startswith(REQUESTED)
+        else "loosen it in the study file to go on"
+    )
+    return f"stopped early: {reason}{queued}: {how}"
+
+
+def stop_lines(name: str, request: StopRequest, running: int, cancelled: list[str]) -> list[str]:
+    """What ``hpsearch stop`` says it asked, and the Slurm jobs whose pending tasks it
+    cancelled."""
+    if not running:
+        now = "no trial is running"
+    elif request.now:
+        now = f"its running trials ({running}) stop at their next epoch end, queued again"
+    else:
+        now = f"its running trials ({running}) finish first (`--now`: stop them too)"
+    jobs = (
+        [f"cancelled the pending tasks of Slurm job {', '.join(cancelled)}"] if cancelled else []
+    )
+    return [
+        f"asked every worker of study {plain(name)!r} to stop: {now}",
+        *jobs,
+        "workers that join it later stop at once, until `hpsearch run`, `launch` or `create` "
+        "starts it again",
+    ]
 
 
 def timed_out_line(left: int, command: str) -> str:

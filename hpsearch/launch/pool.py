@@ -254,7 +254,7 @@ class Pool:
         self.max_same_failures = max_same_failures
         log_dir.mkdir(parents=True, exist_ok=True)
         self.workers = [_Worker(slot, worker_log(log_dir, slot)) for slot in slots]
-        self._states_before = self._states()
+        self._before = _kept(db.trial_counts(self.study))
 
     def _states(self) -> dict[str, int]:
         return db.trial_counts(self.study).states
@@ -325,8 +325,8 @@ class Pool:
         )
 
     def _all_failed(self) -> bool:
-        now, before = self._states(), self._states_before
-        new = {s: now.get(s, 0) - before.get(s, 0) for s in ("COMPLETE", "PRUNED", "FAIL")}
+        now, before = _kept(db.trial_counts(self.study)), self._before
+        new = {s: now[s] - before[s] for s in now}
         return new["FAIL"] > 0 and new["COMPLETE"] + new["PRUNED"] == 0
 
     def _check_workers(self) -> None:
@@ -404,6 +404,17 @@ class Pool:
             f"{w.slot.name}:{w.state}" + (f"(restarted {w.restarts}x)" if w.restarts else "")
             for w in self.workers
         )
+
+
+def _kept(counts: db.TrialCounts) -> dict[str, int]:
+    """Finished trials by state, less the failures queued again (stopped, interrupted, gone
+    stale): those are not the trials' fault."""
+    states = counts.states
+    return {
+        "COMPLETE": states.get("COMPLETE", 0),
+        "PRUNED": states.get("PRUNED", 0),
+        "FAIL": states.get("FAIL", 0) - counts.retried_failed,
+    }
 
 
 def requeue_running(study: optuna.Study, workers: set[str]) -> int:

@@ -325,6 +325,28 @@ def cancel(job_id: str) -> None:
     _run(["scancel", job_id], f"scancel {job_id}")
 
 
+def cancel_pending(study: Any) -> list[str]:
+    """Cancels the tasks of the study's job arrays that have not started (after ``hpsearch
+    stop``, each would start only to stop); running tasks end as their workers stop.
+
+    Returns:
+        The jobs whose pending tasks were cancelled: none where the study never ran on
+        Slurm, or this host has no Slurm commands (its pending tasks then start and stop).
+    """
+    if shutil.which("squeue") is None:
+        return []
+    cancelled = []
+    for job in recorded_jobs(study):
+        job_id = str(job["job_id"])
+        try:
+            if task_states([job_id]).get("PENDING", 0):
+                _run(["scancel", "--state=PENDING", job_id], f"scancel {job_id}")
+                cancelled.append(job_id)
+        except SlurmError:  # long finished: squeue no longer knows the job
+            continue
+    return cancelled
+
+
 def task_states(job_ids: list[str]) -> Counter[str]:
     """How many of the jobs' array tasks are in each Slurm state (PENDING, RUNNING, ...);
     finished tasks leave the queue, so they are not counted."""

@@ -7,15 +7,23 @@ failed trial is queued again). A trial has *finished* when it is COMPLETE, PRUNE
 and counts. ``tests/study/test_budget.py`` checks the two ways agree on random mixes.
 
 A study may end before its budget is spent (:func:`stop_reason`): once its best value reaches
-``budget.target``, or ``budget.plateau`` trials after its best have not beaten it; its
-queued trials then stay queued, as after a timeout.
+``budget.target``, or ``budget.plateau`` trials after its best have not beaten it, or when
+``hpsearch stop`` asked its workers to stop (:func:`ask_to_stop`, a request stored with the
+study that every worker on every host reads); its queued trials then stay queued, as after a
+timeout.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from collections.abc import Mapping
 import dataclasses
+from datetime import datetime
+from datetime import UTC
+import getpass
 import operator
+import socket
+from typing import Any
 from typing import TYPE_CHECKING
 
 import optuna
@@ -122,23 +130,108 @@ def retry_failed(study: optuna.Study) -> list[int]:
     return [t.number for t in failed]
 
 
+REQUESTED = "`hpsearch stop"  # how a stop request's reason starts
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRequest:
+    """``hpsearch stop``'s request to every worker of a study: claim no more trials (with
+    ``now``: also stop the running ones at their next epoch end and queue them again). It
+    stands, for workers that join later too, until the study is started again (``run``,
+    ``launch`` or ``create``: :func:`withdraw_stop`).
+
+    Attributes:
+        at: When it was made (UTC, to the second).
+        by: Who made it, ``user@host``.
+        now: Whether running trials stop too.
+    """
+
+    at: datetime
+    by: str
+    now: bool = False
+
+    @property
+    def command(self) -> str:
+        """The command that made it, as a reason quotes it."""
+        return "`hpsearch stop --now`" if self.now else "`hpsearch stop`"
+
+    @property
+    def reason(self) -> str:
+        """What a worker that it stopped says."""
+        return f"{self.command} at {self.at:%Y-%m-%d %H:%M:%S} UTC by {self.by}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As stored, and as ``status --format json`` shows it."""
+        return {"at": self.at.isoformat(), "by": self.by, "now": self.now}
+
+
+def _asker() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container's uid without a passwd entry
+        user = "?"
+    return f"{user}@{socket.gethostname()}"
+
+
+def ask_to_stop(study: optuna.Study, now: bool = False) -> StopRequest:
+    """Asks every worker of ``study``, wherever it runs, to stop (see :class:`StopRequest`);
+    a later request replaces an earlier one."""
+    request = StopRequest(datetime.now(UTC).replace(microsecond=0), _asker(), now)
+    db.set_study_system_attr(study, record.STOP_REQUEST, request.to_dict())
+    return request
+
+
+def stop_request(study: optuna.Study) -> StopRequest | None:
+    """The stop request standing for ``study``, or ``None`` (one small query)."""
+    return _request_of(db.study_system_attrs(study))
+
+
+def _request_of(attrs: Mapping[str, Any]) -> StopRequest | None:
+    """The stop request in a study's system attributes, or ``None``."""
+    doc = attrs.get(record.STOP_REQUEST)
+    if not isinstance(doc, dict):
+        return None
+    try:
+        at = datetime.fromisoformat(str(doc.get("at")))
+    except ValueError:  # written by hand: still a request
+        at = datetime.fromtimestamp(0, UTC)
+    return StopRequest(at, str(doc.get("by", "?")), doc.get("now") is True)
+
+
+def withdraw_stop(study: optuna.Study) -> StopRequest | None:
+    """Withdraws the stop request standing for ``study``; returns it (``None``: there was
+    none, and nothing is written)."""
+    request = stop_request(study)
+    if request is not None:
+        db.set_study_system_attr(study, record.STOP_REQUEST, None)
+    return request
+
+
 def stop_reason(
-    study: optuna.Study, spec: StudySpec, own: Iterable[FrozenTrial] = ()
+    study: optuna.Study,
+    spec: StudySpec,
+    own: Iterable[FrozenTrial] = (),
+    requests: bool = True,
 ) -> str | None:
-    """Why a study should start no more trials before its budget is spent, or ``None``: its
-    best value reached ``budget.target``, or ``budget.plateau`` trials numbered after its
-    best one finished (complete or pruned) without beating it.
+    """Why a study should start no more trials before its budget is spent, or ``None``:
+    ``hpsearch stop`` asked (:class:`StopRequest`); its best value reached
+    ``budget.target``; or ``budget.plateau`` trials numbered after its best one finished
+    (complete or pruned) without beating it.
 
     The best is the first trial to reach the best value: a later tie does not beat it. Every
     worker asks before it claims, the launcher when its workers have stopped; the answer
-    depends on the stored trials alone, so all of them agree.
+    depends on what is stored alone, so all of them agree.
 
     Args:
         study: The study, read as its caller reads it (a worker's view of other workers'
             trials may be a second old: see :func:`hpsearch.storage.worker_storage`).
         spec: Its study file (``target``, ``plateau``, the direction).
         own: Trials the caller finished itself, newer than its view may be yet.
+        requests: Whether a stop request counts (``False``: the study file's rules alone,
+            as starting the study again, which withdraws a request, would find them).
     """
+    if requests and (request := stop_request(study)) is not None:
+        return request.reason
     if spec.target is None and spec.plateau is None:
         return None
     finished = (TrialState.COMPLETE, TrialState.PRUNED)

@@ -391,7 +391,7 @@ def plan(spec: StudySpec) -> Plan:
     check_definition(study, spec, store=False)
     counts = db.trial_counts(study)
     room = spec.budget() - budget.used(counts)
-    stopped = budget.stop_reason(study, spec)
+    stopped = budget.stop_reason(study, spec, requests=False)  # starting withdraws one
     if room < 0:  # at most what waits; none where the storage cannot take one off (a journal)
         change = -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0
         return Plan(counts, change, stopped=stopped)
@@ -401,7 +401,9 @@ def plan(spec: StudySpec) -> Plan:
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
-    """Opens the storage, creates or loads the study and tops up its budget.
+    """Opens the storage, creates or loads the study, withdraws a stop request standing for
+    it (starting it is asking it to go on: :func:`hpsearch.study.budget.withdraw_stop`) and
+    tops up its budget.
 
     Raises:
         ConfigError: The file's sampler or pruner options, which Optuna refuses together,
@@ -410,6 +412,8 @@ def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
     sampler, pruner = make_sampler(spec), make_pruner(spec)  # refused before a file exists
     storage = open_spec_storage(spec, create=True)
     study = create_study(spec, storage, sampler, pruner)
+    if (request := budget.withdraw_stop(study)) is not None:
+        _log.info("withdrew the stop request of %s (%s)", spec.name, request.reason)
     return storage, study, top_up(study, spec)
 
 

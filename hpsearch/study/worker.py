@@ -62,6 +62,7 @@ from hpsearch.training.trainer import TrainResult
 _log = logging.getLogger(__name__)
 
 MAX_SAME_FAILURES = 3  # a worker stops after this many trials in a row fail with one error
+STOP_POLL_S = 2.0  # how often a training worker reads whether `hpsearch stop --now` was asked
 
 # Set by a signal handler (see request_stop): the running trial stops at its next epoch end,
 # a safe point, instead of being interrupted in the middle of a database call.
@@ -109,7 +110,12 @@ class TrialFailed(Exception):
 
 
 class TrialInterrupted(Exception):
-    """A trial stopped by :func:`request_stop`; failed and re-queued, not counted."""
+    """A trial stopped by :func:`request_stop`, or by ``hpsearch stop --now`` (``request``);
+    failed and re-queued, not counted."""
+
+    def __init__(self, request: budget.StopRequest | None = None) -> None:
+        super().__init__(request.reason if request else "interrupted")
+        self.request = request
 
 
 class TrialTooLarge(Exception):
@@ -169,16 +175,36 @@ def _start(trial: optuna.Trial, spec: StudySpec, worker: str) -> TrainConfig:
     return config
 
 
-def _reporter(spec: StudySpec, members: list[_Member]) -> Callable[[int, EpochStats], bool]:
+class _StopNow:
+    """Whether ``hpsearch stop --now`` asked the study's workers to stop their running
+    trials: read at epoch ends, at most every :data:`STOP_POLL_S` (a small query each)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self.request: budget.StopRequest | None = None
+        self._next = 0.0
+
+    def asked(self) -> bool:
+        """Whether it was asked (once found, for good)."""
+        if self.request is None and time.monotonic() >= self._next:
+            self._next = time.monotonic() + STOP_POLL_S
+            found = budget.stop_request(self.study)
+            self.request = found if found is not None and found.now else None
+        return self.request is not None
+
+
+def _reporter(
+    spec: StudySpec, members: list[_Member], stop_now: _StopNow
+) -> Callable[[int, EpochStats], bool]:
     """The trainer's epoch callback: reports the first objective of member ``i`` to its
     trial and says whether to stop it (pruned, out of ``budget.trial_timeout``, a stop
-    requested, or taken over)."""
+    requested here or by ``hpsearch stop --now``, or taken over)."""
     first = spec.objectives[0]
     prunable = len(spec.objectives) == 1 and first.per_epoch
 
     def report(i: int, stats: EpochStats) -> bool:
         m = members[i]
-        if _STOP.is_set() or m.taken_over:
+        if _STOP.is_set() or m.taken_over or stop_now.asked():
             return True
         # an epoch trained again after a split was reported already
         if prunable and stats.epoch > m.reported:
@@ -215,8 +241,8 @@ class WorkerStats:
         broken: Why the worker stopped claiming trials (the same error several times in a
             row), or ``None``.
         timed_out: Whether the study's timeout stopped it claiming trials.
-        stopped: Why the study ended before its budget (its target reached, or its best
-            not beaten in ``budget.plateau`` trials), or ``None``.
+        stopped: Why the study ended before its budget (its target reached, its best not
+            beaten in ``budget.plateau`` trials, or ``hpsearch stop``), or ``None``.
     """
 
     completed: int = 0
@@ -348,7 +374,9 @@ def run_worker(
     A trial this worker finishes after another process declared it stale is discarded with a
     log line. After :func:`request_stop` (a signal handler calls it) the running trial stops
     at its next epoch end; it, or a trial hit by KeyboardInterrupt, is failed and its params
-    queued again, and the loop returns with ``interrupted`` set.
+    queued again, and the loop returns with ``interrupted`` set. ``hpsearch stop`` stops it
+    likewise from anywhere (``stopped`` says so): before its next claim, or with ``--now``
+    at the running trials' next epoch end.
 
     Args:
         spec: The study file.
@@ -376,6 +404,7 @@ def run_worker(
     population = spec.population
     stale_check_at = 0.0
     finished: list[FrozenTrial] = []  # by this worker: a stop rule sees them at once
+    stop_now = _StopNow(study)
     while not (stop is not None and stop.is_set()):
         if time.monotonic() >= deadline:
             stats.timed_out = True
@@ -404,11 +433,16 @@ def run_worker(
             # Beat from right after the claim: a trial with no heartbeat is never found stale,
             # and constructing a Trial already runs the sampler (seconds for GP).
             with _heartbeat(storage, claimed):
-                outcomes = _run_population(study, claimed, spec, worker, base)
-        except (KeyboardInterrupt, TrialInterrupted):
+                outcomes = _run_population(study, claimed, spec, worker, base, stop_now)
+        except (KeyboardInterrupt, TrialInterrupted) as e:
+            asked = e.request if isinstance(e, TrialInterrupted) else None
+            why = f"stopped by {asked.command}" if asked else "interrupted"
             for trial_id in claimed:  # those still running; a finished one is left alone
-                _interrupt(study, storage, trial_id)
-            stats.interrupted = True
+                _interrupt(study, storage, trial_id, why)
+            if asked is not None:
+                stats.stopped = asked.reason  # asked for: an end, not an interruption
+            else:
+                stats.interrupted = True
             break
         except KeyError:  # a record gone: the study itself, or a bug
             check_not_deleted(study, "this worker")
@@ -473,6 +507,7 @@ def _run_population(
     spec: StudySpec,
     worker: str,
     base: Mapping[str, Any],
+    stop_now: _StopNow,
 ) -> list[Outcome]:
     """Runs claimed trials as one population (see
     :func:`hpsearch.training.trainer.train_population`) and records each one's outcome,
@@ -484,7 +519,8 @@ def _run_population(
         divergence is the point's fault, not an error).
 
     Raises:
-        TrialInterrupted: A stop was requested; the caller re-queues the running trials.
+        TrialInterrupted: A stop was requested (here, or with ``hpsearch stop --now``); the
+            caller re-queues the running trials.
     """
     outcomes: list[Outcome] = []
     members: list[_Member] = []
@@ -503,7 +539,7 @@ def _run_population(
     if not members:
         return outcomes
     try:
-        results = train_population([m.config for m in members], _reporter(spec, members))
+        results = train_population([m.config for m in members], _reporter(spec, members, stop_now))
     except (KeyboardInterrupt, StorageOutage):
         raise
     except Exception as e:  # the whole population failed (a device error, a bug)
@@ -511,8 +547,8 @@ def _run_population(
         if isinstance(e, KeyError) and not db.study_exists(study):
             raise  # not the trials' fault: the study was deleted (see run_worker)
         return outcomes + [_fail(study, m.trial, e, spec, worker) for m in members]
-    if _STOP.is_set() and any(r.outcome == "stopped" for r in results):
-        raise TrialInterrupted
+    if (_STOP.is_set() or stop_now.request) and any(r.outcome == "stopped" for r in results):
+        raise TrialInterrupted(None if _STOP.is_set() else stop_now.request)
     threads = _torch_threads()
     for m, result in zip(members, results, strict=True):
         trial_id = db.trial_id(m.trial)
@@ -608,11 +644,11 @@ def _tell(
         raise
 
 
-def _interrupt(study: optuna.Study, storage: BaseStorage, trial_id: int) -> None:
-    """Fails an interrupted trial and queues it again, so a resume runs it."""
+def _interrupt(study: optuna.Study, storage: BaseStorage, trial_id: int, why: str) -> None:
+    """Fails an interrupted trial (``why``) and queues it again, so a resume runs it."""
     for attempt in range(2):
         try:
-            requeue(study, trial_id, "interrupted")
+            requeue(study, trial_id, why)
             return
         except Exception as e:
             # A Ctrl-C inside a database call can leave this thread's session unusable:

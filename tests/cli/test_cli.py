@@ -130,6 +130,7 @@ def test_reading_commands_start_without_torch_or_plotly(tmp_path: Path) -> None:
         ["trials", str(path)],
         ["trial", str(path), "0"],
         ["schema"],
+        ["stop", str(path)],
         ["delete", str(path), "--yes"],
     ]
     for args in commands:

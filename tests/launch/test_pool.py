@@ -175,6 +175,32 @@ def test_sigkilled_worker_loses_no_trial(storage_url: str, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+def test_stop_now_ends_a_launch_and_loses_no_trial(tmp_path: Path) -> None:
+    # trials of 100,000 epochs cannot finish: the workers stop them at an epoch end
+    endless = {"epochs": 100_000, "batch_size": 16, "scheduler": "none", "optimizer": "adam"}
+    path = write_study(tmp_path, budget={"trials": 4}, fixed=endless)
+    url = f"sqlite:///{tmp_path / 'hp.db'}"
+    logs = str(tmp_path / "logs")
+    launcher = start("launch", str(path), "--no-progress", "--log-dir", logs, "--workers", "2")
+    wait_running(url, n=2, process=launcher)
+    asked = hpsearch("stop", str(path), "--now")
+    assert asked.returncode == 0, asked.stderr
+    assert "its running trials (2) stop at their next epoch end, queued again" in asked.stdout
+    out, err = launcher.communicate(timeout=240)
+    assert launcher.returncode == 0, err
+    assert out.startswith("0/4 trials finished")
+    assert "stopped early: `hpsearch stop --now` at " in err
+    assert "4 trials of the budget left: run the same command again to go on" in err
+    assert "every trial of this launch failed" not in err and "worker failure" not in err
+    trials = _trials(path, url)
+    stopped = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(stopped) == 2
+    assert {t.user_attrs["fail_reason"] for t in stopped} == {"stopped by `hpsearch stop --now`"}
+    assert sum(t.state == TrialState.WAITING for t in trials) == 4  # two of them copies
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
 def test_a_launch_its_timeout_ends_says_so_and_exits_0(tmp_path: Path) -> None:
     path = write_study(tmp_path, budget={"trials": 3}, fixed=GATED)
     gate = Gate(tmp_path)

@@ -145,23 +145,30 @@ def test_a_two_task_array_runs_the_exact_budget_and_never_shows_the_password(
     assert f"slurm       jobs {job}: 2 tasks, 0 pending, 0 running, 2 done" in status.stdout
 
 
-@_on_cluster
-def test_an_array_its_timeout_ends_says_so_and_exits_0(
-    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
-) -> None:
+def _held_array(tmp_path: Path, url: str, *flags: str) -> tuple[Path, Gate, subprocess.Popen[str]]:
+    """A followed launch on Slurm of a three-trial study (its file, gate and launcher), once
+    its first trial runs, held at an epoch end until the gate opens: it cannot finish first."""
     fixed = {"epochs": 2, "scheduler": "none", "optimizer": "adam"}
     path = write_study(tmp_path, budget={"trials": 3}, fixed=fixed)
     gate = Gate(tmp_path)  # the task's environment carries it: its trial is held
-    launch = ["launch", str(path), "--slurm", "--no-progress", "--timeout", "1"]
+    launch = ["launch", str(path), "--slurm", "--no-progress", *flags]
     proc = subprocess.Popen(
         [sys.executable, "-m", "hpsearch", *launch],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
-        env={**os.environ, **gate.env, "HPSEARCH_STORAGE": postgres_url},
+        env={**os.environ, **gate.env, "HPSEARCH_STORAGE": url},
     )
-    wait_running(postgres_url, process=proc)  # held: it cannot finish first
+    wait_running(url, process=proc)
+    return path, gate, proc
+
+
+@_on_cluster
+def test_an_array_its_timeout_ends_says_so_and_exits_0(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    _, gate, proc = _held_array(tmp_path, postgres_url, "--timeout", "1")
     time.sleep(1.5)  # past the timeout, counted from the task's start, before it claimed
     gate.open()
     out, err = proc.communicate(timeout=300)
@@ -170,6 +177,44 @@ def test_an_array_its_timeout_ends_says_so_and_exits_0(
     assert "the timeout stopped starting trials with 2 of the budget left; launch again" in err
     script = next((tmp_path / "hpsearch-logs" / "t").rglob("job-*.sh")).read_text()
     assert "--memory-share 0.8 --timeout 1 --name" in script  # each worker counts it
+
+
+@_on_cluster
+def test_hpsearch_stop_ends_an_array_after_its_running_trial(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    _, gate, proc = _held_array(tmp_path, postgres_url)
+    asked = hpsearch("stop", "t", "--storage", postgres_url)
+    assert asked.returncode == 0, asked.stderr
+    gate.open()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "1/3 trials finished" in out
+    assert re.search(
+        r"stopped early: `hpsearch stop` at .* UTC by \S+; 2 trials of the budget left: run "
+        r"the same command again to go on",
+        err,
+    )
+    assert "ended before the budget was reached" not in err
+
+
+@_on_cluster
+def test_hpsearch_stop_cancels_the_tasks_that_have_not_started(
+    slurm_cluster: SlurmCluster, postgres_url: str, tmp_path: Path
+) -> None:
+    job = _detached(
+        tmp_path, postgres_url, 2, 1, "--nodes", "2", "--slurm-option", "begin=now+3600"
+    )
+    assert slurm_cluster.run("squeue", "-h", "-r", "-j", job, "-o", "%T").stdout.split() == [
+        "PENDING",
+        "PENDING",
+    ]  # an hour before they may start
+    asked = hpsearch("stop", "t", "--storage", postgres_url)
+    assert asked.returncode == 0, asked.stderr
+    assert f"cancelled the pending tasks of Slurm job {job}\n" in asked.stdout
+    wait_for(lambda: _queue_empty(slurm_cluster, job), "the pending tasks leave the queue")
+    again = hpsearch("stop", "t", "--storage", postgres_url)  # nothing left to cancel
+    assert again.returncode == 0 and "cancelled" not in again.stdout, again.stderr
 
 
 @_on_cluster

@@ -26,6 +26,7 @@ from hpsearch.study import record
 from hpsearch.study.budget import finished_count
 from hpsearch.study.budget import retry_failed
 from hpsearch.study.lifecycle import open_spec_storage
+from hpsearch.study.lifecycle import plan
 from hpsearch.study.lifecycle import prepare
 from hpsearch.study.record import records
 from hpsearch.study.worker import fail_stale_trials
@@ -335,7 +336,6 @@ def test_ctrl_c_leaves_nothing_running_and_resume_completes(tmp_path: Path) -> N
     assert len(finished) == 6
 
 
-@pytest.mark.slow
 def _held_run(tmp_path: Path, *flags: str) -> tuple[Path, str, Gate, subprocess.Popen[str]]:
     """`hpsearch run` of a three-trial study (its file, storage URL, gate and process), once
     its first trial runs, held at an epoch end until the gate opens: it cannot finish first."""
@@ -346,6 +346,7 @@ def _held_run(tmp_path: Path, *flags: str) -> tuple[Path, str, Gate, subprocess.
     return path, url, gate, proc
 
 
+@pytest.mark.slow
 def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
     tmp_path: Path,
 ) -> None:
@@ -358,6 +359,46 @@ def test_a_timeout_on_the_command_line_stops_starting_trials_and_says_so(
     states = [t.state for t in open_study("t", url).get_trials()]
     assert states == [TrialState.COMPLETE, TrialState.WAITING, TrialState.WAITING]
     assert hpsearch("run", str(path), "--timeout", "0").returncode == 2  # must be > 0
+
+
+@pytest.mark.slow
+def test_hpsearch_stop_lets_the_running_trial_finish_and_run_goes_on_after(
+    tmp_path: Path,
+) -> None:
+    path, url, gate, proc = _held_run(tmp_path)  # its first trial cannot finish yet
+    asked = hpsearch("stop", str(path))
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.splitlines()[0] == (
+        "asked every worker of study 't' to stop: its running trials (1) finish first "
+        "(`--now`: stop them too)"
+    )
+    shown = hpsearch("status", "t", "--storage", url)
+    assert re.search(
+        r"^stopping    `hpsearch stop` at .* UTC by .*; running trials: 1;", shown.stdout, re.M
+    )
+    gate.open()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.startswith("done: 1 completed, 0 pruned, 0 failed in this run")
+    assert re.search(
+        r"stopped early: `hpsearch stop` at .* UTC by \S+; 2 trials of the budget left: run "
+        r"the same command again to go on",
+        err,
+    )
+    assert _states(open_study("t", url)) == ["C", "W", "W"]
+    joined = hpsearch("worker", str(path))  # joins later: stops at once
+    assert (
+        joined.returncode == 0
+        and "0 completed, 0 pruned, 0 failed; stopped early: `hpsearch stop` at " in joined.stdout
+    )
+    as_json = json.loads(hpsearch("status", str(path), "--json").stdout)
+    assert as_json["stop"]["now"] is False and as_json["stop"]["by"]
+    again = hpsearch("run", str(path), "--no-progress")  # starting it withdraws the request
+    assert again.returncode == 0 and again.stdout.startswith("done: 2 completed"), again.stderr
+    assert "stopping" not in hpsearch("status", str(path)).stdout
+    assert "stop" not in json.loads(hpsearch("status", str(path), "--json").stdout)
+    missing = hpsearch("stop", "nope", "--storage", url)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no study 'nope'")
 
 
 @pytest.mark.slow
@@ -708,6 +749,116 @@ def test_a_plateau_stops_the_study_when_no_trial_beats_the_best(tmp_path: Path) 
     wider = _widths_study(tmp_path, [8, 16, 8 + 1, 4, 32, 64], plateau=3)
     assert run_worker(wider, storage, worker="test").completed == 3
     assert budget.stop_reason(study, wider) is None  # 2 after the best: the budget ended it
+
+
+def test_a_stop_request_ends_every_worker_before_its_next_trial(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, trials=4)
+    storage, study, _ = prepare(spec)
+    asked: list[budget.StopRequest] = []
+    stats = run_worker(
+        spec, storage, worker="test", on_trial=lambda t: asked.append(budget.ask_to_stop(study))
+    )
+    assert stats.completed + stats.pruned == 1 and not stats.interrupted
+    assert _states(study)[1:] == ["W", "W", "W"]  # the rest stays queued
+    assert stats.stopped == asked[0].reason
+    assert re.fullmatch(
+        r"`hpsearch stop` at \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC by .+@.+", asked[0].reason
+    )
+    assert budget.stop_reason(study, spec) == stats.stopped  # what a launcher reads after
+    assert budget.stop_reason(study, spec, requests=False) is None
+    assert plan(spec).stopped is None  # starting it again withdraws the request
+    later = run_worker(spec, storage, worker="later")  # a worker that joins later
+    assert later.completed + later.pruned == 0 and later.stopped == stats.stopped
+    _, study, _ = prepare(spec)  # run, launch or create
+    assert budget.stop_request(study) is None
+    again = run_worker(spec, storage, worker="test")
+    assert again.completed + again.pruned == 3 and again.stopped is None
+
+
+def test_a_stop_request_written_by_hand_is_still_one(tmp_path: Path) -> None:
+    from hpsearch import storage as db
+
+    spec = _spec(tmp_path, trials=2)
+    storage, study, _ = prepare(spec)
+    db.set_study_system_attr(study, record.STOP_REQUEST, {"at": "soon", "now": "yes"})
+    request = budget.stop_request(study)
+    assert request is not None and not request.now  # only `true` stops running trials
+    assert request.reason == "`hpsearch stop` at 1970-01-01 00:00:00 UTC by ?"
+    assert run_worker(spec, storage, worker="test").stopped == request.reason
+    db.set_study_system_attr(study, record.STOP_REQUEST, "stop")  # not a request's shape
+    assert budget.stop_request(study) is None
+
+
+def test_stop_now_queues_the_running_trials_again_at_their_next_epoch_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Asked in the second epoch of the second population (two trials): both stop there, are
+    # failed as stopped and queued again; the worker ends as asked, not as interrupted.
+    import hpsearch.study.worker as study_module
+
+    monkeypatch.setattr(study_module, "STOP_POLL_S", 0.0)
+    real = study_module.train_population
+    epochs: list[int] = []  # the last epoch each population reached
+
+    def asked(configs: Any, on_epoch: Any = None) -> Any:
+        epochs.append(0)
+
+        def epoch(i: int, stats: Any) -> bool:
+            epochs[-1] = max(epochs[-1], stats.epoch)  # members of other depths train apart
+            if len(epochs) == 2 and stats.epoch == 2:
+                budget.ask_to_stop(study, now=True)
+            return bool(on_epoch(i, stats))
+
+        return real(configs, epoch)
+
+    monkeypatch.setattr(study_module, "train_population", asked)
+    spec = _spec(tmp_path, trials=6, population=2, fixed={"epochs": 5, "scheduler": "none"})
+    storage, study, _ = prepare(spec)
+    stats = run_worker(spec, storage, worker="test")
+    assert epochs == [5, 2] and stats.completed + stats.pruned == 2
+    assert not stats.interrupted and stats.stopped is not None
+    assert stats.stopped.startswith("`hpsearch stop --now` at ")
+    cut = study.get_trials()[2:4]
+    assert [t.state for t in cut] == [TrialState.FAIL] * 2
+    assert {t.user_attrs["fail_reason"] for t in cut} == {"stopped by `hpsearch stop --now`"}
+    assert [t.number for t in study.get_trials(states=(TrialState.RUNNING,))] == []
+    assert finished_count(study) == 2  # the stopped trials use no budget: queued again
+    monkeypatch.setattr(study_module, "train_population", real)
+    prepare(spec)
+    assert run_worker(spec, storage, worker="test").stopped is None
+    assert finished_count(study) == 6
+    again = {json.dumps(t.params, sort_keys=True) for t in study.get_trials()[6:]}
+    assert {json.dumps(t.params, sort_keys=True) for t in cut} <= again  # they ran again
+
+
+def test_stop_now_is_read_at_most_once_a_poll_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Read at the first epoch end and then not for an hour: a request made in the trial's
+    # second epoch lets it finish, and stops the worker before its next trial.
+    import hpsearch.study.worker as study_module
+
+    monkeypatch.setattr(study_module, "STOP_POLL_S", 3600.0)
+    real = study_module.train_population
+
+    def asked(configs: Any, on_epoch: Any = None) -> Any:
+        def epoch(i: int, stats: Any) -> bool:
+            if stats.epoch == 2:
+                budget.ask_to_stop(study, now=True)
+            return bool(on_epoch(i, stats))
+
+        return real(configs, epoch)
+
+    monkeypatch.setattr(study_module, "train_population", asked)
+    spec = _spec(tmp_path, trials=3, fixed={"epochs": 4, "scheduler": "none"})
+    storage, study, _ = prepare(spec)
+    reads: list[int] = []
+    read = budget.stop_request
+    monkeypatch.setattr(budget, "stop_request", lambda s: reads.append(1) or read(s))
+    stats = run_worker(spec, storage, worker="test")
+    assert _states(study)[1:] == ["W", "W"] and study.get_trials()[0].state in FINISHED
+    assert stats.stopped is not None and stats.stopped.startswith("`hpsearch stop --now`")
+    assert len(reads) == 3  # before the claim, at epoch 1, before the next claim
 
 
 def test_run_check_and_launch_say_that_a_study_stopped_early(tmp_path: Path) -> None:
