@@ -604,6 +604,8 @@ def check_lines(spec: StudySpec, plan: Plan) -> list[str]:
             stored += f"; a start takes {-plan.change} queued trials beyond the budget off"
         else:
             stored += f"; a start queues {plan.change or 'no'} more{first}"
+        if plan.request:
+            stored += f"; a start withdraws the stop request ({plan.request.reason})"
         if plan.stopped:
             stored += f"; it ends at once: {plan.stopped}"
     under = f" on top of {', then '.join(spec.bases)} (extends:)" if spec.bases else ""

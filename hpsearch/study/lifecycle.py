@@ -356,6 +356,7 @@ class Plan:
         left: How many ``start_with`` points it leaves out for want of room in the budget.
         stopped: Why its workers would start no trial: the stored study ends early already
             (:func:`hpsearch.study.budget.stop_reason`), or ``None``.
+        request: A ``hpsearch stop`` request that starting the study would withdraw.
     """
 
     counts: db.TrialCounts | None
@@ -363,6 +364,7 @@ class Plan:
     starts: int = 0
     left: int = 0
     stopped: str | None = None
+    request: budget.StopRequest | None = None
 
 
 def plan(spec: StudySpec) -> Plan:
@@ -392,12 +394,13 @@ def plan(spec: StudySpec) -> Plan:
     counts = db.trial_counts(study)
     room = spec.budget() - budget.used(counts)
     stopped = budget.stop_reason(study, spec, requests=False)  # starting withdraws one
+    request = budget.stop_request(study)
     if room < 0:  # at most what waits; none where the storage cannot take one off (a journal)
         change = -min(-room, _waiting(counts)) if db.can_unqueue(study) else 0
-        return Plan(counts, change, stopped=stopped)
+        return Plan(counts, change, stopped=stopped, request=request)
     missing, left = _missing(study, spec, room)
     starts = 0 if spec.is_finite else sum(1 for trial in missing if trial.params)
-    return Plan(counts, len(missing), starts, left, stopped)
+    return Plan(counts, len(missing), starts, left, stopped, request)
 
 
 def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
@@ -413,7 +416,8 @@ def prepare(spec: StudySpec) -> tuple[BaseStorage, optuna.Study, int]:
     storage = open_spec_storage(spec, create=True)
     study = create_study(spec, storage, sampler, pruner)
     if (request := budget.withdraw_stop(study)) is not None:
-        _log.info("withdrew the stop request of %s (%s)", spec.name, request.reason)
+        # said, not logged at info: whoever asked may not be whoever starts it again
+        _log.warning("study %s: withdrew the stop request (%s)", spec.name, request.reason)
     return storage, study, top_up(study, spec)
 
 

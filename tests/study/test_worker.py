@@ -393,8 +393,11 @@ def test_hpsearch_stop_lets_the_running_trial_finish_and_run_goes_on_after(
     )
     as_json = json.loads(hpsearch("status", str(path), "--json").stdout)
     assert as_json["stop"]["now"] is False and as_json["stop"]["by"]
+    checked = hpsearch("check", str(path), "--no-train")
+    assert "; a start withdraws the stop request (`hpsearch stop` at " in checked.stdout
     again = hpsearch("run", str(path), "--no-progress")  # starting it withdraws the request
     assert again.returncode == 0 and again.stdout.startswith("done: 2 completed"), again.stderr
+    assert "WARNING study t: withdrew the stop request (`hpsearch stop` at " in again.stderr
     assert "stopping" not in hpsearch("status", str(path)).stdout
     assert "stop" not in json.loads(hpsearch("status", str(path), "--json").stdout)
     missing = hpsearch("stop", "nope", "--storage", url)
@@ -767,6 +770,7 @@ def test_a_stop_request_ends_every_worker_before_its_next_trial(tmp_path: Path) 
     assert budget.stop_reason(study, spec) == stats.stopped  # what a launcher reads after
     assert budget.stop_reason(study, spec, requests=False) is None
     assert plan(spec).stopped is None  # starting it again withdraws the request
+    assert plan(spec).request == asked[0]  # which `check` names
     later = run_worker(spec, storage, worker="later")  # a worker that joins later
     assert later.completed + later.pruned == 0 and later.stopped == stats.stopped
     _, study, _ = prepare(spec)  # run, launch or create
