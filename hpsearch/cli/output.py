@@ -366,6 +366,8 @@ def status(info: dict[str, Any]) -> None:
             + (f"; running trials: {running}" if running else "")
             + "; run, launch or create the study to go on"
         )
+    if info.get("ended"):
+        click.echo(f"ended       {plain(info['ended'])}: {LOOSEN}")
     jobs = info.get("slurm")
     if jobs is not None:
         tasks = (
@@ -457,17 +459,16 @@ def launch_result(result: PoolResult, study: optuna.Study, study_file: str | Non
         sys.exit(FAILED_EXIT)
 
 
+LOOSEN = "loosen it in the study file to go on"
+
+
 def stopped_line(reason: str, left: int) -> str:
     """What a study that ended before its budget (``budget.target``, ``budget.plateau`` or
     ``hpsearch stop``) says."""
-    from hpsearch.study.budget import REQUESTED
+    from hpsearch.study.budget import asked
 
     queued = f"; {left} trials of the budget left" if left > 0 else ""
-    how = (
-        "run the same command again to go on"
-        if reason.startswith(REQUESTED)
-        else "loosen it in the study file to go on"
-    )
+    how = "run the same command again to go on" if asked(reason) else LOOSEN
     return f"stopped early: {reason}{queued}: {how}"
 
 

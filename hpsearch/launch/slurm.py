@@ -23,6 +23,7 @@ from collections.abc import Callable
 from collections.abc import Sequence
 import dataclasses
 from dataclasses import dataclass
+import logging
 import os
 from pathlib import Path
 import re
@@ -46,6 +47,8 @@ from hpsearch.study.budget import finished_count
 
 if TYPE_CHECKING:
     from hpsearch.spec.studyfile import StudySpec
+
+_log = logging.getLogger(__name__)
 
 JOB_ATTR_PREFIX = "hpsearch:slurm_job:"  # study system attribute per submitted job array
 JOBS_ATTR = "hpsearch:slurm_jobs"  # earlier layout: one list of every job (read, not written)
@@ -339,11 +342,17 @@ def cancel_pending(study: Any) -> list[str]:
     for job in recorded_jobs(study):
         job_id = str(job["job_id"])
         try:
-            if task_states([job_id]).get("PENDING", 0):
-                _run(["scancel", "--state=PENDING", job_id], f"scancel {job_id}")
-                cancelled.append(job_id)
+            pending = task_states([job_id]).get("PENDING", 0)
         except SlurmError:  # long finished: squeue no longer knows the job
             continue
+        if not pending:
+            continue
+        try:
+            _run(["scancel", "--state=PENDING", job_id], f"scancel {job_id}")
+        except SlurmError as e:  # another user's array: its tasks start and stop
+            _log.warning("%s", e)
+            continue
+        cancelled.append(job_id)
     return cancelled
 
 

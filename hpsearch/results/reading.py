@@ -387,8 +387,9 @@ def trial_record(study: optuna.Study, number: int) -> TrialRecord:
 
 def status(study: optuna.Study) -> dict[str, Any]:
     """Counts by state, the best trial, time spent and the trial rate: a few small queries,
-    however many trials the study has; a standing ``hpsearch stop`` request (``stop``); and,
-    for a study launched on Slurm, its job arrays (``slurm``: see
+    however many trials the study has; a standing ``hpsearch stop`` request (``stop``); why
+    its workers ended it before its budget by a rule of its file (``ended``, until it goes
+    on); and, for a study launched on Slurm, its job arrays (``slurm``: see
     :func:`hpsearch.launch.slurm.job_summary`)."""
     # Three reads at once, each on a connection of its own: at 100,000 trials each is a
     # pass over the study's rows that the database makes while the others wait on it.
@@ -420,9 +421,12 @@ def status(study: optuna.Study) -> dict[str, Any]:
         "trials_per_minute": 60.0 * finished / wall if wall > 0 else None,
         "train_seconds": seconds.result(),
     }
-    request = budget.stop_request(study)
+    attrs = db.study_system_attrs(study)
+    request = budget.request_in(attrs)
     if request is not None:
         info["stop"] = {**request.to_dict(), "reason": request.reason}
+    if (ended := budget.end_of(attrs, finished)) is not None:
+        info["ended"] = ended  # by budget.target or budget.plateau, and not gone on since
     jobs = job_summary(study)
     if jobs is not None:
         info["slurm"] = jobs

@@ -133,6 +133,12 @@ def retry_failed(study: optuna.Study) -> list[int]:
 REQUESTED = "`hpsearch stop"  # how a stop request's reason starts
 
 
+def asked(reason: str) -> bool:
+    """Whether a :func:`stop_reason` is a ``hpsearch stop`` request (not a study file's
+    rule, which only a changed file lifts)."""
+    return reason.startswith(REQUESTED)
+
+
 @dataclasses.dataclass(frozen=True)
 class StopRequest:
     """``hpsearch stop``'s request to every worker of a study: claim no more trials (with
@@ -183,11 +189,12 @@ def ask_to_stop(study: optuna.Study, now: bool = False) -> StopRequest:
 
 def stop_request(study: optuna.Study) -> StopRequest | None:
     """The stop request standing for ``study``, or ``None`` (one small query)."""
-    return _request_of(db.study_system_attrs(study))
+    return request_in(db.study_system_attrs(study))
 
 
-def _request_of(attrs: Mapping[str, Any]) -> StopRequest | None:
-    """The stop request in a study's system attributes, or ``None``."""
+def request_in(attrs: Mapping[str, Any]) -> StopRequest | None:
+    """The stop request in a study's system attributes (read once for several things), or
+    ``None``."""
     doc = attrs.get(record.STOP_REQUEST)
     if not isinstance(doc, dict):
         return None
@@ -199,12 +206,32 @@ def _request_of(attrs: Mapping[str, Any]) -> StopRequest | None:
 
 
 def withdraw_stop(study: optuna.Study) -> StopRequest | None:
-    """Withdraws the stop request standing for ``study``; returns it (``None``: there was
-    none, and nothing is written)."""
-    request = stop_request(study)
-    if request is not None:
-        db.set_study_system_attr(study, record.STOP_REQUEST, None)
+    """Withdraws the stop request standing for ``study``, and forgets why its workers last
+    ended by a rule (:func:`record_end`): the study starts again. Returns the request
+    (``None``: there was none)."""
+    attrs = db.study_system_attrs(study)
+    request = request_in(attrs)
+    for key in (record.STOP_REQUEST, record.ENDED):
+        if attrs.get(key) is not None:
+            db.set_study_system_attr(study, key, None)
     return request
+
+
+def record_end(study: optuna.Study, reason: str, finished: int) -> None:
+    """Remembers why a worker ended the study by a rule of its file (``budget.target``,
+    ``budget.plateau``) with ``finished`` trials of its budget finished: ``status``, which
+    reads no study file, names it (:func:`end_of`)."""
+    db.set_study_system_attr(study, record.ENDED, {"reason": reason, "finished": finished})
+
+
+def end_of(attrs: Mapping[str, Any], finished: int) -> str | None:
+    """Why the study's workers last ended it by a rule, from its system attributes, while
+    it holds: ``None`` once more trials than then have finished (it went on) or if none
+    did."""
+    doc = attrs.get(record.ENDED)
+    if not isinstance(doc, dict) or doc.get("finished") != finished:
+        return None
+    return str(doc.get("reason"))
 
 
 def stop_reason(

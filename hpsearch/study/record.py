@@ -83,6 +83,7 @@ STUDY_SUMMARY = "hpsearch"
 DEFINITION = "hpsearch:definition"  # system attribute: what gives the trials' values meaning
 DATA = "hpsearch:data"  # system attribute: a user's data files' fingerprint (size, SHA-256)
 STOP_REQUEST = "hpsearch:stop"  # system attribute: `hpsearch stop` asked its workers to stop
+ENDED = "hpsearch:ended"  # system attribute: why its workers last stopped by a budget rule
 MAX_TRACEBACK = 20_000  # characters kept of a failed trial's traceback
 MAX_REASON = 2_000  # characters kept of a failed trial's reason
 

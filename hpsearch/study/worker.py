@@ -415,7 +415,10 @@ def run_worker(
         why = budget.stop_reason(study, spec, finished)
         if why:
             # the last trial of the budget may reach the target: then nothing ended early
-            stats.stopped = why if budget.finished_count(study) < spec.budget() else None
+            done = budget.finished_count(study)
+            stats.stopped = why if done < spec.budget() else None
+            if stats.stopped and not budget.asked(why):  # a request is shown as it stands
+                budget.record_end(study, why, done)
             break
         if time.monotonic() >= stale_check_at:
             fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here

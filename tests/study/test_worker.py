@@ -18,6 +18,7 @@ import pytest
 from hpsearch.errors import ConfigError
 from hpsearch.errors import StorageError
 from hpsearch.results.reading import open_study
+from hpsearch.results.reading import status
 from hpsearch.spec.studyfile import load_spec
 from hpsearch.spec.studyfile import parse_study
 from hpsearch.spec.studyfile import StudySpec
@@ -723,12 +724,16 @@ def test_a_reached_target_stops_the_study_before_its_budget(tmp_path: Path) -> N
     assert _states(study) == ["C", "C", "W", "W", "W"]  # the rest stays queued
     assert stats.stopped == "trial 1 reached budget.target (1210 <= 1210)"
     assert budget.stop_reason(study, spec) == stats.stopped  # what a launcher reads after
+    assert status(study)["ended"] == stats.stopped  # read without the study file
     again = run_worker(spec, storage, worker="test")  # a resume starts nothing
     assert again.completed == 0 and again.stopped == stats.stopped
     # the file's target loosened: the queued trials run, up to the new target
     lower = _widths_study(tmp_path, [32, 16, 64, 4, 8], target=500)
-    assert run_worker(lower, storage, worker="test").completed == 2
+    ended = run_worker(lower, storage, worker="test")
+    assert ended.completed == 2 and status(study)["ended"] == ended.stopped
     assert _states(study) == ["C", "C", "C", "C", "W"]  # width 4: 310 params
+    prepare(lower)  # started again: what ended it is forgotten until it ends again
+    assert "ended" not in status(study)
 
 
 def test_a_target_of_a_maximized_objective_is_reached_from_below(tmp_path: Path) -> None:
@@ -749,9 +754,11 @@ def test_a_plateau_stops_the_study_when_no_trial_beats_the_best(tmp_path: Path) 
         "2 trials after the best (trial 0, 610) finished without beating it (budget.plateau 2)"
     )
     # a larger plateau goes on: trial 3 (4 units) beats the best, then 4 and 5 do not
+    assert status(study)["ended"] == stats.stopped
     wider = _widths_study(tmp_path, [8, 16, 8 + 1, 4, 32, 64], plateau=3)
     assert run_worker(wider, storage, worker="test").completed == 3
     assert budget.stop_reason(study, wider) is None  # 2 after the best: the budget ended it
+    assert "ended" not in status(study)  # trials finished since: it went on
 
 
 def test_a_stop_request_ends_every_worker_before_its_next_trial(tmp_path: Path) -> None:
@@ -874,6 +881,8 @@ def test_run_check_and_launch_say_that_a_study_stopped_early(tmp_path: Path) -> 
     assert f"stopped early: {reason}; 2 trials of the budget left: loosen it" in proc.stderr
     checked = hpsearch("check", str(path), "--no-train")
     assert checked.returncode == 0 and f"; it ends at once: {reason}" in checked.stdout
+    shown = hpsearch("status", "t", "--storage", f"sqlite:///{tmp_path / 'hp.db'}")
+    assert f"\nended       {reason}: loosen it in the study file to go on\n" in shown.stdout
     assert "budget 4 trials, target 1210, population 1" in checked.stdout
     launched = hpsearch("launch", str(path), "--workers", "2", "--no-progress")
     assert launched.returncode == 0, launched.stderr
