@@ -226,8 +226,8 @@ def record_end(study: optuna.Study, reason: str, finished: int) -> None:
 
 def end_of(attrs: Mapping[str, Any], finished: int) -> str | None:
     """Why the study's workers last ended it by a rule, from its system attributes, while
-    it holds: ``None`` once more trials than then have finished (it went on) or if none
-    did."""
+    that holds: ``None`` if no rule ended it, or once more trials have finished than had
+    then (it went on)."""
     doc = attrs.get(record.ENDED)
     if not isinstance(doc, dict) or doc.get("finished") != finished:
         return None
