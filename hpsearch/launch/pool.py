@@ -321,8 +321,14 @@ class Pool:
             self.failures(),
             self._all_failed(),
             timed_out(self.spec.timeout, started),
-            stop_reason(self.study, self.spec),
+            self._stop_reason(),
         )
+
+    def _stop_reason(self) -> str | None:
+        try:
+            return stop_reason(self.study, self.spec)
+        except KeyError:  # the study deleted: the launch says so (check_not_deleted)
+            return None
 
     def _all_failed(self) -> bool:
         now, before = _kept(db.trial_counts(self.study)), self._before

@@ -412,7 +412,11 @@ def run_worker(
         if _STOP.is_set():
             stats.interrupted = True
             break
-        why = budget.stop_reason(study, spec, finished)
+        try:
+            why = budget.stop_reason(study, spec, finished)  # reads the study's attributes
+        except KeyError:  # the study deleted meanwhile (hpsearch delete)
+            check_not_deleted(study, "this worker")
+            raise
         if why:
             # the last trial of the budget may reach the target: then nothing ended early
             done = budget.finished_count(study)
