@@ -22,7 +22,6 @@ from hpsearch.launch.pool import WorkerSlot
 from hpsearch.launch.standby import Main
 from hpsearch.spec.config import make_config
 from hpsearch.spec.studyfile import StudySpec
-from hpsearch.study.lifecycle import check_not_deleted
 from hpsearch.study.lifecycle import fit_task
 from hpsearch.study.lifecycle import preflight
 from hpsearch.study.lifecycle import prepare
@@ -141,9 +140,7 @@ def launch_local(
         )
         if options.dashboard_port is not None:
             dashboard = start_dashboard(spec, options.dashboard_port)
-        result = pool.run(on_tick=on_tick)
-        check_not_deleted(study, "the launch")  # its workers stopped, each saying so
-        return result
+        return pool.run(on_tick=on_tick)
     finally:
         if standby is not None:
             standby.close()  # those never let go (the launch stopped before its pool)

@@ -44,9 +44,11 @@ from hpsearch.launch.worker import LAUNCHER_ENV
 from hpsearch.launch.worker import THREADS_ENV
 from hpsearch.spec.studyfile import StudySpec
 from hpsearch.study import record
+from hpsearch.study.budget import failed
 from hpsearch.study.budget import finished_count
 from hpsearch.study.budget import requeue
 from hpsearch.study.budget import stop_reason
+from hpsearch.study.lifecycle import check_not_deleted
 from hpsearch.study.worker import fail_stale_trials
 from hpsearch.study.worker import MAX_SAME_FAILURES
 
@@ -282,6 +284,10 @@ class Pool:
 
         A worker's exit is seen within :data:`CHECK_S`; stale trials are checked and
         ``on_tick`` called every ``poll_s``.
+
+        Raises:
+            StorageError: The study was deleted while the pool ran it (its workers stopped,
+                each saying so).
         """
         old = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
         interrupted, started = False, time.monotonic()
@@ -314,6 +320,7 @@ class Pool:
             for worker in self.workers:
                 if worker.handle is not None:
                     worker.handle.close()
+        check_not_deleted(self.study, "the launch")  # before what follows reads it
         return PoolResult(
             self.spec.budget(),
             self.finished(),
@@ -321,14 +328,8 @@ class Pool:
             self.failures(),
             self._all_failed(),
             timed_out(self.spec.timeout, started),
-            self._stop_reason(),
+            stop_reason(self.study, self.spec),
         )
-
-    def _stop_reason(self) -> str | None:
-        try:
-            return stop_reason(self.study, self.spec)
-        except KeyError:  # the study deleted: the launch says so (check_not_deleted)
-            return None
 
     def _all_failed(self) -> bool:
         now, before = _kept(db.trial_counts(self.study)), self._before
@@ -419,7 +420,7 @@ def _kept(counts: db.TrialCounts) -> dict[str, int]:
     return {
         "COMPLETE": states.get("COMPLETE", 0),
         "PRUNED": states.get("PRUNED", 0),
-        "FAIL": states.get("FAIL", 0) - counts.retried_failed,
+        "FAIL": failed(counts),
     }
 
 

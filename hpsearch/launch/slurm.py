@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from collections.abc import Mapping
 from collections.abc import Sequence
 import dataclasses
 from dataclasses import dataclass
@@ -375,16 +376,22 @@ def record_job(study: Any, job_id: str, tasks: int) -> None:
 
 def recorded_jobs(study: Any) -> list[dict[str, Any]]:
     """The arrays submitted for a study, oldest first."""
-    attrs = db.study_system_attrs(study)
+    return jobs_in(db.study_system_attrs(study))
+
+
+def jobs_in(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The arrays recorded in a study's system attributes (read once for several things),
+    oldest first."""
     jobs = list(attrs.get(JOBS_ATTR) or [])  # the one-list layout of earlier launches
     jobs += [v for k, v in attrs.items() if k.startswith(JOB_ATTR_PREFIX)]
     return sorted(jobs, key=lambda j: float(j.get("submitted", 0)))
 
 
-def job_summary(study: Any) -> dict[str, Any] | None:
-    """A study's Slurm jobs and how many of their tasks are pending, running and done
-    (``None`` if it was never launched on Slurm; states ``None`` if squeue cannot say)."""
-    jobs = recorded_jobs(study)
+def job_summary(attrs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A study's Slurm jobs, from its system attributes, and how many of their tasks are
+    pending, running and done (``None`` if it was never launched on Slurm; states ``None``
+    if squeue cannot say)."""
+    jobs = jobs_in(attrs)
     if not jobs:
         return None
     ids = [str(j["job_id"]) for j in jobs]

@@ -427,7 +427,7 @@ def status(study: optuna.Study) -> dict[str, Any]:
         info["stop"] = {**request.to_dict(), "reason": request.reason}
     if (ended := budget.end_of(attrs, finished)) is not None:
         info["ended"] = ended  # by budget.target or budget.plateau, and not gone on since
-    jobs = job_summary(study)
+    jobs = job_summary(attrs)  # the attributes read once
     if jobs is not None:
         info["slurm"] = jobs
     return info

@@ -64,6 +64,11 @@ def finished(counts: TrialCounts) -> int:
     return _sum(counts, FINISHED) - counts.retried_failed
 
 
+def failed(counts: TrialCounts) -> int:
+    """Budget trials that failed: FAIL, less those queued again (a retry took their place)."""
+    return counts.states.get(TrialState.FAIL.name, 0) - counts.retried_failed
+
+
 def started(counts: TrialCounts) -> int:
     """Trials that are not WAITING (retried or not: a seeded sampler moves on past them)."""
     return _sum(counts, STARTED)

@@ -412,25 +412,15 @@ def run_worker(
         if _STOP.is_set():
             stats.interrupted = True
             break
-        try:
-            why = budget.stop_reason(study, spec, finished)  # reads the study's attributes
-        except KeyError:  # the study deleted meanwhile (hpsearch delete)
-            check_not_deleted(study, "this worker")
-            raise
-        if why:
-            # the last trial of the budget may reach the target: then nothing ended early
-            done = budget.finished_count(study)
-            stats.stopped = why if done < spec.budget() else None
-            if stats.stopped and not budget.asked(why):  # a request is shown as it stands
-                budget.record_end(study, why, done)
-            break
-        if time.monotonic() >= stale_check_at:
-            fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
-            # A trial goes stale only after a grace period of missed beats: checking more
-            # often than once a heartbeat interval (a query each) finds none sooner.
-            stale_check_at = time.monotonic() + db.heartbeat_interval(study)
         claimed: list[int] = []
-        try:
+        try:  # each read may find the study deleted (KeyError, below)
+            if _ends(study, spec, finished, stats):
+                break
+            if time.monotonic() >= stale_check_at:
+                fail_stale_trials(study)  # a dead worker's trial is failed and re-queued here
+                # A trial goes stale only after a grace period of missed beats: checking more
+                # often than once a heartbeat interval (a query each) finds none sooner.
+                stale_check_at = time.monotonic() + db.heartbeat_interval(study)
             claimed = _claim(study, population, worker)
             if not claimed:
                 if not db.may_go_stale(study):
@@ -481,6 +471,23 @@ def run_worker(
         if stats.broken:
             break
     return stats
+
+
+def _ends(
+    study: optuna.Study, spec: StudySpec, finished: list[FrozenTrial], stats: WorkerStats
+) -> bool:
+    """Whether the study ends before this worker's next claim (see
+    :func:`hpsearch.study.budget.stop_reason`); sets ``stats.stopped``, and records why a
+    rule of the file ended it, for ``status``."""
+    why = budget.stop_reason(study, spec, finished)
+    if not why:
+        return False
+    # the last trial of the budget may reach the target: then nothing ended early
+    done = budget.finished_count(study)
+    stats.stopped = why if done < spec.budget() else None
+    if stats.stopped and not budget.asked(why):  # a request is shown as it stands
+        budget.record_end(study, why, done)
+    return True
 
 
 def _claim(study: optuna.Study, population: int, worker: str) -> list[int]:
